@@ -1,0 +1,87 @@
+import { z } from 'zod';
+
+/**
+ * The profile format (DESIGN.md §4, a contract). Keys are snake_case in YAML/JSON; every object
+ * is strict, so a misspelt key is an error that names its path.
+ */
+const jsonPath = z.string().min(1).describe('a JSONPath (RFC 9535) expression');
+const cssSelector = z.strictObject({ css: z.string().min(1), attr: z.string().min(1).default('src') });
+const selector = z.union([jsonPath, cssSelector]);
+
+export const extractSchema = z.strictObject({
+  fields: z.record(z.string().regex(/^[a-z_][a-z0-9_]*$/, 'field names are [a-z_][a-z0-9_]*'), selector).default({}),
+  media: z.array(selector).default([]),
+  ids: z.array(selector).default([]),
+});
+
+export const captureSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9_-]+$/, 'capture names are [a-z0-9_-]+'),
+  url: z.string().min(1),
+  type: z.enum(['json', 'html', 'binary']).default('json'),
+  render: z.enum(['http', 'browser']).default('http'),
+  /** When to fetch: always, or only when the primary capture was archived. */
+  if: z.enum(['always', 'archived']).optional(),
+  extract: extractSchema.optional(),
+  headers: z.record(z.string(), z.string()).default({}),
+});
+
+const statusList = z.array(z.number().int().min(100).max(599));
+
+export const profileSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9-]+$/, 'profile names are [a-z0-9-]+'),
+  description: z.string().optional(),
+  base_url: z.url().optional(),
+  ids: z
+    .strictObject({
+      codec: z
+        .union([z.enum(['integer', 'base36', 'hex']), z.strictObject({ padded: z.number().int().min(1).max(16) })])
+        .default('integer'),
+      discover: z.strictObject({ url: z.string().min(1), json: jsonPath }).optional(),
+    })
+    .default({ codec: 'integer' }),
+  captures: z.array(captureSchema).min(1, 'a profile needs at least one capture'),
+  extract: extractSchema.default({ fields: {}, media: [], ids: [] }),
+  status: z
+    .strictObject({
+      archived: statusList.default([200]),
+      missing: statusList.default([404]),
+      gone: statusList.default([410]),
+      restricted: statusList.default([401, 403, 451]),
+      /** Bodies (trimmed) of a primary 2xx response that mean "missing", e.g. `null` for Hacker News. */
+      missing_body: z.array(z.string()).default([]),
+    })
+    .default({ archived: [200], missing: [404], gone: [410], restricted: [401, 403, 451], missing_body: [] }),
+  politeness: z
+    .strictObject({
+      concurrency: z.number().int().min(1).max(1024).default(32),
+      per_host_concurrency: z.number().int().min(1).max(1024).default(16),
+      /** Requests per second per host (token bucket refill rate). */
+      rate: z.number().positive().default(200),
+      robots: z.enum(['obey', 'ignore']).default('obey'),
+      max_attempts: z.number().int().min(1).max(100).default(8),
+      timeout_ms: z.number().int().min(100).default(30_000),
+      connect_timeout_ms: z.number().int().min(100).default(10_000),
+      idle_timeout_ms: z.number().int().min(100).default(30_000),
+      max_body_bytes: z.number().int().min(1024).default(1024 ** 3),
+      max_extract_bytes: z.number().int().min(1024).default(16 * 1024 ** 2),
+      max_redirects: z.number().int().min(0).max(20).default(5),
+      /** Upper bound on one fetch from connect to the last body byte (a body trickling under the idle timeout). */
+      total_timeout_ms: z.number().int().min(100).default(600_000),
+      /** How long a host may refuse connections before retries start to count (an outage is waited out). */
+      max_outage_ms: z.number().int().min(0).default(300_000),
+    })
+    .prefault({}),
+  media: z
+    .strictObject({
+      fetch: z.boolean().default(true),
+      max_per_post: z.number().int().min(0).default(100),
+    })
+    .prefault({}),
+  scope: z.strictObject({ hosts: z.array(z.string().min(1)).optional() }).prefault({}),
+});
+
+export type ProfileInput = z.input<typeof profileSchema>;
+export type ProfileData = z.output<typeof profileSchema>;
+export type ExtractData = z.output<typeof extractSchema>;
+export type CaptureData = z.output<typeof captureSchema>;
+export type Selector = z.output<typeof selector>;

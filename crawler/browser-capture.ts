@@ -1,0 +1,392 @@
+import { createHash } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { BrowserContext, CDPSession, Page } from 'playwright-core';
+import { RetryableFetchError, ScopeError, errorMessage } from '../config/errors.js';
+import { sha1Label, type Capture } from '../storage/capture.js';
+
+/**
+ * Browser capture (issue 5): load one page in Chromium and record every network response it
+ * makes as a neutral `Capture`, for the same WARC writer as HTTP captures.
+ *
+ * How: a CDP session on the page with the **Fetch domain at both stages**.
+ * - Request stage: every request is checked by `allowRequest` (scope guard, robots) before it
+ *   leaves; a refused one is failed with `BlockedByClient` and never reaches the network.
+ * - Response stage: status, headers and `Fetch.getResponseBody` (the whole body), then the
+ *   response is let through to the page.
+ * The Network domain runs alongside for what Fetch does not say: the request headers as sent
+ * (`requestWillBeSentExtraInfo`), the raw response head (`responseReceivedExtraInfo.headersText`),
+ * the remote address, and which requests are still in flight (for "network idle").
+ *
+ * What differs from an HTTP capture (also in the README):
+ * - Bodies are the **decoded** bytes: Chromium undoes Content-Encoding before CDP sees the body.
+ *   So `Content-Encoding` is renamed `X-Lifeboat-Orig-Content-Encoding` and a `Content-Length`
+ *   that no longer matches is renamed `X-Lifeboat-Orig-Content-Length` with the real length
+ *   added. Chunked framing is removed as in HTTP capture (`X-Lifeboat-Orig-Transfer-Encoding`).
+ *   Payload digests of compressed responses therefore differ from an HTTP capture of the same
+ *   URL (no revisit across the two); uncompressed media digests are identical.
+ * - The request head is **reconstructed**: the request line from method and URL, the headers as
+ *   Chromium reports it sent them (names, values and order of the ExtraInfo event), HTTP/1.1.
+ * - The HTTP cache is disabled for capture pages, so every page records all it loads (the
+ *   requests carry `Cache-Control: no-cache` / `Pragma: no-cache`); repeats become revisits.
+ * - Responses Chromium does not fetch over the network (data:, blob:, WebSocket frames) are not
+ *   recorded; WebSockets and service workers are not supported (service workers are blocked).
+ * - Bodies are held in memory (CDP returns them whole); `maxBodyBytes` cuts and marks them
+ *   `WARC-Truncated: length`.
+ */
+export interface PageCaptureOptions {
+  url: string;
+  /** Resolves undefined when the request may go out, or the reason it may not. */
+  allowRequest: (url: string) => Promise<string | undefined>;
+  /** Network quiet this long counts as idle. Default 500 ms. */
+  idleMs?: number;
+  /** Upper bound on the wait for idle after `load`. Default 10 s. */
+  idleMaxMs?: number;
+  /** Upper bound on navigation (until `load`). The pool's page timeout also applies. */
+  navigationTimeoutMs: number;
+  maxBodyBytes: number;
+  screenshot?: boolean;
+  /** Runs once the page is ready to navigate (e.g. to take a politeness token). */
+  beforeNavigate?: () => Promise<void>;
+}
+
+export interface BrowserCaptureResult {
+  /** Every recorded response, in the order they completed. */
+  captures: Capture[];
+  /** The main document's final response (after redirects), when it was recorded. */
+  document: Capture | undefined;
+  status: number;
+  finalUrl: string;
+  /** `document.body.innerText` once the page went quiet. */
+  renderedText: string;
+  /** The rendered DOM serialised (`page.content()`), for CSS extraction. */
+  html: string;
+  screenshot?: Buffer;
+  /** Requests refused before they left, with the reason. */
+  blocked: { url: string; reason: string }[];
+  /** True when the network was still busy at `idleMaxMs`. */
+  idleTimedOut: boolean;
+}
+
+interface Paused {
+  requestId: string;
+  networkId?: string;
+  resourceType: string;
+  request: { url: string; method: string; headers: Record<string, string>; postData?: string };
+  responseStatusCode?: number;
+  responseStatusText?: string;
+  responseHeaders?: { name: string; value: string }[];
+  responseErrorReason?: string;
+}
+
+interface Pending {
+  paused: Paused;
+  /** Which hop of its network request (0, then 1.. after redirects): indexes the ExtraInfo lists. */
+  hop: number;
+  body: Buffer;
+  truncated: boolean;
+  fetchedAt: Date;
+  requestHeaders: Record<string, string> | undefined;
+  headersText: string | undefined;
+  remoteAddress: string | undefined;
+}
+
+const sha1 = (...parts: Buffer[]): string => {
+  const h = createHash('sha1');
+  for (const p of parts) h.update(p);
+  return sha1Label(h.digest());
+};
+
+/** Records one page's network traffic through a CDP session. */
+class CdpRecorder {
+  readonly #cdp: CDPSession;
+  readonly #opts: PageCaptureOptions;
+  readonly #pending: Pending[] = [];
+  readonly #inFlight = new Set<string>();
+  readonly #startedAt = new Map<string, Date>();
+  /** networkId → request headers as sent, one per hop (redirects add hops). */
+  readonly #requestExtra = new Map<string, Record<string, string>[]>();
+  readonly #responseExtra = new Map<string, (string | undefined)[]>();
+  readonly #remote = new Map<string, string>();
+  readonly #work = new Set<Promise<void>>();
+  readonly blocked: { url: string; reason: string }[] = [];
+  #lastActivity = Date.now();
+  #stopped = false;
+
+  constructor(cdp: CDPSession, opts: PageCaptureOptions) {
+    this.#cdp = cdp;
+    this.#opts = opts;
+  }
+
+  static async attach(context: BrowserContext, page: Page, opts: PageCaptureOptions): Promise<CdpRecorder> {
+    const cdp = await context.newCDPSession(page);
+    const r = new CdpRecorder(cdp, opts);
+    const touch = (): void => {
+      r.#lastActivity = Date.now();
+    };
+    cdp.on('Network.requestWillBeSent', (e) => {
+      r.#inFlight.add(e.requestId);
+      if (e.redirectResponse?.remoteIPAddress) r.#remote.set(e.requestId, e.redirectResponse.remoteIPAddress);
+      touch();
+    });
+    cdp.on('Network.requestWillBeSentExtraInfo', (e) => {
+      const list = r.#requestExtra.get(e.requestId) ?? [];
+      list.push(e.headers as Record<string, string>);
+      r.#requestExtra.set(e.requestId, list);
+    });
+    cdp.on('Network.responseReceivedExtraInfo', (e) => {
+      const list = r.#responseExtra.get(e.requestId) ?? [];
+      list.push(e.headersText);
+      r.#responseExtra.set(e.requestId, list);
+    });
+    cdp.on('Network.responseReceived', (e) => {
+      if (e.response.remoteIPAddress) r.#remote.set(e.requestId, e.response.remoteIPAddress);
+      touch();
+    });
+    cdp.on('Network.loadingFinished', (e) => {
+      r.#inFlight.delete(e.requestId);
+      touch();
+    });
+    cdp.on('Network.loadingFailed', (e) => {
+      r.#inFlight.delete(e.requestId);
+      touch();
+    });
+    cdp.on('Fetch.requestPaused', (e) => r.#track(r.#onPaused(e as Paused)));
+    await cdp.send('Network.enable', { maxTotalBufferSize: 0, maxResourceBufferSize: 0 });
+    await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+    await cdp.send('Fetch.enable', {
+      patterns: [
+        { urlPattern: '*', requestStage: 'Request' },
+        { urlPattern: '*', requestStage: 'Response' },
+      ],
+    });
+    return r;
+  }
+
+  #track(p: Promise<void>): void {
+    const tracked = p.catch(() => undefined).finally(() => {
+      this.#work.delete(tracked);
+      this.#lastActivity = Date.now();
+    });
+    this.#work.add(tracked);
+  }
+
+  async #onPaused(e: Paused): Promise<void> {
+    const cdp = this.#cdp;
+    if (this.#stopped) return;
+    if (e.responseStatusCode === undefined && e.responseErrorReason === undefined) {
+      const reason = await this.#opts.allowRequest(e.request.url).catch((err: unknown) => errorMessage(err));
+      if (reason !== undefined) {
+        this.blocked.push({ url: e.request.url, reason });
+        await cdp.send('Fetch.failRequest', { requestId: e.requestId, errorReason: 'BlockedByClient' });
+        return;
+      }
+      this.#startedAt.set(e.requestId, new Date());
+      await cdp.send('Fetch.continueRequest', { requestId: e.requestId });
+      return;
+    }
+    if (e.responseErrorReason !== undefined) {
+      await cdp.send('Fetch.continueRequest', { requestId: e.requestId });
+      return;
+    }
+    const status = e.responseStatusCode!;
+    let body = Buffer.alloc(0);
+    if (status < 300 || status >= 400 || status === 304) {
+      try {
+        const got = (await cdp.send('Fetch.getResponseBody', { requestId: e.requestId })) as { body: string; base64Encoded: boolean };
+        body = Buffer.from(got.body, got.base64Encoded ? 'base64' : 'utf8');
+      } catch {
+        // No body to give (e.g. a redirect, HEAD, 204): record the head alone.
+      }
+    }
+    const truncated = body.length > this.#opts.maxBodyBytes;
+    if (truncated) body = body.subarray(0, this.#opts.maxBodyBytes);
+    const id = e.networkId;
+    const hop = id === undefined ? 0 : this.#pending.filter((p) => p.paused.networkId === id).length;
+    this.#pending.push({
+      paused: e,
+      hop,
+      body,
+      truncated,
+      fetchedAt: this.#startedAt.get(e.requestId) ?? new Date(),
+      // Filled in `captures()`: the ExtraInfo events may arrive after this pause.
+      requestHeaders: undefined,
+      headersText: undefined,
+      remoteAddress: undefined,
+    });
+    await cdp.send('Fetch.continueRequest', { requestId: e.requestId });
+  }
+
+  /** Resolves when nothing was in flight for `idleMs`, or false at `maxMs`. */
+  async waitForIdle(idleMs: number, maxMs: number): Promise<boolean> {
+    const deadline = Date.now() + maxMs;
+    for (;;) {
+      const quiet = this.#inFlight.size === 0 && this.#work.size === 0;
+      const now = Date.now();
+      if (quiet && now - this.#lastActivity >= idleMs) return true;
+      if (now >= deadline) return false;
+      await new Promise((r) => setTimeout(r, Math.min(100, Math.max(10, idleMs / 5))));
+    }
+  }
+
+  /** Stops recording; requests still paused are let go by the page's close. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await Promise.race([Promise.all(this.#work), new Promise((r) => setTimeout(r, 2000))]);
+    await this.#cdp.send('Fetch.disable').catch(() => undefined);
+    await this.#cdp.detach().catch(() => undefined);
+  }
+
+  captures(): Capture[] {
+    return this.#pending.map((p) => {
+      const id = p.paused.networkId;
+      const reqHeaders = id !== undefined ? this.#requestExtra.get(id)?.[p.hop] : undefined;
+      const headersText = id !== undefined ? this.#responseExtra.get(id)?.[p.hop] : undefined;
+      const remote = id !== undefined ? this.#remote.get(id) : undefined;
+      return toCapture({ ...p, requestHeaders: reqHeaders, headersText, remoteAddress: remote });
+    });
+  }
+}
+
+/** `HTTP/1.1 ...` head lines from CDP, adjusted to the decoded body (see the module comment). */
+export function responseHeadFor(p: { status: number; statusText?: string; headersText?: string; headers?: { name: string; value: string }[] }, bodyLength: number): Buffer {
+  let statusLine: string;
+  let fields: [string, string][];
+  if (p.headersText && new RegExp(`^HTTP/1\\.[01] ${p.status}\\b`).test(p.headersText)) {
+    const lines = p.headersText.replace(/\r\n\r\n$/, '').split('\r\n');
+    statusLine = lines[0]!;
+    fields = lines.slice(1).filter(Boolean).map((line) => {
+      const i = line.indexOf(':');
+      return [line.slice(0, i), line.slice(i + 1).trim()];
+    });
+  } else {
+    statusLine = `HTTP/1.1 ${p.status} ${p.statusText || STATUS_CODES[p.status] || ''}`;
+    fields = (p.headers ?? []).map((h) => [h.name, h.value]);
+  }
+  const encoded = fields.some(([n, v]) => n.toLowerCase() === 'content-encoding' && v.trim().toLowerCase() !== 'identity');
+  let out = `${statusLine}\r\n`;
+  let needLength = encoded;
+  for (const [name, value] of fields) {
+    const lower = name.toLowerCase();
+    if (lower === 'content-encoding' && encoded) out += `X-Lifeboat-Orig-Content-Encoding: ${value}\r\n`;
+    else if (lower === 'transfer-encoding') out += `X-Lifeboat-Orig-Transfer-Encoding: ${value}\r\n`;
+    else if (lower === 'content-length' && Number(value) !== bodyLength) {
+      out += `X-Lifeboat-Orig-Content-Length: ${value}\r\n`;
+      needLength = true;
+    } else {
+      if (lower === 'content-length') needLength = false;
+      out += `${name}: ${value}\r\n`;
+    }
+  }
+  if (needLength) out += `Content-Length: ${bodyLength}\r\n`;
+  return Buffer.from(`${out}\r\n`, 'latin1');
+}
+
+/** The request head from the headers Chromium reports it sent (HTTP/2 pseudo-headers folded in). */
+export function requestHeadFor(method: string, url: string, headers: Record<string, string>): Buffer {
+  const u = new URL(url);
+  let head = `${method} ${u.pathname}${u.search} HTTP/1.1\r\n`;
+  const entries = Object.entries(headers);
+  const authority = entries.find(([n]) => n === ':authority')?.[1];
+  if (!entries.some(([n]) => n.toLowerCase() === 'host')) head += `Host: ${authority ?? u.host}\r\n`;
+  for (const [name, value] of entries) {
+    if (name.startsWith(':')) continue;
+    for (const v of value.split('\n')) head += `${name}: ${v}\r\n`;
+  }
+  return Buffer.from(`${head}\r\n`, 'latin1');
+}
+
+function toCapture(p: Pending): Capture {
+  const { paused } = p;
+  const status = paused.responseStatusCode!;
+  const responseHead = responseHeadFor(
+    {
+      status,
+      ...(paused.responseStatusText !== undefined ? { statusText: paused.responseStatusText } : {}),
+      ...(p.headersText !== undefined ? { headersText: p.headersText } : {}),
+      ...(paused.responseHeaders ? { headers: paused.responseHeaders } : {}),
+    },
+    p.body.length,
+  );
+  const requestBody = paused.request.postData !== undefined ? Buffer.from(paused.request.postData) : undefined;
+  const contentType = paused.responseHeaders?.find((h) => h.name.toLowerCase() === 'content-type')?.value;
+  return {
+    url: paused.request.url,
+    method: paused.request.method,
+    requestHead: requestHeadFor(paused.request.method, paused.request.url, p.requestHeaders ?? paused.request.headers),
+    ...(requestBody ? { requestBody } : {}),
+    responseHead,
+    status,
+    body: { kind: 'buffer', data: p.body },
+    payloadDigest: sha1(p.body),
+    blockDigest: sha1(responseHead, p.body),
+    fetchedAt: p.fetchedAt,
+    ...(p.remoteAddress ? { remoteAddress: p.remoteAddress.replace(/^\[|\]$/g, '') } : {}),
+    ...(p.truncated ? { truncated: 'length' as const } : {}),
+    ...(contentType ? { contentType } : {}),
+  };
+}
+
+/**
+ * Loads `opts.url` in `page` and records it (see the module comment). Throws ScopeError when
+ * the page itself was refused (e.g. a redirect out of scope), RetryableFetchError when it could
+ * not be loaded. The caller (the pool) bounds the whole run with its page timeout.
+ */
+export async function capturePage(page: Page, context: BrowserContext, opts: PageCaptureOptions): Promise<BrowserCaptureResult> {
+  const recorder = await CdpRecorder.attach(context, page, opts);
+  let stopped = false;
+  try {
+    await opts.beforeNavigate?.();
+    let response;
+    try {
+      response = await page.goto(opts.url, { waitUntil: 'load', timeout: opts.navigationTimeoutMs });
+    } catch (err) {
+      const refused = recorder.blocked.find((b) => b.url === opts.url) ?? (/ERR_BLOCKED_BY_CLIENT/.test(errorMessage(err)) ? recorder.blocked[0] : undefined);
+      if (refused) throw new ScopeError(`${opts.url}: the page led to ${refused.url}, which is refused: ${refused.reason}`, { code: 'E_SCOPE_REDIRECT' });
+      throw new RetryableFetchError(`${opts.url}: the browser could not load it: ${errorMessage(err).split('\n')[0]}`, { code: 'E_BROWSER_NAVIGATION', cause: err });
+    }
+    if (!response) throw new RetryableFetchError(`${opts.url}: the browser got no response`, { code: 'E_BROWSER_NAVIGATION' });
+    const idle = await recorder.waitForIdle(opts.idleMs ?? 500, opts.idleMaxMs ?? 10_000);
+    const renderedText = String(await page.evaluate('document.body ? document.body.innerText : ""'));
+    const html = await page.content();
+    const screenshot = opts.screenshot ? await page.screenshot({ type: 'png' }) : undefined;
+    await recorder.stop();
+    stopped = true;
+    const captures = recorder.captures();
+    const finalUrl = response.url();
+    return {
+      captures,
+      document: [...captures].reverse().find((c) => c.url === finalUrl),
+      status: response.status(),
+      finalUrl,
+      renderedText,
+      html,
+      ...(screenshot ? { screenshot } : {}),
+      blocked: recorder.blocked,
+      idleTimedOut: !idle,
+    };
+  } finally {
+    if (!stopped) await recorder.stop().catch(() => undefined);
+  }
+}
+
+/**
+ * The rendered DOM as a capture-shaped value for extraction (`extract()` decodes a Capture's
+ * body). Never written to a WARC: its head is synthetic.
+ */
+export function renderedDomCapture(result: BrowserCaptureResult): Capture {
+  const data = Buffer.from(result.html, 'utf8');
+  const base = result.document ?? result.captures[0];
+  const responseHead = Buffer.from(`HTTP/1.1 ${result.status} ${STATUS_CODES[result.status] ?? ''}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n`, 'latin1');
+  return {
+    url: result.finalUrl,
+    method: 'GET',
+    requestHead: base?.requestHead ?? Buffer.alloc(0),
+    responseHead,
+    status: result.status,
+    body: { kind: 'buffer', data },
+    payloadDigest: sha1(data),
+    blockDigest: sha1(responseHead, data),
+    fetchedAt: base?.fetchedAt ?? new Date(),
+    contentType: 'text/html; charset=utf-8',
+  };
+}

@@ -1,0 +1,52 @@
+import type { IdStatus } from '../storage/shard-db.js';
+
+/** Live counters of a run, read by the progress display and the summary line. */
+export class CrawlStats {
+  readonly started = Date.now();
+  readonly ids: Record<IdStatus, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 };
+  total = 0;
+  done = 0;
+  records = 0;
+  bytes = 0;
+  warcs = 0;
+  throttles = 0;
+  retries = 0;
+  errors = 0;
+  mediaDone = 0;
+  mediaFailed = 0;
+  mediaSkipped = 0;
+
+  count(status: IdStatus): void {
+    this.ids[status]++;
+    this.done++;
+  }
+
+  snapshot(): Record<string, number> {
+    const elapsedSecs = (Date.now() - this.started) / 1000;
+    const rate = elapsedSecs > 0 ? this.done / elapsedSecs : 0;
+    return {
+      ...this.ids,
+      done: this.done,
+      total: this.total,
+      records: this.records,
+      bytes: this.bytes,
+      warcs: this.warcs,
+      throttles: this.throttles,
+      retries: this.retries,
+      errors: this.errors,
+      media_done: this.mediaDone,
+      media_failed: this.mediaFailed,
+      media_skipped: this.mediaSkipped,
+      elapsed_secs: Math.round(elapsedSecs * 10) / 10,
+      ids_per_sec: Math.round(rate * 10) / 10,
+      mb_per_sec: Math.round((elapsedSecs > 0 ? this.bytes / 1e6 / elapsedSecs : 0) * 100) / 100,
+      eta_secs: rate > 0 ? Math.round((this.total - this.done) / rate) : -1,
+      rss_mb: Math.round(process.memoryUsage.rss() / 1048576),
+    };
+  }
+}
+
+/** The contract summary line (DESIGN.md §5). */
+export function summaryLine(s: { archived: number; missing: number; gone: number; restricted: number; failed: number; records: number; bytes: number; warcs: number }): string {
+  return `archived ${s.archived}, missing ${s.missing}, gone ${s.gone}, restricted ${s.restricted}, failed ${s.failed}; records ${s.records}, bytes ${s.bytes}, warcs ${s.warcs}`;
+}

@@ -1,0 +1,154 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LifeboatError, RetryableFetchError, ScopeError } from '../config/errors.js';
+import type { Capture } from '../storage/capture.js';
+import type { HostLimiter } from './host-limiter.js';
+import { releaseBody, type HttpCapturer } from './http-capture.js';
+import { backoffMs, isRetryable, parseRetryAfter, RETRYABLE_STATUSES } from './retry-policy.js';
+import type { RobotsPolicy } from './robots.js';
+import type { ScopeGuard } from './scope-guard.js';
+
+/**
+ * The capture layers composed (STYLE.md habit 8): scope → robots → per-host politeness →
+ * undici capture → retry with backoff → redirects recorded and followed within scope.
+ */
+export interface FetchOutcome {
+  /** Every recorded response, redirects first; the last is the final answer. */
+  hops: Capture[];
+  attempts: number;
+  /** Set when a redirect pointed somewhere the crawler may not go; `hops` holds what was recorded. */
+  stopped?: string;
+}
+
+export interface FetcherEvents {
+  onThrottle?: (host: string) => void;
+  onRetry?: (url: string, reason: string) => void;
+}
+
+export interface FetcherOptions {
+  capturer: HttpCapturer;
+  guard: ScopeGuard;
+  robots: RobotsPolicy;
+  limiter: HostLimiter;
+  maxAttempts: number;
+  maxRedirects: number;
+  events?: FetcherEvents;
+  signal?: AbortSignal;
+  backoffBaseMs?: number;
+  /**
+   * How long a host may refuse connections (down, restarting) before attempts start to count:
+   * during an outage requests wait (backoff capped at 10 s) instead of using up `maxAttempts`.
+   */
+  maxOutageMs?: number;
+}
+
+/** Errors that say the host is not there right now, as opposed to a bad response. */
+const HOST_DOWN_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+function errorCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && HOST_DOWN_CODES.has(code)) return code;
+  }
+  return undefined;
+}
+
+const RETRY_STATUS = new Set<number>(RETRYABLE_STATUSES);
+
+function locationOf(c: Capture): string | undefined {
+  return /^location:[ \t]*(.*)$/im.exec(c.responseHead.toString('latin1'))?.[1]?.trim();
+}
+
+function retryAfterOf(c: Capture): string | undefined {
+  return /^retry-after:[ \t]*(.*)$/im.exec(c.responseHead.toString('latin1'))?.[1]?.trim();
+}
+
+export class Fetcher {
+  readonly #o: FetcherOptions;
+
+  constructor(options: FetcherOptions) {
+    this.#o = options;
+  }
+
+  /** Fetches one URL (with retries); throws ScopeError (robots, scope) or the last retryable error. */
+  async fetch(url: string, headers: Record<string, string> = {}): Promise<FetchOutcome> {
+    const hops: Capture[] = [];
+    let attempts = 0;
+    let current = url;
+    const seen = new Set<string>();
+    for (;;) {
+      let one: { capture: Capture; tries: number };
+      try {
+        one = await this.#fetchOne(current, headers);
+      } catch (err) {
+        if (err instanceof ScopeError && hops.length > 0) return { hops, attempts, stopped: err.message };
+        throw err;
+      }
+      const { capture, tries } = one;
+      attempts += tries;
+      hops.push(capture);
+      const location = capture.status >= 300 && capture.status < 400 ? locationOf(capture) : undefined;
+      if (!location) return { hops, attempts };
+      seen.add(current);
+      const next = new URL(location, current).href;
+      if (seen.has(next) || hops.length > this.#o.maxRedirects) {
+        throw new LifeboatError(`${url}: redirect loop or more than ${this.#o.maxRedirects} redirects (last to ${next})`, {
+          code: 'E_REDIRECTS',
+          policy: 'give-up',
+        });
+      }
+      current = next;
+    }
+  }
+
+  async #fetchOne(url: string, headers: Record<string, string>): Promise<{ capture: Capture; tries: number }> {
+    const { guard, robots, limiter, capturer, maxAttempts } = this.#o;
+    const target = guard.checkUrl(url);
+    const host = target.host;
+    let lastError: Error | undefined;
+    let downSince: number | undefined;
+    let downWaits = 0;
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      this.#o.signal?.throwIfAborted();
+      let waitMs: number | undefined;
+      let hostDown = false;
+      try {
+        // Robots per attempt: an unreachable robots.txt means "not now" (RFC 9309), retried like a 5xx.
+        await robots.assertAllowed(target.href);
+        const capture = await limiter.run(host, () => capturer.fetch({ url: target.href, headers }));
+        if (!RETRY_STATUS.has(capture.status)) {
+          limiter.succeeded(host);
+          return { capture, tries: attempt };
+        }
+        await releaseBody(capture.body);
+        const retryAfter = parseRetryAfter(retryAfterOf(capture));
+        if (capture.status === 429) {
+          limiter.throttled(host, retryAfter);
+          this.#o.events?.onThrottle?.(host);
+        }
+        waitMs = retryAfter;
+        lastError = new RetryableFetchError(`${target.href}: HTTP ${capture.status}`, { code: `E_HTTP_${capture.status}`, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) });
+      } catch (err) {
+        if (err instanceof ScopeError || !isRetryable(err)) throw err;
+        lastError = err as Error;
+        waitMs = (err as { retryAfterMs?: number }).retryAfterMs;
+        hostDown = errorCode(err) !== undefined;
+      }
+      this.#o.events?.onRetry?.(target.href, lastError.message);
+      if (hostDown) {
+        downSince ??= Date.now();
+        if (Date.now() - downSince < (this.#o.maxOutageMs ?? 300_000)) {
+          // The host is down: wait for it without using up an attempt.
+          attempt--;
+          downWaits++;
+          await sleep(Math.min(10_000, backoffMs(downWaits, { baseMs: this.#o.backoffBaseMs ?? 250 })), undefined, this.#o.signal ? { signal: this.#o.signal } : undefined);
+          continue;
+        }
+      } else downSince = undefined;
+      if (attempt < maxAttempts) {
+        const delay = Math.max(waitMs ?? 0, backoffMs(attempt, { baseMs: this.#o.backoffBaseMs ?? 250 }));
+        await sleep(delay, undefined, this.#o.signal ? { signal: this.#o.signal } : undefined);
+      }
+    }
+    throw lastError ?? new RetryableFetchError(`${target.href}: failed`, { code: 'E_FETCH' });
+  }
+}

@@ -1,0 +1,257 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage, InputError } from '../config/errors.js';
+import type { Logger } from '../config/logger.js';
+import { loadProfile } from '../config/profile.js';
+import { ShardDb } from '../storage/shard-db.js';
+import { readManifest } from '../storage/shard-manifest.js';
+import { TrackerClient, type TrackerItem } from '../tracker/client.js';
+import { TrackerRequestError } from '../tracker/errors.js';
+import { runCrawl } from './crawl.js';
+import { uploadThenDone } from './node-upload.js';
+import type { CrawlStats } from './crawl-stats.js';
+import { RangeSet } from './id-ranges.js';
+import { VERSION } from './version.js';
+
+/**
+ * The volunteer node (DESIGN.md §8): register once, then claim → crawl with the standalone
+ * engine → heartbeat finished sub-ranges → done (or give back what is left) → claim again.
+ * Each item is crawled into its own shard directory `DIR/items/ITEM`; `DIR/node.json` keeps
+ * the token and the lease in hand, so a node killed with -9 and started again continues its
+ * item on the same lease (when the lease has not expired) and never redoes what is final.
+ */
+export interface NodeOptions {
+  trackerUrl: string;
+  nick: string;
+  outDir: string;
+  logger: Logger;
+  nodeName: string;
+  concurrency?: number;
+  baseUrl?: string;
+  allowPrivateNetwork?: boolean;
+  contact?: string;
+  signal?: AbortSignal;
+  /** How often finished sub-ranges are reported (and the lease extended). Default: a third of the lease, at most 30 s. */
+  heartbeatMs?: number;
+  /** Stop after this many items (tests, `--items`). */
+  maxItems?: number;
+  /** Give up when the tracker says "later" and `exitWhenIdle` is set, instead of waiting. */
+  exitWhenDone?: boolean;
+  onProgress?: (stats: CrawlStats) => void;
+  client?: TrackerClient;
+}
+
+interface NodeState {
+  tracker: string;
+  nick: string;
+  token: string;
+  current?: { itemId: number; leaseId: string; ranges: [number, number][]; profile: string; leaseSecs: number };
+}
+
+export interface NodeResult {
+  items: number;
+  counts: Record<string, number>;
+  interrupted: boolean;
+}
+
+async function readState(path: string): Promise<NodeState | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as NodeState;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new InputError(`${path} is not valid node state (${errorMessage(err)}); move it away to register afresh`, { code: 'E_NODE_STATE', cause: err });
+  }
+}
+
+async function writeState(path: string, state: NodeState): Promise<void> {
+  await writeFile(`${path}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
+  await rename(`${path}.tmp`, path);
+}
+
+/** IDs of `ranges` that are final in the shard at `dir`. */
+function finishedIn(dir: string, ranges: RangeSet): RangeSet {
+  let db: ShardDb;
+  try {
+    db = new ShardDb(join(dir, 'shard.sqlite'));
+  } catch {
+    return new RangeSet();
+  }
+  try {
+    return new RangeSet(db.finalRanges()).intersect(ranges);
+  } finally {
+    db.close();
+  }
+}
+
+export async function runNode(opts: NodeOptions): Promise<NodeResult> {
+  const log = opts.logger.child('node');
+  await mkdir(join(opts.outDir, 'items'), { recursive: true });
+  const statePath = join(opts.outDir, 'node.json');
+  let state = await readState(statePath);
+  if (state && (state.tracker !== opts.trackerUrl || state.nick !== opts.nick)) {
+    throw new InputError(`${opts.outDir} belongs to nick ${state.nick} at ${state.tracker}: use another --out`, { code: 'E_NODE_STATE' });
+  }
+  const client = opts.client ?? new TrackerClient({ baseUrl: opts.trackerUrl, clientVersion: VERSION, ...(state ? { token: state.token } : {}) });
+  if (!state) {
+    const reg = await client.register(opts.nick);
+    state = { tracker: opts.trackerUrl, nick: opts.nick, token: reg.token };
+    await writeState(statePath, state);
+    log.log('info', `registered as ${reg.nick} (node ${reg.nodeId})`);
+  }
+  const counts: Record<string, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 };
+  let items = 0;
+  let idleWaitMs = 1000;
+
+  while (!opts.signal?.aborted && (opts.maxItems === undefined || items < opts.maxItems)) {
+    let item: TrackerItem;
+    if (state.current) {
+      const c = state.current;
+      item = { id: c.itemId, leaseId: c.leaseId, ranges: RangeSet.fromJSON(c.ranges), leaseExpiresAt: new Date(0), leaseSecs: c.leaseSecs, profile: c.profile, upload: null };
+      // Still ours? A heartbeat with what the shard already finished tells (and extends the lease).
+      try {
+        await client.heartbeat(item.leaseId, finishedIn(join(opts.outDir, 'items', String(item.id)), item.ranges));
+        log.log('info', `resuming item ${item.id} on lease ${item.leaseId}`);
+      } catch (err) {
+        if (!(err instanceof TrackerRequestError)) throw err;
+        log.log('warn', `the lease on item ${item.id} is gone (${errorMessage(err)}); claiming anew`);
+        delete state.current;
+        await writeState(statePath, state);
+        continue;
+      }
+    } else {
+      let answer;
+      try {
+        answer = await client.tryClaim(opts.signal ? { signal: opts.signal } : {});
+      } catch (err) {
+        if (opts.signal?.aborted) break;
+        if (err instanceof TrackerRequestError) throw err;
+        log.log('warn', `tracker unreachable: ${errorMessage(err)}; retrying in ${Math.round(idleWaitMs / 1000)} s`);
+        await sleep(idleWaitMs, undefined, opts.signal ? { signal: opts.signal } : undefined).catch(() => undefined);
+        idleWaitMs = Math.min(idleWaitMs * 2, 60_000);
+        continue;
+      }
+      idleWaitMs = 1000;
+      if (answer.kind === 'done') {
+        log.log('info', 'the tracker has no work left');
+        break;
+      }
+      if (answer.kind === 'later') {
+        if (opts.exitWhenDone) break;
+        log.log('info', `the tracker says come back in ${answer.retryAfterSecs} s`);
+        await sleep(answer.retryAfterSecs * 1000, undefined, opts.signal ? { signal: opts.signal } : undefined).catch(() => undefined);
+        continue;
+      }
+      item = answer.item;
+      state.current = { itemId: item.id, leaseId: item.leaseId, ranges: item.ranges.toJSON(), profile: item.profile, leaseSecs: item.leaseSecs };
+      await writeState(statePath, state);
+      log.log('info', `claimed item ${item.id}: ${item.ranges.format()} (lease ${item.leaseSecs} s)`);
+    }
+
+    const result = await crawlItem(item, opts, client, log);
+    if (result.interrupted) {
+      // Ctrl-C: report what is final and give the rest back, so nobody waits for the lease.
+      try {
+        await client.release(item.leaseId, result.finished);
+        delete state.current;
+        await writeState(statePath, state);
+        log.log('info', `released item ${item.id}; ${result.finished.size} IDs were finished`);
+      } catch (err) {
+        log.log('warn', `could not release item ${item.id} (${errorMessage(err)}); its lease will expire and the remainder return to the queue`);
+      }
+      return { items, counts, interrupted: true };
+    }
+    for (const [k, v] of Object.entries(result.counts)) counts[k] = (counts[k] ?? 0) + v;
+    items++;
+    delete state.current;
+    await writeState(statePath, state);
+  }
+  return { items, counts, interrupted: !!opts.signal?.aborted };
+}
+
+async function crawlItem(
+  item: TrackerItem,
+  opts: NodeOptions,
+  client: TrackerClient,
+  log: Logger,
+): Promise<{ interrupted: boolean; finished: RangeSet; counts: Record<string, number> }> {
+  const dir = join(opts.outDir, 'items', String(item.id));
+  const profile = loadProfile(item.profile, opts.baseUrl ? { baseUrl: opts.baseUrl } : {});
+  let finished = finishedIn(dir, item.ranges);
+  let heartbeatError: Error | undefined;
+  const heartbeatMs = opts.heartbeatMs ?? Math.min(30_000, Math.max(1000, (item.leaseSecs * 1000) / 3));
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort(opts.signal?.reason);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  let beating: Promise<void> = Promise.resolve();
+  const beat = (): void => {
+    const snapshot = finished;
+    beating = beating.then(async () => {
+      try {
+        await client.heartbeat(item.leaseId, snapshot);
+      } catch (err) {
+        if (err instanceof TrackerRequestError) {
+          // The tracker took the item back (lease expired, ban): stop working on it.
+          log.log('warn', `tracker refused the heartbeat for item ${item.id}: ${errorMessage(err)}; stopping this item`);
+          heartbeatError = err;
+          controller.abort(err);
+        } else {
+          log.log('warn', `heartbeat failed (${errorMessage(err)}); will try again`);
+        }
+      }
+    });
+  };
+  const timer = setInterval(beat, heartbeatMs);
+  let counts: Record<string, number> = {};
+  try {
+    const result = await runCrawl({
+      profile,
+      ranges: item.ranges,
+      outDir: dir,
+      node: opts.nodeName,
+      logger: opts.logger,
+      allowPrivateNetwork: opts.allowPrivateNetwork ?? false,
+      ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+      ...(opts.contact ? { contact: opts.contact } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      signal: controller.signal,
+      onCommitted: (ids) => {
+        finished = finished.union(ids.map((id) => ({ start: id, end: id })));
+      },
+    });
+    counts = { ...result.counts };
+  } finally {
+    clearInterval(timer);
+    opts.signal?.removeEventListener('abort', onAbort);
+    await beating;
+  }
+  if (heartbeatError) return { interrupted: false, finished, counts: {} };
+  if (controller.signal.aborted) return { interrupted: true, finished, counts };
+  finished = finishedIn(dir, item.ranges);
+  const left = item.ranges.subtract(finished);
+  if (!left.isEmpty) {
+    // Some IDs failed (retries exhausted): hand them back for another try, keep what is final.
+    const r = await client.fail(item.leaseId, `${left.size} IDs failed after all retries`, finished);
+    log.log('warn', `item ${item.id}: ${left.size} IDs failed; returned ${r.remaining.format()} to the tracker`);
+    return { interrupted: false, finished, counts };
+  }
+  const manifest = await readManifest(dir);
+  const warcs = (manifest?.warcs ?? []).map(({ name, size, sha256 }) => ({ name, size, sha256 }));
+  const stats = {
+    counts: { archived: counts.archived ?? 0, missing: counts.missing ?? 0, gone: counts.gone ?? 0, restricted: counts.restricted ?? 0, failed: counts.failed ?? 0 },
+    bytes: warcs.reduce((n, w) => n + w.size, 0),
+    warcs,
+  };
+  try {
+    // With uploads through the tracker, the WARCs and shard.json go up first (uploadThenDone).
+    await uploadThenDone({ client, item, dir, stats, log, ...(opts.signal ? { signal: opts.signal } : {}) });
+  } catch (err) {
+    // Upload trouble (or WARCs the tracker still cannot find) keeps the lease: stop, resume on restart.
+    if (!(err instanceof TrackerRequestError) || err.status !== 409) throw err;
+    // A stale lease: the tracker already gave the remainder to someone else. Our shard keeps what it has.
+    log.log('warn', `the tracker refused done for item ${item.id}: ${errorMessage(err)}`);
+    return { interrupted: false, finished, counts };
+  }
+  log.log('info', `item ${item.id} done: ${Object.entries(stats.counts).map(([k, v]) => `${k} ${v}`).join(', ')}; ${warcs.length} WARCs`);
+  return { interrupted: false, finished, counts };
+}

@@ -1,0 +1,91 @@
+import { LifeboatError } from '../config/errors.js';
+import { createLogger, type Logger, type LogLevel } from '../config/logger.js';
+import type { CrawlStats } from '../crawler/crawl-stats.js';
+
+/** What a command may touch of the outside world; tests pass their own. */
+export interface CliIo {
+  stdout: { write(s: string): unknown; isTTY?: boolean };
+  stderr: { write(s: string): unknown; isTTY?: boolean };
+  env: Record<string, string | undefined>;
+  /** Installs a Ctrl-C handler; returns a function that removes it. */
+  onInterrupt?: (handler: () => void) => () => void;
+}
+
+export const processIo: CliIo = {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  onInterrupt(handler) {
+    process.on('SIGINT', handler);
+    process.on('SIGTERM', handler);
+    return () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    };
+  },
+};
+
+export function cliLogger(io: CliIo, options: { json: boolean; quiet: boolean; verbose?: boolean }): Logger {
+  const rank: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+  const min = options.verbose ? 0 : options.quiet ? 2 : 1;
+  return createLogger((e) => {
+    if (rank[e.level] < min) return;
+    if (options.json) io.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+    else io.stderr.write(`${e.level === 'info' ? '' : `${e.level}: `}${e.message}\n`);
+  });
+}
+
+function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = -1;
+  do {
+    v /= 1024;
+    i++;
+  } while (v >= 1024 && i < units.length - 1);
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+function fmtEta(secs: number): string {
+  if (secs < 0) return '?';
+  const h = Math.floor(secs / 3600);
+  const m = Math.floor((secs % 3600) / 60);
+  const s = secs % 60;
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s).padStart(2, '0')}s`;
+}
+
+/** The live progress line on a terminal, a plain line every 10 s otherwise, JSON with --json. */
+export function progressReporter(io: CliIo, options: { json: boolean; quiet: boolean }): (stats: CrawlStats) => void {
+  let lastPlain = 0;
+  return (stats) => {
+    if (options.quiet) return;
+    const s = stats.snapshot();
+    if (options.json) {
+      io.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), progress: s })}\n`);
+      return;
+    }
+    const line = `${s.done}/${s.total} IDs  ${s.ids_per_sec}/s  ${s.mb_per_sec} MB/s  ${fmtBytes(s.bytes!)}  ETA ${fmtEta(s.eta_secs!)}  429s ${s.throttles}  errors ${s.errors}  failed ${s.failed}`;
+    if (io.stderr.isTTY) io.stderr.write(`\r\x1b[2K${line}`);
+    else if (Date.now() - lastPlain >= 10_000) {
+      lastPlain = Date.now();
+      io.stderr.write(`${new Date().toISOString()} ${line}\n`);
+    }
+  };
+}
+
+/**
+ * Ctrl-C handling shared by long-running commands: the first interrupt aborts the returned
+ * signal (the command finishes what is in flight and saves its state), the second exits at once.
+ */
+export function gracefulInterrupt(io: CliIo, message: string): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  let interrupts = 0;
+  const remove = io.onInterrupt?.(() => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130);
+    io.stderr.write(`\nstopping: ${message} (Ctrl-C again to stop at once)\n`);
+    controller.abort(new LifeboatError('interrupted', { code: 'E_INTERRUPTED', policy: 'stop' }));
+  });
+  return { signal: controller.signal, dispose: () => remove?.() };
+}

@@ -1,0 +1,104 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { InputError } from '../config/errors.js';
+import { cliLogger, gracefulInterrupt, progressReporter, type CliIo } from './cli-io.js';
+import { nodeName, positiveInt } from './cli.js';
+
+/** `lifeboat tracker serve|seed|status` and `lifeboat node`. */
+export function registerTrackerCommands(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  const tracker = program.command('tracker').description('the coordination server that hands ID ranges to volunteer nodes');
+  tracker
+    .command('serve')
+    .description('serve a project over HTTP (JSON API, leaderboard at /, /metrics, /openapi.json)')
+    .requiredOption('--project <file>', 'project file (YAML or JSON)')
+    .option('--db <url>', 'sqlite:PATH or postgres://…', 'sqlite:tracker.sqlite')
+    .option('--port <n>', 'port', (v) => Number(v), 8070)
+    .option('--host <addr>', 'address to bind', '127.0.0.1')
+    .action(async (o: { project: string; db: string; port: number; host: string }) => {
+      const { serveTracker } = await import('../tracker/server.js');
+      const running = await serveTracker({ projectFile: resolve(o.project), db: o.db, port: o.port, host: o.host, env: io.env, logger: { level: 'warn' } });
+      io.stdout.write(`tracker listening on ${running.url}\n`);
+      await new Promise<void>((done) => {
+        const remove = io.onInterrupt?.(() => {
+          remove?.();
+          done();
+        });
+        if (!io.onInterrupt) done();
+      });
+      await running.close();
+      setExit(0);
+    });
+  tracker
+    .command('seed')
+    .description('add ID ranges to a project as items (from --ids or a merge’s missing-ranges.txt)')
+    .requiredOption('--project <name>', 'project name')
+    .option('--ids <ranges>', 'ID ranges, e.g. 1-1000000')
+    .option('--from-file <file>', 'a file of ranges, one per line (missing-ranges.txt)')
+    .requiredOption('--item-size <n>', 'IDs per item', positiveInt('--item-size'))
+    .option('--db <url>', 'sqlite:PATH or postgres://…', 'sqlite:tracker.sqlite')
+    .action(async (o: { project: string; ids?: string; fromFile?: string; itemSize: number; db: string }) => {
+      if (!o.ids === !o.fromFile) throw new InputError('give exactly one of --ids or --from-file', { code: 'E_USAGE' });
+      const ids = o.ids ?? (await readFile(resolve(o.fromFile!), 'utf8'));
+      const { seedCommand } = await import('../tracker/commands.js');
+      const r = await seedCommand({ db: o.db, project: o.project, ids, itemSize: o.itemSize });
+      io.stdout.write(`${r.summary}\n`);
+      setExit(0);
+    });
+  tracker
+    .command('status')
+    .description('project totals and leaderboard')
+    .requiredOption('--project <name>', 'project name')
+    .option('--db <url>', 'sqlite:PATH or postgres://…', 'sqlite:tracker.sqlite')
+    .option('--json', 'JSON output')
+    .action(async (o: { project: string; db: string; json?: boolean }) => {
+      const { statusCommand } = await import('../tracker/commands.js');
+      const r = await statusCommand({ db: o.db, project: o.project });
+      io.stdout.write(o.json ? `${JSON.stringify(r.stats)}\n` : `${r.summary}\n`);
+      setExit(0);
+    });
+
+  program
+    .command('node')
+    .description('volunteer: claim ID ranges from a tracker, archive them, report back; Ctrl-C gives the rest back')
+    .requiredOption('--tracker <url>', 'the tracker’s URL')
+    .requiredOption('--nick <name>', 'your name on the leaderboard')
+    .requiredOption('--out <dir>', 'where shards are kept (one per item)')
+    .option('--concurrency <n>', 'requests in flight at once', positiveInt('--concurrency'))
+    .option('--base-url <url>', "override the profile's base_url")
+    .option('--allow-private-network', 'allow loopback and private addresses (demo and tests)')
+    .option('--items <n>', 'stop after this many items', positiveInt('--items'))
+    .option('--exit-when-idle', 'stop when the tracker has nothing to hand out right now')
+    .option('--heartbeat-secs <n>', 'seconds between heartbeats (default: a third of the lease)', positiveInt('--heartbeat-secs'))
+    .option('--node <name>', 'node name in WARC file names (default: host name)')
+    .option('--contact <url-or-email>', 'operator contact added to the User-Agent')
+    .option('--quiet', 'only the summary line')
+    .option('--json', 'JSON output')
+    .action(async (o: { tracker: string; nick: string; out: string; concurrency?: number; baseUrl?: string; allowPrivateNetwork?: boolean; items?: number; exitWhenIdle?: boolean; heartbeatSecs?: number; node?: string; contact?: string; quiet?: boolean; json?: boolean }) => {
+      const interrupt = gracefulInterrupt(io, 'finishing the IDs in flight, then giving the rest of the item back');
+      try {
+        const { runNode } = await import('../crawler/node-loop.js');
+        const r = await runNode({
+          trackerUrl: o.tracker,
+          nick: o.nick,
+          outDir: resolve(o.out),
+          logger: cliLogger(io, { json: !!o.json, quiet: !!o.quiet }),
+          nodeName: nodeName(o.node ?? o.nick),
+          allowPrivateNetwork: !!o.allowPrivateNetwork,
+          ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+          ...(o.baseUrl ? { baseUrl: o.baseUrl } : {}),
+          ...(o.items ? { maxItems: o.items } : {}),
+          ...(o.exitWhenIdle ? { exitWhenDone: true } : {}),
+          ...(o.heartbeatSecs ? { heartbeatMs: o.heartbeatSecs * 1000 } : {}),
+          ...(o.contact ? { contact: o.contact } : {}),
+          onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet }),
+          signal: interrupt.signal,
+        });
+        const c = r.counts;
+        io.stdout.write(o.json ? `${JSON.stringify(r)}\n` : `items ${r.items}; archived ${c.archived}, missing ${c.missing}, gone ${c.gone}, restricted ${c.restricted}, failed ${c.failed}\n`);
+        setExit(r.interrupted ? 1 : (c.failed ?? 0) > 0 ? 3 : 0);
+      } finally {
+        interrupt.dispose();
+      }
+    });
+}

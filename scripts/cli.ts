@@ -1,0 +1,174 @@
+#!/usr/bin/env node
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { InputError, LifeboatError, errorMessage } from '../config/errors.js';
+import { VERSION } from '../crawler/version.js';
+import { cliLogger, gracefulInterrupt, processIo, progressReporter, type CliIo } from './cli-io.js';
+import { registerMoreCommands } from './cli-commands.js';
+
+/** Exit codes (DESIGN.md §5, a contract). */
+export const EXIT = { ok: 0, error: 1, usage: 2, failedIds: 3 } as const;
+
+export class ExitCode extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+export function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got "${value}"`);
+    return n;
+  };
+}
+
+export function byteSize(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$/i.exec(value.trim());
+  if (!m) throw new InvalidArgumentError(`"${value}" is not a size (e.g. 1073741824, 512M, 1G)`);
+  const unit = (m[2] ?? 'b').toLowerCase()[0]!;
+  const mult = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit] ?? 1;
+  const n = Math.floor(Number(m[1]) * mult);
+  if (n < 4096) throw new InvalidArgumentError(`--warc-size must be at least 4096 bytes, got "${value}"`);
+  return n;
+}
+
+export function nodeName(raw?: string): string {
+  const name = (raw ?? hostname()).replace(/[^A-Za-z0-9_]+/g, '_').slice(0, 40);
+  return name || 'node';
+}
+
+export interface CrawlCommandOptions {
+  profile: string;
+  ids: string;
+  out: string;
+  concurrency?: number;
+  rate?: number;
+  baseUrl?: string;
+  allowPrivateNetwork?: boolean;
+  warcSize?: number;
+  quiet?: boolean;
+  json?: boolean;
+  node?: string;
+  contact?: string;
+  browserConcurrency?: number;
+  chromium?: string;
+  screenshots?: boolean;
+}
+
+/** `lifeboat crawl`: returns the exit code. */
+export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<number> {
+  // Loaded on use: `lifeboat --help` should not pay for the crawler's dependencies.
+  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges }] = await Promise.all([
+    import('../config/profile.js'),
+    import('../crawler/crawl.js'),
+    import('../crawler/crawl-stats.js'),
+    import('../crawler/discover.js'),
+    import('../crawler/id-codec.js'),
+    import('../crawler/id-ranges.js'),
+  ]);
+  const logger = cliLogger(io, { json: !!o.json, quiet: !!o.quiet });
+  const profile = loadProfile(o.profile, o.baseUrl ? { baseUrl: o.baseUrl } : {});
+  const codec = createCodec(profile.codec);
+  let idsText = o.ids;
+  if (/latest/.test(idsText)) {
+    const max = await discoverMaxId(profile, { allowPrivateNetwork: !!o.allowPrivateNetwork });
+    idsText = idsText.replace(/latest/g, codec.encode(max));
+    logger.log('info', `the platform's latest ID is ${codec.encode(max)}`);
+  }
+  const ranges = parseRanges(idsText, codec);
+  const interrupt = gracefulInterrupt(io, 'finishing the IDs in flight');
+  try {
+    const result = await runCrawl({
+      profile,
+      ranges,
+      outDir: resolve(o.out),
+      node: nodeName(o.node),
+      logger,
+      allowPrivateNetwork: !!o.allowPrivateNetwork,
+      ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+      ...(o.rate ? { ratePerSec: o.rate } : {}),
+      ...(o.warcSize ? { warcSizeBytes: o.warcSize } : {}),
+      ...(o.contact ? { contact: o.contact } : {}),
+      ...(o.browserConcurrency ? { browserConcurrency: o.browserConcurrency } : {}),
+      ...((o.chromium ?? io.env.LIFEBOAT_CHROMIUM) ? { chromiumPath: (o.chromium ?? io.env.LIFEBOAT_CHROMIUM)! } : {}),
+      ...(o.screenshots ? { screenshots: true } : {}),
+      signal: interrupt.signal,
+      onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet }),
+    });
+    const s = result.stats.snapshot();
+    const summary = { ...result.counts, records: s.records!, bytes: s.bytes!, warcs: s.warcs! };
+    if (io.stderr.isTTY && !o.quiet && !o.json) io.stderr.write('\n');
+    if (o.json) io.stdout.write(`${JSON.stringify({ summary, run: s, interrupted: result.aborted })}\n`);
+    else io.stdout.write(`${summaryLine(summary)}\n`);
+    if (result.aborted) {
+      io.stderr.write(`interrupted: run the same command again to resume\n`);
+      return EXIT.error;
+    }
+    return result.counts.failed > 0 ? EXIT.failedIds : EXIT.ok;
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
+  const program = new Command('lifeboat')
+    .description('Rescue the public posts of a platform into standard WARC files.')
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .showHelpAfterError();
+
+  program
+    .command('crawl')
+    .description('archive a range of post IDs into a shard directory (resumes when run again)')
+    .requiredOption('--profile <name|file>', 'built-in profile name (demo, hackernews, discourse, lemmy) or a YAML/JSON file')
+    .requiredOption('--ids <ranges>', 'ID ranges in the profile codec, e.g. 1-1000,5000-6000 or 1-latest')
+    .requiredOption('--out <dir>', 'shard directory')
+    .option('--concurrency <n>', 'requests in flight at once', positiveInt('--concurrency'))
+    .option('--rate <n>', 'requests per second per host', positiveInt('--rate'))
+    .option('--base-url <url>', "override the profile's base_url")
+    .option('--allow-private-network', 'allow loopback and private addresses (the demo and tests)')
+    .option('--warc-size <bytes>', 'rotate WARC files at this size (default 1G)', byteSize)
+    .option('--node <name>', 'node name in WARC file names (default: host name)')
+    .option('--contact <url-or-email>', 'operator contact added to the User-Agent and warcinfo')
+    .option('--quiet', 'only the summary line')
+    .option('--json', 'machine-readable output (JSON lines)')
+    .option('--browser-concurrency <n>', 'browser contexts (pages at once) for render: browser captures (default 2)', positiveInt('--browser-concurrency'))
+    .option('--chromium <path>', 'Chromium executable (default: $LIFEBOAT_CHROMIUM, else /usr/bin/chromium)')
+    .option('--screenshots', 'store a PNG screenshot of each browser-captured page as a WARC resource record')
+    .action(async (o: CrawlCommandOptions) => setExit(await crawlCommand(o, io)));
+
+  registerMoreCommands(program, io, setExit);
+  return program;
+}
+
+/** Runs the CLI in-process; returns the exit code. Only this layer turns errors into exit codes. */
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = buildProgram(io, (c) => (code = c));
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof ExitCode) return err.code;
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+      return EXIT.usage;
+    }
+    io.stderr.write(`lifeboat: ${errorMessage(err)}\n`);
+    if (err instanceof InputError) return EXIT.usage;
+    if (err instanceof LifeboatError) return EXIT.error;
+    if (!(err instanceof Error)) return EXIT.error;
+    io.stderr.write(`${err.stack ?? ''}\n`);
+    return EXIT.error;
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,162 @@
+import Database from 'better-sqlite3';
+import { StorageError } from '../config/errors.js';
+
+/**
+ * The merged database (`OUT/merged.sqlite`): where every kept record is, what every dropped
+ * duplicate was a copy of, each ID's final status and which input gave it, and the provenance
+ * of every merged input. Everything the CDXJ index, the coverage report, `status` and `verify`
+ * need comes from here, so an incremental merge never re-reads the WARCs already merged.
+ */
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inputs (id INTEGER PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, digest TEXT NOT NULL,
+  profile TEXT, node TEXT, software TEXT, merged_at TEXT NOT NULL, records_read INTEGER NOT NULL DEFAULT 0,
+  records_kept INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0, defects INTEGER NOT NULL DEFAULT 0, bytes_read INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS inputs_digest ON inputs(digest);
+CREATE TABLE IF NOT EXISTS input_warcs (sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, size INTEGER NOT NULL, input_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS records (record_id TEXT PRIMARY KEY, type TEXT NOT NULL, url TEXT, surt TEXT, ts TEXT, date TEXT,
+  mime TEXT, status INTEGER, payload_digest TEXT, cdx_digest TEXT, warc TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
+  input_id INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS records_key ON records(url, payload_digest);
+CREATE INDEX IF NOT EXISTS records_surt ON records(surt, ts);
+CREATE TABLE IF NOT EXISTS duplicates (record_id TEXT PRIMARY KEY, kept_record_id TEXT, type TEXT NOT NULL, url TEXT,
+  payload_digest TEXT, date TEXT, input_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ids (id INTEGER PRIMARY KEY, status TEXT NOT NULL, http_status INTEGER, input_id INTEGER NOT NULL, updated_at INTEGER);
+CREATE INDEX IF NOT EXISTS ids_status ON ids(status);
+CREATE TABLE IF NOT EXISTS id_conflicts (id INTEGER NOT NULL, status TEXT NOT NULL, input_id INTEGER NOT NULL, other_status TEXT NOT NULL, other_input_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS captures (post_id INTEGER, name TEXT, url TEXT NOT NULL, http_status INTEGER, record_id TEXT NOT NULL,
+  payload_digest TEXT, fetched_at TEXT, content_type TEXT, input_id INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS captures_post ON captures(post_id);
+CREATE TABLE IF NOT EXISTS posts (id INTEGER NOT NULL, input_id INTEGER NOT NULL, fields TEXT NOT NULL, PRIMARY KEY (id, input_id));
+CREATE TABLE IF NOT EXISTS requested (input_id INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS media_left (url TEXT NOT NULL, state TEXT NOT NULL, input_id INTEGER NOT NULL, PRIMARY KEY (url, input_id));
+CREATE TABLE IF NOT EXISTS defects (input_id INTEGER, file TEXT NOT NULL, offset INTEGER, what TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS warcs (name TEXT PRIMARY KEY, size INTEGER, sha256 TEXT, records INTEGER, state TEXT NOT NULL);
+`;
+
+export interface KeptRecordRow {
+  recordId: string;
+  type: string;
+  url: string | null;
+  surt: string | null;
+  ts: string | null;
+  date: string | null;
+  mime: string | null;
+  status: number | null;
+  payloadDigest: string | null;
+  cdxDigest: string | null;
+  warc: string;
+  offset: number;
+  length: number;
+  inputId: number;
+}
+
+export interface DuplicateRow {
+  recordId: string;
+  keptRecordId: string | null;
+  type: string;
+  url: string | null;
+  payloadDigest: string | null;
+  date: string | null;
+  inputId: number;
+}
+
+/** Status precedence when inputs disagree: what we hold beats what we could not get. */
+export const STATUS_RANK_SQL = (col: string): string =>
+  `(CASE ${col} WHEN 'archived' THEN 5 WHEN 'restricted' THEN 4 WHEN 'gone' THEN 3 WHEN 'missing' THEN 2 ELSE 1 END)`;
+
+export class MergedDb {
+  readonly db: Database.Database;
+  readonly #s;
+
+  constructor(path: string) {
+    try {
+      this.db = new Database(path);
+    } catch (err) {
+      throw new StorageError(`cannot open the merged database ${path}: ${(err as Error).message}`, { code: 'E_MERGE_DB', cause: err });
+    }
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(SCHEMA);
+    const db = this.db;
+    this.#s = {
+      knownId: db.prepare<[string, string], { n: number }>('SELECT 1 AS n FROM records WHERE record_id = ? UNION ALL SELECT 1 FROM duplicates WHERE record_id = ? LIMIT 1'),
+      byKey: db.prepare<[string, string], { record_id: string }>(`SELECT record_id FROM records WHERE url = ? AND payload_digest = ? AND type IN ('response', 'resource') LIMIT 1`),
+      putRecord: db.prepare(
+        `INSERT OR IGNORE INTO records (record_id, type, url, surt, ts, date, mime, status, payload_digest, cdx_digest, warc, offset, length, input_id)
+         VALUES (@recordId, @type, @url, @surt, @ts, @date, @mime, @status, @payloadDigest, @cdxDigest, @warc, @offset, @length, @inputId)`,
+      ),
+      putDuplicate: db.prepare(
+        `INSERT OR IGNORE INTO duplicates (record_id, kept_record_id, type, url, payload_digest, date, input_id)
+         VALUES (@recordId, @keptRecordId, @type, @url, @payloadDigest, @date, @inputId)`,
+      ),
+      putDefect: db.prepare('INSERT INTO defects (input_id, file, offset, what) VALUES (?, ?, ?, ?)'),
+      knownWarc: db.prepare<[string], { input_id: number }>('SELECT input_id FROM input_warcs WHERE sha256 = ?'),
+      putWarcInput: db.prepare('INSERT OR IGNORE INTO input_warcs (sha256, name, size, input_id) VALUES (?, ?, ?, ?)'),
+      putWarc: db.prepare(
+        `INSERT INTO warcs (name, size, sha256, records, state) VALUES (@name, @size, @sha256, @records, @state)
+         ON CONFLICT(name) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, records = excluded.records, state = excluded.state`,
+      ),
+    };
+  }
+
+  isKnownRecord(recordId: string): boolean {
+    return this.#s.knownId.get(recordId, recordId) !== undefined;
+  }
+
+  /** The kept response/resource with this URL and payload digest, if any. */
+  keptByKey(url: string, payloadDigest: string): string | undefined {
+    return this.#s.byKey.get(url, payloadDigest)?.record_id;
+  }
+
+  putRecord(r: KeptRecordRow): void {
+    this.#s.putRecord.run(r);
+  }
+
+  putDuplicate(d: DuplicateRow): void {
+    this.#s.putDuplicate.run(d);
+  }
+
+  putDefect(inputId: number | null, file: string, offset: number | undefined, what: string): void {
+    this.#s.putDefect.run(inputId, file, offset ?? null, what);
+  }
+
+  /** Which input already merged a WARC with this sha256, if any. */
+  mergedWarc(sha256: string): number | undefined {
+    return this.#s.knownWarc.get(sha256)?.input_id;
+  }
+
+  putInputWarc(sha256: string, name: string, size: number, inputId: number): void {
+    this.#s.putWarcInput.run(sha256, name, size, inputId);
+  }
+
+  putWarc(w: { name: string; size: number; sha256: string; records: number }, state: 'open' | 'closed'): void {
+    this.#s.putWarc.run({ ...w, state });
+  }
+
+  inputByDigest(digest: string): { id: number; path: string } | undefined {
+    return this.db.prepare<[string], { id: number; path: string }>('SELECT id, path FROM inputs WHERE digest = ? LIMIT 1').get(digest);
+  }
+
+  addInput(i: { path: string; kind: 'shard' | 'warc'; digest: string; profile?: string; node?: string; software?: string }): number {
+    return Number(
+      this.db
+        .prepare('INSERT INTO inputs (path, kind, digest, profile, node, software, merged_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(i.path, i.kind, i.digest, i.profile ?? null, i.node ?? null, i.software ?? null, new Date().toISOString()).lastInsertRowid,
+    );
+  }
+
+  updateInput(id: number, s: { recordsRead: number; recordsKept: number; duplicates: number; defects: number; bytesRead: number }): void {
+    this.db
+      .prepare('UPDATE inputs SET records_read = ?, records_kept = ?, duplicates = ?, defects = ?, bytes_read = ? WHERE id = ?')
+      .run(s.recordsRead, s.recordsKept, s.duplicates, s.defects, s.bytesRead, id);
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

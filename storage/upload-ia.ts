@@ -1,0 +1,393 @@
+/**
+ * `lifeboat upload DIR --to ia://IDENTIFIER`: the Internet Archive's S3-like API ("IAS3",
+ * https://archive.org/developers/ias3.html; header conventions as in the `internetarchive`
+ * Python library). One PUT per file, `PUT {endpoint}/{identifier}/{filename}`, body streamed
+ * from disk with undici (never buffered). The item is created by the first PUT
+ * (`x-archive-auto-make-bucket`), which also carries the item metadata; the other files follow
+ * once it succeeded. Files land flat in the item (`NAME.warc.gz`, `shard.json`).
+ *
+ * Verification: Content-MD5 makes the archive refuse damaged bytes; afterwards HEAD must show
+ * the file with the local size (and the MD5 as ETag when the server gives one). The archive
+ * may take a moment to show a new file, so HEAD is polled for up to `verifyWaitMs`.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { request, type Dispatcher } from 'undici';
+import { InputError, LifeboatError } from '../config/errors.js';
+import {
+  assertUnchanged,
+  backoffMs,
+  checkAgainstManifest,
+  digestFile,
+  listShardFiles,
+  mapLimit,
+  MIB,
+  MissingCredentialsError,
+  networkCode,
+  parseUploadTarget,
+  readShardManifest,
+  sleep,
+  stripEtag,
+  TransferMeter,
+  UploadError,
+  type FileDigests,
+  type ProgressListener,
+  type ShardFile,
+  type ShardManifest,
+} from './upload-common.js';
+import { UploadLedger, type LedgerKey } from './upload-ledger.js';
+import { finishRun, type FileUploadResult, type UploadLogger, type UploadRunResult } from './upload-result.js';
+
+export const IA_DEFAULT_ENDPOINT = 'https://s3.us.archive.org';
+
+export interface IaCredentials {
+  accessKey: string;
+  secretKey: string;
+}
+
+/**
+ * IA S3 keys from `IA_ACCESS_KEY` / `IA_SECRET_KEY` in `env` (first), else from the first
+ * readable `configFile` in the `ia` tool's ini format (`[s3]` section, `access =`, `secret =`).
+ * The CLI passes `process.env` and the default paths (see `defaultIaConfigFiles`).
+ */
+export function readIaCredentials(options: { env?: Record<string, string | undefined>; configFile?: string | readonly string[] }): IaCredentials {
+  const access = options.env?.['IA_ACCESS_KEY'];
+  const secret = options.env?.['IA_SECRET_KEY'];
+  if (access && secret) return { accessKey: access, secretKey: secret };
+  const files = typeof options.configFile === 'string' ? [options.configFile] : (options.configFile ?? []);
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    const s3 = parseIni(text)['s3'] ?? {};
+    if (s3['access'] && s3['secret']) return { accessKey: s3['access'], secretKey: s3['secret'] };
+  }
+  throw new MissingCredentialsError(
+    `no Internet Archive S3 keys: set IA_ACCESS_KEY and IA_SECRET_KEY, or run \`ia configure\` (looked in ${files.join(', ') || 'no config file'}); keys are at https://archive.org/account/s3.php`,
+  );
+}
+
+/** Where the `ia` tool keeps its config, in its own order of preference. */
+export function defaultIaConfigFiles(env: Record<string, string | undefined>, home: string): string[] {
+  const xdg = env['XDG_CONFIG_HOME'] || join(home, '.config');
+  return [env['IA_CONFIG_FILE'], join(xdg, 'internetarchive', 'ia.ini'), join(home, '.config', 'ia.ini'), join(home, '.ia')].filter(
+    (p): p is string => Boolean(p),
+  );
+}
+
+function parseIni(text: string): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  let section = '';
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#') || line.startsWith(';')) continue;
+    const sec = /^\[(.+)\]$/.exec(line);
+    if (sec) {
+      section = sec[1]!.trim();
+      continue;
+    }
+    const kv = /^([^=:]+)[=:](.*)$/.exec(line);
+    if (kv) (out[section] ??= {})[kv[1]!.trim()] = kv[2]!.trim();
+  }
+  return out;
+}
+
+/** Item metadata; each value becomes an `x-archive-meta*-KEY` header on the item-creating PUT. */
+export interface IaItemMetadata {
+  collection?: string | string[];
+  title?: string;
+  /** `YYYY-MM-DD` (or `YYYY`, `YYYY-MM`). */
+  date?: string;
+  description?: string;
+  subject?: string | string[];
+  /** Any other IA metadata field (e.g. `creator`, `language`). */
+  [field: string]: string | string[] | undefined;
+}
+
+/** Item metadata derived from the shard manifest and the WARC names; options override it. */
+export function iaMetadataFromManifest(manifest: ShardManifest | undefined, files: readonly ShardFile[], now = new Date()): IaItemMetadata {
+  const profile = manifest?.profile ?? 'unknown';
+  const ranges = Array.isArray(manifest?.ranges) ? manifest.ranges.join(',') : (manifest?.ranges ?? '');
+  const stamps = files.map((f) => /-(\d{4})(\d{2})(\d{2})\d{6}-/.exec(f.name)).filter((m): m is RegExpExecArray => m !== null);
+  const first = stamps.map((m) => `${m[1]}-${m[2]}-${m[3]}`).sort()[0];
+  const counts = manifest?.counts ? Object.entries(manifest.counts).map(([k, v]) => `${k} ${v}`).join(', ') : '';
+  return {
+    title: `lifeboat: ${profile} posts${ranges ? ` ${ranges}` : ''}`,
+    date: first ?? now.toISOString().slice(0, 10),
+    description: `WARC captures of public posts (profile ${profile}${ranges ? `, IDs ${ranges}` : ''}${counts ? `; ${counts}` : ''}) made by ${manifest?.software ?? 'lifeboat'}.`,
+    subject: ['lifeboat', profile, 'warc'],
+  };
+}
+
+/**
+ * IA's convention for header values that are not plain ASCII words: `uri(percent-encoded)`.
+ * Needed for non-ASCII and whitespace (HTTP header values cannot carry either safely).
+ */
+export function encodeIaHeaderValue(value: string): string {
+  return /[^\x21-\x7e]/.test(value) ? `uri(${encodeURIComponent(value)})` : value;
+}
+
+/**
+ * `x-archive-meta-KEY: value` for a single value; `x-archive-meta01-KEY`, `…02-…` for repeated
+ * values (IA keeps them as a list). `_` in a key is written `--` as IA requires.
+ */
+export function iaMetadataHeaders(metadata: IaItemMetadata): Record<string, string> {
+  const headers: Record<string, string> = { 'x-archive-meta-mediatype': 'web' };
+  for (const [key, raw] of Object.entries(metadata)) {
+    if (raw === undefined || raw === '' || (Array.isArray(raw) && raw.length === 0)) continue;
+    const name = key.toLowerCase().replace(/_/g, '--');
+    if (!/^[a-z0-9-]+$/.test(name)) throw new InputError(`IA metadata field ${JSON.stringify(key)}: use letters, digits, - and _`, { code: 'E_UPLOAD_IA_METADATA' });
+    const values = Array.isArray(raw) ? raw : [raw];
+    if (values.length === 1) headers[`x-archive-meta-${name}`] = encodeIaHeaderValue(values[0]!);
+    else values.forEach((v, i) => (headers[`x-archive-meta${String(i + 1).padStart(2, '0')}-${name}`] = encodeIaHeaderValue(v)));
+  }
+  return headers;
+}
+
+export interface IaUploadOptions {
+  dir: string;
+  /** `ia://IDENTIFIER`. */
+  target: string;
+  /** Default https://s3.us.archive.org. */
+  endpoint?: string;
+  credentials: IaCredentials;
+  /** Overrides the metadata derived from shard.json (mediatype is always `web`). */
+  metadata?: IaItemMetadata;
+  /** Files uploaded at once after the first. Default 2. */
+  concurrency?: number;
+  /** `x-archive-queue-derive`. Default false: WARCs need no derivatives. */
+  queueDerive?: boolean;
+  deleteAfterUpload?: boolean;
+  /** Attempts per file on 503 SlowDown, other 5xx, 429 and network errors. Default 8. */
+  maxAttempts?: number;
+  /** First backoff step; doubles per attempt, full jitter, capped at 60 s. Default 2000 ms. */
+  retryBaseMs?: number;
+  /** How long HEAD may keep saying 404 after a successful PUT. Default 120 s. */
+  verifyWaitMs?: number;
+  dispatcher?: Dispatcher;
+  onProgress?: ProgressListener;
+  logger?: UploadLogger;
+  signal?: AbortSignal;
+  /** Test seam for the jitter. */
+  random?: () => number;
+}
+
+interface IaContext {
+  o: IaUploadOptions;
+  base: string;
+  identifier: string;
+  targetUrl: string;
+  endpoint: string;
+  ledger: UploadLedger;
+  meter: TransferMeter;
+  manifest: ShardManifest | undefined;
+}
+
+/** Uploads a shard directory into an archive.org item. Same results and errors as uploadDirectory. */
+export async function uploadDirectoryToIa(o: IaUploadOptions): Promise<UploadRunResult> {
+  const target = parseUploadTarget(o.target);
+  if (target.scheme !== 'ia') throw new InputError(`uploadDirectoryToIa handles ia:// targets, not ${o.target}`, { code: 'E_UPLOAD_SCHEME' });
+  if (!o.credentials?.accessKey || !o.credentials.secretKey) throw new MissingCredentialsError('no Internet Archive S3 keys given; see readIaCredentials');
+  const files = await listShardFiles(o.dir);
+  const manifest = await readShardManifest(o.dir);
+  const metadata = { ...iaMetadataFromManifest(manifest, files), ...o.metadata };
+  const metaHeaders = iaMetadataHeaders(metadata);
+  const started = performance.now();
+  const ledger = UploadLedger.open(o.dir);
+  const meter = new TransferMeter({ onProgress: o.onProgress });
+  const endpoint = (o.endpoint ?? IA_DEFAULT_ENDPOINT).replace(/\/+$/, '');
+  const ctx: IaContext = { o, base: endpoint, identifier: target.identifier, targetUrl: target.url, endpoint: o.endpoint ?? '', ledger, meter, manifest };
+  try {
+    for (const f of files) meter.addFile(f.size);
+    const total = files.reduce((a, f) => a + f.size, 0);
+    const results: FileUploadResult[] = [];
+    // The first file creates the item (and carries its metadata); it goes alone, and a
+    // failure that concerns the whole run (auth, endpoint) stops here.
+    const [first, ...rest] = files;
+    if (first) {
+      const firstHeaders = { ...metaHeaders, 'x-archive-auto-make-bucket': '1', 'x-archive-size-hint': String(total) };
+      const r = await uploadOne(ctx, first, firstHeaders).catch((err: unknown) => {
+        if (err instanceof LifeboatError && err.policy === 'stop') throw err;
+        return failed(ctx, first, err);
+      });
+      results.push(r);
+    }
+    const settled = await mapLimit(rest, o.concurrency ?? 2, (f) => uploadOne(ctx, f, {}));
+    settled.forEach((s, i) => results.push(s.status === 'fulfilled' ? s.value : failed(ctx, rest[i]!, s.reason)));
+    return finishRun(target.url, results, started);
+  } finally {
+    ledger.close();
+  }
+}
+
+function failed(ctx: IaContext, file: ShardFile, reason: unknown): FileUploadResult {
+  const error = reason instanceof LifeboatError ? reason : new UploadError(`${file.name}: ${(reason as Error).message}`, { code: 'E_UPLOAD_HTTP', file: file.name, cause: reason });
+  ctx.ledger.noteError(ledgerKey(ctx, file.name), error.message);
+  ctx.o.logger?.warn('upload failed', { file: file.name, code: error.code, error: error.message });
+  return { file: file.name, key: itemPath(ctx, file.name), size: file.size, outcome: 'failed', bytesSent: 0, deleted: false, error };
+}
+
+const itemPath = (ctx: IaContext, name: string): string => `${ctx.identifier}/${basename(name)}`;
+const ledgerKey = (ctx: IaContext, name: string): LedgerKey => ({ file: name, target: ctx.targetUrl, endpoint: ctx.endpoint });
+const fileUrl = (ctx: IaContext, name: string): string => `${ctx.base}/${encodeURIComponent(ctx.identifier)}/${encodeURIComponent(basename(name))}`;
+
+async function uploadOne(ctx: IaContext, file: ShardFile, extraHeaders: Record<string, string>): Promise<FileUploadResult> {
+  const { o, ledger, meter } = ctx;
+  const lk = ledgerKey(ctx, file.name);
+  const key = itemPath(ctx, file.name);
+  const base = { file: file.name, key, size: file.size, deleted: false };
+  const digests = await digestFile(file.path);
+  if (file.name.startsWith('warcs/')) checkAgainstManifest(ctx.manifest, file.name, digests.sha256);
+  const present = await head(ctx, file.name);
+  if (present.status === 200 && present.size === digests.size && (!present.etag || present.etag === digests.md5)) {
+    ledger.markVerified(lk, { key, size: digests.size, mtimeMs: digests.mtimeMs, sha256: digests.sha256, etag: present.etag || digests.md5 });
+    meter.credit(file.name, file.size);
+    meter.fileDone(file.name);
+    return { ...base, outcome: 'skipped', bytesSent: 0, deleted: await maybeDelete(ctx, file) };
+  }
+  ledger.begin(lk, { key, size: digests.size, mtimeMs: digests.mtimeMs, sha256: digests.sha256 });
+  const headers: Record<string, string> = {
+    authorization: `LOW ${o.credentials.accessKey}:${o.credentials.secretKey}`,
+    'content-length': String(digests.size),
+    // Hex, as the `internetarchive` library sends it: the archive refuses the file if the MD5 differs.
+    'content-md5': digests.md5,
+    'content-type': file.name.endsWith('.json') ? 'application/json' : 'application/octet-stream',
+    // No derivative formats (OCR, thumbnails…): pointless for WARCs, and it saves the archive work.
+    'x-archive-queue-derive': o.queueDerive ? '1' : '0',
+    // How big the item will be, so the archive places it on a server with room (overridden on the first file with the whole shard).
+    'x-archive-size-hint': String(digests.size),
+    ...extraHeaders,
+  };
+  const bytesSent = await putWithBackoff(ctx, file, digests, headers);
+  await assertUnchanged(file.path, file.name, digests);
+  const etag = await verifyByHead(ctx, file.name, digests);
+  ledger.markVerified(lk, { key, size: digests.size, mtimeMs: digests.mtimeMs, sha256: digests.sha256, etag: etag || digests.md5 });
+  meter.fileDone(file.name);
+  return { ...base, outcome: 'uploaded', bytesSent, deleted: await maybeDelete(ctx, file) };
+}
+
+/** PUT with bounded retries: 503 SlowDown, other 5xx, 429 and network errors back off (full jitter, Retry-After honoured). */
+async function putWithBackoff(ctx: IaContext, file: ShardFile, digests: FileDigests, headers: Record<string, string>): Promise<number> {
+  const { o, meter } = ctx;
+  const maxAttempts = o.maxAttempts ?? 8;
+  const url = fileUrl(ctx, file.name);
+  for (let attempt = 1; ; attempt++) {
+    let sent = 0;
+    const hash = createHash('md5');
+    const body = createReadStream(file.path, { highWaterMark: MIB });
+    body.on('data', (chunk) => {
+      const buf = chunk as Buffer;
+      sent += buf.length;
+      hash.update(buf);
+      meter.add(file.name, buf.length);
+    });
+    let error: UploadError;
+    let retryAfterMs = 0;
+    try {
+      const res = await request(url, { method: 'PUT', body, headers, dispatcher: o.dispatcher, signal: o.signal });
+      const text = await res.body.text();
+      if (res.statusCode >= 200 && res.statusCode < 300) {
+        if (hash.digest('hex') !== digests.md5) {
+          throw new UploadError(`${file.name}: the file changed while it was being uploaded; not marked uploaded`, { code: 'E_UPLOAD_FILE_CHANGED', file: file.name });
+        }
+        return sent;
+      }
+      const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? '';
+      retryAfterMs = Number(res.headers['retry-after'] ?? 0) * 1000 || 0;
+      const status = res.statusCode;
+      if (status === 401 || status === 403) {
+        throw new UploadError(`${ctx.targetUrl}: the archive refused the keys (HTTP ${status} ${code}); check IA_ACCESS_KEY/IA_SECRET_KEY and that you may write to this item`, {
+          code: 'E_UPLOAD_AUTH',
+          file: file.name,
+          status,
+          policy: 'stop',
+        });
+      }
+      error = new UploadError(`${file.name}: PUT ${url} answered HTTP ${status}${code ? ` ${code}` : ''}${attempt > 1 ? ` after ${attempt} attempts` : ''}`, {
+        code: code === 'BadDigest' ? 'E_UPLOAD_CHECKSUM' : 'E_UPLOAD_HTTP',
+        file: file.name,
+        status,
+        policy: status === 503 || status === 429 || status >= 500 || code === 'BadDigest' ? 'retry' : 'give-up',
+      });
+    } catch (err) {
+      body.destroy();
+      if (err instanceof UploadError || o.signal?.aborted) throw err;
+      const net = networkCode(err);
+      error = new UploadError(`${file.name}: cannot reach ${ctx.base} (${net ?? (err as Error).message})`, {
+        code: 'E_UPLOAD_UNREACHABLE',
+        file: file.name,
+        policy: net && net !== 'ECONNRESET' && net !== 'EPIPE' && attempt === 1 ? 'stop' : 'retry',
+        cause: err,
+      });
+      if (error.policy === 'stop') throw error;
+    }
+    meter.rewind(sent);
+    if (error.policy !== 'retry' || attempt >= maxAttempts) throw error;
+    const wait = Math.max(retryAfterMs, backoffMs(attempt - 1, { baseMs: o.retryBaseMs ?? 2000, capMs: 60_000, random: o.random }));
+    o.logger?.info('archive asked to slow down; retrying', { file: file.name, status: error.status, attempt, waitMs: wait });
+    await sleep(wait);
+  }
+}
+
+async function head(ctx: IaContext, name: string): Promise<{ status: number; size?: number; etag?: string }> {
+  let url = fileUrl(ctx, name);
+  for (let hop = 0; hop < 4; hop++) {
+    const res = await request(url, {
+      method: 'HEAD',
+      headers: { authorization: `LOW ${ctx.o.credentials.accessKey}:${ctx.o.credentials.secretKey}` },
+      dispatcher: ctx.o.dispatcher,
+      signal: ctx.o.signal,
+    }).catch((err: unknown) => {
+      throw new UploadError(`${ctx.targetUrl}: cannot reach ${ctx.base} (${networkCode(err) ?? (err as Error).message}); check --endpoint and the network`, {
+        code: 'E_UPLOAD_UNREACHABLE',
+        policy: 'stop',
+        cause: err,
+      });
+    });
+    await res.body.dump();
+    const location = res.headers['location'];
+    if (res.statusCode >= 300 && res.statusCode < 400 && typeof location === 'string') {
+      url = new URL(location, url).toString();
+      continue;
+    }
+    const len = res.headers['content-length'];
+    return { status: res.statusCode, size: len === undefined ? undefined : Number(len), etag: stripEtag(String(res.headers['etag'] ?? '')) || undefined };
+  }
+  return { status: 310 };
+}
+
+async function verifyByHead(ctx: IaContext, name: string, digests: FileDigests): Promise<string | undefined> {
+  const deadline = performance.now() + (ctx.o.verifyWaitMs ?? 120_000);
+  for (let attempt = 0; ; attempt++) {
+    const h = await head(ctx, name);
+    if (h.status === 200) {
+      if (h.size !== digests.size) {
+        throw new UploadError(`${name}: the archive holds ${h.size} bytes, the local file ${digests.size}; not marked uploaded`, { code: 'E_UPLOAD_SIZE_MISMATCH', file: name });
+      }
+      if (h.etag && /^[0-9a-f]{32}$/.test(h.etag) && h.etag !== digests.md5) {
+        throw new UploadError(`${name}: the archive's MD5 ${h.etag} differs from the local ${digests.md5}; not marked uploaded`, { code: 'E_UPLOAD_CHECKSUM', file: name });
+      }
+      return h.etag;
+    }
+    if (performance.now() > deadline) {
+      throw new UploadError(`${name}: uploaded, but HEAD still answers ${h.status}; not marked uploaded — run upload again later to verify`, {
+        code: 'E_UPLOAD_SIZE_MISMATCH',
+        file: name,
+        status: h.status,
+      });
+    }
+    await sleep(Math.min(10_000, 250 * 2 ** attempt));
+  }
+}
+
+async function maybeDelete(ctx: IaContext, file: ShardFile): Promise<boolean> {
+  if (!ctx.o.deleteAfterUpload || !file.name.startsWith('warcs/')) return false;
+  await rm(file.path, { force: true });
+  ctx.o.logger?.info('deleted local file after verified upload', { file: file.name });
+  return true;
+}

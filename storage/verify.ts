@@ -1,0 +1,235 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import Database from 'better-sqlite3';
+import { readManifest } from './shard-manifest.js';
+import { readWarc, type ReadRecord } from './warc-reader.js';
+
+/**
+ * `lifeboat verify` (DESIGN.md §9): re-reads every record of every WARC, recomputes its digests,
+ * and checks that the shard (or merged) database and manifest agree with the files: every
+ * `captures` row points at the start of a real record of the right type, ID and URI, every
+ * `archived` ID has its response, every WARC listed in shard.json has that size and sha256.
+ * Memory stays flat: the database rows are streamed in (file, offset) order and joined with
+ * the records as they are read.
+ */
+export interface Defect {
+  file: string;
+  offset?: number;
+  what: string;
+}
+
+export interface VerifyReport {
+  files: number;
+  records: number;
+  bytes: number;
+  /** The first `maxDefects` defects; `defectCount` has them all. */
+  defects: Defect[];
+  defectCount: number;
+  counts: { types: Record<string, number>; ids?: Record<string, number>; dbRows: number };
+}
+
+export interface VerifyOptions {
+  maxDefects?: number;
+  onProgress?: (p: { file: string; records: number; bytes: number }) => void;
+}
+
+interface RowRef {
+  warc: string;
+  offset: number;
+  length: number;
+  recordId: string | null;
+  type: string;
+  url: string;
+  what: string;
+}
+
+class Collector {
+  readonly report: VerifyReport = { files: 0, records: 0, bytes: 0, defects: [], defectCount: 0, counts: { types: {}, dbRows: 0 } };
+  constructor(private readonly max: number) {}
+  add(d: Defect): void {
+    this.report.defectCount++;
+    if (this.report.defects.length < this.max) this.report.defects.push(d);
+  }
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** Checks one record on its own: digests, required fields. */
+function checkRecord(r: ReadRecord, out: Collector): void {
+  for (const p of r.problems) out.add({ file: r.file, offset: r.offset, what: `${r.type} record ${r.recordId ?? ''}: ${p}` });
+  if (!r.recordId) out.add({ file: r.file, offset: r.offset, what: `${r.type} record has no WARC-Record-ID` });
+  if (!r.date) out.add({ file: r.file, offset: r.offset, what: `${r.type} record has no WARC-Date` });
+}
+
+async function verifyWarc(path: string, out: Collector, opts: VerifyOptions, onRecord?: (r: ReadRecord) => void): Promise<void> {
+  out.report.files++;
+  out.report.bytes += (await stat(path)).size;
+  let n = 0;
+  for await (const item of readWarc(path)) {
+    if (item.kind === 'defect') {
+      out.add({ file: item.file, offset: item.offset, what: item.what });
+      continue;
+    }
+    n++;
+    out.report.records++;
+    out.report.counts.types[item.type] = (out.report.counts.types[item.type] ?? 0) + 1;
+    checkRecord(item, out);
+    onRecord?.(item);
+    if (opts.onProgress && n % 10000 === 0) opts.onProgress({ file: path, records: out.report.records, bytes: out.report.bytes });
+  }
+}
+
+/** Rows of a shard's `captures` (or a merged `records`) table as record locations, sorted by (file, offset). */
+function locationQuery(db: Database.Database): string | undefined {
+  const tables = new Set(db.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table'`).all().map((r) => r.name));
+  if (tables.has('records')) {
+    return `SELECT warc, offset, length, record_id AS recordId, type, url, 'records row' AS what FROM records ORDER BY warc, offset`;
+  }
+  if (tables.has('captures')) {
+    return `SELECT warc, offset, length, record_id AS recordId, record_type AS type, url, 'captures row (' || name || ')' AS what FROM captures
+            UNION ALL
+            SELECT request_warc, request_offset, request_length, NULL, 'request', url, 'captures row (' || name || ', request)' FROM captures
+            ORDER BY 1, 2`;
+  }
+  return undefined;
+}
+
+/** Joins the sorted rows with the records of each file as they are read. */
+class RowJoin {
+  readonly #it: Iterator<RowRef>;
+  #row: RowRef | undefined;
+  constructor(rows: Iterable<RowRef>, private readonly out: Collector, private readonly dir: string) {
+    this.#it = rows[Symbol.iterator]();
+    this.#next();
+  }
+  #next(): void {
+    const r = this.#it.next();
+    this.#row = r.done ? undefined : r.value;
+    if (this.#row) this.out.report.counts.dbRows++;
+  }
+  #bad(row: RowRef, what: string): void {
+    this.out.add({ file: join(this.dir, row.warc), offset: row.offset, what: `${row.what} for ${row.url}: ${what}` });
+  }
+  /** Rows for files that sort before `name` point at files that do not exist. */
+  skipTo(name: string): void {
+    while (this.#row && this.#row.warc < name) {
+      this.#bad(this.#row, 'its WARC file does not exist');
+      this.#next();
+    }
+  }
+  record(name: string, r: ReadRecord): void {
+    while (this.#row && this.#row.warc === name && this.#row.offset < r.offset) {
+      this.#bad(this.#row, 'no record starts at this offset');
+      this.#next();
+    }
+    while (this.#row && this.#row.warc === name && this.#row.offset === r.offset) {
+      const row = this.#row;
+      const problems: string[] = [];
+      if (r.length !== 0 && row.length !== r.length) problems.push(`length ${row.length}, record is ${r.length}`);
+      if (row.type !== r.type) problems.push(`type ${row.type}, record is ${r.type}`);
+      if (row.recordId && row.recordId !== r.recordId) problems.push(`record ID ${row.recordId}, record is ${r.recordId}`);
+      if (row.url && r.targetUri !== undefined && row.url !== r.targetUri) problems.push(`URL differs from the record's ${r.targetUri}`);
+      if (problems.length > 0) this.#bad(row, problems.join('; '));
+      this.#next();
+    }
+  }
+  endFile(name: string): void {
+    while (this.#row && this.#row.warc === name) {
+      this.#bad(this.#row, 'no record starts at this offset (past the last record)');
+      this.#next();
+    }
+  }
+  finish(): void {
+    this.skipTo('\uffff');
+  }
+}
+
+async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Promise<void> {
+  const warcDir = join(dir, 'warcs');
+  let names: string[];
+  try {
+    names = (await readdir(warcDir)).filter((n) => /\.warc(\.gz)?(\.open)?$/.test(n)).sort();
+  } catch {
+    out.add({ file: dir, what: 'not a shard or merge directory (no warcs/)' });
+    return;
+  }
+  const manifest = await readManifest(dir).catch((err: Error) => {
+    out.add({ file: join(dir, 'shard.json'), what: err.message });
+    return undefined;
+  });
+  const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
+  const dbPath = ['shard.sqlite', 'merged.sqlite'].map((n) => join(dir, n));
+  let db: Database.Database | undefined;
+  for (const p of dbPath) {
+    try {
+      db = new Database(p, { readonly: true, fileMustExist: true });
+      break;
+    } catch {
+      // try the next name
+    }
+  }
+  if (!db) out.add({ file: dir, what: 'no shard.sqlite or merged.sqlite' });
+  try {
+    const query = db ? locationQuery(db) : undefined;
+    const join_ = new RowJoin(query ? (db!.prepare(query).iterate() as Iterable<RowRef>) : [], out, warcDir);
+    for (const name of names) {
+      const path = join(warcDir, name);
+      const finalName = name.replace(/\.open$/, '');
+      if (name.endsWith('.open')) out.add({ file: path, what: 'unfinished WARC (.open): a crawl is running or crashed; run the crawl again to repair it' });
+      join_.skipTo(finalName);
+      await verifyWarc(path, out, opts, (r) => join_.record(finalName, r));
+      join_.endFile(finalName);
+      if (manifest && !name.endsWith('.open')) {
+        const entry = listed.get(name);
+        if (!entry) out.add({ file: path, what: 'not listed in shard.json' });
+        else {
+          const size = (await stat(path)).size;
+          if (size !== entry.size) out.add({ file: path, what: `size ${size}, shard.json says ${entry.size}` });
+          else if ((await sha256File(path)) !== entry.sha256) out.add({ file: path, what: 'sha256 differs from shard.json' });
+        }
+        listed.delete(name);
+      }
+    }
+    join_.finish();
+    for (const name of listed.keys()) out.add({ file: join(warcDir, name), what: 'listed in shard.json but missing' });
+    if (db) checkIds(db, dir, out);
+  } finally {
+    db?.close();
+  }
+}
+
+function checkIds(db: Database.Database, dir: string, out: Collector): void {
+  const tables = new Set(db.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table'`).all().map((r) => r.name));
+  if (!tables.has('ids') || !tables.has('captures')) return;
+  const ids: Record<string, number> = {};
+  for (const r of db.prepare<[], { status: string; n: number }>('SELECT status, COUNT(*) AS n FROM ids GROUP BY status').iterate()) ids[r.status] = r.n;
+  out.report.counts.ids = ids;
+  const missing = db.prepare<[], { id: number }>(
+    `SELECT id FROM ids WHERE status = 'archived' AND NOT EXISTS (
+       SELECT 1 FROM captures c WHERE c.post_id = ids.id AND c.http_status BETWEEN 200 AND 299)`,
+  );
+  for (const r of missing.iterate()) out.add({ file: join(dir, basename(db.name)), what: `ID ${r.id} is archived but has no 2xx capture` });
+}
+
+/** Verifies shard directories, merge directories and bare WARC files. Non-zero `defectCount`: the CLI exits 1. */
+export async function verifyPaths(paths: string[], options: VerifyOptions = {}): Promise<VerifyReport> {
+  const out = new Collector(options.maxDefects ?? 10_000);
+  for (const p of paths) {
+    let isDir: boolean;
+    try {
+      isDir = (await stat(p)).isDirectory();
+    } catch {
+      out.add({ file: p, what: 'no such file or directory' });
+      continue;
+    }
+    if (isDir) await verifyDir(p, out, options);
+    else await verifyWarc(p, out, options);
+  }
+  return out.report;
+}

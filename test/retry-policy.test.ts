@@ -1,0 +1,125 @@
+import { errors as undiciErrors } from 'undici';
+import { describe, expect, it } from 'vitest';
+import { InputError, RetryableFetchError, ScopeError, StorageError } from '../config/errors.js';
+import {
+  backoffMs,
+  isRetryable,
+  isRetryableStatus,
+  parseRetryAfter,
+  RETRY_AFTER_MAX_MS,
+  RETRYABLE_ERROR_CODES,
+  RETRYABLE_STATUSES,
+  retryDelayMs,
+} from '../crawler/retry-policy.js';
+
+const withCode = (code: string): Error => Object.assign(new Error(code), { code });
+
+describe('retry rules as data', () => {
+  it('lists the statuses of DESIGN §3 and none of the final ones', () => {
+    for (const status of [408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524]) expect(isRetryableStatus(status)).toBe(true);
+    for (const status of [200, 301, 304, 400, 401, 403, 404, 410, 451, 501]) expect(isRetryableStatus(status)).toBe(false);
+    expect(RETRYABLE_STATUSES).toContain(429);
+    expect(RETRYABLE_ERROR_CODES).toEqual(expect.arrayContaining(['ECONNRESET', 'UND_ERR_SOCKET', 'E_SHORT_BODY', 'E_TOTAL_TIMEOUT']));
+  });
+});
+
+describe('isRetryable', () => {
+  it('retries transient network and undici errors by code', () => {
+    for (const code of RETRYABLE_ERROR_CODES) expect(isRetryable(withCode(code)), code).toBe(true);
+    expect(isRetryable(new undiciErrors.SocketError('other side closed'))).toBe(true);
+    expect(isRetryable(new undiciErrors.HeadersTimeoutError())).toBe(true);
+    expect(isRetryable(new undiciErrors.BodyTimeoutError())).toBe(true);
+    expect(isRetryable(new undiciErrors.ConnectTimeoutError())).toBe(true);
+  });
+
+  it('does not retry permanent or unknown failures', () => {
+    for (const code of ['ENOTFOUND', 'ERR_TLS_CERT_ALTNAME_INVALID', 'UND_ERR_ABORTED', 'UND_ERR_INVALID_ARG']) {
+      expect(isRetryable(withCode(code)), code).toBe(false);
+    }
+    expect(isRetryable(new Error('plain'))).toBe(false);
+    expect(isRetryable(undefined)).toBe(false);
+    expect(isRetryable('ECONNRESET')).toBe(false);
+    expect(isRetryable(null)).toBe(false);
+  });
+
+  it('follows the policy of lifeboat errors, whatever their cause', () => {
+    expect(isRetryable(new RetryableFetchError('HTTP 503', { code: 'E_HTTP_503' }))).toBe(true);
+    expect(isRetryable(new ScopeError('private', { code: 'E_SCOPE_ADDRESS', cause: withCode('ECONNRESET') }))).toBe(false);
+    expect(isRetryable(new InputError('bad'))).toBe(false);
+    expect(isRetryable(new StorageError('disk full', { cause: withCode('ETIMEDOUT') }))).toBe(false);
+  });
+
+  it('looks through cause chains and AggregateErrors', () => {
+    expect(isRetryable(new TypeError('fetch failed', { cause: withCode('ECONNRESET') }))).toBe(true);
+    expect(isRetryable(new Error('outer', { cause: new Error('mid', { cause: withCode('EPIPE') }) }))).toBe(true);
+    expect(isRetryable(new AggregateError([withCode('ENOTFOUND'), withCode('ECONNREFUSED')]))).toBe(true);
+    expect(isRetryable(new AggregateError([withCode('ENOTFOUND')]))).toBe(false);
+  });
+
+  it('judges HTTP status errors by their status', () => {
+    expect(isRetryable(Object.assign(new Error('x'), { statusCode: 502 }))).toBe(true);
+    expect(isRetryable(Object.assign(new Error('x'), { status: 404 }))).toBe(false);
+  });
+
+  it('survives a cause cycle', () => {
+    const a = new Error('a');
+    const b = new Error('b', { cause: a });
+    (a as { cause?: unknown }).cause = b;
+    expect(isRetryable(a)).toBe(false);
+  });
+});
+
+describe('backoffMs', () => {
+  it('grows exponentially from baseMs up to maxMs with full jitter', () => {
+    const top = () => 0.999999;
+    expect([1, 2, 3, 4, 5, 6, 7].map((n) => backoffMs(n, { baseMs: 100, maxMs: 5000, random: top }))).toEqual([
+      99, 199, 399, 799, 1599, 3199, 4999,
+    ]);
+    expect(backoffMs(3, { baseMs: 100, random: () => 0 })).toBe(0);
+    expect(backoffMs(3, { baseMs: 100, random: () => 0.5 })).toBe(200);
+  });
+
+  it('defaults to 1 s base and 60 s cap, and stays in range for any attempt', () => {
+    expect(backoffMs(1, { random: () => 0.5 })).toBe(500);
+    for (const attempt of [0, -3, 1.7, 40, 1e6, Number.MAX_SAFE_INTEGER]) {
+      const ms = backoffMs(attempt);
+      expect(ms).toBeGreaterThanOrEqual(0);
+      expect(ms).toBeLessThan(60_000);
+      expect(Number.isInteger(ms)).toBe(true);
+    }
+    expect(backoffMs(0, { random: () => 0.999 })).toBe(999); // attempt < 1 counts as 1
+  });
+
+  it('retryDelayMs prefers the server Retry-After', () => {
+    expect(retryDelayMs(new RetryableFetchError('429', { code: 'E_HTTP_429', retryAfterMs: 7000 }), 1)).toBe(7000);
+    expect(retryDelayMs(withCode('ECONNRESET'), 2, { baseMs: 100, random: () => 0.5 })).toBe(100);
+  });
+});
+
+describe('parseRetryAfter', () => {
+  const now = Date.UTC(2024, 0, 1, 0, 0, 0);
+
+  it('reads delay-seconds', () => {
+    expect(parseRetryAfter('120', now)).toBe(120_000);
+    expect(parseRetryAfter(' 0 ', now)).toBe(0);
+    expect(parseRetryAfter('86400', now)).toBe(RETRY_AFTER_MAX_MS);
+    expect(parseRetryAfter('9'.repeat(400), now)).toBe(RETRY_AFTER_MAX_MS);
+  });
+
+  it('reads the three HTTP-date forms as GMT', () => {
+    expect(parseRetryAfter('Mon, 01 Jan 2024 00:01:30 GMT', now)).toBe(90_000);
+    expect(parseRetryAfter('Monday, 01-Jan-24 00:01:30 GMT', now)).toBe(90_000);
+    expect(parseRetryAfter('Mon Jan  1 00:01:30 2024', now)).toBe(90_000);
+    expect(parseRetryAfter('Mon, 01 Jan 2024 05:00:00 GMT', now)).toBe(RETRY_AFTER_MAX_MS);
+  });
+
+  it('gives 0 for a date in the past', () => {
+    expect(parseRetryAfter('Sun, 31 Dec 2023 23:00:00 GMT', now)).toBe(0);
+  });
+
+  it('gives undefined for garbage', () => {
+    for (const value of [undefined, '', '  ', '-5', '1.5', '1e3', '0x10', 'soon', '2024-01-01T00:01:30Z', 'Mon, 01 Jan 2024', 'Mon, 41 Foo 2024 00:00:00 GMT']) {
+      expect(parseRetryAfter(value, now), String(value)).toBeUndefined();
+    }
+  });
+});

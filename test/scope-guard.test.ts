@@ -1,0 +1,257 @@
+import type dns from 'node:dns';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Agent, request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InputError, ScopeError } from '../config/errors.js';
+import { classifyAddress, ScopeGuard, type AddressClass } from '../crawler/scope-guard.js';
+
+// No test here connects anywhere but 127.0.0.1: private and public addresses are judged by the
+// decision functions, and names that resolve to them go through an injected resolver.
+
+describe('classifyAddress', () => {
+  const cases: Array<[string, AddressClass]> = [
+    ['10.0.0.1', 'private'],
+    ['172.16.5.4', 'private'],
+    ['172.31.255.255', 'private'],
+    ['172.32.0.1', 'public'],
+    ['192.168.1.1', 'private'],
+    ['169.254.169.254', 'link-local'],
+    ['127.0.0.1', 'loopback'],
+    ['127.255.0.9', 'loopback'],
+    ['100.64.0.1', 'cgnat'],
+    ['100.127.255.254', 'cgnat'],
+    ['100.128.0.1', 'public'],
+    ['0.0.0.0', 'unspecified'],
+    ['0.1.2.3', 'reserved'],
+    ['255.255.255.255', 'reserved'],
+    ['240.0.0.1', 'reserved'],
+    ['224.0.0.251', 'multicast'],
+    ['192.0.2.7', 'reserved'],
+    ['8.8.8.8', 'public'],
+    ['93.184.216.34', 'public'],
+    ['::1', 'loopback'],
+    ['::', 'unspecified'],
+    ['fd00::1', 'private'],
+    ['fc00::1', 'private'],
+    ['fe80::1', 'link-local'],
+    ['fe80::1%eth0', 'link-local'],
+    ['febf::1', 'link-local'],
+    ['fec0::1', 'private'],
+    ['ff02::1', 'multicast'],
+    ['::ffff:192.168.0.1', 'private'],
+    ['::ffff:10.0.0.1', 'private'],
+    ['::ffff:a00:1', 'private'], // the same address as WHATWG URL writes it
+    ['::ffff:127.0.0.1', 'loopback'],
+    ['::ffff:8.8.8.8', 'public'],
+    ['::ffff:0.0.0.0', 'unspecified'],
+    ['64:ff9b::a9fe:a9fe', 'link-local'], // NAT64 of 169.254.169.254
+    ['64:ff9b::808:808', 'public'],
+    ['2002:0a00:0001::1', 'private'], // 6to4 of 10.0.0.1
+    ['2001:db8::1', 'reserved'],
+    ['2606:4700:4700::1111', 'public'],
+    ['[2606:4700:4700::1111]', 'public'],
+    ['4000::1', 'reserved'], // unassigned
+  ];
+  it.each(cases)('%s is %s', (ip, cls) => {
+    expect(classifyAddress(ip)).toBe(cls);
+  });
+
+  it('refuses what is not an address', () => {
+    for (const bad of ['localhost', '', '10.0.0', '1.2.3.256', ':::1', 'example.org']) {
+      expect(() => classifyAddress(bad)).toThrow(expect.objectContaining({ code: 'E_SCOPE_ADDRESS' }));
+    }
+  });
+});
+
+describe('ScopeGuard.isAllowedAddress', () => {
+  const strict = new ScopeGuard({ hosts: ['example.org'], allowPrivateNetwork: false });
+  const open = new ScopeGuard({ hosts: ['example.org'], allowPrivateNetwork: true });
+  const notPublic = [
+    '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '127.0.0.1', '::1',
+    'fd00::1', 'fe80::1', '::ffff:192.168.0.1', '100.64.0.1',
+  ];
+
+  it('refuses loopback, private, link-local and CGNAT without the flag', () => {
+    for (const ip of notPublic) expect(strict.isAllowedAddress(ip), ip).toBe(false);
+    expect(strict.isAllowedAddress('172.32.0.1')).toBe(true);
+    expect(strict.isAllowedAddress('2606:4700:4700::1111')).toBe(true);
+  });
+
+  it('allows them with allowPrivateNetwork, but never unspecified or multicast', () => {
+    for (const ip of notPublic) expect(open.isAllowedAddress(ip), ip).toBe(true);
+    for (const ip of ['0.0.0.0', '::', '224.0.0.1', 'ff02::1']) expect(open.isAllowedAddress(ip), ip).toBe(false);
+  });
+
+  it('says no to what is not an address', () => {
+    expect(open.isAllowedAddress('localhost')).toBe(false);
+  });
+});
+
+describe('ScopeGuard.checkUrl', () => {
+  const guard = new ScopeGuard({ hosts: ['Example.org', '*.cdn.example.net', '127.0.0.1', '::1', '10.0.0.1'], allowPrivateNetwork: false });
+  const code = (url: string | URL): string | undefined => {
+    try {
+      guard.checkUrl(url);
+      return undefined;
+    } catch (err) {
+      expect(err).toBeInstanceOf(ScopeError);
+      return (err as ScopeError).code;
+    }
+  };
+
+  it('returns the parsed URL for hosts in scope', () => {
+    expect(guard.checkUrl('https://example.org/a?b=1').href).toBe('https://example.org/a?b=1');
+    expect(guard.checkUrl(new URL('http://EXAMPLE.ORG./x')).hostname).toBe('example.org.');
+    expect(guard.checkUrl('https://img.cdn.example.net/1.jpg').hostname).toBe('img.cdn.example.net');
+    expect(guard.checkUrl('https://a.b.cdn.example.net/1.jpg').hostname).toBe('a.b.cdn.example.net');
+  });
+
+  it.each(['file:///etc/passwd', 'ftp://example.org/x', 'javascript:alert(1)', 'data:text/plain,hi', 'gopher://example.org/'])(
+    'refuses the scheme of %s',
+    (url) => expect(code(url)).toBe('E_SCOPE_SCHEME'),
+  );
+
+  it('refuses hosts not in the list', () => {
+    expect(code('https://example.com/')).toBe('E_SCOPE_HOST');
+    expect(code('https://evil-example.org/')).toBe('E_SCOPE_HOST');
+    expect(code('https://example.org.evil.com/')).toBe('E_SCOPE_HOST');
+    expect(code('https://cdn.example.net/')).toBe('E_SCOPE_HOST'); // a wildcard does not cover the apex
+    expect(code('https://xcdn.example.net/')).toBe('E_SCOPE_HOST');
+    expect(code('http://10.0.0.2/')).toBe('E_SCOPE_HOST');
+  });
+
+  it('refuses URLs carrying credentials', () => {
+    expect(code('https://user:pass@example.org/')).toBe('E_SCOPE_CREDENTIALS');
+    expect(code('https://user@example.org/')).toBe('E_SCOPE_CREDENTIALS');
+  });
+
+  it('refuses listed IP literals that are not public, in any spelling, without the flag', () => {
+    expect(code('http://127.0.0.1:8080/')).toBe('E_SCOPE_ADDRESS');
+    expect(code('http://2130706433/')).toBe('E_SCOPE_ADDRESS'); // WHATWG URL makes it 127.0.0.1
+    expect(code('http://0x7f.0.0.1/')).toBe('E_SCOPE_ADDRESS');
+    expect(code('http://[::1]/')).toBe('E_SCOPE_ADDRESS');
+    expect(code('http://10.0.0.1/')).toBe('E_SCOPE_ADDRESS');
+    expect(() => guard.checkUrl('http://127.0.0.1/')).toThrow(/--allow-private-network/);
+  });
+
+  it('allows them with the flag', () => {
+    const open = new ScopeGuard({ hosts: ['127.0.0.1', '[::1]'], allowPrivateNetwork: true });
+    expect(open.checkUrl('http://127.0.0.1:8080/p/1').port).toBe('8080');
+    expect(open.checkUrl('http://[::1]/').hostname).toBe('[::1]');
+  });
+
+  it('refuses what is not a URL', () => {
+    expect(code('not a url')).toBe('E_SCOPE_URL');
+  });
+
+  it('rejects host entries that are not bare hosts', () => {
+    for (const entry of ['http://example.org', 'example.org/path', 'example.org:8080', 'example.org:80', 'u@example.org', '']) {
+      expect(() => new ScopeGuard({ hosts: [entry], allowPrivateNetwork: false }), entry).toThrow(InputError);
+    }
+  });
+});
+
+type LookupResult = { err: NodeJS.ErrnoException | null; address: string | dns.LookupAddress[]; family?: number };
+
+function lookupWith(guard: ScopeGuard, hostname: string, options: dns.LookupOptions): Promise<LookupResult> {
+  return new Promise((resolve) => {
+    guard.lookup(hostname, options, (err, address, family) => resolve({ err, address, family }));
+  });
+}
+
+/** A resolver that answers from a table, for names that must never be connected to. */
+function fakeDns(table: Record<string, dns.LookupAddress[]>): typeof dns.lookup {
+  return ((hostname: string, _options: unknown, callback: (err: Error | null, addresses: dns.LookupAddress[]) => void) => {
+    const addresses = table[hostname];
+    if (!addresses) callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), []);
+    else callback(null, addresses);
+  }) as unknown as typeof dns.lookup;
+}
+
+describe('ScopeGuard.lookup', () => {
+  it('refuses localhost without the flag', async () => {
+    const guard = new ScopeGuard({ hosts: ['localhost'], allowPrivateNetwork: false });
+    const { err } = await lookupWith(guard, 'localhost', {});
+    expect(err).toBeInstanceOf(ScopeError);
+    expect(err?.code).toBe('E_SCOPE_ADDRESS');
+    expect(err?.message).toMatch(/loopback address .* \(localhost resolves to it\)/);
+  });
+
+  it('allows localhost with the flag, in both answer shapes', async () => {
+    const guard = new ScopeGuard({ hosts: ['localhost'], allowPrivateNetwork: true });
+    const one = await lookupWith(guard, 'localhost', { family: 4 });
+    expect(one.err).toBeNull();
+    expect(one.address).toBe('127.0.0.1');
+    expect(one.family).toBe(4);
+    const all = await lookupWith(guard, 'localhost', { all: true, family: 4 });
+    expect(all.err).toBeNull();
+    expect(all.address).toEqual([{ address: '127.0.0.1', family: 4 }]);
+  });
+
+  it('refuses names that resolve to private or metadata addresses, and drops those among public ones', async () => {
+    const dnsLookup = fakeDns({
+      'internal.example.org': [{ address: '10.1.2.3', family: 4 }],
+      'metadata.example.org': [{ address: '169.254.169.254', family: 4 }],
+      'mixed.example.org': [
+        { address: '192.168.0.10', family: 4 },
+        { address: '93.184.216.34', family: 4 },
+        { address: 'fd00::5', family: 6 },
+      ],
+    });
+    const guard = new ScopeGuard({ hosts: ['*.example.org'], allowPrivateNetwork: false, dnsLookup });
+    expect((await lookupWith(guard, 'internal.example.org', {})).err?.code).toBe('E_SCOPE_ADDRESS');
+    expect((await lookupWith(guard, 'metadata.example.org', { all: true })).err?.code).toBe('E_SCOPE_ADDRESS');
+    expect(await lookupWith(guard, 'mixed.example.org', { all: true })).toMatchObject({
+      err: null,
+      address: [{ address: '93.184.216.34', family: 4 }],
+    });
+    expect((await lookupWith(guard, 'nowhere.example.org', {})).err?.code).toBe('ENOTFOUND');
+  });
+});
+
+describe('ScopeGuard with undici, end to end', () => {
+  let server: http.Server;
+  let port: number;
+  beforeAll(async () => {
+    server = http.createServer((_req, res) => res.end('served'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  async function get(agent: Agent, url: string): Promise<string> {
+    try {
+      const res = await request(url, { dispatcher: agent });
+      return await res.body.text();
+    } finally {
+      await agent.close();
+    }
+  }
+
+  it('refuses http://localhost:PORT without the flag', async () => {
+    const guard = new ScopeGuard({ hosts: ['localhost'], allowPrivateNetwork: false });
+    const agent = new Agent({ connect: { lookup: guard.lookup } });
+    await expect(get(agent, `http://localhost:${port}/`)).rejects.toMatchObject({ code: 'E_SCOPE_ADDRESS' });
+  });
+
+  it('serves http://localhost:PORT with the flag', async () => {
+    const guard = new ScopeGuard({ hosts: ['localhost'], allowPrivateNetwork: true });
+    const agent = new Agent({ connect: { lookup: guard.lookup, family: 4 } });
+    expect(await get(agent, `http://localhost:${port}/`)).toBe('served');
+  });
+
+  it('connector() also refuses IP-literal origins, which never reach a lookup', async () => {
+    const strict = new ScopeGuard({ hosts: ['127.0.0.1'], allowPrivateNetwork: false });
+    await expect(get(new Agent({ connect: strict.connector() }), `http://127.0.0.1:${port}/`)).rejects.toMatchObject({
+      code: 'E_SCOPE_ADDRESS',
+    });
+    await expect(get(new Agent({ connect: strict.connector() }), `http://localhost:${port}/`)).rejects.toMatchObject({
+      code: 'E_SCOPE_ADDRESS',
+    });
+    const open = new ScopeGuard({ hosts: ['127.0.0.1'], allowPrivateNetwork: true });
+    expect(await get(new Agent({ connect: open.connector() }), `http://127.0.0.1:${port}/`)).toBe('served');
+  });
+});

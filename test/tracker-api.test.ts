@@ -1,0 +1,300 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { request } from 'undici';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { RangeSet } from '../crawler/id-ranges.js';
+import { TrackerClient } from '../tracker/client.js';
+import { TrackerRequestError, TrackerUnavailableError } from '../tracker/errors.js';
+import { type ItemStore, packItems } from '../tracker/item-store.js';
+import { parseProject } from '../tracker/project.js';
+import { buildTrackerApp, listRoutes } from '../tracker/server.js';
+import { SqliteItemStore } from '../tracker/sqlite-store.js';
+
+const ADMIN = 'admin-token-for-tests-0123456789';
+const VERSION = '0.1.0';
+const project = parseProject({ name: 'api-test', profile: 'demo', item_size: 100, lease_secs: 60, min_client_version: VERSION });
+const stats = { counts: { archived: 90, missing: 8, gone: 1, restricted: 1, failed: 0 }, bytes: 12_345, warcs: [{ name: 'demo-1.warc.gz', size: 12_345, sha256: 'b'.repeat(64) }] };
+
+let dir: string;
+let store: ItemStore;
+let app: FastifyInstance;
+let base: string;
+let clock = 1_700_000_000_000;
+
+interface CallOptions {
+  token?: string;
+  version?: string | null;
+  body?: unknown;
+  rawBody?: string;
+}
+
+async function call(method: 'GET' | 'POST', url: string, options: CallOptions = {}) {
+  const headers: Record<string, string> = {};
+  if (options.version !== null) headers['x-lifeboat-version'] = options.version ?? VERSION;
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  const body = options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await request(`${base}${url}`, { method, headers, body });
+  const text = await res.body.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.statusCode, json, text, headers: res.headers };
+}
+
+const snapshot = async () => (await call('GET', '/api/v1/stats')).json;
+const client = (token?: string) => new TrackerClient({ baseUrl: base, clientVersion: VERSION, token, retry: { maxAttempts: 2, baseDelayMs: 1 } });
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-api-'));
+  store = new SqliteItemStore({ path: path.join(dir, 't.sqlite'), project: project.name });
+  await store.init();
+  app = await buildTrackerApp({
+    store,
+    project,
+    adminToken: ADMIN,
+    now: () => clock,
+    leaseMs: 60_000,
+    rateLimit: { max: 10_000, timeWindowMs: 60_000 },
+    statsCacheMs: 0,
+    expireEveryMs: 0,
+  });
+  base = await app.listen({ port: 0, host: '127.0.0.1' });
+});
+
+afterAll(async () => {
+  await app?.close();
+  await store?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+beforeEach(() => {
+  clock += 3_600_000;
+});
+
+describe('tracker API over HTTP', () => {
+  it('runs register → claim → heartbeat → done with the client, and says done when empty', async () => {
+    const seeded = await call('POST', '/api/v1/admin/seed', { token: ADMIN, body: { ranges: '1-150\n# comment\n1000-1049\n', item_size: 100 } });
+    expect(seeded.json).toEqual({ items: 2, ids: 200 });
+    const node = client();
+    const reg = await node.register('alice');
+    expect(reg.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const item = await node.claim();
+    expect(item).toMatchObject({ id: expect.any(Number), profile: 'demo', leaseSecs: 60, upload: null });
+    expect(item!.ranges.toJSON()).toEqual([[1, 100]]);
+    const hb = await node.heartbeat(item!.leaseId, new RangeSet([{ start: 1, end: 30 }]));
+    expect(hb.remaining.toJSON()).toEqual([[31, 100]]);
+    expect(hb.leaseExpiresAt.getTime()).toBe(clock + 60_000);
+    expect(await node.done(item!.leaseId, stats)).toEqual({ duplicate: false });
+    expect(await node.done(item!.leaseId, stats)).toEqual({ duplicate: true });
+    const second = await node.claim();
+    expect(second!.ranges.toJSON()).toEqual([[101, 150], [1000, 1049]]);
+    const rel = await node.release(second!.leaseId, new RangeSet([{ start: 101, end: 110 }]));
+    expect(rel.remaining.toJSON()).toEqual([[111, 150], [1000, 1049]]);
+    const third = await node.claim();
+    expect(await node.done(third!.leaseId, stats)).toEqual({ duplicate: false });
+    expect(await node.claim()).toBeNull();
+    const s = await snapshot();
+    expect(s).toMatchObject({ project: 'api-test', ids: { total: 200, done: 200 }, progress: 1, bytes: 24_690 });
+    expect(s.nodes).toEqual([{ nick: 'alice', items: 2, ids: 200, bytes: 24_690, rate_ids_per_sec: expect.any(Number) }]);
+  });
+
+  it('hands a dead node’s remainder to the next node and refuses the stale lease', async () => {
+    await call('POST', '/api/v1/admin/seed', { token: ADMIN, body: { ranges: '5000-5099' } });
+    const a = client();
+    await a.register('a-node');
+    const b = client();
+    await b.register('b-node');
+    const item = (await a.claim())!;
+    await a.heartbeat(item.leaseId, new RangeSet([{ start: 5000, end: 5049 }]));
+    const later = await b.tryClaim();
+    expect(later).toEqual({ kind: 'later', retryAfterSecs: 60 });
+    clock += 61_000;
+    const taken = (await b.claim())!;
+    expect(taken.ranges.toJSON()).toEqual([[5050, 5099]]);
+    const err = await a.done(item.leaseId, stats).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrackerRequestError);
+    expect(err).toMatchObject({ status: 409, code: 'E_LEASE_STALE', policy: 'give-up' });
+    await b.done(taken.leaseId, stats);
+    const metrics = await call('GET', '/metrics');
+    expect(metrics.text).toMatch(/lifeboat_tracker_expired_leases_total\{project="api-test"\} [1-9]/);
+    expect(metrics.text).toMatch(/lifeboat_tracker_claims_total\{project="api-test",result="later"\} [1-9]/);
+    expect(metrics.text).toContain('lifeboat_tracker_active_nodes{project="api-test"}');
+  });
+
+  it('rejects a bad token, an old or missing version, a banned nick — and changes nothing', async () => {
+    await call('POST', '/api/v1/admin/seed', { token: ADMIN, body: { ranges: '9000-9099' } });
+    const m = await call('POST', '/api/v1/register', { body: { nick: 'mallory' } });
+    expect(m.status).toBe(200);
+    const before = await snapshot();
+    expect((await call('POST', '/api/v1/claim', { token: 'not-a-token', body: {} })).status).toBe(401);
+    expect((await call('POST', '/api/v1/claim', { body: {} })).status).toBe(401);
+    const old = await call('POST', '/api/v1/claim', { token: m.json.token, version: '0.0.9', body: {} });
+    expect(old.status).toBe(426);
+    expect(old.json.message).toMatch(/0\.0\.9 is older than this project's minimum 0\.1\.0/);
+    expect((await call('POST', '/api/v1/register', { version: null, body: { nick: 'x' } })).status).toBe(426);
+    expect((await call('POST', '/api/v1/admin/ban', { token: m.json.token, body: { nick: 'alice' } })).status).toBe(401);
+    expect(await snapshot()).toEqual(before);
+
+    expect((await call('POST', '/api/v1/admin/ban', { token: ADMIN, body: { nick: 'mallory', reason: 'test' } })).json).toEqual({ ok: true, released_items: 0 });
+    const afterBan = await snapshot();
+    const banned = await call('POST', '/api/v1/claim', { token: m.json.token, body: {} });
+    expect(banned.status).toBe(403);
+    expect(banned.json.error).toBe('E_BANNED');
+    expect((await call('POST', '/api/v1/register', { body: { nick: 'mallory' } })).status).toBe(403);
+    expect(await snapshot()).toEqual(afterBan);
+
+    await call('POST', '/api/v1/admin/min-version', { token: ADMIN, body: { version: '0.2.0' } });
+    expect((await call('POST', '/api/v1/register', { body: { nick: 'newbie' } })).status).toBe(426);
+    await call('POST', '/api/v1/admin/min-version', { token: ADMIN, body: { version: '0.1.0' } });
+    await store.setSetting('min_client_version', '0.1.0');
+  });
+
+  it('rejects oversized, malformed and unexpected bodies with 4xx and changes nothing', async () => {
+    const reg = await call('POST', '/api/v1/register', { body: { nick: 'bodies' } });
+    const token = reg.json.token as string;
+    const before = await snapshot();
+    const huge = { lease_id: 'x', finished: Array.from({ length: 9000 }, (_, i) => [i * 10, i * 10 + 1]) };
+    const tooBig = await call('POST', '/api/v1/heartbeat', { token, body: huge });
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.json.message).toMatch(/too large/);
+    const bad = await call('POST', '/api/v1/heartbeat', { token, rawBody: '{"lease_id": "x", "finished": [[1,' });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error).toBeTypeOf('string');
+    const extra = await call('POST', '/api/v1/claim', { token, body: { greedy: true } });
+    expect(extra.status).toBe(400);
+    expect(extra.json.message).toMatch(/greedy/);
+    const backwards = await call('POST', '/api/v1/heartbeat', { token, body: { lease_id: 'x', finished: [[10, 1]] } });
+    expect(backwards.status).toBe(400);
+    const badStats = await call('POST', '/api/v1/done', { token, body: { lease_id: 'x', stats: { ...stats, bytes: -1 } } });
+    expect(badStats.status).toBe(400);
+    expect((await call('POST', '/api/v1/done', { token, body: { lease_id: 'nope', stats } })).status).toBe(409);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('rejects injection attempts in nicks with 400 and changes nothing', async () => {
+    const before = await snapshot();
+    const evil = [
+      "robert'); DROP TABLE nodes;--",
+      "x' OR '1'='1",
+      '"; DELETE FROM items; --',
+      '<script>alert(1)</script>',
+      'a'.repeat(33),
+      '',
+      'nick with spaces',
+      'ünïcödé',
+      '../../etc/passwd',
+    ];
+    for (const nick of evil) {
+      const res = await call('POST', '/api/v1/register', { body: { nick } });
+      expect(res.status, nick).toBe(400);
+      expect((await call('POST', '/api/v1/admin/ban', { token: ADMIN, body: { nick } })).status, nick).toBe(400);
+    }
+    expect((await call('POST', '/api/v1/register', { body: { nick: 42 } })).status).toBe(400);
+    expect((await call('POST', '/api/v1/register', { body: { nick: ['a'] } })).status).toBe(400);
+    expect(await snapshot()).toEqual(before);
+    // The tables are intact and the store still works.
+    expect((await call('POST', '/api/v1/register', { body: { nick: 'after.the_attack-1' } })).status).toBe(200);
+  });
+
+  it('describes every route in /openapi.json', async () => {
+    const doc = (await call('GET', '/openapi.json')).json;
+    expect(doc.openapi).toBe('3.1.0');
+    const documented = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([p, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`),
+    );
+    expect(documented.sort()).toEqual(listRoutes(app).sort());
+    expect(documented.length).toBeGreaterThanOrEqual(16);
+    expect(doc.paths['/api/v1/heartbeat'].post.requestBody.content['application/json'].schema.additionalProperties).toBe(false);
+  });
+
+  it('serves the leaderboard page and 404s unknown routes as JSON', async () => {
+    const page = await call('GET', '/');
+    expect(page.status).toBe(200);
+    expect(page.headers['content-type']).toMatch(/text\/html/);
+    expect(page.text).toContain('/api/v1/stats');
+    const missing = await call('GET', '/api/v1/nothing');
+    expect(missing.status).toBe(404);
+    expect(missing.json.error).toBe('E_NOT_FOUND');
+  });
+});
+
+describe('rate limit and client retries', () => {
+  it('answers 429 once a token exceeds its rate', async () => {
+    const limited = await buildTrackerApp({ store, project, adminToken: ADMIN, leaseMs: 60_000, rateLimit: { max: 5, timeWindowMs: 60_000 }, expireEveryMs: 0 });
+    const url = await limited.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const reg = await request(`${url}/api/v1/register`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-lifeboat-version': VERSION }, body: '{"nick":"fast"}' });
+      const { token } = (await reg.body.json()) as { token: string };
+      const statuses: number[] = [];
+      for (let i = 0; i < 7; i++) {
+        const res = await request(`${url}/api/v1/claim`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-lifeboat-version': VERSION }, body: '{}' });
+        statuses.push(res.statusCode);
+        const body = (await res.body.json()) as { error?: string };
+        if (res.statusCode === 429) {
+          expect(body.error).toBe('E_RATE_LIMIT');
+          expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+        }
+      }
+      expect(statuses.slice(0, 5).every((s) => s === 200)).toBe(true);
+      expect(statuses.slice(5)).toEqual([429, 429]);
+      // Another token has its own budget.
+      const other = await request(`${url}/api/v1/claim`, { method: 'POST', headers: { authorization: 'Bearer someone-else', 'x-lifeboat-version': VERSION } });
+      expect(other.statusCode).toBe(401);
+      await other.body.dump();
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('backs off while the tracker is unreachable, then gives up with a retry-policy error', async () => {
+    const waits: number[] = [];
+    const node = new TrackerClient({
+      baseUrl: 'http://127.0.0.1:9', // discard port: connection refused
+      clientVersion: VERSION,
+      retry: { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 250 },
+      sleep: async (ms) => void waits.push(ms),
+    });
+    const err = await node.register('alice').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrackerUnavailableError);
+    expect(err).toMatchObject({ policy: 'retry', code: 'E_TRACKER_UNAVAILABLE' });
+    expect(waits).toHaveLength(3);
+    expect(waits[0]).toBeGreaterThanOrEqual(50);
+    expect(waits[2]).toBeLessThanOrEqual(250);
+  });
+
+  it('waits through "later" answers before claiming', async () => {
+    await store.seed(packItems(new RangeSet([{ start: 70_000, end: 70_009 }]), 10));
+    const holder = client();
+    await holder.register('holder');
+    // Drain everything else so only this item is left, then hold it.
+    let held;
+    for (;;) {
+      const it = await holder.claim();
+      if (!it) throw new Error('ran out');
+      if (it.ranges.min === 70_000) {
+        held = it;
+        break;
+      }
+      await holder.done(it.leaseId, stats);
+    }
+    const waits: number[] = [];
+    const waiter = new TrackerClient({
+      baseUrl: base,
+      clientVersion: VERSION,
+      sleep: async (ms) => {
+        waits.push(ms);
+        if (waits.length === 2) await holder.release(held.leaseId);
+      },
+    });
+    await waiter.register('waiter');
+    const got = await waiter.claim();
+    expect(waits).toEqual([60_000, 60_000]);
+    expect(got!.ranges.toJSON()).toEqual([[70_000, 70_009]]);
+  });
+});

@@ -1,0 +1,307 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RangeSet } from '../crawler/id-ranges.js';
+import { BannedError, LeaseError } from '../tracker/errors.js';
+import { type DoneStats, type ItemStore, type Lease, packItems } from '../tracker/item-store.js';
+import { PostgresItemStore } from '../tracker/postgres-store.js';
+import { isPgReachable } from './fixtures/environment.js';
+import { SqliteItemStore } from '../tracker/sqlite-store.js';
+
+const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
+const requireAll = process.env.LIFEBOAT_REQUIRE_ALL === '1';
+const pgReachable = await isPgReachable(PG_URL);
+
+const LEASE_MS = 60_000;
+const T0 = 1_700_000_000_000;
+const r = (...pairs: [number, number][]) => new RangeSet(pairs.map(([start, end]) => ({ start, end })));
+const stats = (bytes = 100): DoneStats => ({
+  counts: { archived: 5, missing: 1, gone: 0, restricted: 0, failed: 0 },
+  bytes,
+  warcs: [{ name: 'demo-1.warc.gz', size: bytes, sha256: 'a'.repeat(64) }],
+});
+
+interface Harness {
+  /** A fresh store bound to a project no other test uses. */
+  open(project: string): Promise<ItemStore>;
+  /** Several independent stores (connections/pools) on the same project, for races. */
+  openMany(project: string, n: number): Promise<ItemStore[]>;
+  teardown(): Promise<void>;
+}
+
+let projectSerial = 0;
+const nextProject = () => `p${Date.now().toString(36)}-${projectSerial++}`;
+
+async function register(store: ItemStore, nick: string) {
+  return store.registerNode({ nick, tokenHash: `${nick}-${Math.random()}`, now: T0 });
+}
+
+async function mustLease(store: ItemStore, nodeId: number, now = T0): Promise<Lease> {
+  const result = await store.claim({ nodeId, now, leaseMs: LEASE_MS });
+  if (result.kind !== 'lease') throw new Error(`expected a lease, got ${result.kind}`);
+  return result.lease;
+}
+
+function contractSuite(makeHarness: () => Promise<Harness>) {
+  let h: Harness;
+  const opened: ItemStore[] = [];
+  const open = async (project = nextProject()) => {
+    const s = await h.open(project);
+    opened.push(s);
+    return s;
+  };
+  beforeAll(async () => {
+    h = await makeHarness();
+  });
+  afterAll(async () => {
+    for (const s of opened) await s.close();
+    await h?.teardown();
+  });
+
+  it('claims the lowest queued item, then says later, then done', async () => {
+    const store = await open();
+    expect(await store.seed(packItems(r([1, 25]), 10))).toEqual({ items: 3, ids: 25 });
+    const a = await register(store, 'alice');
+    const leases = [await mustLease(store, a.id), await mustLease(store, a.id), await mustLease(store, a.id)];
+    expect(leases.map((l) => l.ranges.toJSON())).toEqual([[[1, 10]], [[11, 20]], [[21, 25]]]);
+    expect(leases[0]!.leaseExpiresAt).toBe(T0 + LEASE_MS);
+    const later = await store.claim({ nodeId: a.id, now: T0, leaseMs: LEASE_MS });
+    expect(later).toEqual({ kind: 'later', retryAfterMs: 60_000, expired: 0 });
+    for (const l of leases) await store.done({ nodeId: a.id, leaseId: l.leaseId, stats: stats(), now: T0 });
+    expect(await store.claim({ nodeId: a.id, now: T0, leaseMs: LEASE_MS })).toEqual({ kind: 'done', expired: 0 });
+  });
+
+  it('lease expiry hands over only the unfinished remainder', async () => {
+    const store = await open();
+    await store.seed(packItems(r([1, 100]), 100));
+    const a = await register(store, 'alice');
+    const b = await register(store, 'bob');
+    const lease = await mustLease(store, a.id);
+    const hb = await store.heartbeat({ nodeId: a.id, leaseId: lease.leaseId, finished: r([1, 40], [50, 60], [500, 600]), now: T0 + 1000, leaseMs: LEASE_MS });
+    expect(hb.remaining.toJSON()).toEqual([[41, 49], [61, 100]]);
+    expect(hb.leaseExpiresAt).toBe(T0 + 1000 + LEASE_MS);
+    // Before the extended expiry nobody else gets it.
+    expect((await store.claim({ nodeId: b.id, now: T0 + LEASE_MS + 500, leaseMs: LEASE_MS })).kind).toBe('later');
+    const late = T0 + 1000 + LEASE_MS + 1;
+    const handover = await store.claim({ nodeId: b.id, now: late, leaseMs: LEASE_MS });
+    expect(handover.expired).toBe(1);
+    if (handover.kind !== 'lease') throw new Error('expected a lease');
+    const second = handover.lease;
+    expect(second.itemId).toBe(lease.itemId);
+    expect(second.ranges.toJSON()).toEqual([[41, 49], [61, 100]]);
+    // The first node's lease is now stale: heartbeat and done are refused.
+    await expect(store.heartbeat({ nodeId: a.id, leaseId: lease.leaseId, finished: r([41, 45]), now: late, leaseMs: LEASE_MS })).rejects.toBeInstanceOf(LeaseError);
+    await expect(store.done({ nodeId: a.id, leaseId: lease.leaseId, stats: stats(), now: late })).rejects.toBeInstanceOf(LeaseError);
+    await store.done({ nodeId: b.id, leaseId: second.leaseId, stats: stats(300), now: late });
+    const s = await store.stats({ now: late, windowMs: 60_000 });
+    expect(s.ids).toEqual({ total: 100, done: 100 });
+    expect(s.items).toMatchObject({ total: 1, done: 1, queued: 0, claimed: 0 });
+    expect(s.nodes).toEqual([
+      { nick: 'alice', items: 0, ids: 51, bytes: 0, rateIdsPerSec: expect.any(Number) },
+      { nick: 'bob', items: 1, ids: 49, bytes: 300, rateIdsPerSec: expect.any(Number) },
+    ]);
+  });
+
+  it('expireLeases counts overdue leases and completes fully reported items', async () => {
+    const store = await open();
+    await store.seed(packItems(r([1, 20]), 10));
+    const a = await register(store, 'alice');
+    const l1 = await mustLease(store, a.id);
+    await mustLease(store, a.id);
+    await store.heartbeat({ nodeId: a.id, leaseId: l1.leaseId, finished: r([1, 10]), now: T0, leaseMs: LEASE_MS });
+    expect(await store.expireLeases(T0 + LEASE_MS - 1)).toBe(0);
+    expect(await store.expireLeases(T0 + LEASE_MS + 1)).toBe(2);
+    const s = await store.stats({ now: T0 + LEASE_MS + 1, windowMs: 60_000 });
+    expect(s.items).toMatchObject({ done: 1, queued: 1, claimed: 0 });
+    const again = await mustLease(store, a.id, T0 + LEASE_MS + 2);
+    expect(again.ranges.toJSON()).toEqual([[11, 20]]);
+  });
+
+  it('refuses a stale or foreign lease and counts done twice once', async () => {
+    const store = await open();
+    await store.seed(packItems(r([1, 10]), 10));
+    const a = await register(store, 'alice');
+    const b = await register(store, 'bob');
+    const lease = await mustLease(store, a.id);
+    await expect(store.heartbeat({ nodeId: b.id, leaseId: lease.leaseId, finished: r([1, 2]), now: T0, leaseMs: LEASE_MS })).rejects.toMatchObject({ code: 'E_LEASE_NOT_YOURS' });
+    await expect(store.done({ nodeId: b.id, leaseId: lease.leaseId, stats: stats(), now: T0 })).rejects.toBeInstanceOf(LeaseError);
+    await expect(store.done({ nodeId: a.id, leaseId: 'no-such-lease', stats: stats(), now: T0 })).rejects.toMatchObject({ code: 'E_LEASE_STALE' });
+    expect(await store.done({ nodeId: a.id, leaseId: lease.leaseId, stats: stats(100), now: T0 })).toEqual({ duplicate: false });
+    expect(await store.done({ nodeId: a.id, leaseId: lease.leaseId, stats: stats(100), now: T0 + 5 })).toEqual({ duplicate: true });
+    await expect(store.heartbeat({ nodeId: a.id, leaseId: lease.leaseId, finished: r([1, 2]), now: T0, leaseMs: LEASE_MS })).rejects.toBeInstanceOf(LeaseError);
+    const s = await store.stats({ now: T0, windowMs: 60_000 });
+    expect(s.nodes.find((n) => n.nick === 'alice')).toMatchObject({ items: 1, ids: 10, bytes: 100 });
+    expect(s.bytes).toBe(100);
+  });
+
+  it('lookupLease finds the item of a live or finished lease and changes nothing', async () => {
+    const store = await open();
+    await store.seed(packItems(r([1, 10]), 10));
+    const a = await register(store, 'alice');
+    const b = await register(store, 'bob');
+    const lease = await mustLease(store, a.id);
+    const before = await store.stats({ now: T0, windowMs: 60_000 });
+    expect(await store.lookupLease({ nodeId: a.id, leaseId: lease.leaseId, now: T0 })).toEqual({ itemId: lease.itemId, state: 'live' });
+    expect(await store.stats({ now: T0, windowMs: 60_000 })).toEqual(before);
+    await expect(store.lookupLease({ nodeId: b.id, leaseId: lease.leaseId, now: T0 })).rejects.toMatchObject({ code: 'E_LEASE_NOT_YOURS' });
+    await expect(store.lookupLease({ nodeId: a.id, leaseId: 'no-such-lease', now: T0 })).rejects.toMatchObject({ code: 'E_LEASE_STALE' });
+    await expect(store.lookupLease({ nodeId: a.id, leaseId: lease.leaseId, now: T0 + LEASE_MS + 1 })).rejects.toMatchObject({ code: 'E_LEASE_STALE' });
+    await store.done({ nodeId: a.id, leaseId: lease.leaseId, stats: stats(), now: T0 });
+    expect(await store.lookupLease({ nodeId: a.id, leaseId: lease.leaseId, now: T0 + 1 })).toEqual({ itemId: lease.itemId, state: 'done' });
+    await expect(store.lookupLease({ nodeId: b.id, leaseId: lease.leaseId, now: T0 })).rejects.toBeInstanceOf(LeaseError);
+  });
+
+  it('release and fail return the unfinished remainder', async () => {
+    const store = await open();
+    await store.seed(packItems(r([1, 10]), 10));
+    const a = await register(store, 'alice');
+    const lease = await mustLease(store, a.id);
+    const released = await store.release({ nodeId: a.id, leaseId: lease.leaseId, finished: r([1, 3]), now: T0 });
+    expect(released.remaining.toJSON()).toEqual([[4, 10]]);
+    await expect(store.done({ nodeId: a.id, leaseId: lease.leaseId, stats: stats(), now: T0 })).rejects.toBeInstanceOf(LeaseError);
+    const next = await mustLease(store, a.id);
+    expect(next.ranges.toJSON()).toEqual([[4, 10]]);
+    const failed = await store.release({ nodeId: a.id, leaseId: next.leaseId, finished: r([4, 4]), error: 'disk full', now: T0 });
+    expect(failed.remaining.toJSON()).toEqual([[5, 10]]);
+    expect((await mustLease(store, a.id)).ranges.toJSON()).toEqual([[5, 10]]);
+  });
+
+  it('bans a nick: registration refused, authentication flagged, leases returned', async () => {
+    const store = await open();
+    await store.seed(packItems(r([1, 10]), 10));
+    const m = await store.registerNode({ nick: 'mallory', tokenHash: 'hash-mallory', now: T0 });
+    await mustLease(store, m.id);
+    expect(await store.ban({ nick: 'mallory', reason: 'bad data', now: T0 })).toEqual({ releasedItems: 1 });
+    await expect(register(store, 'mallory')).rejects.toBeInstanceOf(BannedError);
+    expect(await store.authenticate('hash-mallory')).toEqual({ id: m.id, nick: 'mallory', banned: true });
+    expect(await store.authenticate('unknown')).toBeUndefined();
+    const a = await register(store, 'alice');
+    expect((await mustLease(store, a.id)).ranges.toJSON()).toEqual([[1, 10]]);
+    await store.unban('mallory');
+    expect((await store.authenticate('hash-mallory'))?.banned).toBe(false);
+    await store.setSetting('min_client_version', '0.2.0');
+    expect(await store.getSetting('min_client_version')).toBe('0.2.0');
+    expect(await store.getSetting('nothing')).toBeUndefined();
+  });
+
+  it('reports live rate and active nodes', async () => {
+    const store = await open();
+    await store.seed(packItems(r([1, 1000]), 100));
+    const a = await register(store, 'alice');
+    const b = await register(store, 'bob');
+    const la = await mustLease(store, a.id);
+    const lb = await mustLease(store, b.id);
+    await store.heartbeat({ nodeId: a.id, leaseId: la.leaseId, finished: r([1, 60]), now: T0 + 1000, leaseMs: LEASE_MS });
+    await store.done({ nodeId: b.id, leaseId: lb.leaseId, stats: stats(5000), now: T0 + 2000 });
+    const s = await store.stats({ now: T0 + 10_000, windowMs: 60_000 });
+    expect(s.activeNodes).toBe(1);
+    expect(s.rateIdsPerSec).toBeCloseTo(160 / 60, 2);
+    expect(s.nodes.map((n) => [n.nick, n.ids, n.rateIdsPerSec])).toEqual([['bob', 100, 1.67], ['alice', 60, 1]]);
+    const later = await store.stats({ now: T0 + 200_000, windowMs: 60_000 });
+    expect(later.rateIdsPerSec).toBe(0);
+  });
+
+  it('concurrent claimers never hold overlapping IDs', async () => {
+    const project = nextProject();
+    const stores = await h.openMany(project, 3);
+    opened.push(...stores);
+    await stores[0]!.seed(packItems(r([1, 500]), 10));
+    const nodes = await Promise.all(Array.from({ length: 12 }, (_, i) => register(stores[i % 3]!, `n${i}`)));
+    const claims = await Promise.all(
+      Array.from({ length: 80 }, (_, i) => stores[i % 3]!.claim({ nodeId: nodes[i % nodes.length]!.id, now: T0, leaseMs: LEASE_MS })),
+    );
+    const leases = claims.flatMap((c) => (c.kind === 'lease' ? [c.lease] : []));
+    expect(leases).toHaveLength(50);
+    expect(claims.filter((c) => c.kind === 'later')).toHaveLength(30);
+    expect(new Set(leases.map((l) => l.itemId)).size).toBe(50);
+    let union = new RangeSet();
+    for (const l of leases) {
+      expect(union.intersect(l.ranges).isEmpty).toBe(true);
+      union = union.union(l.ranges);
+    }
+    expect(union.toJSON()).toEqual([[1, 500]]);
+    // Expire all, then race again: the remainders are again handed out exactly once.
+    await Promise.all(leases.slice(0, 25).map((l) => {
+      const holder = claims.findIndex((c) => c.kind === 'lease' && c.lease.leaseId === l.leaseId);
+      const node = nodes[holder % nodes.length]!;
+      return stores[holder % 3]!.heartbeat({ nodeId: node.id, leaseId: l.leaseId, finished: r([l.ranges.min!, l.ranges.min! + 4]), now: T0, leaseMs: LEASE_MS });
+    }));
+    const late = T0 + LEASE_MS + 1;
+    const again = await Promise.all(
+      Array.from({ length: 80 }, (_, i) => stores[i % 3]!.claim({ nodeId: nodes[i % nodes.length]!.id, now: late, leaseMs: LEASE_MS })),
+    );
+    const second = again.flatMap((c) => (c.kind === 'lease' ? [c.lease] : []));
+    expect(new Set(second.map((l) => l.itemId)).size).toBe(50);
+    let union2 = new RangeSet();
+    for (const l of second) {
+      expect(union2.intersect(l.ranges).isEmpty).toBe(true);
+      union2 = union2.union(l.ranges);
+    }
+    expect(union2.size).toBe(500 - 25 * 5);
+  });
+
+  it('seeds 1,000,000 items in batches (timing printed)', async () => {
+    const store = await open();
+    const started = performance.now();
+    const result = await store.seed(packItems(r([1, 10_000_000]), 10));
+    const secs = (performance.now() - started) / 1000;
+    console.log(`[${store.kind}] seeded ${result.items} items in ${secs.toFixed(2)} s`);
+    expect(result).toEqual({ items: 1_000_000, ids: 10_000_000 });
+    const a = await register(store, 'alice');
+    expect((await mustLease(store, a.id)).ranges.toJSON()).toEqual([[1, 10]]);
+  }, 180_000);
+}
+
+describe('packItems', () => {
+  it('cuts ranges into items and gathers fragments', () => {
+    expect([...packItems(r([1, 25]), 10)].map((s) => s.toJSON())).toEqual([[[1, 10]], [[11, 20]], [[21, 25]]]);
+    expect([...packItems(r([1, 3], [7, 7], [10, 20]), 5)].map((s) => s.toJSON())).toEqual([[[1, 3], [7, 7], [10, 10]], [[11, 15]], [[16, 20]]]);
+  });
+});
+
+describe('SqliteItemStore contract', () => {
+  contractSuite(async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-tracker-'));
+    const file = path.join(dir, 'tracker.sqlite');
+    return {
+      open: async (project) => {
+        const s = new SqliteItemStore({ path: file, project });
+        await s.init();
+        return s;
+      },
+      openMany: async (project, n) =>
+        Promise.all(Array.from({ length: n }, async () => {
+          const s = new SqliteItemStore({ path: file, project });
+          await s.init();
+          return s;
+        })),
+      teardown: async () => rmSync(dir, { recursive: true, force: true }),
+    };
+  });
+});
+
+describe.skipIf(!pgReachable && !requireAll)('PostgresItemStore contract', () => {
+  it.runIf(!pgReachable)('needs PostgreSQL at 127.0.0.1:5432 (LIFEBOAT_REQUIRE_ALL=1)', () => {
+    throw new Error(`PostgreSQL is not reachable at ${PG_URL}`);
+  });
+  contractSuite(async () => {
+    const schema = `lb_test_${process.pid}_${Date.now().toString(36)}`;
+    const make = async (project: string) => {
+      const s = new PostgresItemStore({ connectionString: PG_URL, project, schema, maxConnections: 4 });
+      await s.init();
+      return s;
+    };
+    return {
+      open: make,
+      openMany: async (project, n) => Promise.all(Array.from({ length: n }, () => make(project))),
+      teardown: async () => {
+        const client = new pg.Client({ connectionString: PG_URL });
+        await client.connect();
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await client.end();
+      },
+    };
+  });
+});

@@ -1,0 +1,198 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MissingCredentialsError, UploadError } from '../storage/upload-common.js';
+import { encodeIaHeaderValue, iaMetadataHeaders, readIaCredentials, uploadDirectoryToIa, type IaUploadOptions } from '../storage/upload-ia.js';
+import { listUploads } from '../storage/upload-ledger.js';
+import { UploadIncompleteError } from '../storage/upload-result.js';
+import { startIaServer, type IaServer } from './fixtures/ia-server.js';
+
+const root = mkdtempSync(join(tmpdir(), 'lifeboat-upload-ia-'));
+const credentials = { accessKey: 'test-access', secretKey: 'test-secret' };
+let ia: IaServer;
+
+beforeEach(async () => {
+  ia = await startIaServer({ ...credentials });
+});
+afterEach(async () => {
+  await ia.close();
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+function makeShard(name: string, warcs: Record<string, number>): { dir: string; bytes: Record<string, Buffer> } {
+  const dir = join(root, name);
+  mkdirSync(join(dir, 'warcs'), { recursive: true });
+  const bytes: Record<string, Buffer> = {};
+  for (const [file, size] of Object.entries(warcs)) {
+    bytes[file] = randomBytes(size);
+    writeFileSync(join(dir, 'warcs', file), bytes[file]!);
+  }
+  writeFileSync(join(dir, 'warcs', 'x.warc.gz.open'), 'in progress');
+  writeFileSync(
+    join(dir, 'shard.json'),
+    JSON.stringify({
+      profile: 'demo',
+      ranges: ['1-1000', '5000-6000'],
+      counts: { archived: 900, missing: 100 },
+      software: 'lifeboat 0.1.0',
+      warcs: Object.entries(bytes).map(([n, b]) => ({ name: n, size: b.length, sha256: sha256(b) })),
+    }),
+  );
+  return { dir, bytes };
+}
+
+function opts(dir: string, extra: Partial<IaUploadOptions> = {}): IaUploadOptions {
+  return { dir, target: 'ia://lifeboat-demo-shard-1', endpoint: ia.url, credentials, retryBaseMs: 10, verifyWaitMs: 500, ...extra };
+}
+
+const puts = (): typeof ia.requests => ia.requests.filter((r) => r.method === 'PUT');
+
+describe('upload to the Internet Archive (IAS3)', () => {
+  it('creates the item with the first PUT and its metadata, then uploads the rest; headers and auth as IAS3 expects', async () => {
+    const a = 'demo-20240305101500-00001-n1.warc.gz';
+    const b = 'demo-20240306101500-00002-n1.warc.gz';
+    const { dir, bytes } = makeShard('basic', { [a]: 300_000, [b]: 200_000 });
+    const result = await uploadDirectoryToIa(
+      opts(dir, { metadata: { collection: 'archiveteam_lifeboat', title: 'Rettungsboot — Ü posts', subject: ['lifeboat', 'demo', 'Bäume'] } }),
+    );
+    expect(result.files.map((f) => [f.file, f.key, f.outcome])).toEqual([
+      [`warcs/${a}`, `lifeboat-demo-shard-1/${a}`, 'uploaded'],
+      [`warcs/${b}`, `lifeboat-demo-shard-1/${b}`, 'uploaded'],
+      ['shard.json', 'lifeboat-demo-shard-1/shard.json', 'uploaded'],
+    ]);
+
+    const [first, ...others] = puts();
+    expect(first!.path).toBe(`/lifeboat-demo-shard-1/${a}`);
+    expect(first!.headers).toMatchObject({
+      authorization: 'LOW test-access:test-secret',
+      'x-archive-auto-make-bucket': '1',
+      'x-archive-meta-mediatype': 'web',
+      'x-archive-meta-collection': 'archiveteam_lifeboat',
+      'x-archive-meta-title': 'uri(Rettungsboot%20%E2%80%94%20%C3%9C%20posts)',
+      'x-archive-meta-date': '2024-03-05',
+      'x-archive-meta01-subject': 'lifeboat',
+      'x-archive-meta03-subject': 'uri(B%C3%A4ume)',
+      'x-archive-queue-derive': '0',
+      'content-md5': md5(bytes[a]!),
+    });
+    const total = 300_000 + 200_000 + Number(others.at(-1)!.headers['content-length']);
+    expect(first!.headers['x-archive-size-hint']).toBe(String(total));
+    expect(String(first!.headers['x-archive-meta-description'])).toMatch(/^uri\(/);
+    for (const r of others) {
+      expect(r.headers['x-archive-auto-make-bucket']).toBeUndefined();
+      expect(r.headers['x-archive-meta-title']).toBeUndefined();
+      expect(r.headers['x-archive-size-hint']).toBe(r.headers['content-length']);
+      expect(r.headers.authorization).toBe('LOW test-access:test-secret');
+    }
+    expect(ia.requests.some((r) => r.path.endsWith('.open'))).toBe(false);
+
+    const item = ia.items.get('lifeboat-demo-shard-1')!;
+    expect(item.metadata).toMatchObject({
+      mediatype: ['web'],
+      collection: ['archiveteam_lifeboat'],
+      title: ['Rettungsboot — Ü posts'],
+      subject: ['lifeboat', 'demo', 'Bäume'],
+    });
+    expect(item.files.get(a)!.sha256).toBe(sha256(bytes[a]!));
+    expect(listUploads(dir).every((r) => r.state === 'verified' && r.target === 'ia://lifeboat-demo-shard-1')).toBe(true);
+
+    ia.requests.length = 0;
+    const again = await uploadDirectoryToIa(opts(dir));
+    expect(again.files.every((f) => f.outcome === 'skipped')).toBe(true);
+    expect(puts()).toEqual([]);
+  });
+
+  it('honours 503 SlowDown with exponential backoff and then succeeds', async () => {
+    const { dir } = makeShard('slowdown', { 's.warc.gz': 50_000 });
+    ia.slowDownNext(3);
+    const result = await uploadDirectoryToIa(opts(dir, { retryBaseMs: 40, random: () => 0.999 }));
+    expect(result.files.every((f) => f.outcome === 'uploaded')).toBe(true);
+    const first = puts().filter((r) => r.path.endsWith('/s.warc.gz'));
+    expect(first.map((r) => r.status)).toEqual([503, 503, 503, 200]);
+    const gaps = first.slice(1).map((r, i) => r.at - first[i]!.at);
+    // Backoff doubles: ≥ ~40, ~80, ~160 ms (jitter pinned near its top by `random`).
+    expect(gaps[0]).toBeGreaterThanOrEqual(35);
+    expect(gaps[1]).toBeGreaterThanOrEqual(75);
+    expect(gaps[2]).toBeGreaterThanOrEqual(150);
+  });
+
+  it('gives up after a bounded number of attempts and marks nothing uploaded', async () => {
+    const { dir } = makeShard('giveup', { 'g.warc.gz': 1000 });
+    ia.slowDownNext(100);
+    const err = (await uploadDirectoryToIa(opts(dir, { maxAttempts: 3 })).catch((e: unknown) => e)) as UploadIncompleteError;
+    expect(err).toBeInstanceOf(UploadIncompleteError);
+    expect(err.result.files[0]!.error).toMatchObject({ code: 'E_UPLOAD_HTTP', status: 503 });
+    expect(puts().filter((r) => r.path.endsWith('/g.warc.gz'))).toHaveLength(3);
+    expect(listUploads(dir).filter((r) => r.state === 'verified').map((r) => r.file)).not.toContain('warcs/g.warc.gz');
+  });
+
+  it('wrong keys: a clear auth error, the run stops, nothing is marked uploaded or deleted', async () => {
+    const { dir } = makeShard('auth', { 'a.warc.gz': 1000 });
+    const err = await uploadDirectoryToIa(opts(dir, { credentials: { accessKey: 'x', secretKey: 'y' }, deleteAfterUpload: true })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UploadError);
+    expect(err).toMatchObject({ code: 'E_UPLOAD_AUTH' });
+    expect((err as Error).message).toMatch(/IA_ACCESS_KEY/);
+    expect(existsSync(join(dir, 'warcs', 'a.warc.gz'))).toBe(true);
+    expect(listUploads(dir).filter((r) => r.state === 'verified')).toEqual([]);
+  });
+
+  it('unreachable endpoint: a clear error before anything is sent', async () => {
+    const { dir } = makeShard('unreachable', { 'u.warc.gz': 1000 });
+    const closed = http.createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const port = (closed.address() as AddressInfo).port;
+    closed.close();
+    const err = await uploadDirectoryToIa(opts(dir, { endpoint: `http://127.0.0.1:${port}` })).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'E_UPLOAD_UNREACHABLE' });
+    expect((err as Error).message).toContain(`127.0.0.1:${port}`);
+    expect(listUploads(dir).filter((r) => r.state === 'verified')).toEqual([]);
+  });
+
+  it('deletes local WARCs after verified upload only when asked', async () => {
+    const { dir } = makeShard('delete', { 'd.warc.gz': 1000 });
+    const r = await uploadDirectoryToIa(opts(dir, { deleteAfterUpload: true }));
+    expect(r.files.map((f) => [f.file, f.deleted])).toEqual([
+      ['warcs/d.warc.gz', true],
+      ['shard.json', false],
+    ]);
+    expect(existsSync(join(dir, 'shard.json'))).toBe(true);
+  });
+
+  it('rejects an unknown scheme and a malformed identifier', async () => {
+    const { dir } = makeShard('scheme', { 'x.warc.gz': 10 });
+    await expect(uploadDirectoryToIa(opts(dir, { target: 'gs://bucket/x' }))).rejects.toMatchObject({ code: 'E_UPLOAD_SCHEME' });
+    await expect(uploadDirectoryToIa(opts(dir, { target: 'ia://a b' }))).rejects.toMatchObject({ code: 'E_UPLOAD_TARGET' });
+  });
+});
+
+describe('IA credentials and header encoding', () => {
+  it('reads keys from env first, then an ia.ini [s3] section; missing keys are a clear error', () => {
+    const ini = join(root, 'ia.ini');
+    writeFileSync(ini, '[general]\nscreenname = someone\n\n[s3]\naccess = file-access\nsecret = file-secret\n');
+    expect(readIaCredentials({ env: { IA_ACCESS_KEY: 'env-a', IA_SECRET_KEY: 'env-s' }, configFile: ini })).toEqual({ accessKey: 'env-a', secretKey: 'env-s' });
+    expect(readIaCredentials({ env: {}, configFile: [join(root, 'absent.ini'), ini] })).toEqual({ accessKey: 'file-access', secretKey: 'file-secret' });
+    expect(() => readIaCredentials({ env: { IA_ACCESS_KEY: 'only-one' }, configFile: join(root, 'absent.ini') })).toThrow(MissingCredentialsError);
+    expect(() => readIaCredentials({ env: {} })).toThrow(/IA_ACCESS_KEY and IA_SECRET_KEY/);
+  });
+
+  it('encodes non-ASCII and whitespace as uri(...), repeats lists as metaNN', () => {
+    expect(encodeIaHeaderValue('plain-ascii')).toBe('plain-ascii');
+    expect(encodeIaHeaderValue('two words')).toBe('uri(two%20words)');
+    expect(encodeIaHeaderValue('日本')).toBe('uri(%E6%97%A5%E6%9C%AC)');
+    expect(iaMetadataHeaders({ collection: ['a', 'b'], custom_field: 'x' })).toEqual({
+      'x-archive-meta-mediatype': 'web',
+      'x-archive-meta01-collection': 'a',
+      'x-archive-meta02-collection': 'b',
+      'x-archive-meta-custom--field': 'x',
+    });
+  });
+});

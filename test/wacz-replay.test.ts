@@ -1,0 +1,216 @@
+/**
+ * The exported WACZ replays in ReplayWeb.page (issue 4): crawl the demo platform, merge, export,
+ * stop the platform, then open ReplayWeb.page's embed (the `replaywebpage` npm package, served
+ * from 127.0.0.1 with the WACZ) in real Chromium and read an archived post's text inside the
+ * replay. Nothing leaves 127.0.0.1: the browser's resolver maps every other host to nowhere and
+ * any request to another origin is aborted and counted. Without Chromium the test is skipped
+ * with the reason shown, unless LIFEBOAT_REQUIRE_ALL=1 (CI), where that is a failure.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
+import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../scripts/cli.js';
+import { CHROMIUM_ARGS } from '../crawler/browser-pool.js';
+import { CHROMIUM, describeWithChromium } from './fixtures/environment.js';
+import { startDemoPlatform } from '../scripts/demo-platform.js';
+import { mergeShards } from '../storage/merge.js';
+import { exportWacz } from '../storage/wacz.js';
+
+const describeBrowser = describeWithChromium('wacz-replay');
+
+/** ui.js and sw.js ship prebuilt in the npm package. */
+const RWP = dirname(createRequire(import.meta.url).resolve('replaywebpage/index.html'));
+
+interface Served {
+  url: string;
+  /** Paths requested, in order. */
+  hits: string[];
+  close(): Promise<void>;
+}
+
+/** Sends a file, honouring a single `Range: bytes=` range (how ReplayWeb.page reads a WACZ). */
+async function sendFile(req: IncomingMessage, res: ServerResponse, file: string, type: string): Promise<void> {
+  const size = (await stat(file)).size;
+  const headers: Record<string, string | number> = { 'content-type': type, 'accept-ranges': 'bytes', 'cache-control': 'no-store' };
+  let start = 0;
+  let end = size - 1;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
+  if (m && (m[1] || m[2])) {
+    if (m[1]) {
+      start = Number(m[1]);
+      if (m[2]) end = Math.min(Number(m[2]), size - 1);
+    } else start = Math.max(0, size - Number(m[2]));
+    if (start > end || start >= size) {
+      res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
+      return;
+    }
+    res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${end}/${size}`, 'content-length': end - start + 1 });
+  } else res.writeHead(200, { ...headers, 'content-length': size });
+  if (req.method === 'HEAD' || size === 0) {
+    res.end();
+    return;
+  }
+  createReadStream(file, { start, end }).pipe(res);
+}
+
+async function serveReplay(o: { wacz: string; pageUrl: string }): Promise<Served> {
+  const hits: string[] = [];
+  // The embed registers /replay/sw.js?serveIndex=1 and reloads its frame (3 times, 100 ms apart)
+  // until the worker controls it; on a loaded machine activation can take longer, so the page
+  // registers the same worker first and adds the embed once it is active.
+  const embed = `<!doctype html>
+<html><head><meta charset="utf-8"><title>lifeboat replay test</title>
+<script src="/ui.js"></script></head>
+<body style="margin:0">
+<script type="module">
+const reg = await navigator.serviceWorker.register('/replay/sw.js?serveIndex=1', { scope: '/replay/' });
+const sw = reg.installing || reg.waiting || reg.active;
+if (sw.state !== 'activated') await new Promise((ok) => sw.addEventListener('statechange', () => sw.state === 'activated' && ok()));
+const rwp = document.createElement('replay-web-page');
+rwp.setAttribute('style', 'display:block;width:100%;height:100vh');
+rwp.setAttribute('source', '/archive.wacz');
+rwp.setAttribute('url', ${JSON.stringify(o.pageUrl)});
+rwp.setAttribute('replayBase', '/replay/');
+rwp.setAttribute('embed', 'replayonly');
+document.body.append(rwp);
+</script>
+</body></html>
+`;
+  const server: Server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    hits.push(`${req.method} ${path}${req.headers.range ? ` ${req.headers.range}` : ''}`);
+    const fail = (e: unknown): void => void res.destroy(e as Error);
+    if (path === '/' || path === '/index.html') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(embed);
+    // The replay frame's page (served by the service worker) asks for ui.js beside itself.
+    else if (path === '/ui.js' || path === '/replay/ui.js') sendFile(req, res, join(RWP, 'ui.js'), 'application/javascript').catch(fail);
+    else if (path === '/replay/sw.js') sendFile(req, res, join(RWP, 'sw.js'), 'application/javascript').catch(fail);
+    else if (path === '/archive.wacz') sendFile(req, res, o.wacz, 'application/wacz').catch(fail);
+    else res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    hits,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** The frame showing the replayed page: its URL ends with the archived URL. */
+function replayFrame(page: Page, archivedUrl: string): Frame | undefined {
+  return page.frames().find((f) => f.url().endsWith(archivedUrl));
+}
+
+describeBrowser('the exported WACZ in ReplayWeb.page (real Chromium)', () => {
+  let tmp: string;
+  let browser: Browser;
+  let platformUrl: string;
+  /** Public posts, their text and the sha256 of their avatar's bytes as the platform served them. */
+  const posts: { id: number; text: string; avatarUrl: string; avatarSha256: string }[] = [];
+
+  beforeAll(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'lifeboat-wacz-replay-'));
+    const platform = await startDemoPlatform({ posts: 30 });
+    platformUrl = platform.url;
+    try {
+      const err: string[] = [];
+      const io = { stdout: { write: () => true }, stderr: { write: (s: string) => err.push(s) }, env: {} };
+      const code = await main(['crawl', '--profile', 'demo', '--base-url', platform.url, '--ids', '1-30', '--out', join(tmp, 'shard'), '--allow-private-network', '--quiet'], io);
+      expect(code, err.join('')).toBe(0);
+      for (let id = 1; id <= 30; id++) {
+        const p = platform.post(id);
+        if (p.status !== 'public') continue;
+        const json = p.json as { text: string; author: { avatar_url: string } };
+        const avatarUrl = new URL(json.author.avatar_url, platform.url).href;
+        const avatarSha256 = createHash('sha256').update(platform.mediaBody(new URL(avatarUrl).pathname)!).digest('hex');
+        posts.push({ id, text: json.text, avatarUrl, avatarSha256 });
+      }
+    } finally {
+      // From here on the text can only come from the WACZ.
+      await platform.close();
+    }
+    // Small merged WARCs, so the WACZ holds several and replay has to pick the right one.
+    await mergeShards({ inputs: [join(tmp, 'shard')], out: join(tmp, 'merged'), maxWarcBytes: 400_000 });
+    await exportWacz({ dir: join(tmp, 'merged'), file: join(tmp, 'plain.wacz') });
+    await exportWacz({ dir: join(tmp, 'merged'), file: join(tmp, 'blocks.wacz'), compressIndexAboveBytes: 0, linesPerBlock: 10 });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        ...CHROMIUM_ARGS,
+        // Belt and braces with the route below: no name resolves, so no CDN can be reached.
+        '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+      ],
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  /** Opens the embed on `pageUrl` in a fresh origin (so no service-worker state carries over); runs `check` on the replayed page's frame. */
+  async function inReplay(wacz: string, pageUrl: string, check: (frame: Frame) => Promise<void>): Promise<void> {
+    const served = await serveReplay({ wacz, pageUrl });
+    const context = await browser.newContext();
+    const offsite: string[] = [];
+    await context.route('**/*', (route) => {
+      const url = route.request().url();
+      if (url.startsWith(`${served.url}/`)) return route.continue();
+      offsite.push(url);
+      return route.abort('blockedbyclient');
+    });
+    const page = await context.newPage();
+    const log: string[] = [];
+    page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
+    try {
+      await page.goto(served.url);
+      await expect.poll(() => replayFrame(page, pageUrl)?.url(), { timeout: 90_000, interval: 500 }).toBeDefined();
+      await check(replayFrame(page, pageUrl)!);
+      expect(offsite).toEqual([]);
+    } catch (e) {
+      // What the browser saw, for whoever reads a failure.
+      console.log(`frames:\n${page.frames().map((f) => f.url()).join('\n')}\nconsole:\n${log.join('\n')}\nrequests:\n${served.hits.join('\n')}`);
+      throw e;
+    } finally {
+      await context.close();
+      await served.close();
+    }
+  }
+
+  /** The post's text is on the page, and its avatar comes back byte for byte, fetched as the replayed page sees it. */
+  async function expectPost(frame: Frame, post: (typeof posts)[number]): Promise<void> {
+    await frame.locator('p.text').waitFor({ timeout: 30_000 });
+    expect(await frame.locator('p.text').textContent()).toBe(post.text);
+    const src = await frame.locator('img.avatar').evaluate((img: HTMLImageElement) => img.src);
+    expect(src.endsWith(post.avatarUrl), src).toBe(true);
+    const avatarSha256 = await frame.evaluate(async (u) => {
+      const body = await (await fetch(u)).arrayBuffer();
+      return [...new Uint8Array(await crypto.subtle.digest('SHA-256', body))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    }, src);
+    expect(avatarSha256).toBe(post.avatarSha256);
+  }
+
+  it('shows an archived post page, text and avatar, from the WACZ alone', async () => {
+    const post = posts[0]!;
+    await inReplay(join(tmp, 'plain.wacz'), `${platformUrl}/p/${post.id}`, (frame) => expectPost(frame, post));
+  }, 180_000);
+
+  it('reads a WACZ whose index is shipped as index.cdx.gz blocks + index.idx', async () => {
+    const post = posts.at(-1)!;
+    await inReplay(join(tmp, 'blocks.wacz'), `${platformUrl}/p/${post.id}`, (frame) => expectPost(frame, post));
+  }, 180_000);
+});

@@ -1,0 +1,197 @@
+import type { IdCodec } from '../crawler/id-codec.js';
+import { RangeSet, parseRanges } from '../crawler/id-ranges.js';
+
+/**
+ * The tracker's durable state: items (ID ranges) and their leases, nodes, bans, settings and
+ * recent progress events. Two implementations share one behaviour and one contract test suite:
+ * `SqliteItemStore` (one tracker process) and `PostgresItemStore` (several processes, one DB).
+ *
+ * Every method that changes state is one atomic transition. Time is passed in (`now`, ms since
+ * the epoch) so callers — the server's clock, or a test — decide what "expired" means.
+ *
+ * Item lifecycle: `queued` → claim → `claimed` (lease id + expiry) → done → `done`.
+ * A claimed item whose lease expires, or that is released/failed, goes back to `queued`
+ * keeping the sub-ranges its holders reported finished, so the next claim hands out only the
+ * unfinished remainder. A store instance is bound to one project; one database may hold many.
+ */
+
+export const ITEM_STATES = ['queued', 'claimed', 'done'] as const;
+export type ItemState = (typeof ITEM_STATES)[number];
+
+export const FINAL_STATUSES = ['archived', 'missing', 'gone', 'restricted', 'failed'] as const;
+export type FinalStatus = (typeof FINAL_STATUSES)[number];
+
+export interface WarcReport {
+  name: string;
+  size: number;
+  sha256: string;
+}
+
+/** What a node reports when it finishes an item. */
+export interface DoneStats {
+  counts: Record<FinalStatus, number>;
+  bytes: number;
+  warcs: WarcReport[];
+}
+
+export interface NodeRecord {
+  id: number;
+  nick: string;
+  banned: boolean;
+}
+
+export interface Lease {
+  itemId: number;
+  /** The IDs still to do: the item's ranges minus the sub-ranges already reported finished. */
+  ranges: RangeSet;
+  leaseId: string;
+  leaseExpiresAt: number;
+}
+
+/** What `lookupLease` finds. */
+export interface LeaseLookup {
+  itemId: number;
+  state: 'live' | 'done';
+}
+
+/**
+ * `lease`: work to do; `later`: everything is leased, ask again; `done`: nothing left at all.
+ * `expired` counts the overdue leases this claim returned to the queue first (for metrics).
+ */
+export type ClaimResult = (
+  | { kind: 'lease'; lease: Lease }
+  | { kind: 'later'; retryAfterMs: number }
+  | { kind: 'done' }
+) & { expired: number };
+
+export interface NickStats {
+  nick: string;
+  items: number;
+  ids: number;
+  bytes: number;
+  rateIdsPerSec: number;
+}
+
+export interface TrackerStats {
+  project: string;
+  items: Record<ItemState, number> & { total: number };
+  ids: { total: number; done: number };
+  bytes: number;
+  activeNodes: number;
+  rateIdsPerSec: number;
+  rateWindowSecs: number;
+  nodes: NickStats[];
+  generatedAt: number;
+}
+
+export interface ClaimOptions {
+  nodeId: number;
+  now: number;
+  leaseMs: number;
+}
+
+export interface HeartbeatOptions {
+  nodeId: number;
+  leaseId: string;
+  finished: RangeSet;
+  now: number;
+  leaseMs: number;
+}
+
+export interface ReleaseOptions {
+  nodeId: number;
+  leaseId: string;
+  /** Sub-ranges finished since the last heartbeat; they are kept, the rest goes back. */
+  finished?: RangeSet;
+  /** Set for `fail`: recorded on the item as its last error. */
+  error?: string;
+  now: number;
+}
+
+export interface ItemStore {
+  readonly kind: 'sqlite' | 'postgres';
+  readonly project: string;
+  /** Creates the schema if needed (idempotent, safe with several processes). */
+  init(): Promise<void>;
+  /** Inserts one item per range set, in batches. Returns how many items and IDs were added. */
+  seed(items: Iterable<RangeSet>): Promise<{ items: number; ids: number }>;
+  /** Stores a node; only the token's hash is kept. Throws `BannedError` for a banned nick. */
+  registerNode(options: { nick: string; tokenHash: string; now: number }): Promise<NodeRecord>;
+  authenticate(tokenHash: string): Promise<NodeRecord | undefined>;
+  /** Expires overdue leases, then leases the lowest queued item to the node. */
+  claim(options: ClaimOptions): Promise<ClaimResult>;
+  /** Records finished sub-ranges and extends the lease. Throws `LeaseError` if stale. */
+  heartbeat(options: HeartbeatOptions): Promise<{ leaseExpiresAt: number; remaining: RangeSet }>;
+  /**
+   * The item a node's lease is on, changing nothing: `live` (claimed by `nodeId`, not expired)
+   * or `done` (finished by `nodeId` with this lease). Throws `LeaseError` otherwise.
+   */
+  lookupLease(options: { nodeId: number; leaseId: string; now: number }): Promise<LeaseLookup>;
+  /** Marks the item done. A repeated done with the same lease is a no-op (`duplicate: true`). */
+  done(options: { nodeId: number; leaseId: string; stats: DoneStats; now: number }): Promise<{ duplicate: boolean }>;
+  /** Returns the unfinished remainder to the queue (release, or fail with `error`). */
+  release(options: ReleaseOptions): Promise<{ remaining: RangeSet }>;
+  /**
+   * Returns every overdue lease's remainder to the queue; gives the number of leases expired.
+   * Also drops progress events older than `EVENT_RETENTION_MS` (the server calls this on a timer).
+   */
+  expireLeases(now: number): Promise<number>;
+  stats(options: { now: number; windowMs: number }): Promise<TrackerStats>;
+  ban(options: { nick: string; reason: string; now: number }): Promise<{ releasedItems: number }>;
+  unban(nick: string): Promise<void>;
+  getSetting(key: string): Promise<string | undefined>;
+  setSetting(key: string, value: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Packs a set of IDs into items of at most `itemSize` IDs. Whole ranges are cut into chunks;
+ * small fragments (as in a merge's missing-ranges.txt) are gathered into one item until it is
+ * full, so re-seeding a scattered remainder does not create millions of one-ID items.
+ */
+export function* packItems(ids: RangeSet, itemSize: number): Generator<RangeSet> {
+  let pending: { start: number; end: number }[] = [];
+  let pendingSize = 0;
+  for (const range of ids.ranges) {
+    let start = range.start;
+    while (start <= range.end) {
+      const take = Math.min(range.end - start + 1, itemSize - pendingSize);
+      pending.push({ start, end: start + take - 1 });
+      pendingSize += take;
+      start += take;
+      if (pendingSize === itemSize) {
+        yield new RangeSet(pending);
+        pending = [];
+        pendingSize = 0;
+      }
+    }
+  }
+  if (pendingSize > 0) yield new RangeSet(pending);
+}
+
+/**
+ * Reads IDs to seed: `1-1000,5000-6000`, or a merge's missing-ranges.txt (one range per line);
+ * `#` starts a comment that runs to the end of the line.
+ */
+export function parseSeedRanges(text: string, codec: IdCodec): RangeSet {
+  return parseRanges(text.replace(/#.*$/gm, ''), codec);
+}
+
+/** Serialises a range set for a TEXT column; `parseStoredRanges` reverses it. */
+export function storedRanges(set: RangeSet): string {
+  return JSON.stringify(set.toJSON());
+}
+
+export function parseStoredRanges(text: string): RangeSet {
+  return RangeSet.fromJSON(JSON.parse(text));
+}
+
+/** When nothing is queued: how long a node should wait before asking again. */
+export function retryAfterMsFor(earliestExpiry: number, now: number): number {
+  return Math.min(60_000, Math.max(1_000, earliestExpiry - now));
+}
+
+export const SCHEMA_VERSION = 1;
+
+/** Progress events (for the live rate) are kept this long; a stats window must be shorter. */
+export const EVENT_RETENTION_MS = 15 * 60_000;

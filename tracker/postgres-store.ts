@@ -1,0 +1,375 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { InputError, StorageError } from '../config/errors.js';
+import { RangeSet } from '../crawler/id-ranges.js';
+import { BannedError, LeaseError } from './errors.js';
+import {
+  type ClaimOptions,
+  type ClaimResult,
+  type DoneStats,
+  type HeartbeatOptions,
+  type ItemStore,
+  type LeaseLookup,
+  type NodeRecord,
+  type ReleaseOptions,
+  type TrackerStats,
+  EVENT_RETENTION_MS,
+  SCHEMA_VERSION,
+  parseStoredRanges,
+  retryAfterMsFor,
+  storedRanges,
+} from './item-store.js';
+import { buildStats } from './stats.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  project TEXT NOT NULL,
+  ranges TEXT NOT NULL,
+  id_count BIGINT NOT NULL,
+  finished TEXT NOT NULL DEFAULT '[]',
+  finished_count BIGINT NOT NULL DEFAULT 0,
+  state TEXT NOT NULL DEFAULT 'queued',
+  lease_id TEXT,
+  node_id BIGINT,
+  lease_expires_at BIGINT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  done_at BIGINT,
+  done_stats TEXT
+);
+CREATE INDEX IF NOT EXISTS items_queue ON items (project, state, id);
+CREATE UNIQUE INDEX IF NOT EXISTS items_lease ON items (lease_id) WHERE lease_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_expiry ON items (project, lease_expires_at) WHERE state = 'claimed';
+CREATE TABLE IF NOT EXISTS nodes (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  project TEXT NOT NULL,
+  nick TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at BIGINT NOT NULL,
+  items_done BIGINT NOT NULL DEFAULT 0,
+  ids_done BIGINT NOT NULL DEFAULT 0,
+  bytes_done BIGINT NOT NULL DEFAULT 0,
+  last_seen_at BIGINT
+);
+CREATE INDEX IF NOT EXISTS nodes_nick ON nodes (project, nick);
+CREATE TABLE IF NOT EXISTS bans (project TEXT NOT NULL, nick TEXT NOT NULL, reason TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (project, nick));
+CREATE TABLE IF NOT EXISTS events (project TEXT NOT NULL, at BIGINT NOT NULL, node_id BIGINT NOT NULL, ids BIGINT NOT NULL, bytes BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_at ON events (project, at);
+CREATE TABLE IF NOT EXISTS settings (project TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (project, key));
+`;
+
+const EXPIRE = `
+WITH finished AS (
+  UPDATE items SET state = 'done', lease_id = NULL, node_id = NULL, lease_expires_at = NULL
+  WHERE project = $1 AND state = 'claimed' AND lease_expires_at < $2 AND finished_count >= id_count RETURNING 1),
+requeued AS (
+  UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL
+  WHERE project = $1 AND state = 'claimed' AND lease_expires_at < $2 AND finished_count < id_count RETURNING 1)
+SELECT (SELECT count(*) FROM finished) + (SELECT count(*) FROM requeued) AS n`;
+
+const CLAIM = `
+WITH picked AS (
+  SELECT id FROM items WHERE project = $1 AND state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+UPDATE items i SET state = 'claimed', lease_id = $2, node_id = $3, lease_expires_at = $4, attempts = attempts + 1
+FROM picked WHERE i.id = picked.id
+RETURNING i.id, i.ranges, i.finished`;
+
+/** Guarded write: applies only if the lease is still live and `finished` unchanged since it was read. */
+const LEASE_GUARD = `id = $1 AND lease_id = $2 AND state = 'claimed' AND node_id = $3 AND lease_expires_at >= $4 AND finished = $5`;
+const CREDIT = `
+n AS (UPDATE nodes SET ids_done = ids_done + $6::bigint, bytes_done = bytes_done + $7::bigint,
+        items_done = items_done + $8::bigint, last_seen_at = $4 WHERE id = $3 AND EXISTS (SELECT 1 FROM u)),
+e AS (INSERT INTO events (project, at, node_id, ids, bytes) SELECT $9, $4, $3, $6::bigint, $7::bigint FROM u WHERE $6::bigint + $7::bigint > 0)
+SELECT count(*)::int AS n FROM u`;
+
+interface LeaseRow {
+  id: number;
+  node_id: number | null;
+  state: string;
+  lease_expires_at: number | null;
+  ranges: string;
+  finished: string;
+  finished_count: number;
+  id_count: number;
+}
+
+/** Parses BIGINT (int8) columns as numbers; IDs and counts stay below 2^53. */
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+/**
+ * The shared store: a pg Pool (owned; `close()` ends it). Several tracker processes may use one
+ * database: claims use `FOR UPDATE SKIP LOCKED`, every other transition is one guarded
+ * statement (compare-and-set on the lease and the finished ranges), retried if it lost a race.
+ */
+export class PostgresItemStore implements ItemStore {
+  readonly kind = 'postgres' as const;
+  readonly project: string;
+  #pool: pg.Pool;
+  #schema: string;
+
+  /**
+   * `synchronousCommit: false` sets PostgreSQL's synchronous_commit=off for these sessions: a
+   * database crash may forget the last moments of transitions (never corrupts them) — those
+   * leases simply expire and their remainders are handed out again — in exchange for not
+   * waiting on a WAL flush per transition. Default true.
+   */
+  constructor(options: { connectionString: string; project: string; schema?: string; maxConnections?: number; synchronousCommit?: boolean }) {
+    const { connectionString, project, schema = 'public', maxConnections = 10, synchronousCommit = true } = options;
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new InputError(`bad PostgreSQL schema name "${schema}"`);
+    this.project = project;
+    this.#schema = schema;
+    this.#pool = new pg.Pool({ connectionString, max: maxConnections, options: `-c search_path=${schema}${synchronousCommit ? '' : ' -c synchronous_commit=off'}`, types });
+    this.#pool.on('error', () => {}); // an idle client dropped by the server; the next query reconnects
+  }
+
+  async #q<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
+    try {
+      return (await this.#pool.query<R>(text, values)).rows;
+    } catch (err) {
+      throw new StorageError(`tracker database: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async init(): Promise<void> {
+    const client = await this.#pool.connect().catch((err: Error) => {
+      throw new StorageError(`cannot connect to the tracker database: ${err.message}`, { cause: err });
+    });
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('lifeboat-tracker-schema'))`);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`);
+      await client.query(SCHEMA);
+      const row = (await client.query(`SELECT value FROM meta WHERE key = 'schema_version'`)).rows[0] as { value: string } | undefined;
+      if (row && Number(row.value) > SCHEMA_VERSION) {
+        throw new StorageError(`tracker database schema ${row.value} is newer than this lifeboat (${SCHEMA_VERSION}); upgrade lifeboat`);
+      }
+      await client.query(`INSERT INTO meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [
+        String(SCHEMA_VERSION),
+      ]);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err instanceof StorageError ? err : new StorageError(`tracker database: ${(err as Error).message}`, { cause: err });
+    } finally {
+      client.release();
+    }
+  }
+
+  async seed(items: Iterable<RangeSet>): Promise<{ items: number; ids: number }> {
+    const client = await this.#pool.connect();
+    let count = 0;
+    let ids = 0;
+    const flush = async (ranges: string[], sizes: number[]) => {
+      await client.query(`INSERT INTO items (project, ranges, id_count) SELECT $1, r, c FROM unnest($2::text[], $3::bigint[]) AS t (r, c)`, [
+        this.project,
+        ranges,
+        sizes,
+      ]);
+    };
+    try {
+      await client.query('BEGIN');
+      let ranges: string[] = [];
+      let sizes: number[] = [];
+      for (const set of items) {
+        if (set.isEmpty) continue;
+        ranges.push(storedRanges(set));
+        sizes.push(set.size);
+        count++;
+        ids += set.size;
+        if (ranges.length >= 20_000) {
+          await flush(ranges, sizes);
+          ranges = [];
+          sizes = [];
+        }
+      }
+      if (ranges.length > 0) await flush(ranges, sizes);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw new StorageError(`seeding the tracker database failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      client.release();
+    }
+    return { items: count, ids };
+  }
+
+  async registerNode({ nick, tokenHash, now }: { nick: string; tokenHash: string; now: number }): Promise<NodeRecord> {
+    const rows = await this.#q<{ id: number }>(
+      `INSERT INTO nodes (project, nick, token_hash, created_at) SELECT $1, $2, $3, $4
+       WHERE NOT EXISTS (SELECT 1 FROM bans WHERE project = $1 AND nick = $2) RETURNING id`,
+      [this.project, nick, tokenHash, now],
+    );
+    if (!rows[0]) throw new BannedError(nick);
+    return { id: rows[0].id, nick, banned: false };
+  }
+
+  async authenticate(tokenHash: string): Promise<NodeRecord | undefined> {
+    const rows = await this.#q<{ id: number; nick: string; banned: boolean }>(
+      `SELECT n.id, n.nick, b.nick IS NOT NULL AS banned FROM nodes n
+       LEFT JOIN bans b ON b.project = n.project AND b.nick = n.nick WHERE n.token_hash = $1 AND n.project = $2`,
+      [tokenHash, this.project],
+    );
+    return rows[0];
+  }
+
+  async #expire(now: number): Promise<number> {
+    return Number((await this.#q<{ n: number }>(EXPIRE, [this.project, now]))[0]?.n ?? 0);
+  }
+
+  async expireLeases(now: number): Promise<number> {
+    await this.#q(`DELETE FROM events WHERE project = $1 AND at < $2`, [this.project, now - EVENT_RETENTION_MS]);
+    return this.#expire(now);
+  }
+
+  async claim({ nodeId, now, leaseMs }: ClaimOptions): Promise<ClaimResult> {
+    const expired = await this.#expire(now);
+    const leaseId = randomUUID();
+    const leaseExpiresAt = now + leaseMs;
+    const rows = await this.#q<{ id: number; ranges: string; finished: string }>(CLAIM, [this.project, leaseId, nodeId, leaseExpiresAt]);
+    const row = rows[0];
+    if (!row) {
+      const earliest = (await this.#q<{ at: number | null }>(`SELECT MIN(lease_expires_at) AS at FROM items WHERE project = $1 AND state = 'claimed'`, [this.project]))[0]?.at;
+      if (earliest === null || earliest === undefined) return { kind: 'done', expired };
+      return { kind: 'later', retryAfterMs: retryAfterMsFor(earliest, now), expired };
+    }
+    const ranges = parseStoredRanges(row.ranges).subtract(parseStoredRanges(row.finished));
+    return { kind: 'lease', lease: { itemId: row.id, ranges, leaseId, leaseExpiresAt }, expired };
+  }
+
+  async #byLease(leaseId: string): Promise<LeaseRow | undefined> {
+    const rows = await this.#q<LeaseRow>(
+      `SELECT id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count FROM items WHERE lease_id = $1 AND project = $2`,
+      [leaseId, this.project],
+    );
+    return rows[0];
+  }
+
+  #checkLive(row: LeaseRow | undefined, leaseId: string, nodeId: number, now: number): LeaseRow {
+    if (!row || row.state !== 'claimed') throw new LeaseError(`lease ${leaseId} is not active (expired, finished or superseded)`);
+    if (row.node_id !== nodeId) throw new LeaseError(`lease ${leaseId} belongs to another node`, { code: 'E_LEASE_NOT_YOURS' });
+    if ((row.lease_expires_at ?? 0) < now) throw new LeaseError(`lease ${leaseId} expired; claim again`);
+    return row;
+  }
+
+  /** Runs a read → guarded-write transition until the write applies or the lease turns out stale. */
+  async #guarded<T>(leaseId: string, step: (row: LeaseRow | undefined) => Promise<T | undefined>): Promise<T> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const result = await step(await this.#byLease(leaseId));
+      if (result !== undefined) return result;
+    }
+    throw new StorageError(`lease ${leaseId}: too many concurrent updates; try again`);
+  }
+
+  async heartbeat({ nodeId, leaseId, finished, now, leaseMs }: HeartbeatOptions) {
+    return this.#guarded(leaseId, async (found) => {
+      const row = this.#checkLive(found, leaseId, nodeId, now);
+      const all = parseStoredRanges(row.ranges);
+      const before = parseStoredRanges(row.finished);
+      const after = before.union(finished.intersect(all));
+      const leaseExpiresAt = now + leaseMs;
+      const rows = await this.#q<{ n: number }>(
+        `WITH u AS (UPDATE items SET finished = $10, finished_count = $11, lease_expires_at = $12 WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`,
+        [row.id, leaseId, nodeId, now, row.finished, after.size - before.size, 0, 0, this.project, storedRanges(after), after.size, leaseExpiresAt],
+      );
+      return rows[0]?.n === 1 ? { leaseExpiresAt, remaining: all.subtract(after) } : undefined;
+    });
+  }
+
+  async lookupLease({ nodeId, leaseId, now }: { nodeId: number; leaseId: string; now: number }): Promise<LeaseLookup> {
+    const row = await this.#byLease(leaseId);
+    if (row?.state === 'done' && row.node_id === nodeId) return { itemId: Number(row.id), state: 'done' };
+    return { itemId: Number(this.#checkLive(row, leaseId, nodeId, now).id), state: 'live' };
+  }
+
+  async done({ nodeId, leaseId, stats, now }: { nodeId: number; leaseId: string; stats: DoneStats; now: number }) {
+    return this.#guarded(leaseId, async (found) => {
+      if (found?.state === 'done' && found.node_id === nodeId) return { duplicate: true };
+      const row = this.#checkLive(found, leaseId, nodeId, now);
+      const rows = await this.#q<{ n: number }>(
+        `WITH u AS (UPDATE items SET state = 'done', finished = ranges, finished_count = id_count, done_at = $4, done_stats = $10
+                    WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`,
+        [row.id, leaseId, nodeId, now, row.finished, row.id_count - row.finished_count, stats.bytes, 1, this.project, JSON.stringify(stats)],
+      );
+      return rows[0]?.n === 1 ? { duplicate: false } : undefined;
+    });
+  }
+
+  async release({ nodeId, leaseId, finished, error, now }: ReleaseOptions) {
+    return this.#guarded(leaseId, async (found) => {
+      const row = this.#checkLive(found, leaseId, nodeId, now);
+      const all = parseStoredRanges(row.ranges);
+      const before = parseStoredRanges(row.finished);
+      const after = before.union((finished ?? new RangeSet()).intersect(all));
+      const rows = await this.#q<{ n: number }>(
+        `WITH u AS (UPDATE items SET state = CASE WHEN $11::bigint >= id_count THEN 'done' ELSE 'queued' END,
+                      finished = $10, finished_count = $11::bigint, lease_id = NULL, node_id = NULL, lease_expires_at = NULL,
+                      last_error = COALESCE($12, last_error)
+                    WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`,
+        [row.id, leaseId, nodeId, now, row.finished, after.size - before.size, 0, 0, this.project, storedRanges(after), after.size, error ?? null],
+      );
+      return rows[0]?.n === 1 ? { remaining: all.subtract(after) } : undefined;
+    });
+  }
+
+  async stats({ now, windowMs }: { now: number; windowMs: number }): Promise<TrackerStats> {
+    const since = now - windowMs;
+    await this.#q(`DELETE FROM events WHERE project = $1 AND at < $2`, [this.project, since - windowMs]);
+    const [itemCounts, nickTotals, nickRates, active] = await Promise.all([
+      this.#q<{ state: string; items: number; ids: number; finished: number }>(
+        `SELECT state, COUNT(*) AS items, COALESCE(SUM(id_count), 0)::bigint AS ids, COALESCE(SUM(finished_count), 0)::bigint AS finished
+         FROM items WHERE project = $1 GROUP BY state`,
+        [this.project],
+      ),
+      this.#q<{ nick: string; items: number; ids: number; bytes: number }>(
+        `SELECT nick, SUM(items_done)::bigint AS items, SUM(ids_done)::bigint AS ids, SUM(bytes_done)::bigint AS bytes FROM nodes WHERE project = $1 GROUP BY nick`,
+        [this.project],
+      ),
+      this.#q<{ nick: string; ids: number }>(
+        `SELECT n.nick, SUM(e.ids)::bigint AS ids FROM events e JOIN nodes n ON n.id = e.node_id WHERE e.project = $1 AND e.at >= $2 GROUP BY n.nick`,
+        [this.project, since],
+      ),
+      this.#q<{ n: number }>(`SELECT COUNT(DISTINCT node_id) AS n FROM items WHERE project = $1 AND state = 'claimed' AND lease_expires_at >= $2`, [
+        this.project,
+        now,
+      ]),
+    ]);
+    const rows = { itemCounts, nickTotals, nickRates, activeNodes: Number(active[0]?.n ?? 0) };
+    return buildStats({ project: this.project, rows, now, windowMs });
+  }
+
+  async ban({ nick, reason, now }: { nick: string; reason: string; now: number }) {
+    const rows = await this.#q<{ n: number }>(
+      `WITH b AS (INSERT INTO bans (project, nick, reason, created_at) VALUES ($1, $2, $3, $4)
+                  ON CONFLICT (project, nick) DO UPDATE SET reason = EXCLUDED.reason RETURNING 1),
+       r AS (UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL
+             WHERE project = $1 AND state = 'claimed' AND node_id IN (SELECT id FROM nodes WHERE project = $1 AND nick = $2) RETURNING 1)
+       SELECT (SELECT count(*) FROM r)::int AS n, (SELECT count(*) FROM b)::int AS b`,
+      [this.project, nick, reason, now],
+    );
+    return { releasedItems: rows[0]?.n ?? 0 };
+  }
+
+  async unban(nick: string): Promise<void> {
+    await this.#q(`DELETE FROM bans WHERE project = $1 AND nick = $2`, [this.project, nick]);
+  }
+
+  async getSetting(key: string): Promise<string | undefined> {
+    return (await this.#q<{ value: string }>(`SELECT value FROM settings WHERE project = $1 AND key = $2`, [this.project, key]))[0]?.value;
+  }
+
+  async setSetting(key: string, value: string): Promise<void> {
+    await this.#q(
+      `INSERT INTO settings (project, key, value) VALUES ($1, $2, $3) ON CONFLICT (project, key) DO UPDATE SET value = EXCLUDED.value`,
+      [this.project, key, value],
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+}

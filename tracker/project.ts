@@ -1,0 +1,97 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../config/errors.js';
+
+/**
+ * A tracker project file (YAML or JSON). Every key, its unit and default:
+ *
+ * ```yaml
+ * name: demo-rescue            # [a-z0-9-]+, the project's name in the database and on the leaderboard
+ * profile: demo                # the crawl profile nodes use (a built-in name or a path), sent with each claim
+ * item_size: 1000              # IDs per item when seeding (an integer ≥ 1)
+ * lease_secs: 600              # how long a claim lasts without a heartbeat; each heartbeat extends it
+ * min_client_version: 0.1.0    # nodes older than this get HTTP 426 (an admin can raise it at run time)
+ * admin_token_env: LIFEBOAT_ADMIN_TOKEN   # optional: the environment variable holding the admin token
+ * rate_limit: {max: 600, window_secs: 60} # optional: requests per token (or per address) per window
+ * upload:                      # optional: nodes upload their WARCs through pre-signed S3 PUT URLs
+ *   bucket: my-rescue          #   S3 bucket (must exist; checked when the tracker starts)
+ *   prefix: rescues            #   key prefix; objects land at PREFIX/PROJECT/item-ITEMID/NAME ('' for none)
+ *   endpoint: https://s3.example.org   # optional: an S3-compatible store (path-style); default: AWS
+ *                              #   (or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL from the environment)
+ *   region: us-east-1          #   optional; default AWS_REGION / AWS_DEFAULT_REGION, or us-east-1 with an endpoint
+ *   expires_secs: 3600         #   optional: how long a pre-signed URL stays valid, 1..604800 s; default 3600
+ * ```
+ * The upload credentials are the tracker's own, from the standard AWS environment
+ * (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) or, failing that, the AWS SDK's
+ * credential chain (shared config, instance role); nodes only ever receive pre-signed URLs.
+ * With `upload` set the tracker accepts `done` only after each reported WARC is in the bucket
+ * with the reported size and sha256.
+ *
+ * Unknown keys are errors that name the file and the key.
+ */
+export const projectSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9-]+$/, 'use lower-case letters, digits and dashes'),
+  profile: z.string().min(1),
+  item_size: z.number().int().min(1),
+  lease_secs: z.number().int().min(1),
+  min_client_version: z.string().regex(/^\d+\.\d+\.\d+$/, 'use MAJOR.MINOR.PATCH'),
+  admin_token_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).optional(),
+  rate_limit: z.strictObject({ max: z.number().int().min(1), window_secs: z.number().int().min(1) }).optional(),
+  upload: z
+    .strictObject({
+      bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name is 3-63 lower-case letters, digits, "." or "-"'),
+      prefix: z
+        .string()
+        .max(512)
+        .regex(/^[A-Za-z0-9._/-]*$/, 'use letters, digits, ".", "_", "-" and "/"')
+        .refine((p) => !p.split('/').includes('..'), 'a prefix may not contain ".."'),
+      endpoint: z.url({ protocol: /^https?$/ }).optional(),
+      region: z.string().regex(/^[a-z0-9-]+$/).optional(),
+      expires_secs: z.number().int().min(1).max(7 * 24 * 3600).optional(),
+    })
+    .optional(),
+});
+
+export type ProjectConfig = z.infer<typeof projectSchema>;
+
+/** The project's `upload` section: where the tracker's pre-signed URLs point. */
+export type ProjectUpload = NonNullable<ProjectConfig['upload']>;
+
+/** Validates a parsed project; errors name `file` and the key path. */
+export function parseProject(value: unknown, file = 'project'): ProjectConfig {
+  const result = projectSchema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const keyPath = issue.path.length > 0 ? issue.path.join('.') : undefined;
+  const keys = issue.code === 'unrecognized_keys' ? ` (${issue.keys.join(', ')})` : '';
+  throw new ConfigError(`${issue.message}${keys}`, { file, keyPath });
+}
+
+export async function loadProjectFile(file: string): Promise<ProjectConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read the project file: ${(err as Error).message}`, { file, cause: err });
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`not valid YAML/JSON: ${(err as Error).message}`, { file, cause: err });
+  }
+  return parseProject(value, file);
+}
+
+/** Compares `MAJOR.MINOR.PATCH` versions (a pre-release suffix is ignored); NaN parts count as 0. */
+export function compareVersions(a: string, b: string): number {
+  const parts = (v: string) => v.split(/[-+]/)[0]!.split('.').map((p) => Number.parseInt(p, 10) || 0);
+  const pa = parts(a);
+  const pb = parts(b);
+  for (let i = 0; i < 3; i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return Math.sign(d);
+  }
+  return 0;
+}

@@ -1,0 +1,304 @@
+import Database from 'better-sqlite3';
+import { StorageError } from '../config/errors.js';
+import { randomUUID } from 'node:crypto';
+import { RangeSet } from '../crawler/id-ranges.js';
+import { BannedError, LeaseError } from './errors.js';
+import {
+  type ClaimOptions,
+  type ClaimResult,
+  type DoneStats,
+  type HeartbeatOptions,
+  type ItemStore,
+  type LeaseLookup,
+  type NodeRecord,
+  type ReleaseOptions,
+  type TrackerStats,
+  EVENT_RETENTION_MS,
+  SCHEMA_VERSION,
+  parseStoredRanges,
+  retryAfterMsFor,
+  storedRanges,
+} from './item-store.js';
+import { buildStats, type StatsRows } from './stats.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+  id INTEGER PRIMARY KEY,
+  project TEXT NOT NULL,
+  ranges TEXT NOT NULL,
+  id_count INTEGER NOT NULL,
+  finished TEXT NOT NULL DEFAULT '[]',
+  finished_count INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL DEFAULT 'queued',
+  lease_id TEXT,
+  node_id INTEGER,
+  lease_expires_at INTEGER,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  done_at INTEGER,
+  done_stats TEXT
+);
+CREATE INDEX IF NOT EXISTS items_queue ON items (project, state, id);
+CREATE UNIQUE INDEX IF NOT EXISTS items_lease ON items (lease_id) WHERE lease_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_expiry ON items (project, lease_expires_at) WHERE state = 'claimed';
+CREATE TABLE IF NOT EXISTS nodes (
+  id INTEGER PRIMARY KEY,
+  project TEXT NOT NULL,
+  nick TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  items_done INTEGER NOT NULL DEFAULT 0,
+  ids_done INTEGER NOT NULL DEFAULT 0,
+  bytes_done INTEGER NOT NULL DEFAULT 0,
+  last_seen_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS nodes_nick ON nodes (project, nick);
+CREATE TABLE IF NOT EXISTS bans (project TEXT NOT NULL, nick TEXT NOT NULL, reason TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (project, nick));
+CREATE TABLE IF NOT EXISTS events (project TEXT NOT NULL, at INTEGER NOT NULL, node_id INTEGER NOT NULL, ids INTEGER NOT NULL, bytes INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS events_at ON events (project, at);
+CREATE TABLE IF NOT EXISTS settings (project TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (project, key));
+`;
+
+interface LeaseRow {
+  id: number;
+  node_id: number | null;
+  state: string;
+  lease_expires_at: number | null;
+  ranges: string;
+  finished: string;
+  finished_count: number;
+  id_count: number;
+}
+
+type Stmt = Database.Statement<unknown[], unknown>;
+
+/** The embedded store: one better-sqlite3 connection in WAL mode, statements prepared once. */
+export class SqliteItemStore implements ItemStore {
+  readonly kind = 'sqlite' as const;
+  readonly project: string;
+  #db: Database.Database;
+  #s: Record<string, Stmt> = {};
+
+  /** Opens (and owns) the database file at `path`; `close()` closes it. */
+  constructor(options: { path: string; project: string }) {
+    this.project = options.project;
+    try {
+      this.#db = new Database(options.path);
+    } catch (err) {
+      throw new StorageError(`cannot open tracker database ${options.path}: ${(err as Error).message}`, { cause: err });
+    }
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = NORMAL');
+    this.#db.pragma('busy_timeout = 5000');
+  }
+
+  async init(): Promise<void> {
+    this.#db.exec(SCHEMA);
+    const row = this.#db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
+    if (row && Number(row.value) > SCHEMA_VERSION) {
+      throw new StorageError(`tracker database schema ${row.value} is newer than this lifeboat (${SCHEMA_VERSION}); upgrade lifeboat`);
+    }
+    this.#db.prepare(`INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
+    const sql: Record<string, string> = {
+      insertItem: `INSERT INTO items (project, ranges, id_count) VALUES (?, ?, ?)`,
+      insertNode: `INSERT INTO nodes (project, nick, token_hash, created_at) VALUES (?, ?, ?, ?)`,
+      isBanned: `SELECT 1 FROM bans WHERE project = ? AND nick = ?`,
+      auth: `SELECT n.id, n.nick, b.nick IS NOT NULL AS banned FROM nodes n LEFT JOIN bans b ON b.project = n.project AND b.nick = n.nick WHERE n.token_hash = ? AND n.project = ?`,
+      finishExpired: `UPDATE items SET state = 'done', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ? AND finished_count >= id_count`,
+      expire: `UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ?`,
+      nextQueued: `SELECT id, ranges, finished FROM items WHERE project = ? AND state = 'queued' ORDER BY id LIMIT 1`,
+      lease: `UPDATE items SET state = 'claimed', lease_id = ?, node_id = ?, lease_expires_at = ?, attempts = attempts + 1 WHERE id = ?`,
+      earliestExpiry: `SELECT MIN(lease_expires_at) AS at FROM items WHERE project = ? AND state = 'claimed'`,
+      byLease: `SELECT id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count FROM items WHERE lease_id = ? AND project = ?`,
+      progress: `UPDATE items SET finished = ?, finished_count = ?, lease_expires_at = ? WHERE id = ?`,
+      credit: `UPDATE nodes SET ids_done = ids_done + ?, bytes_done = bytes_done + ?, items_done = items_done + ?, last_seen_at = ? WHERE id = ?`,
+      event: `INSERT INTO events (project, at, node_id, ids, bytes) VALUES (?, ?, ?, ?, ?)`,
+      finish: `UPDATE items SET state = 'done', finished = ranges, finished_count = id_count, done_at = ?, done_stats = ? WHERE id = ?`,
+      requeue: `UPDATE items SET state = CASE WHEN ? >= id_count THEN 'done' ELSE 'queued' END, finished = ?, finished_count = ?, lease_id = NULL, node_id = NULL, lease_expires_at = NULL, last_error = COALESCE(?, last_error) WHERE id = ?`,
+      ban: `INSERT OR REPLACE INTO bans (project, nick, reason, created_at) VALUES (?, ?, ?, ?)`,
+      unban: `DELETE FROM bans WHERE project = ? AND nick = ?`,
+      releaseNick: `UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND node_id IN (SELECT id FROM nodes WHERE project = ? AND nick = ?)`,
+      getSetting: `SELECT value FROM settings WHERE project = ? AND key = ?`,
+      setSetting: `INSERT OR REPLACE INTO settings (project, key, value) VALUES (?, ?, ?)`,
+      pruneEvents: `DELETE FROM events WHERE project = ? AND at < ?`,
+      itemCounts: `SELECT state, COUNT(*) AS items, COALESCE(SUM(id_count), 0) AS ids, COALESCE(SUM(finished_count), 0) AS finished FROM items WHERE project = ? GROUP BY state`,
+      nickTotals: `SELECT nick, SUM(items_done) AS items, SUM(ids_done) AS ids, SUM(bytes_done) AS bytes FROM nodes WHERE project = ? GROUP BY nick`,
+      nickRates: `SELECT n.nick AS nick, SUM(e.ids) AS ids FROM events e JOIN nodes n ON n.id = e.node_id WHERE e.project = ? AND e.at >= ? GROUP BY n.nick`,
+      activeNodes: `SELECT COUNT(DISTINCT node_id) AS n FROM items WHERE project = ? AND state = 'claimed' AND lease_expires_at >= ?`,
+    };
+    for (const [name, text] of Object.entries(sql)) this.#s[name] = this.#db.prepare(text);
+  }
+
+  #stmt(name: string): Stmt {
+    const s = this.#s[name];
+    if (!s) throw new StorageError('the tracker store is not initialised; call init() first');
+    return s;
+  }
+
+  async seed(items: Iterable<RangeSet>): Promise<{ items: number; ids: number }> {
+    const insert = this.#stmt('insertItem');
+    let count = 0;
+    let ids = 0;
+    const batch = this.#db.transaction((sets: RangeSet[]) => {
+      for (const set of sets) insert.run(this.project, storedRanges(set), set.size);
+    });
+    let pending: RangeSet[] = [];
+    for (const set of items) {
+      if (set.isEmpty) continue;
+      pending.push(set);
+      count++;
+      ids += set.size;
+      if (pending.length >= 50_000) {
+        batch.immediate(pending);
+        pending = [];
+      }
+    }
+    if (pending.length > 0) batch.immediate(pending);
+    return { items: count, ids };
+  }
+
+  async registerNode({ nick, tokenHash, now }: { nick: string; tokenHash: string; now: number }): Promise<NodeRecord> {
+    const run = this.#db.transaction(() => {
+      if (this.#stmt('isBanned').get(this.project, nick)) throw new BannedError(nick);
+      const info = this.#stmt('insertNode').run(this.project, nick, tokenHash, now);
+      return { id: Number(info.lastInsertRowid), nick, banned: false };
+    });
+    return run.immediate();
+  }
+
+  async authenticate(tokenHash: string): Promise<NodeRecord | undefined> {
+    const row = this.#stmt('auth').get(tokenHash, this.project) as { id: number; nick: string; banned: number } | undefined;
+    return row ? { id: row.id, nick: row.nick, banned: row.banned === 1 } : undefined;
+  }
+
+  #expire(now: number): number {
+    const finished = this.#stmt('finishExpired').run(this.project, now).changes;
+    return finished + this.#stmt('expire').run(this.project, now).changes;
+  }
+
+  async expireLeases(now: number): Promise<number> {
+    return this.#db
+      .transaction(() => {
+        this.#stmt('pruneEvents').run(this.project, now - EVENT_RETENTION_MS);
+        return this.#expire(now);
+      })
+      .immediate();
+  }
+
+  async claim({ nodeId, now, leaseMs }: ClaimOptions): Promise<ClaimResult> {
+    const run = this.#db.transaction((): ClaimResult => {
+      const expired = this.#expire(now);
+      const row = this.#stmt('nextQueued').get(this.project) as { id: number; ranges: string; finished: string } | undefined;
+      if (!row) {
+        const earliest = (this.#stmt('earliestExpiry').get(this.project) as { at: number | null }).at;
+        return earliest === null ? { kind: 'done', expired } : { kind: 'later', retryAfterMs: retryAfterMsFor(earliest, now), expired };
+      }
+      const leaseId = randomUUID();
+      const leaseExpiresAt = now + leaseMs;
+      this.#stmt('lease').run(leaseId, nodeId, leaseExpiresAt, row.id);
+      const ranges = parseStoredRanges(row.ranges).subtract(parseStoredRanges(row.finished));
+      return { kind: 'lease', lease: { itemId: row.id, ranges, leaseId, leaseExpiresAt }, expired };
+    });
+    return run.immediate();
+  }
+
+  /** Finds the live lease `leaseId` held by `nodeId`, or throws `LeaseError`. */
+  #liveLease(leaseId: string, nodeId: number, now: number): LeaseRow {
+    const row = this.#stmt('byLease').get(leaseId, this.project) as LeaseRow | undefined;
+    if (!row || row.state !== 'claimed') throw new LeaseError(`lease ${leaseId} is not active (expired, finished or superseded)`);
+    if (row.node_id !== nodeId) throw new LeaseError(`lease ${leaseId} belongs to another node`, { code: 'E_LEASE_NOT_YOURS' });
+    if ((row.lease_expires_at ?? 0) < now) throw new LeaseError(`lease ${leaseId} expired; claim again`);
+    return row;
+  }
+
+  #recordFinished(row: LeaseRow, finished: RangeSet, nodeId: number, now: number, expiresAt: number | null): RangeSet {
+    const all = parseStoredRanges(row.ranges);
+    const before = parseStoredRanges(row.finished);
+    const after = before.union(finished.intersect(all));
+    const added = after.size - before.size;
+    this.#stmt('progress').run(storedRanges(after), after.size, expiresAt, row.id);
+    if (added > 0) {
+      this.#stmt('credit').run(added, 0, 0, now, nodeId);
+      this.#stmt('event').run(this.project, now, nodeId, added, 0);
+    }
+    return all.subtract(after);
+  }
+
+  async heartbeat({ nodeId, leaseId, finished, now, leaseMs }: HeartbeatOptions) {
+    const run = this.#db.transaction(() => {
+      const row = this.#liveLease(leaseId, nodeId, now);
+      const leaseExpiresAt = now + leaseMs;
+      const remaining = this.#recordFinished(row, finished, nodeId, now, leaseExpiresAt);
+      return { leaseExpiresAt, remaining };
+    });
+    return run.immediate();
+  }
+
+  async lookupLease({ nodeId, leaseId, now }: { nodeId: number; leaseId: string; now: number }): Promise<LeaseLookup> {
+    const row = this.#stmt('byLease').get(leaseId, this.project) as LeaseRow | undefined;
+    if (row?.state === 'done' && row.node_id === nodeId) return { itemId: row.id, state: 'done' };
+    return { itemId: this.#liveLease(leaseId, nodeId, now).id, state: 'live' };
+  }
+
+  async done({ nodeId, leaseId, stats, now }: { nodeId: number; leaseId: string; stats: DoneStats; now: number }) {
+    const run = this.#db.transaction(() => {
+      const row = this.#stmt('byLease').get(leaseId, this.project) as LeaseRow | undefined;
+      if (row?.state === 'done' && row.node_id === nodeId) return { duplicate: true };
+      const live = this.#liveLease(leaseId, nodeId, now);
+      const added = live.id_count - live.finished_count;
+      this.#stmt('finish').run(now, JSON.stringify(stats), live.id);
+      this.#stmt('credit').run(added, stats.bytes, 1, now, nodeId);
+      this.#stmt('event').run(this.project, now, nodeId, added, stats.bytes);
+      return { duplicate: false };
+    });
+    return run.immediate();
+  }
+
+  async release({ nodeId, leaseId, finished, error, now }: ReleaseOptions) {
+    const run = this.#db.transaction(() => {
+      const row = this.#liveLease(leaseId, nodeId, now);
+      const remaining = this.#recordFinished(row, finished ?? new RangeSet(), nodeId, now, null);
+      const after = parseStoredRanges(row.ranges).subtract(remaining);
+      this.#stmt('requeue').run(after.size, storedRanges(after), after.size, error ?? null, row.id);
+      return { remaining };
+    });
+    return run.immediate();
+  }
+
+  async stats({ now, windowMs }: { now: number; windowMs: number }): Promise<TrackerStats> {
+    const since = now - windowMs;
+    this.#stmt('pruneEvents').run(this.project, since - windowMs);
+    const rows: StatsRows = {
+      itemCounts: this.#stmt('itemCounts').all(this.project) as StatsRows['itemCounts'],
+      nickTotals: this.#stmt('nickTotals').all(this.project) as StatsRows['nickTotals'],
+      nickRates: this.#stmt('nickRates').all(this.project, since) as StatsRows['nickRates'],
+      activeNodes: Number((this.#stmt('activeNodes').get(this.project, now) as { n: number }).n),
+    };
+    return buildStats({ project: this.project, rows, now, windowMs });
+  }
+
+  async ban({ nick, reason, now }: { nick: string; reason: string; now: number }) {
+    const run = this.#db.transaction(() => {
+      this.#stmt('ban').run(this.project, nick, reason, now);
+      return { releasedItems: this.#stmt('releaseNick').run(this.project, this.project, nick).changes };
+    });
+    return run.immediate();
+  }
+
+  async unban(nick: string): Promise<void> {
+    this.#stmt('unban').run(this.project, nick);
+  }
+
+  async getSetting(key: string): Promise<string | undefined> {
+    return (this.#stmt('getSetting').get(this.project, key) as { value: string } | undefined)?.value;
+  }
+
+  async setSetting(key: string, value: string): Promise<void> {
+    this.#stmt('setSetting').run(this.project, key, value);
+  }
+
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+}
