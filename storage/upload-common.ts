@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { Transform } from 'node:stream';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -346,6 +347,27 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, worker:
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, run));
   return results;
+}
+
+/**
+ * A file's bytes as a request body that sees every chunk the HTTP client actually consumes.
+ * Listening for 'data' on the file stream itself would switch it to flowing mode before the
+ * client attaches (it waits for a connection first), and the chunks read meanwhile would never
+ * be sent: the server then gets fewer bytes than Content-Length. The transform stays paused
+ * until the client reads from it.
+ */
+export function meteredFileBody(path: string, onChunk: (chunk: Buffer) => void): Transform {
+  const body = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      onChunk(chunk);
+      done(null, chunk);
+    },
+  });
+  const source = createReadStream(path, { highWaterMark: MIB });
+  source.on('error', (err) => body.destroy(err));
+  body.on('close', () => source.destroy());
+  source.pipe(body);
+  return body;
 }
 
 /** Node's network error codes that mean "could not reach the endpoint at all". */

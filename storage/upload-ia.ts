@@ -11,7 +11,7 @@
  * may take a moment to show a new file, so HEAD is polled for up to `verifyWaitMs`.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { request, type Dispatcher } from 'undici';
@@ -23,7 +23,7 @@ import {
   digestFile,
   listShardFiles,
   mapLimit,
-  MIB,
+  meteredFileBody,
   MissingCredentialsError,
   networkCode,
   parseUploadTarget,
@@ -31,6 +31,7 @@ import {
   sleep,
   stripEtag,
   TransferMeter,
+  UNREACHABLE_CODES,
   UploadError,
   type FileDigests,
   type ProgressListener,
@@ -279,12 +280,10 @@ async function putWithBackoff(ctx: IaContext, file: ShardFile, digests: FileDige
   for (let attempt = 1; ; attempt++) {
     let sent = 0;
     const hash = createHash('md5');
-    const body = createReadStream(file.path, { highWaterMark: MIB });
-    body.on('data', (chunk) => {
-      const buf = chunk as Buffer;
-      sent += buf.length;
-      hash.update(buf);
-      meter.add(file.name, buf.length);
+    const body = meteredFileBody(file.path, (chunk) => {
+      sent += chunk.length;
+      hash.update(chunk);
+      meter.add(file.name, chunk.length);
     });
     let error: UploadError;
     let retryAfterMs = 0;
@@ -321,7 +320,7 @@ async function putWithBackoff(ctx: IaContext, file: ShardFile, digests: FileDige
       error = new UploadError(`${file.name}: cannot reach ${ctx.base} (${net ?? (err as Error).message})`, {
         code: 'E_UPLOAD_UNREACHABLE',
         file: file.name,
-        policy: net && net !== 'ECONNRESET' && net !== 'EPIPE' && attempt === 1 ? 'stop' : 'retry',
+        policy: net !== undefined && UNREACHABLE_CODES.has(net) && attempt === 1 ? 'stop' : 'retry',
         cause: err,
       });
       if (error.policy === 'stop') throw error;

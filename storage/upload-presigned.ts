@@ -10,7 +10,6 @@
  * tracker can compare it with the manifest. Content-MD5 (not signed, not an x-amz header) lets
  * the store reject damaged bytes; the returned ETag is compared with the local MD5 as well.
  */
-import { createReadStream } from 'node:fs';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { request, type Dispatcher } from 'undici';
@@ -19,7 +18,7 @@ import {
   assertUnchanged,
   backoffMs,
   digestFile,
-  MIB,
+  meteredFileBody,
   networkCode,
   sleep,
   stripEtag,
@@ -130,8 +129,7 @@ export async function uploadWithPresignedUrl(options: {
   const host = new URL(url).host;
   for (let attempt = 1; ; attempt++) {
     let sent = 0;
-    const body = createReadStream(file, { highWaterMark: MIB });
-    body.on('data', (chunk) => {
+    const body = meteredFileBody(file, (chunk) => {
       sent += chunk.length;
       options.onBytes?.(chunk.length);
     });

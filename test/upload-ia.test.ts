@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent, buildConnector } from 'undici';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MissingCredentialsError, UploadError } from '../storage/upload-common.js';
 import { encodeIaHeaderValue, iaMetadataHeaders, readIaCredentials, uploadDirectoryToIa, type IaUploadOptions } from '../storage/upload-ia.js';
@@ -122,6 +123,24 @@ describe('upload to the Internet Archive (IAS3)', () => {
     expect(gaps[0]).toBeGreaterThanOrEqual(35);
     expect(gaps[1]).toBeGreaterThanOrEqual(75);
     expect(gaps[2]).toBeGreaterThanOrEqual(150);
+  });
+
+  it('sends every byte when the connection is slower than the disk (the body is not read before the client is ready)', async () => {
+    // Each connection takes 150 ms to open, as to a far-away archive: a file stream put into
+    // flowing mode early would have emitted its bytes into nowhere before the PUT could send them.
+    const connect = buildConnector({});
+    const slow = new Agent({ connect: (o, cb) => void setTimeout(() => connect(o, cb), 150), pipelining: 0 });
+    try {
+      const { dir, bytes } = makeShard('slowconnect', { 'c.warc.gz': 300_000, 'd.warc.gz': 20_000 });
+      ia.slowDownNext(1);
+      const result = await uploadDirectoryToIa(opts(dir, { dispatcher: slow }));
+      expect(result.files.every((f) => f.outcome === 'uploaded')).toBe(true);
+      const stored = ia.items.get('lifeboat-demo-shard-1')!.files;
+      expect(stored.get('c.warc.gz')).toMatchObject({ size: 300_000, md5: md5(bytes['c.warc.gz']!) });
+      expect(stored.get('d.warc.gz')).toMatchObject({ size: 20_000, md5: md5(bytes['d.warc.gz']!) });
+    } finally {
+      await slow.close();
+    }
   });
 
   it('gives up after a bounded number of attempts and marks nothing uploaded', async () => {
