@@ -155,6 +155,7 @@ export class ScopeGuard {
   readonly #wildcardSuffixes: string[] = [];
   readonly #allowPrivateNetwork: boolean;
   readonly #dnsLookup: typeof dns.lookup;
+  readonly #addressVerdicts = new Map<string, boolean>();
 
   constructor(opts: ScopeGuardOptions) {
     const { hosts, allowPrivateNetwork, dnsLookup = dns.lookup } = opts;
@@ -188,9 +189,17 @@ export class ScopeGuard {
 
   /** Whether a connection to this IP address is allowed. Not an address → false. */
   isAllowedAddress(ip: string): boolean {
+    // Asked per request (checkUrl) and per connection: remember the few addresses a crawl sees.
+    const known = this.#addressVerdicts.get(ip);
+    if (known !== undefined) return known;
     const bytes = parseAddress(ip);
-    if (!bytes) return false;
-    const cls = classifyBytes(bytes);
+    const verdict = bytes !== undefined && this.#classAllowed(classifyBytes(bytes));
+    if (this.#addressVerdicts.size >= 4096) this.#addressVerdicts.clear();
+    this.#addressVerdicts.set(ip, verdict);
+    return verdict;
+  }
+
+  #classAllowed(cls: ReturnType<typeof classifyBytes>): boolean {
     return cls === 'public' || (this.#allowPrivateNetwork && PRIVATE_NETWORK_CLASSES.has(cls));
   }
 

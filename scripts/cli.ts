@@ -45,6 +45,7 @@ export interface CrawlCommandOptions {
   ids: string;
   out: string;
   concurrency?: number;
+  workers?: number;
   rate?: number;
   baseUrl?: string;
   allowPrivateNetwork?: boolean;
@@ -89,6 +90,7 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
       logger,
       allowPrivateNetwork: !!o.allowPrivateNetwork,
       ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+      ...(o.workers ? { workers: o.workers } : {}),
       ...(o.rate ? { ratePerSec: o.rate } : {}),
       ...(o.warcSize ? { warcSizeBytes: o.warcSize } : {}),
       ...(o.contact ? { contact: o.contact } : {}),
@@ -128,6 +130,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .requiredOption('--ids <ranges>', 'ID ranges in the profile codec, e.g. 1-1000,5000-6000 or 1-latest')
     .requiredOption('--out <dir>', 'shard directory')
     .option('--concurrency <n>', 'requests in flight at once', positiveInt('--concurrency'))
+    .option('--workers <n>', 'crawl threads, IDs split among them, for a CPU-bound crawl on a many-core machine (default 1)', positiveInt('--workers'))
     .option('--rate <n>', 'requests per second per host', positiveInt('--rate'))
     .option('--base-url <url>', "override the profile's base_url")
     .option('--allow-private-network', 'allow loopback and private addresses (the demo and tests)')

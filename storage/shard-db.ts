@@ -69,7 +69,7 @@ export class ShardDb {
     } catch (err) {
       throw new StorageError(`cannot open the shard database ${path}: ${(err as Error).message}`, { code: 'E_SHARD_DB', cause: err });
     }
-    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('busy_timeout = 30000');
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
@@ -101,7 +101,7 @@ export class ShardDb {
         `SELECT url, post_id, attempts FROM urls WHERE state = 'queued' ORDER BY rowid LIMIT ?`,
       ),
       addRelated: db.prepare('INSERT OR IGNORE INTO related (id) VALUES (?)'),
-      takeRelated: db.prepare<[number], { id: number }>('SELECT id FROM related ORDER BY id LIMIT ?'),
+      takeRelated: db.prepare<[number, number, number], { id: number }>('SELECT id FROM related WHERE id % ? = ? ORDER BY id LIMIT ?'),
       dropRelated: db.prepare('DELETE FROM related WHERE id = ?'),
       putWarc: db.prepare(
         `INSERT INTO warcs (name, size, sha256, records, state) VALUES (@name, @size, @sha256, @records, @state)
@@ -139,9 +139,13 @@ export class ShardDb {
     return this.#stmts.getId.get(id);
   }
 
-  /** Runs `fn` in one transaction (a group commit). */
+  /**
+   * Runs `fn` in one transaction (a group commit). IMMEDIATE takes the write lock up front: with
+   * several connections (crawl workers), a deferred transaction that read first could fail to
+   * upgrade without waiting (SQLITE_BUSY_SNAPSHOT); this one waits its turn (busy_timeout).
+   */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.db.transaction(fn).immediate();
   }
 
   recordOutcome(o: IdOutcome, now = Date.now()): void {
@@ -169,6 +173,15 @@ export class ShardDb {
       contentType: c.contentType,
       bodyBytes: c.bodyBytes,
     });
+  }
+
+  /** Every (URL, payload digest) pair the shard holds, streamed (to fill a SeenFilter). */
+  *capturedPairs(): Generator<{ url: string; payload_digest: string }> {
+    yield* this.db.prepare<[], { url: string; payload_digest: string }>('SELECT url, payload_digest FROM captures').iterate();
+  }
+
+  captureCount(): number {
+    return this.db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM captures').get()!.n;
   }
 
   findRevisitTarget(url: string, payloadDigest: string): RevisitTarget | undefined {
@@ -202,9 +215,9 @@ export class ShardDb {
   }
 
   /** Pops related IDs; asks SQLite only when some may be queued (the frontier calls it per ID). */
-  takeRelated(limit: number): number[] {
+  takeRelated(limit: number, partition: { index: number; count: number } = { index: 0, count: 1 }): number[] {
     if (!this.#mayHaveRelated) return [];
-    const ids = this.#stmts.takeRelated.all(limit).map((r) => r.id);
+    const ids = this.#stmts.takeRelated.all(partition.count, partition.index, limit).map((r) => r.id);
     if (ids.length === 0) this.#mayHaveRelated = false;
     for (const id of ids) this.#stmts.dropRelated.run(id);
     return ids;

@@ -41,6 +41,11 @@ export interface WarcWriterOptions {
   node: string;
   /** Rotate after a file reaches this size. */
   maxFileBytes: number;
+  /**
+   * Several writers on one directory number their files apart: this one uses serials
+   * ≡ offset (mod step). Default { offset: 0, step: 1 }.
+   */
+  serialStep?: { offset: number; step: number };
   /** Fields of each file's warcinfo record. */
   warcinfo: Record<string, string | undefined>;
   /** Finds an earlier capture of the same URL with the same payload: the response becomes a revisit. */
@@ -86,8 +91,8 @@ function timestamp(d: Date): string {
  * so far durable (fsync); an ID may be marked final only after a flush that covers its records.
  */
 export class WarcWriter {
-  readonly #opts: Required<Omit<WarcWriterOptions, 'lookupRevisit' | 'onFileClosed' | 'onFileOpened'>> &
-    Pick<WarcWriterOptions, 'lookupRevisit' | 'onFileClosed' | 'onFileOpened'>;
+  readonly #opts: Required<Omit<WarcWriterOptions, 'lookupRevisit' | 'onFileClosed' | 'onFileOpened' | 'serialStep'>> &
+    Pick<WarcWriterOptions, 'lookupRevisit' | 'onFileClosed' | 'onFileOpened' | 'serialStep'>;
   #file: OpenFile | undefined;
   #serial = -1;
   #queue: Promise<unknown> = Promise.resolve();
@@ -119,6 +124,7 @@ export class WarcWriter {
   }
 
   async #nextSerial(): Promise<number> {
+    const { offset, step } = this.#opts.serialStep ?? { offset: 0, step: 1 };
     if (this.#serial < 0) {
       let max = -1;
       await mkdir(this.#opts.dir, { recursive: true });
@@ -126,9 +132,12 @@ export class WarcWriter {
         const m = /-(\d{5,})-[^-]+\.warc\.gz(\.open)?$/.exec(f);
         if (m) max = Math.max(max, Number(m[1]));
       }
-      this.#serial = max;
+      // The first serial above every file already there that is ≡ offset (mod step).
+      this.#serial = max + 1 + ((((offset - (max + 1)) % step) + step) % step);
+      return this.#serial;
     }
-    return ++this.#serial;
+    this.#serial += step;
+    return this.#serial;
   }
 
   async #openFile(): Promise<OpenFile> {
@@ -222,6 +231,7 @@ export class WarcWriter {
   }
 
   async #streamRecord(file: OpenFile, head: Buffer, block: BlockPart[], level: number): Promise<void> {
+    if (level === 0) return this.#streamStored(file, head, block);
     const gzip = zlib.createGzip({ level });
     const pumping = (async () => {
       for await (const chunk of gzip) await this.#writeAt(file, chunk as Buffer);
@@ -242,6 +252,51 @@ export class WarcWriter {
       gzip.destroy(err as Error);
     }
     await pumping;
+  }
+
+  /**
+   * A large record of already-compressed bytes as one gzip member of stored deflate blocks,
+   * built while the body is read: a copy and a running CRC, no deflate stream (which ran at a
+   * fraction of the speed for the same output).
+   */
+  async #streamStored(file: OpenFile, head: Buffer, block: BlockPart[]): Promise<void> {
+    let crc = 0;
+    let total = 0;
+    let pending: Buffer | undefined;
+    // Every block but the last is emitted when the next data arrives: its BFINAL bit must be 0.
+    const emit = async (data: Buffer, last: boolean): Promise<void> => {
+      for (let start = 0; start < data.length || (last && start === 0); start += STORED_BLOCK) {
+        const piece = data.subarray(start, start + STORED_BLOCK);
+        const final = last && start + STORED_BLOCK >= data.length;
+        const out = Buffer.allocUnsafe(5 + piece.length);
+        out[0] = final ? 1 : 0;
+        out.writeUInt16LE(piece.length, 1);
+        out.writeUInt16LE(~piece.length & 0xffff, 3);
+        piece.copy(out, 5);
+        await this.#writeAt(file, out);
+        if (final) break;
+      }
+    };
+    const feed = async (data: Buffer): Promise<void> => {
+      if (data.length === 0) return;
+      crc = zlib.crc32(data, crc);
+      total += data.length;
+      if (pending) await emit(pending, false);
+      pending = data;
+    };
+    await this.#writeAt(file, GZIP_HEADER);
+    await feed(head);
+    for (const p of block) {
+      if (Buffer.isBuffer(p)) await feed(p);
+      else if (p.kind === 'buffer') await feed(p.data);
+      else for await (const chunk of createReadStream(p.path, { highWaterMark: 4 * STORED_BLOCK })) await feed(chunk as Buffer);
+    }
+    await feed(RECORD_END);
+    await emit(pending ?? Buffer.alloc(0), true);
+    const trailer = Buffer.allocUnsafe(8);
+    trailer.writeUInt32LE(crc >>> 0, 0);
+    trailer.writeUInt32LE(total % 2 ** 32, 4);
+    await this.#writeAt(file, trailer);
   }
 
   async #rotateIfFull(): Promise<void> {

@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../scripts/cli.js';
 import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
@@ -67,6 +68,30 @@ describe('lifeboat crawl on the demo platform', () => {
       expect(platform.stats.chaos).toBeGreaterThan(0);
       await expectComplete(platform, dir, 300);
       expect((await readdir(join(dir, 'warcs'))).length).toBeGreaterThan(1);
+    } finally {
+      platform.setChaos(undefined);
+      platform.setRateLimit(undefined);
+    }
+  }, 180_000);
+
+  it('splits the IDs among 2 worker threads: complete under chaos and 429s, each media URL fetched once, WARC names apart', async () => {
+    platform.setChaos({ rate: 0.05, stallMs: 1500 });
+    platform.setRateLimit({ rps: 80, burst: 10 });
+    try {
+      const dir = join(tmp, 'workers');
+      const r = await crawl(['--profile', 'demo', '--base-url', platform.url, '--ids', '1-300', '--out', dir, '--allow-private-network', '--quiet', '--workers', '2', '--warc-size', '200000']);
+      expect(r.code, r.stderr).toBe(0);
+      await expectComplete(platform, dir, 300);
+      const db = new Database(join(dir, 'shard.sqlite'), { readonly: true });
+      const media = db.prepare("SELECT COUNT(*) AS n, COUNT(DISTINCT url) AS u FROM captures WHERE name = 'media' AND revisit_of IS NULL").get() as { n: number; u: number };
+      const serials = db.prepare('SELECT name FROM warcs').all().map((w) => Number(/-(\d{5})-/.exec((w as { name: string }).name)![1]));
+      db.close();
+      expect(media.u).toBeGreaterThan(100);
+      expect(media.n).toBe(media.u);
+      // Both workers wrote files (even and odd serials), and no two files share a serial.
+      expect(new Set(serials.map((n) => n % 2))).toEqual(new Set([0, 1]));
+      expect(new Set(serials).size).toBe(serials.length);
+      expect(r.stdout).toMatch(/failed 0;/);
     } finally {
       platform.setChaos(undefined);
       platform.setRateLimit(undefined);
