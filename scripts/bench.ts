@@ -105,6 +105,11 @@ export async function runCrawlBench(opts: { posts: number; concurrencies: number
       const bodyBytes = db.prepare<[], { n: number }>('SELECT SUM(body_bytes) AS n FROM captures').get()!.n;
       db.close();
       rows.push({ what: 'lifeboat crawl (WARC + SQLite, fsync)', concurrency: c, secs: r.secs, ids: opts.posts, requests: urls.length, mb: bodyBytes / 1e6, peakRssMb: r.peakRssMb });
+      if (c === opts.concurrencies[opts.concurrencies.length - 1]) {
+        const w = await timed(process.execPath, [cli, 'crawl', '--profile', 'demo', '--base-url', demo.url, '--ids', `1-${opts.posts}`, '--out', `${out}-w2`, '--allow-private-network', '--quiet', '--concurrency', String(c), '--workers', '2']);
+        if (w.code !== 0) throw new Error(`lifeboat crawl --workers 2 exited ${w.code}`);
+        rows.push({ what: 'lifeboat crawl --workers 2', concurrency: c, secs: w.secs, ids: opts.posts, requests: urls.length, mb: bodyBytes / 1e6, peakRssMb: w.peakRssMb });
+      }
       const plain = await plainUndici(urls, c);
       rows.push({ what: 'plain undici loop (discard)', concurrency: c, secs: plain.secs, ids: opts.posts, requests: urls.length, mb: plain.bytes / 1e6, peakRssMb: undefined });
       if (c === opts.concurrencies[0]) {
@@ -155,9 +160,10 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const byC = new Map<number | string, Row[]>();
   for (const r of rows) byC.set(r.concurrency, [...(byC.get(r.concurrency) ?? []), r]);
   for (const [c, rs] of byC) {
-    const l = rs.find((r) => r.what.startsWith('lifeboat'));
     const p = rs.find((r) => r.what.startsWith('plain'));
-    if (l && p) console.log(`concurrency ${c}: lifeboat at ${((p.secs / l.secs) * 100).toFixed(0)}% of the plain-undici ceiling`);
+    for (const l of rs.filter((r) => r.what.startsWith('lifeboat'))) {
+      if (p) console.log(`concurrency ${c}: ${l.what} at ${((p.secs / l.secs) * 100).toFixed(0)}% of the plain-undici ceiling`);
+    }
   }
   const w = rows.find((r) => r.what.startsWith('wget'));
   const l0 = rows.find((r) => r.what.startsWith('lifeboat'));
