@@ -298,3 +298,45 @@ describe('rate limit and client retries', () => {
     expect(got!.ranges.toJSON()).toEqual([[70_000, 70_009]]);
   });
 });
+
+describe('tracker restart after downtime', () => {
+  it('gives live leases the time the tracker was away, so their nodes keep them; a short restart changes nothing', async () => {
+    const tmp = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-restart-'));
+    const s = new SqliteItemStore({ path: path.join(tmp, 't.sqlite'), project: project.name });
+    let t = 1_800_000_000_000;
+    const build = () =>
+      buildTrackerApp({ store: s, project, adminToken: ADMIN, now: () => t, leaseMs: 60_000, rateLimit: { max: 1000, timeWindowMs: 60_000 }, expireEveryMs: 0, aliveEveryMs: 1000 });
+    try {
+      await s.init();
+      await s.seed(packItems(new RangeSet([{ start: 1, end: 20 }]), 10));
+      const node = await s.registerNode({ nick: 'steady', tokenHash: 'h1', now: t });
+      const other = await s.registerNode({ nick: 'eager', tokenHash: 'h2', now: t });
+      const first = await build();
+      const claimed = await s.claim({ nodeId: node.id, now: t, leaseMs: 60_000 });
+      if (claimed.kind !== 'lease') throw new Error('expected a lease');
+      t += 30_000;
+      await first.close(); // a clean stop records when the tracker went away
+      t += 10 * 60_000; // away for 10 minutes, far longer than the 60 s lease
+      const second = await build();
+      // The lease has its remaining 30 s back: another node cannot take the item...
+      const meanwhile = await s.claim({ nodeId: other.id, now: t + 1000, leaseMs: 60_000 });
+      expect(meanwhile.kind === 'lease' && meanwhile.lease.itemId).not.toBe(claimed.lease.itemId);
+      // ...and its own node's heartbeat is accepted.
+      const beatAt = t + 2000;
+      const hb = await s.heartbeat({ nodeId: node.id, leaseId: claimed.lease.leaseId, finished: new RangeSet([{ start: 1, end: 5 }]), now: beatAt, leaseMs: 60_000 });
+      expect(hb.leaseExpiresAt).toBe(beatAt + 60_000);
+      // A restart within twice the marking interval is not downtime: nothing is extended.
+      t = beatAt + 1500;
+      await second.close();
+      t += 1000;
+      const third = await build();
+      await third.close();
+      await expect(
+        s.heartbeat({ nodeId: node.id, leaseId: claimed.lease.leaseId, finished: new RangeSet(), now: beatAt + 60_001, leaseMs: 60_000 }),
+      ).rejects.toThrow(/expired/);
+    } finally {
+      await s.close();
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});

@@ -119,6 +119,24 @@ function contractSuite(makeHarness: () => Promise<Harness>) {
     expect(again.ranges.toJSON()).toEqual([[11, 20]]);
   });
 
+  it('extendLeases gives leases live at the given moment the time the tracker was away, and no others', async () => {
+    const store = await open();
+    await store.seed(packItems(r([1, 30]), 10));
+    const a = await register(store, 'alice');
+    const early = await mustLease(store, a.id, T0 - LEASE_MS - 1); // already expired at T0
+    const live = await mustLease(store, a.id, T0 - 1000); // live at T0, expires at T0 + 59 s
+    const away = 10 * LEASE_MS;
+    expect(await store.extendLeases({ since: T0, byMs: away })).toBe(1);
+    const after = T0 + away + 1000;
+    // The live one: its node can heartbeat as if the tracker had never gone; nobody else gets it.
+    const hb = await store.heartbeat({ nodeId: a.id, leaseId: live.leaseId, finished: r([11, 12]), now: after, leaseMs: LEASE_MS });
+    expect(hb.remaining.toJSON()).toEqual([[13, 20]]);
+    // The one already overdue before the downtime expires as it would have.
+    await expect(store.heartbeat({ nodeId: a.id, leaseId: early.leaseId, finished: r([1, 2]), now: after, leaseMs: LEASE_MS })).rejects.toBeInstanceOf(LeaseError);
+    const next = await mustLease(store, a.id, after);
+    expect(next.itemId).toBe(early.itemId);
+  });
+
   it('refuses a stale or foreign lease and counts done twice once', async () => {
     const store = await open();
     await store.seed(packItems(r([1, 10]), 10));

@@ -136,6 +136,11 @@ export interface ItemStore {
    * Also drops progress events older than `EVENT_RETENTION_MS` (the server calls this on a timer).
    */
   expireLeases(now: number): Promise<number>;
+  /**
+   * Gives leases back the time the tracker was away: every lease still live at `since` (when
+   * the tracker was last seen alive) is extended by `byMs`. Returns how many were extended.
+   */
+  extendLeases(options: { since: number; byMs: number }): Promise<number>;
   stats(options: { now: number; windowMs: number }): Promise<TrackerStats>;
   ban(options: { nick: string; reason: string; now: number }): Promise<{ releasedItems: number }>;
   unban(nick: string): Promise<void>;

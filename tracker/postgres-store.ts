@@ -226,6 +226,15 @@ export class PostgresItemStore implements ItemStore {
     return this.#expire(now);
   }
 
+  async extendLeases({ since, byMs }: { since: number; byMs: number }): Promise<number> {
+    const rows = await this.#q<{ n: number }>(
+      `WITH e AS (UPDATE items SET lease_expires_at = lease_expires_at + $1 WHERE project = $2 AND state = 'claimed' AND lease_expires_at >= $3 RETURNING 1)
+       SELECT COUNT(*)::int AS n FROM e`,
+      [byMs, this.project, since],
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
+
   async claim({ nodeId, now, leaseMs }: ClaimOptions): Promise<ClaimResult> {
     const expired = await this.#expire(now);
     const leaseId = randomUUID();

@@ -39,6 +39,13 @@ export interface TrackerAppOptions {
   rateWindowMs?: number;
   /** How often overdue leases are expired in the background; default leaseMs/4 within 1–30 s (0: off). */
   expireEveryMs?: number;
+  /**
+   * How often this process records that the tracker is alive; default 5000 ms (0: off). When
+   * the app starts and the last record is older than twice that, the tracker was away: live
+   * leases get that time back (their nodes could not heartbeat meanwhile), instead of expiring
+   * and sending finished-but-unreported work to another node.
+   */
+  aliveEveryMs?: number;
   /** fastify/pino logger options; default off. */
   logger?: FastifyServerOptions['logger'];
   /**
@@ -88,6 +95,7 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
     authCacheMs = 5000,
     rateWindowMs = 60_000,
     expireEveryMs = Math.min(30_000, Math.max(1000, leaseMs / 4)),
+    aliveEveryMs = 5000,
     logger = false,
     uploader,
   } = options;
@@ -188,6 +196,21 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
     uploader,
   });
 
+  if (aliveEveryMs > 0) {
+    const restored = await restoreLeasesAfterDowntime(store, now(), aliveEveryMs);
+    if (restored) app.log.info(restored, 'the tracker was away: live leases extended by its downtime');
+    const markAlive = (): Promise<void> => store.setSetting(ALIVE_KEY, String(now()));
+    const timer = setInterval(() => {
+      markAlive().catch((err: unknown) => app.log.warn({ err }, 'recording that the tracker is alive failed'));
+    }, aliveEveryMs);
+    timer.unref();
+    // A clean stop records its exact time, so the next start knows how long the tracker was away.
+    app.addHook('onClose', async () => {
+      clearInterval(timer);
+      await markAlive().catch(() => undefined);
+    });
+  }
+
   if (expireEveryMs > 0) {
     const timer = setInterval(() => {
       store.expireLeases(now()).then(
@@ -199,6 +222,24 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
     app.addHook('onClose', async () => clearInterval(timer));
   }
   return app;
+}
+
+const ALIVE_KEY = 'alive_at';
+
+/**
+ * At start-up: if the tracker's last sign of life (any process of it: the setting is shared) is
+ * older than twice the marking interval, extend the leases that were live then by the gap.
+ * Returns what it did, or undefined when the tracker was not away (or never ran before).
+ */
+export async function restoreLeasesAfterDowntime(store: ItemStore, now: number, aliveEveryMs: number): Promise<{ downtimeMs: number; leases: number } | undefined> {
+  const last = Number(await store.getSetting(ALIVE_KEY));
+  let result: { downtimeMs: number; leases: number } | undefined;
+  if (Number.isFinite(last) && last > 0 && now - last > 2 * aliveEveryMs) {
+    const downtimeMs = now - last;
+    result = { downtimeMs, leases: await store.extendLeases({ since: last, byMs: downtimeMs }) };
+  }
+  await store.setSetting(ALIVE_KEY, String(now));
+  return result;
 }
 
 export interface ServeTrackerOptions {

@@ -109,6 +109,7 @@ export class SqliteItemStore implements ItemStore {
       expire: `UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ?`,
       nextQueued: `SELECT id, ranges, finished FROM items WHERE project = ? AND state = 'queued' ORDER BY id LIMIT 1`,
       lease: `UPDATE items SET state = 'claimed', lease_id = ?, node_id = ?, lease_expires_at = ?, attempts = attempts + 1 WHERE id = ?`,
+      extendLeases: `UPDATE items SET lease_expires_at = lease_expires_at + ? WHERE project = ? AND state = 'claimed' AND lease_expires_at >= ?`,
       earliestExpiry: `SELECT MIN(lease_expires_at) AS at FROM items WHERE project = ? AND state = 'claimed'`,
       byLease: `SELECT id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count FROM items WHERE lease_id = ? AND project = ?`,
       progress: `UPDATE items SET finished = ?, finished_count = ?, lease_expires_at = ? WHERE id = ?`,
@@ -184,6 +185,10 @@ export class SqliteItemStore implements ItemStore {
         return this.#expire(now);
       })
       .immediate();
+  }
+
+  async extendLeases({ since, byMs }: { since: number; byMs: number }): Promise<number> {
+    return this.#stmt('extendLeases').run(byMs, this.project, since).changes;
   }
 
   async claim({ nodeId, now, leaseMs }: ClaimOptions): Promise<ClaimResult> {
