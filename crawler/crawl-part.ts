@@ -33,7 +33,7 @@ export interface Partition {
   count: number;
 }
 
-export interface CrawlPartOptions {
+export interface CrawlPartOptions extends PartTuning {
   profile: Profile;
   ranges: RangeSet;
   outDir: string;
@@ -52,14 +52,24 @@ export interface CrawlPartOptions {
   /** Requests in flight per host, for this part. */
   perHostConcurrency: number;
   warcSizeBytes: number;
-  contact?: string;
   signal: AbortSignal;
   commitIntervalMs: number;
+}
+
+/** Options a run hands to each of its parts as they are (runCrawl's CrawlOptions has them too). */
+export interface PartTuning {
+  /** A URL or e-mail address for the User-Agent and warcinfo. */
+  contact?: string;
+  /** Called after each group commit with the IDs that became final (the node loop reports them). */
   onCommitted?: (ids: number[]) => void;
   backoffBaseMs?: number;
+  /** Browser contexts (pages at once) for `render: browser` captures. Default 2. */
   browserConcurrency?: number;
+  /** Chromium executable (the CLI resolves --chromium / LIFEBOAT_CHROMIUM). Default /usr/bin/chromium. */
   chromiumPath?: string;
+  /** Store a PNG screenshot of each browser-captured page as a `resource` record. */
   screenshots?: boolean;
+  /** Pages a browser context serves before it is replaced. Default 50. */
   browserPagesPerContext?: number;
 }
 
@@ -412,14 +422,15 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
 
   const captureOne = async (spec: CaptureSpec, values: Record<string, string | undefined>, id: number): Promise<OneCapture> => {
     const none = { rows: [], attempts: 0, status: 0, fields: {}, media: [], ids: [], text: undefined };
+    let url: string;
+    try {
+      url = fillTemplate(spec.urlTemplate, values);
+    } catch (err) {
+      return { ...none, error: `capture "${spec.name}": ${errorMessage(err)}`, skippable: true };
+    }
     if (spec.render === 'browser' && browserFetcher) {
       // Every response the page loaded goes to the WARC; extraction runs on the rendered DOM.
-      let pageUrl: string;
-      try {
-        pageUrl = fillTemplate(spec.urlTemplate, values);
-      } catch (err) {
-        return { ...none, error: `capture "${spec.name}": ${errorMessage(err)}`, skippable: true };
-      }
+      const pageUrl = url;
       let got;
       try {
         got = await browserFetcher.fetch(pageUrl);
@@ -438,12 +449,6 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
       const ex = await extract(browserMods![2].renderedDomCapture(page), spec.extract, spec.type, profile.politeness.maxExtractBytes);
       if (ex.problem) log.log('debug', `extraction of the rendered ${page.finalUrl}: ${ex.problem}`, { id });
       return { rows, attempts: got.attempts, status: page.status, fields: ex.fields, media: resolveUrls(ex.media, page.finalUrl), ids: ex.ids, text: page.renderedText };
-    }
-    let url: string;
-    try {
-      url = fillTemplate(spec.urlTemplate, values);
-    } catch (err) {
-      return { ...none, error: `capture "${spec.name}": ${errorMessage(err)}`, skippable: true };
     }
     let outcome;
     try {

@@ -1,18 +1,8 @@
 import type { IdStatus } from '../storage/shard-db.js';
 
-export interface StatsCounters {
-  ids: Record<IdStatus, number>;
-  done: number;
-  records: number;
-  bytes: number;
-  warcs: number;
-  throttles: number;
-  retries: number;
-  errors: number;
-  mediaDone: number;
-  mediaFailed: number;
-  mediaSkipped: number;
-}
+const SCALARS = ['done', 'records', 'bytes', 'warcs', 'throttles', 'retries', 'errors', 'mediaDone', 'mediaFailed', 'mediaSkipped'] as const;
+
+export type StatsCounters = { ids: Record<IdStatus, number> } & Record<(typeof SCALARS)[number], number>;
 
 /** Live counters of a run, read by the progress display and the summary line. */
 export class CrawlStats {
@@ -32,39 +22,16 @@ export class CrawlStats {
 
   /** The counters alone (what a crawl worker sends to the main thread). */
   counters(): StatsCounters {
-    return {
-      ids: { ...this.ids },
-      done: this.done,
-      records: this.records,
-      bytes: this.bytes,
-      warcs: this.warcs,
-      throttles: this.throttles,
-      retries: this.retries,
-      errors: this.errors,
-      mediaDone: this.mediaDone,
-      mediaFailed: this.mediaFailed,
-      mediaSkipped: this.mediaSkipped,
-    };
+    const out = { ids: { ...this.ids } } as StatsCounters;
+    for (const k of SCALARS) out[k] = this[k];
+    return out;
   }
 
   /** Sets every counter to the sum of the parts' latest counters. */
   setSum(parts: Iterable<StatsCounters>): void {
-    for (const k of Object.keys(this.ids) as IdStatus[]) this.ids[k] = 0;
-    this.done = this.records = this.bytes = this.warcs = this.throttles = this.retries = this.errors = 0;
-    this.mediaDone = this.mediaFailed = this.mediaSkipped = 0;
-    for (const p of parts) {
-      for (const k of Object.keys(this.ids) as IdStatus[]) this.ids[k] += p.ids[k];
-      this.done += p.done;
-      this.records += p.records;
-      this.bytes += p.bytes;
-      this.warcs += p.warcs;
-      this.throttles += p.throttles;
-      this.retries += p.retries;
-      this.errors += p.errors;
-      this.mediaDone += p.mediaDone;
-      this.mediaFailed += p.mediaFailed;
-      this.mediaSkipped += p.mediaSkipped;
-    }
+    const list = [...parts];
+    for (const k of Object.keys(this.ids) as IdStatus[]) this.ids[k] = list.reduce((n, p) => n + p.ids[k], 0);
+    for (const k of SCALARS) this[k] = list.reduce((n, p) => n + p[k], 0);
   }
 
   count(status: IdStatus): void {

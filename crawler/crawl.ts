@@ -7,14 +7,14 @@ import type { Profile } from '../config/profile.js';
 import { ShardDb, type IdStatus } from '../storage/shard-db.js';
 import { writeManifest } from '../storage/shard-manifest.js';
 import { describeWarc, repairOpenWarcs } from '../storage/warc-repair.js';
-import { crawlPart } from './crawl-part.js';
+import { crawlPart, type PartTuning } from './crawl-part.js';
 import { CrawlStats } from './crawl-stats.js';
 import { crawlInWorkers } from './crawl-workers.js';
 import { createCodec, type IdCodec } from './id-codec.js';
 import { RangeSet } from './id-ranges.js';
 import { SOFTWARE } from './version.js';
 
-export interface CrawlOptions {
+export interface CrawlOptions extends PartTuning {
   profile: Profile;
   ranges: RangeSet;
   outDir: string;
@@ -24,23 +24,11 @@ export interface CrawlOptions {
   concurrency?: number;
   ratePerSec?: number;
   warcSizeBytes?: number;
-  contact?: string;
   signal?: AbortSignal;
   onProgress?: (stats: CrawlStats) => void;
   progressIntervalMs?: number;
   /** Group commit: at most this long between a record's write and its ID becoming final. */
   commitIntervalMs?: number;
-  /** Called after each group commit with the IDs that became final (the node loop reports them). */
-  onCommitted?: (ids: number[]) => void;
-  backoffBaseMs?: number;
-  /** Browser contexts (pages at once) for `render: browser` captures. Default 2. */
-  browserConcurrency?: number;
-  /** Chromium executable (the CLI resolves --chromium / LIFEBOAT_CHROMIUM). Default /usr/bin/chromium. */
-  chromiumPath?: string;
-  /** Store a PNG screenshot of each browser-captured page as a `resource` record. */
-  screenshots?: boolean;
-  /** Pages a browser context serves before it is replaced. Default 50. */
-  browserPagesPerContext?: number;
   /**
    * Crawl worker threads, IDs split among them (crawl-workers.ts). Default 1: on the 2-core
    * benchmark machine, where the platform shares the cores, 2 workers were no faster (BENCHMARKS.md).
