@@ -307,7 +307,13 @@ export class WarcWriter {
     const file = this.#file;
     if (!file) return;
     this.#file = undefined;
-    await file.fh.sync();
+    try {
+      await file.fh.sync();
+    } catch (err) {
+      // Not renamed: the file stays `.open` and the next run repairs it.
+      await file.fh.close().catch(() => undefined);
+      throw new StorageError(`fsync of ${file.path} failed: ${(err as Error).message}`, { code: 'E_WARC_SYNC', cause: err });
+    }
     await file.fh.close();
     const finalPath = join(this.#opts.dir, file.name);
     await rename(file.path, finalPath);
@@ -471,8 +477,26 @@ export class WarcWriter {
   /** Flushes, closes and renames the open file. Safe to call twice. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.#enqueue(() => this.#closeFile());
+    try {
+      await this.#enqueue(() => this.#closeFile());
+    } catch (err) {
+      // A broken writer (disk full, failed fsync) cannot finish its file: let go of it as it is.
+      await this.abandon();
+      throw err;
+    }
     this.#closed = true;
+  }
+
+  /**
+   * Lets go of the open file as it is, without fsync or rename: what a crash leaves behind (the
+   * next run's repair cuts any torn tail and renames it). Writes after this fail.
+   */
+  async abandon(): Promise<void> {
+    this.#closed = true;
+    await this.#queue;
+    const file = this.#file;
+    this.#file = undefined;
+    await file?.fh.close().catch(() => undefined);
   }
 }
 
