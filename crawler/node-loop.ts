@@ -9,7 +9,7 @@ import { readManifest } from '../storage/shard-manifest.js';
 import { TrackerClient, type TrackerItem } from '../tracker/client.js';
 import { TrackerRequestError } from '../tracker/errors.js';
 import { runCrawl } from './crawl.js';
-import { uploadThenDone } from './node-upload.js';
+import { uploadThenDoneWithRetry } from './node-upload.js';
 import type { CrawlStats } from './crawl-stats.js';
 import { RangeSet } from './id-ranges.js';
 import { VERSION } from './version.js';
@@ -40,6 +40,8 @@ export interface NodeOptions {
   exitWhenDone?: boolean;
   onProgress?: (stats: CrawlStats) => void;
   client?: TrackerClient;
+  /** First wait after an upload or `done` failed for a passing reason; doubles up to 10 min. Default 15 s. */
+  uploadRetryBaseMs?: number;
 }
 
 interface NodeState {
@@ -242,16 +244,21 @@ async function crawlItem(
     bytes: warcs.reduce((n, w) => n + w.size, 0),
     warcs,
   };
-  try {
-    // With uploads through the tracker, the WARCs and shard.json go up first (uploadThenDone).
-    await uploadThenDone({ client, item, dir, stats, log, ...(opts.signal ? { signal: opts.signal } : {}) });
-  } catch (err) {
-    // Upload trouble (or WARCs the tracker still cannot find) keeps the lease: stop, resume on restart.
-    if (!(err instanceof TrackerRequestError) || err.status !== 409) throw err;
-    // A stale lease: the tracker already gave the remainder to someone else. Our shard keeps what it has.
-    log.log('warn', `the tracker refused done for item ${item.id}: ${errorMessage(err)}`);
-    return { interrupted: false, finished, counts };
-  }
+  // With uploads through the tracker, the WARCs and shard.json go up first; an outage of the
+  // tracker or the storage is waited out with the lease kept. A stale lease means the tracker
+  // already gave the remainder to someone else: our shard keeps what it has.
+  const outcome = await uploadThenDoneWithRetry({
+    client,
+    item,
+    dir,
+    stats,
+    log,
+    finished,
+    heartbeatMs,
+    ...(opts.uploadRetryBaseMs !== undefined ? { baseWaitMs: opts.uploadRetryBaseMs } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  if (outcome === 'lease-lost') return { interrupted: false, finished, counts };
   log.log('info', `item ${item.id} done: ${Object.entries(stats.counts).map(([k, v]) => `${k} ${v}`).join(', ')}; ${warcs.length} WARCs`);
   return { interrupted: false, finished, counts };
 }

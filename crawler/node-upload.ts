@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { errorMessage, LifeboatError } from '../config/errors.js';
 import type { Logger } from '../config/logger.js';
 import { mapLimit, UploadError } from '../storage/upload-common.js';
 import { uploadWithPresignedUrl } from '../storage/upload-presigned.js';
 import type { TrackerClient, TrackerItem } from '../tracker/client.js';
-import { TrackerRequestError } from '../tracker/errors.js';
+import { TrackerRequestError, TrackerUnavailableError } from '../tracker/errors.js';
+import type { RangeSet } from './id-ranges.js';
 import type { DoneStats, WarcReport } from '../tracker/item-store.js';
 
 export interface UploadItemOptions {
@@ -97,5 +99,79 @@ export async function uploadThenDone(options: {
       log.log('warn', `the tracker has not got item ${item.id}'s WARCs yet (${errorMessage(err)}); uploading them`);
       upload = true;
     }
+  }
+}
+
+/**
+ * Trouble that passes: the tracker or the storage away or overloaded, bytes garbled on the way.
+ * Not: refused keys, a stale lease, a file that changed on disk, a bad request.
+ */
+export function isTransientUploadError(err: unknown): boolean {
+  if (err instanceof TrackerUnavailableError) return true;
+  if (err instanceof TrackerRequestError) return err.status === 503 || err.status === 429 || err.status === 502 || err.status === 504;
+  if (err instanceof UploadError) {
+    return err.code === 'E_UPLOAD_UNREACHABLE' || err.code === 'E_UPLOAD_CHECKSUM' || (err.code === 'E_UPLOAD_HTTP' && (err.status === undefined || err.status >= 500 || err.status === 429));
+  }
+  return false;
+}
+
+/**
+ * uploadThenDone until it succeeds, for a node that should keep going through an outage of the
+ * tracker or the storage: after transient trouble it waits (doubling from `baseWaitMs` up to
+ * `maxWaitMs`) and tries again. It heartbeats all along, uploads and waits alike, so the lease
+ * outlives a long upload or an outage. Returns `lease-lost` when the tracker refuses the lease
+ * (another node has the item now); throws what is not transient, and an E_NODE_INTERRUPTED error
+ * when `signal` fires (the lease is kept).
+ */
+export async function uploadThenDoneWithRetry(options: Parameters<typeof uploadThenDone>[0] & {
+  client: Pick<TrackerClient, 'uploadUrls' | 'done' | 'heartbeat'>;
+  finished: RangeSet;
+  heartbeatMs: number;
+  baseWaitMs?: number;
+  maxWaitMs?: number;
+}): Promise<'done' | 'lease-lost'> {
+  const { client, item, log, signal, finished, heartbeatMs, baseWaitMs = 15_000, maxWaitMs = 600_000 } = options;
+  let leaseLost = false;
+  let beating = Promise.resolve();
+  const timer = setInterval(() => {
+    beating = beating.then(() =>
+      client.heartbeat(item.leaseId, finished).then(
+        () => undefined,
+        (err: unknown) => {
+          // The tracker itself may be what is away: its restart gives live leases their time back.
+          if (err instanceof TrackerRequestError && err.status === 409) leaseLost = true;
+        },
+      ),
+    );
+  }, heartbeatMs);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await uploadThenDone(options);
+        return 'done';
+      } catch (err) {
+        if ((err instanceof TrackerRequestError && err.status === 409) || leaseLost) {
+          log.log('warn', `the tracker no longer holds item ${item.id} for this node (${errorMessage(err)}); leaving it`);
+          return 'lease-lost';
+        }
+        if (!isTransientUploadError(err) || signal?.aborted) throw err;
+        const waitMs = Math.min(maxWaitMs, baseWaitMs * 2 ** (attempt - 1));
+        log.log('warn', `item ${item.id}: ${errorMessage(err)}; keeping the lease and trying again in ${Math.round(waitMs / 1000)} s`, { attempt });
+        await sleep(waitMs, undefined, signal ? { signal } : undefined).catch(() => undefined);
+        if (signal?.aborted) {
+          throw new LifeboatError(`interrupted while waiting to upload item ${item.id}; its lease is kept: start the node again to finish it`, {
+            code: 'E_NODE_INTERRUPTED',
+            policy: 'stop',
+          });
+        }
+        if (leaseLost) {
+          log.log('warn', `the lease on item ${item.id} is gone; leaving it`);
+          return 'lease-lost';
+        }
+      }
+    }
+  } finally {
+    clearInterval(timer);
+    await beating;
   }
 }

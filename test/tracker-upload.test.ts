@@ -21,7 +21,7 @@ import { TrackerRequestError } from '../tracker/errors.js';
 import { parseProject } from '../tracker/project.js';
 import { buildTrackerApp, serveTracker } from '../tracker/server.js';
 import { SqliteItemStore } from '../tracker/sqlite-store.js';
-import { S3Uploader } from '../tracker/uploader.js';
+import { S3Uploader, type TrackerUploader } from '../tracker/uploader.js';
 
 interface S3rverInstance {
   configureBuckets(): Promise<void>;
@@ -401,6 +401,54 @@ describe('runNode with uploads through the tracker', () => {
     } finally {
       await nodeApp.close();
       await nodeStore.close();
+      await platform.close();
+    }
+  }, 60_000);
+  it('keeps its lease through a storage outage longer than its client retries: waits, uploads again and finishes', async () => {
+    const platform = await startDemoPlatform({ posts: 20 });
+    const outageProject = parseProject({ ...project, name: 'outage-run' });
+    const outageStore = new SqliteItemStore({ path: join(root, 'outage-run.sqlite'), project: outageProject.name });
+    await outageStore.init();
+    const real = new S3Uploader({ s3Client: s3, bucket: BUCKET, prefix: PREFIX });
+    let refusals = 0;
+    // The storage answers the tracker's checks with "connection refused" for the first five dones;
+    // the node's client gives up after two attempts, so only the node's own waiting gets it through.
+    const flaky: TrackerUploader = {
+      mode: real.mode,
+      presign: (files, keyPrefix) => real.presign(files, keyPrefix),
+      verify: async (key, size, sha256) => {
+        if (refusals < 5) {
+          refusals++;
+          throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
+        }
+        return real.verify(key, size, sha256);
+      },
+    };
+    const app = await buildTrackerApp({ store: outageStore, project: outageProject, adminToken: ADMIN, leaseMs: 60_000, rateLimit: { max: 10_000, timeWindowMs: 60_000 }, expireEveryMs: 0, uploader: flaky });
+    try {
+      const trackerUrl = await app.listen({ port: 0, host: '127.0.0.1' });
+      await outageStore.seed([new RangeSet([{ start: 1, end: 10 }])]);
+      const result = await runNode({
+        trackerUrl,
+        nick: 'patient',
+        outDir: join(root, 'outage-run'),
+        logger: silentLogger,
+        nodeName: 'patient',
+        baseUrl: platform.url,
+        allowPrivateNetwork: true,
+        maxItems: 1,
+        exitWhenDone: true,
+        heartbeatMs: 100,
+        uploadRetryBaseMs: 50,
+        client: new TrackerClient({ baseUrl: trackerUrl, clientVersion: VERSION, retry: { maxAttempts: 2, baseDelayMs: 10 } }),
+      });
+      expect(result).toMatchObject({ items: 1, interrupted: false });
+      expect(refusals).toBe(5);
+      const stats = await outageStore.stats({ now: Date.now(), windowMs: 60_000 });
+      expect(stats.items).toMatchObject({ done: 1, total: 1 });
+    } finally {
+      await app.close();
+      await outageStore.close();
       await platform.close();
     }
   }, 60_000);
