@@ -4,9 +4,11 @@
  *       (the ceiling on this machine), and
  *   (b) `wget --warc-file` over the same URL list,
  * plus peak RSS over a 10-million-ID range that is mostly missing. The demo platform runs in its
- * own process so its CPU and memory are not counted against the crawler. Prints a markdown table.
+ * own process so its CPU and memory are not counted against the crawler. All three are timed the
+ * same way: as whole processes (start-up included), over exactly the same URL list. Prints a
+ * markdown table.
  *
- *   node dist/scripts/bench.js [--posts 3000] [--concurrency 32,64] [--big-secs 60]
+ *   node dist/scripts/bench.js [--posts 10000] [--concurrency 32,64] [--big-secs 60]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -15,8 +17,6 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
-import { Agent, request } from 'undici';
-import PQueue from 'p-queue';
 
 const DIST = resolve(fileURLToPath(new URL('.', import.meta.url)));
 
@@ -67,23 +67,6 @@ async function timed(cmd: string, args: string[], stopAfterMs?: number): Promise
   return { secs: (performance.now() - t0) / 1000, peakRssMb: peak, code, stdout };
 }
 
-async function plainUndici(urls: string[], concurrency: number): Promise<{ secs: number; bytes: number }> {
-  const agent = new Agent({ connections: concurrency });
-  const queue = new PQueue({ concurrency });
-  let bytes = 0;
-  const t0 = performance.now();
-  for (const url of urls) {
-    void queue.add(async () => {
-      const res = await request(url, { dispatcher: agent, headers: { 'accept-encoding': 'gzip, deflate, br' } });
-      for await (const chunk of res.body) bytes += (chunk as Buffer).length;
-    });
-  }
-  await queue.onIdle();
-  const secs = (performance.now() - t0) / 1000;
-  await agent.close();
-  return { secs, bytes };
-}
-
 async function dirBytes(dir: string): Promise<number> {
   let n = 0;
   for (const f of await readdir(dir)) n += (await stat(join(dir, f))).size;
@@ -110,11 +93,12 @@ export async function runCrawlBench(opts: { posts: number; concurrencies: number
         if (w.code !== 0) throw new Error(`lifeboat crawl --workers 2 exited ${w.code}`);
         rows.push({ what: 'lifeboat crawl --workers 2', concurrency: c, secs: w.secs, ids: opts.posts, requests: urls.length, mb: bodyBytes / 1e6, peakRssMb: w.peakRssMb });
       }
-      const plain = await plainUndici(urls, c);
-      rows.push({ what: 'plain undici loop (discard)', concurrency: c, secs: plain.secs, ids: opts.posts, requests: urls.length, mb: plain.bytes / 1e6, peakRssMb: undefined });
+      const list = join(tmp, 'urls.txt');
+      await writeFile(list, `${urls.join('\n')}\n`);
+      const plain = await timed(process.execPath, [join(DIST, 'bench-plain.js'), list, String(c)]);
+      if (plain.code !== 0) throw new Error(`bench-plain exited ${plain.code}`);
+      rows.push({ what: 'plain undici loop (discard)', concurrency: c, secs: plain.secs, ids: opts.posts, requests: urls.length, mb: Number(plain.stdout.trim()) / 1e6, peakRssMb: plain.peakRssMb });
       if (c === opts.concurrencies[0]) {
-        const list = join(tmp, 'urls.txt');
-        await writeFile(list, `${urls.join('\n')}\n`);
         const wdir = join(tmp, 'wget');
         const w = await timed('bash', ['-c', `mkdir -p ${wdir} && cd ${wdir} && wget -q --compression=auto --warc-file=bench -i ${list} -O /dev/null; echo $?`]);
         rows.push({ what: 'wget --warc-file (one connection)', concurrency: 1, secs: w.secs, ids: opts.posts, requests: urls.length, mb: (await dirBytes(wdir)) / 1e6, peakRssMb: w.peakRssMb });
@@ -152,7 +136,7 @@ function table(rows: Row[]): string {
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { values } = parseArgs({ options: { posts: { type: 'string' }, concurrency: { type: 'string' }, 'big-secs': { type: 'string' } } });
   const rows = await runCrawlBench({
-    posts: Number(values.posts ?? 3000),
+    posts: Number(values.posts ?? 10000),
     concurrencies: (values.concurrency ?? '32,64').split(',').map(Number),
     bigSecs: Number(values['big-secs'] ?? 60),
   });
