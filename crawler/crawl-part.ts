@@ -13,19 +13,16 @@ import { fillTemplate, type CaptureSpec, type Profile } from '../config/profile.
 import type { Capture } from '../storage/capture.js';
 import { bodyLength } from '../storage/capture.js';
 import type { CaptureRow, IdStatus, ShardDb } from '../storage/shard-db.js';
-import { WarcWriter, type RevisitTarget } from '../storage/warc-writer.js';
+import { WarcWriter } from '../storage/warc-writer.js';
 import type { CrawlStats } from './crawl-stats.js';
 import { extract, resolveUrls } from './extract.js';
-import { Fetcher } from './fetcher.js';
+import { buildFetchStack } from './fetch-stack.js';
+import { GroupCommit } from './group-commit.js';
 import { Frontier } from './frontier.js';
-import { HostLimiter } from './host-limiter.js';
-import { HttpCapturer, releaseBody } from './http-capture.js';
+import { releaseBody } from './http-capture.js';
 import { createCodec } from './id-codec.js';
 import type { RangeSet } from './id-ranges.js';
-import { RobotsPolicy } from './robots.js';
-import { ScopeGuard } from './scope-guard.js';
-import { SeenFilter } from './seen-filter.js';
-import { SOFTWARE, userAgent } from './version.js';
+import { SOFTWARE } from './version.js';
 
 /** Which IDs a part crawls: those with `id % count === index`. */
 export interface Partition {
@@ -73,83 +70,6 @@ export interface PartTuning {
   browserPagesPerContext?: number;
 }
 
-/**
- * The shard's own record of what the run found for one ID or URL, applied in one transaction.
- * It may return work to start once that transaction is done (fetching the media it queued).
- */
-type CommitOp = () => (() => void) | void;
-
-/**
- * Group commit: ops wait until the WARC records they describe are fsynced, then apply in one
- * transaction. What is written but not yet committed (revisit targets, queued media URLs) is
- * looked up here first: the batch being committed stays visible until its transaction is done.
- */
-class GroupCommit {
-  #ops: CommitOp[] = [];
-  #finalIds: number[] = [];
-  #running: Promise<void> = Promise.resolve();
-  #revisits = new Map<string, RevisitTarget>();
-  #committingRevisits = new Map<string, RevisitTarget>();
-  readonly #seen: SeenFilter;
-
-  constructor(
-    private readonly writer: WarcWriter,
-    private readonly db: ShardDb,
-    private readonly onCommitted: ((ids: number[]) => void) | undefined,
-  ) {
-    this.#seen = new SeenFilter(db.captureCount() + 100_000);
-    for (const p of db.capturedPairs()) this.#seen.add(p.url, p.payload_digest);
-  }
-
-  add(op: CommitOp, finalId?: number): void {
-    this.#ops.push(op);
-    if (finalId !== undefined) this.#finalIds.push(finalId);
-  }
-
-  rememberRevisit(url: string, digest: string, target: RevisitTarget): void {
-    this.#revisits.set(`${digest} ${url}`, target);
-    this.#seen.add(url, digest);
-  }
-
-  /**
-   * An earlier record of this URL with this payload: written and not yet committed, or in the
-   * shard. Parts (worker threads) see each other's records only once committed and only through
-   * SQLite, and their filters hold only their own: a pair first written by another part during
-   * this run is stored again in full, not as a revisit (never wrong, sometimes bigger).
-   */
-  lookupRevisit(url: string, digest: string): RevisitTarget | undefined {
-    const key = `${digest} ${url}`;
-    const pending = this.#revisits.get(key) ?? this.#committingRevisits.get(key);
-    if (pending) return pending;
-    return this.#seen.mayHave(url, digest) ? this.db.findRevisitTarget(url, digest) : undefined;
-  }
-
-  /** fsync the WARC, then make the batch final in one transaction. */
-  commit(): Promise<void> {
-    this.#running = this.#running.then(async () => {
-      if (this.#ops.length === 0) return;
-      const ops = this.#ops;
-      const ids = this.#finalIds;
-      this.#ops = [];
-      this.#finalIds = [];
-      this.#committingRevisits = this.#revisits;
-      this.#revisits = new Map();
-      await this.writer.flush();
-      const after: (() => void)[] = [];
-      this.db.transaction(() => {
-        for (const op of ops) {
-          const then = op();
-          if (then) after.push(then);
-        }
-      });
-      this.#committingRevisits = new Map();
-      if (ids.length > 0) this.onCommitted?.(ids);
-      for (const then of after) then();
-    });
-    return this.#running;
-  }
-}
-
 function statusFor(profile: Profile, http: number): IdStatus | undefined {
   if (profile.status.archived.includes(http)) return 'archived';
   if (profile.status.missing.includes(http)) return 'missing';
@@ -172,86 +92,14 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
   const { index, count } = opts.partition;
   const pol = profile.politeness;
   const concurrency = opts.concurrency;
-  const guard = new ScopeGuard({ hosts: profile.scopeHosts, allowPrivateNetwork: opts.allowPrivateNetwork });
-  const ua = userAgent(opts.contact);
-  const capturer = new HttpCapturer({
-    userAgent: ua,
-    spoolDir: join(opts.outDir, 'tmp'),
-    connector: guard.connector({ timeout: pol.connectTimeoutMs }),
-    connectTimeoutMs: pol.connectTimeoutMs,
-    headersTimeoutMs: pol.timeoutMs,
-    idleTimeoutMs: pol.idleTimeoutMs,
-    totalTimeoutMs: pol.totalTimeoutMs,
-    maxBodyBytes: pol.maxBodyBytes,
-    connections: Math.max(concurrency, opts.perHostConcurrency),
-  });
-  const robots = new RobotsPolicy({
-    userAgent: 'lifeboat',
-    mode: pol.robots,
-    fetchRobots: async (url) => {
-      guard.checkUrl(url);
-      const c = await capturer.fetch({ url });
-      try {
-        const text = c.body.kind === 'buffer' ? c.body.data.toString('utf8') : '';
-        return { status: c.status, body: text };
-      } finally {
-        await releaseBody(c.body);
-      }
-    },
-  });
-  const limiter = new HostLimiter({ ratePerSec: opts.ratePerSec, perHostConcurrency: opts.perHostConcurrency });
-  const queue = new PQueue({ concurrency });
   const abort = new AbortController();
   // Every waiting request listens on this one signal: many listeners are expected, not a leak.
   setMaxListeners(0, abort.signal);
   const onOuterAbort = (): void => abort.abort(opts.signal.reason);
   if (opts.signal.aborted) onOuterAbort();
   else opts.signal.addEventListener('abort', onOuterAbort, { once: true });
-  const fetcher = new Fetcher({
-    capturer,
-    guard,
-    robots,
-    limiter,
-    maxAttempts: pol.maxAttempts,
-    maxRedirects: pol.maxRedirects,
-    maxOutageMs: pol.maxOutageMs,
-    signal: abort.signal,
-    ...(opts.backoffBaseMs !== undefined ? { backoffBaseMs: opts.backoffBaseMs } : {}),
-    events: {
-      onThrottle: () => stats.throttles++,
-      onRetry: () => stats.retries++,
-    },
-  });
-  // Only profiles with `render: browser` captures get a browser pool (Chromium starts on first use);
-  // playwright-core is loaded only then (loading it cost ~1.5 s of start-up for HTTP-only crawls).
-  const browserMods = profile.captures.some((c) => c.render === 'browser')
-    ? await Promise.all([import('./browser-pool.js'), import('./browser-fetcher.js'), import('./browser-capture.js')])
-    : undefined;
-  const browserPool = browserMods
-    ? new browserMods[0].BrowserPool({
-        ...(opts.chromiumPath ? { executablePath: opts.chromiumPath } : {}),
-        contexts: opts.browserConcurrency ?? 2,
-        ...(opts.browserPagesPerContext ? { pagesPerContext: opts.browserPagesPerContext } : {}),
-        extraArgs: [browserMods[0].hostResolverRules(profile.scopeHosts)],
-        userAgentSuffix: ua,
-        logger,
-      })
-    : undefined;
-  const browserFetcher = browserMods && browserPool
-    ? new browserMods[1].BrowserFetcher({
-        pool: browserPool,
-        guard,
-        robots,
-        limiter,
-        maxAttempts: pol.maxAttempts,
-        pageTimeoutMs: pol.timeoutMs,
-        maxBodyBytes: pol.maxBodyBytes,
-        screenshots: opts.screenshots ?? false,
-        signal: abort.signal,
-        ...(opts.backoffBaseMs !== undefined ? { backoffBaseMs: opts.backoffBaseMs } : {}),
-        events: { onThrottle: () => stats.throttles++, onRetry: () => stats.retries++ },
-      })
-    : undefined;
+  const queue = new PQueue({ concurrency });
+  const { ua, capturer, fetcher, browserPool, browserFetcher, renderedDomCapture } = await buildFetchStack({ ...opts, signal: abort.signal });
 
   let commits: GroupCommit;
   const writer = new WarcWriter({
@@ -446,7 +294,7 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
         stats.records++;
         stats.bytes += shot.length;
       }
-      const ex = await extract(browserMods![2].renderedDomCapture(page), spec.extract, spec.type, profile.politeness.maxExtractBytes);
+      const ex = await extract(renderedDomCapture!(page), spec.extract, spec.type, profile.politeness.maxExtractBytes);
       if (ex.problem) log.log('debug', `extraction of the rendered ${page.finalUrl}: ${ex.problem}`, { id });
       return { rows, attempts: got.attempts, status: page.status, fields: ex.fields, media: resolveUrls(ex.media, page.finalUrl), ids: ex.ids, text: page.renderedText };
     }

@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { InputError, LifeboatError, errorMessage } from '../config/errors.js';
 import { VERSION } from '../crawler/version.js';
 import { cliLogger, gracefulInterrupt, processIo, progressReporter, type CliIo } from './cli-io.js';

@@ -45,7 +45,7 @@ interface Row {
 
 type Expect = 'complete' | { failed: number };
 
-async function scenario(rows: Row[], key: string, name: string, repeat: number, run: (i: number) => Promise<ScenarioResult>, expect: Expect = 'complete', note = (r: ScenarioResult) => ''): Promise<void> {
+async function scenario(rows: Row[], key: string, name: string, repeat: number, run: (i: number) => Promise<ScenarioResult>, expect: Expect = 'complete', note = (_r: ScenarioResult) => ''): Promise<void> {
   const row: Row = { key, scenario: name, runs: 0, ids: 0, coverage: 100, failedIds: 0, corrupt: 0, lost: 0, finalWithoutRecords: 0, twice: 0, exits: '', seconds: 0, note: '', ok: true };
   const exits = new Map<string, number>();
   for (let i = 0; i < repeat; i++) {

@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { GzipMemberError, inflateMemberInBuffer, readMember, type MemberInfo } from './gzip-members.js';
-import { WarcParser, type RawRecordSink, type WarcDefect, type WarcItem, type WarcRecordInfo } from './warc-parser.js';
+import { WarcParser, type RawRecordSink, type WarcDefect, type WarcRecordInfo } from './warc-parser.js';
 
 export type { RawRecordSink, WarcDefect, WarcItem, WarcRecordInfo } from './warc-parser.js';
 

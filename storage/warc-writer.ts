@@ -2,13 +2,12 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, writeSync } from 'node:fs';
 import { mkdir, open, readdir, rename, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { StorageError } from '../config/errors.js';
 import { bodyLength, type BodySource, type Capture } from './capture.js';
+import { alreadyCompressed, compress, storedGzipMember, writeStoredMember } from './warc-compress.js';
 import { newRecordId, RECORD_END, recordHead, REVISIT_PROFILE, sha1Of, warcDate, warcFields, type WarcType } from './warc-record.js';
 
-const gzipAsync = promisify(zlib.gzip);
 
 /** Where a record landed. `file` is always the final name (without `.open`). */
 export interface WrittenRecord {
@@ -240,13 +239,7 @@ export class WarcWriter {
       if (!gzip.write(buf)) await new Promise((r) => gzip.once('drain', r));
     };
     try {
-      await feed(head);
-      for (const p of block) {
-        if (Buffer.isBuffer(p)) await feed(p);
-        else if (p.kind === 'buffer') await feed(p.data);
-        else for await (const chunk of createReadStream(p.path)) await feed(chunk as Buffer);
-      }
-      await feed(RECORD_END);
+      for await (const chunk of blockChunks(head, block)) await feed(chunk);
       gzip.end();
     } catch (err) {
       gzip.destroy(err as Error);
@@ -254,49 +247,9 @@ export class WarcWriter {
     await pumping;
   }
 
-  /**
-   * A large record of already-compressed bytes as one gzip member of stored deflate blocks,
-   * built while the body is read: a copy and a running CRC, no deflate stream (which ran at a
-   * fraction of the speed for the same output).
-   */
+  /** A large record of already-compressed bytes, streamed as stored deflate blocks (warc-compress.ts). */
   async #streamStored(file: OpenFile, head: Buffer, block: BlockPart[]): Promise<void> {
-    let crc = 0;
-    let total = 0;
-    let pending: Buffer | undefined;
-    // Every block but the last is emitted when the next data arrives: its BFINAL bit must be 0.
-    const emit = async (data: Buffer, last: boolean): Promise<void> => {
-      for (let start = 0; start < data.length || (last && start === 0); start += STORED_BLOCK) {
-        const piece = data.subarray(start, start + STORED_BLOCK);
-        const final = last && start + STORED_BLOCK >= data.length;
-        const out = Buffer.allocUnsafe(5 + piece.length);
-        out[0] = final ? 1 : 0;
-        out.writeUInt16LE(piece.length, 1);
-        out.writeUInt16LE(~piece.length & 0xffff, 3);
-        piece.copy(out, 5);
-        await this.#writeAt(file, out);
-        if (final) break;
-      }
-    };
-    const feed = async (data: Buffer): Promise<void> => {
-      if (data.length === 0) return;
-      crc = zlib.crc32(data, crc);
-      total += data.length;
-      if (pending) await emit(pending, false);
-      pending = data;
-    };
-    await this.#writeAt(file, GZIP_HEADER);
-    await feed(head);
-    for (const p of block) {
-      if (Buffer.isBuffer(p)) await feed(p);
-      else if (p.kind === 'buffer') await feed(p.data);
-      else for await (const chunk of createReadStream(p.path, { highWaterMark: 4 * STORED_BLOCK })) await feed(chunk as Buffer);
-    }
-    await feed(RECORD_END);
-    await emit(pending ?? Buffer.alloc(0), true);
-    const trailer = Buffer.allocUnsafe(8);
-    trailer.writeUInt32LE(crc >>> 0, 0);
-    trailer.writeUInt32LE(total % 2 ** 32, 4);
-    await this.#writeAt(file, trailer);
+    await writeStoredMember(blockChunks(head, block), (data) => this.#writeAt(file, data));
   }
 
   async #rotateIfFull(): Promise<void> {
@@ -500,59 +453,15 @@ export class WarcWriter {
   }
 }
 
-/**
- * Bodies that are already compressed (a Content-Encoding, or images, video, audio, archives) go
- * into their gzip member as stored deflate blocks (level 0): deflating random-looking bytes
- * saves nothing and ran at ~20 MB/s here, against ~160 MB/s stored. Still one valid gzip member
- * per record; every WARC reader handles stored blocks.
- */
-export function alreadyCompressed(responseHead: Buffer): boolean {
-  const head = responseHead.toString('latin1');
-  const encoding = /^content-encoding:[ \t]*([^\r\n]*)/im.exec(head)?.[1]?.trim().toLowerCase();
-  if (encoding && encoding !== 'identity') return true;
-  const type = /^content-type:[ \t]*([^\r\n;]*)/im.exec(head)?.[1]?.trim().toLowerCase() ?? '';
-  if (type === 'image/svg+xml' || type === 'image/bmp') return false;
-  return /^(image|video|audio)\//.test(type) || /(zip|gzip|x-7z|x-rar|x-xz|x-bzip2|woff2?|pdf|octet-stream)/.test(type);
-}
-
-const SYNC_LIMIT = 64 * 1024;
-
-/**
- * Small records (JSON, most pages) are deflated synchronously with a window sized to the
- * record: measured here, 25-35 µs of CPU each, against ~400 µs for an async call on the thread
- * pool (engine set-up and hand-off dominate small inputs). Larger ones go to the pool.
- */
-function compress(data: Buffer, level: number): Promise<Buffer> | Buffer {
-  // Records under 1 KiB (mostly requests: UUIDs and digests) deflate to ~85% of their size; not worth ~30 us each.
-  if (data.length < 1024) return storedGzipMember(data);
-  if (data.length > SYNC_LIMIT) return gzipAsync(data, { level });
-  const bits = Math.ceil(Math.log2(data.length + 1));
-  return zlib.gzipSync(data, { level, windowBits: Math.max(12, Math.min(15, bits)), memLevel: bits <= 12 ? 4 : 8 });
-}
-
-const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-const STORED_BLOCK = 65535;
-
-/**
- * One gzip member holding `data` in stored (uncompressed) deflate blocks, built directly: a copy
- * and a CRC, no deflate engine and no thread-pool round trip.
- */
-export function storedGzipMember(data: Buffer): Buffer {
-  const blocks = Math.max(1, Math.ceil(data.length / STORED_BLOCK));
-  const out = Buffer.allocUnsafe(GZIP_HEADER.length + blocks * 5 + data.length + 8);
-  let pos = GZIP_HEADER.copy(out, 0);
-  for (let i = 0; i < blocks; i++) {
-    const start = i * STORED_BLOCK;
-    const len = Math.min(STORED_BLOCK, data.length - start);
-    out[pos++] = i === blocks - 1 ? 1 : 0;
-    out.writeUInt16LE(len, pos);
-    out.writeUInt16LE(~len & 0xffff, pos + 2);
-    pos += 4;
-    pos += data.copy(out, pos, start, start + len);
+/** A record's bytes in order: its head, its block parts (buffers or spooled files) and the end marker. */
+async function* blockChunks(head: Buffer, block: BlockPart[]): AsyncGenerator<Buffer> {
+  yield head;
+  for (const p of block) {
+    if (Buffer.isBuffer(p)) yield p;
+    else if (p.kind === 'buffer') yield p.data;
+    else yield* createReadStream(p.path, { highWaterMark: 4 * 65535 }) as AsyncIterable<Buffer>;
   }
-  out.writeUInt32LE(zlib.crc32(data) >>> 0, pos);
-  out.writeUInt32LE(data.length % 2 ** 32, pos + 4);
-  return out;
+  yield RECORD_END;
 }
 
 async function readSmallBody(body: BodySource): Promise<Buffer> {

@@ -282,7 +282,7 @@ describe('an upload store that fails', () => {
     const uploader = {
       mode: 's3-presigned' as const,
       presign: async () => [],
-      verify: async (key: string, size: number) => {
+      verify: async (_key: string, size: number) => {
         if (down) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
         return { ok: true as const, size, etag: '', sha256: undefined };
       },

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { main } from '../scripts/cli.js';
 import { CHROMIUM_ARGS } from '../crawler/browser-pool.js';
 import { CHROMIUM, describeWithChromium } from './fixtures/environment.js';
