@@ -358,6 +358,13 @@ const APP_JS = `// Client-side rendering for the demo platform: fills #rendered 
         el.className = 'rendered-media';
         el.src = m.url;
         target.appendChild(el);
+        // Scripts also reach out on their own, past the Fetch layer a crawler may rely on: a
+        // WebSocket and a beacon to every other origin a post names (scope must stop both).
+        var other = new URL(m.url, location.href);
+        if (other.origin !== location.origin) {
+          try { new WebSocket(other.origin.replace(/^http/, 'ws') + '/live'); } catch (e) {}
+          try { navigator.sendBeacon(other.origin + '/beacon', 'seen'); } catch (e) {}
+        }
       });
       target.setAttribute('data-rendered', 'true');
     })
