@@ -431,12 +431,12 @@ async function dropTrackerConnections(db: string): Promise<number> {
 }
 
 /** kill -9 of a crawl at random moments, `kills` times, then one run to the end. */
-export async function killResume(o: { dir: string; posts: number; kills: number; seed: number }): Promise<ScenarioResult> {
+export async function killResume(o: { dir: string; posts: number; kills: number; seed: number; workers?: number }): Promise<ScenarioResult> {
   const started = Date.now();
   const platform = await startDemoPlatform({ posts: o.posts, trackPaths: false, chaos: { rate: 0.02, stallMs: 800 } });
   try {
     const out = join(o.dir, 'shard');
-    const args = ['crawl', '--profile', 'demo', '--base-url', platform.url, '--ids', `1-${o.posts}`, '--out', out, '--allow-private-network', '--quiet', '--concurrency', '8', '--warc-size', '300000'];
+    const args = ['crawl', '--profile', 'demo', '--base-url', platform.url, '--ids', `1-${o.posts}`, '--out', out, '--allow-private-network', '--quiet', '--concurrency', '8', '--warc-size', '300000', ...(o.workers ? ['--workers', String(o.workers)] : [])];
     const rand = prng(o.seed);
     let kills = 0;
     const exits: number[] = [];

@@ -125,6 +125,10 @@ async function main(): Promise<number> {
       await scenario(rows, 'kill', 'kill -9 of a crawl at random moments (≥ 20 kills), then one run to the end', 1,
         (i) => killResume({ dir: d('kill', i), posts: 6000, kills: 22, seed: 11 + i }), 'complete', (r) => `${r.notes.kills} kills`);
     }
+    if (want('kill-workers')) {
+      await scenario(rows, 'kill-workers', 'kill -9 of a crawl split between 2 worker threads (≥ 10 kills), then one run to the end', 1,
+        (i) => killResume({ dir: d('killw', i), posts: 3000, kills: 10, seed: 23 + i, workers: 2 }), 'complete', (r) => `${r.notes.kills} kills`);
+    }
     if (want('tracker-sqlite')) {
       await scenario(rows, 'tracker-sqlite', 'tracker (SQLite) killed -9 ×4 while 4 nodes run', 1,
         (i) => trackerFaults({ dir: d('trk', i), db: `sqlite:${join(tmp, `trk-${i}.sqlite`)}`, posts: 600, nodes: 4, kills: 4, downMs: 2000, deadlineMs: 300_000 }), 'complete',
