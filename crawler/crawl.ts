@@ -104,12 +104,12 @@ export async function runCrawl(opts: CrawlOptions): Promise<CrawlResult> {
     allowPrivateNetwork: opts.allowPrivateNetwork ?? false,
     warcSizeBytes: opts.warcSizeBytes ?? 1024 ** 3,
     commitIntervalMs: opts.commitIntervalMs ?? 250,
-    ...(opts.contact !== undefined ? { contact: opts.contact } : {}),
-    ...(opts.backoffBaseMs !== undefined ? { backoffBaseMs: opts.backoffBaseMs } : {}),
-    ...(opts.browserConcurrency !== undefined ? { browserConcurrency: opts.browserConcurrency } : {}),
-    ...(opts.chromiumPath !== undefined ? { chromiumPath: opts.chromiumPath } : {}),
-    ...(opts.screenshots !== undefined ? { screenshots: opts.screenshots } : {}),
-    ...(opts.browserPagesPerContext !== undefined ? { browserPagesPerContext: opts.browserPagesPerContext } : {}),
+    contact: opts.contact,
+    backoffBaseMs: opts.backoffBaseMs,
+    browserConcurrency: opts.browserConcurrency,
+    chromiumPath: opts.chromiumPath,
+    screenshots: opts.screenshots,
+    browserPagesPerContext: opts.browserPagesPerContext,
   };
   const concurrency = opts.concurrency ?? pol.concurrency;
   const ratePerSec = opts.ratePerSec ?? pol.ratePerSec;
@@ -130,7 +130,7 @@ export async function runCrawl(opts: CrawlOptions): Promise<CrawlResult> {
             ratePerSec,
             perHostConcurrency: pol.perHostConcurrency,
             signal: opts.signal ?? new AbortController().signal,
-            ...(opts.onCommitted ? { onCommitted: opts.onCommitted } : {}),
+            onCommitted: opts.onCommitted,
           })
         : await crawlInWorkers({
             count: workers,
@@ -142,8 +142,8 @@ export async function runCrawl(opts: CrawlOptions): Promise<CrawlResult> {
             perHostConcurrency: pol.perHostConcurrency,
             stats,
             logger,
-            ...(opts.signal ? { signal: opts.signal } : {}),
-            ...(opts.onCommitted ? { onCommitted: opts.onCommitted } : {}),
+            signal: opts.signal,
+            onCommitted: opts.onCommitted,
           });
     aborted = result.aborted;
   } catch (err) {

@@ -1,10 +1,10 @@
-import { threadId } from 'node:worker_threads';
 import { createHash, type Hash } from 'node:crypto';
 import dc from 'node:diagnostics_channel';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
+import { threadId } from 'node:worker_threads';
 import { Agent, type Dispatcher } from 'undici';
 import { LifeboatError, RetryableFetchError } from '../config/errors.js';
 import { sha1Label, type BodySource, type Capture } from '../storage/capture.js';

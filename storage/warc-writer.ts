@@ -8,7 +8,6 @@ import { bodyLength, type BodySource, type Capture } from './capture.js';
 import { alreadyCompressed, compress, storedGzipMember, writeStoredMember } from './warc-compress.js';
 import { newRecordId, RECORD_END, recordHead, REVISIT_PROFILE, sha1Of, warcDate, warcFields, type WarcType } from './warc-record.js';
 
-
 /** Where a record landed. `file` is always the final name (without `.open`). */
 export interface WrittenRecord {
   file: string;
