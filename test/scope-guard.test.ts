@@ -255,3 +255,64 @@ describe('ScopeGuard with undici, end to end', () => {
     expect(await get(new Agent({ connect: open.connector() }), `http://127.0.0.1:${port}/`)).toBe('served');
   });
 });
+
+/**
+ * The range table, range by range: for every row of the guard's IPv4 and IPv6 tables (the
+ * reserved ranges the README summarises), its first and last address are in the class, and the
+ * addresses just below and just above it are in the class written here by hand (the neighbour
+ * range, public, or — for IPv6 outside every listed range — unassigned, which is reserved).
+ */
+describe('the scope guard range table, range by range', () => {
+  const F = 'ffff:ffff:ffff:ffff:ffff:ffff:ffff';
+  // [range, class, first, last, [just below, its class] | null, [just above, its class] | null]
+  type Row = [string, AddressClass, string, string, [string, AddressClass] | null, [string, AddressClass] | null];
+  const v4: Row[] = [
+    ['0.0.0.0/32', 'unspecified', '0.0.0.0', '0.0.0.0', null, ['0.0.0.1', 'reserved']],
+    ['0.0.0.0/8', 'reserved', '0.0.0.1', '0.255.255.255', ['0.0.0.0', 'unspecified'], ['1.0.0.0', 'public']],
+    ['10.0.0.0/8', 'private', '10.0.0.0', '10.255.255.255', ['9.255.255.255', 'public'], ['11.0.0.0', 'public']],
+    ['100.64.0.0/10', 'cgnat', '100.64.0.0', '100.127.255.255', ['100.63.255.255', 'public'], ['100.128.0.0', 'public']],
+    ['127.0.0.0/8', 'loopback', '127.0.0.0', '127.255.255.255', ['126.255.255.255', 'public'], ['128.0.0.0', 'public']],
+    ['169.254.0.0/16', 'link-local', '169.254.0.0', '169.254.255.255', ['169.253.255.255', 'public'], ['169.255.0.0', 'public']],
+    ['172.16.0.0/12', 'private', '172.16.0.0', '172.31.255.255', ['172.15.255.255', 'public'], ['172.32.0.0', 'public']],
+    ['192.0.0.0/24', 'reserved', '192.0.0.0', '192.0.0.255', ['191.255.255.255', 'public'], ['192.0.1.0', 'public']],
+    ['192.0.2.0/24', 'reserved', '192.0.2.0', '192.0.2.255', ['192.0.1.255', 'public'], ['192.0.3.0', 'public']],
+    ['192.88.99.0/24', 'reserved', '192.88.99.0', '192.88.99.255', ['192.88.98.255', 'public'], ['192.88.100.0', 'public']],
+    ['192.168.0.0/16', 'private', '192.168.0.0', '192.168.255.255', ['192.167.255.255', 'public'], ['192.169.0.0', 'public']],
+    ['198.18.0.0/15', 'reserved', '198.18.0.0', '198.19.255.255', ['198.17.255.255', 'public'], ['198.20.0.0', 'public']],
+    ['198.51.100.0/24', 'reserved', '198.51.100.0', '198.51.100.255', ['198.51.99.255', 'public'], ['198.51.101.0', 'public']],
+    ['203.0.113.0/24', 'reserved', '203.0.113.0', '203.0.113.255', ['203.0.112.255', 'public'], ['203.0.114.0', 'public']],
+    ['224.0.0.0/4', 'multicast', '224.0.0.0', '239.255.255.255', ['223.255.255.255', 'public'], ['240.0.0.0', 'reserved']],
+    ['240.0.0.0/4', 'reserved', '240.0.0.0', '255.255.255.255', ['239.255.255.255', 'multicast'], null],
+  ];
+  const v6: Row[] = [
+    ['::/128', 'unspecified', '::', '::', null, ['::1', 'loopback']],
+    ['::1/128', 'loopback', '::1', '::1', ['::', 'unspecified'], ['::2', 'reserved']],
+    ['::/96', 'reserved', '::2', '::ffff:ffff', ['::1', 'loopback'], ['::1:0:0', 'reserved']],
+    // NAT64 is as good as the IPv4 address it wraps: public only for a public one.
+    ['64:ff9b::/96', 'public', '64:ff9b::808:808', '64:ff9b::dfff:ffff', ['64:ff9a:ffff:ffff:ffff:ffff:ffff:ffff', 'reserved'], ['64:ff9b::1:0:0', 'reserved']],
+    ['64:ff9b:1::/48', 'private', '64:ff9b:1::', '64:ff9b:1:ffff:ffff:ffff:ffff:ffff', ['64:ff9b:0:ffff:ffff:ffff:ffff:ffff', 'reserved'], ['64:ff9b:2::', 'reserved']],
+    ['100::/64', 'reserved', '100::', '100::ffff:ffff:ffff:ffff', ['ff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'reserved'], ['100:0:0:1::', 'reserved']],
+    ['2001:db8::/32', 'reserved', '2001:db8::', '2001:db8:ffff:ffff:ffff:ffff:ffff:ffff', ['2001:db7:ffff:ffff:ffff:ffff:ffff:ffff', 'public'], ['2001:db9::', 'public']],
+    ['2001::/23', 'reserved', '2001::', '2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff', ['2000:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'public'], ['2001:200::', 'public']],
+    ['fc00::/7', 'private', 'fc00::', `fdff:${F}`, [`fbff:${F}`, 'reserved'], ['fe00::', 'reserved']],
+    ['fe80::/10', 'link-local', 'fe80::', `febf:${F}`, [`fe7f:${F}`, 'reserved'], ['fec0::', 'private']],
+    ['fec0::/10', 'private', 'fec0::', `feff:${F}`, [`febf:${F}`, 'link-local'], ['ff00::', 'multicast']],
+    ['ff00::/8', 'multicast', 'ff00::', `ffff:${F}`, [`feff:${F}`, 'private'], null],
+    ['2000::/3', 'public', '2000::', `3fff:${F}`, [`1fff:${F}`, 'reserved'], ['4000::', 'reserved']],
+  ];
+  const strict = new ScopeGuard({ hosts: ['example.org'], allowPrivateNetwork: false });
+  const open = new ScopeGuard({ hosts: ['example.org'], allowPrivateNetwork: true });
+  const neverFetched = new Set<AddressClass>(['unspecified', 'multicast']);
+
+  it.each([...v4, ...v6])('%s is %s at both ends, and its neighbours are what they are', (_range, cls, first, last, below, above) => {
+    for (const ip of [first, last]) {
+      expect(classifyAddress(ip), ip).toBe(cls);
+      expect(strict.isAllowedAddress(ip), `${ip} without the flag`).toBe(cls === 'public');
+      expect(open.isAllowedAddress(ip), `${ip} with the flag`).toBe(!neverFetched.has(cls));
+    }
+    for (const [ip, neighbour] of [below, above].filter((n): n is [string, AddressClass] => n !== null)) {
+      expect(classifyAddress(ip), `${ip} next to ${_range}`).toBe(neighbour);
+      expect(strict.isAllowedAddress(ip), `${ip} without the flag`).toBe(neighbour === 'public');
+    }
+  });
+});
