@@ -4,6 +4,7 @@ import { basename, join, resolve } from 'node:path';
 import { InputError } from '../config/errors.js';
 import { writeCdxj } from './cdxj.js';
 import { writeCoverage, type CoverageReport } from './coverage.js';
+import { LOCK_FILE, acquireDirLock } from './dir-lock.js';
 import { MergedDb } from './merge-db.js';
 import { MergeOutput, type MergeCounts } from './merge-output.js';
 import { importShardDb } from './merge-shard-db.js';
@@ -108,8 +109,50 @@ export async function mergeShards(o: MergeOptions): Promise<MergeResult> {
   const listings = [];
   for (const p of o.inputs) listings.push({ path: resolve(p), ...(await listInput(p)) });
 
+  await checkMergeOut(o.out);
   const warcDir = join(o.out, 'warcs');
   await mkdir(warcDir, { recursive: true });
+  const lock = acquireDirLock(o.out, 'merge');
+  try {
+    return await mergeLocked(o, listings, started);
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * `--out` must be new, empty, or an earlier merge's output (extended incrementally); anything
+ * else — a crawl shard, a folder of other files — is refused before a byte of it changes.
+ */
+async function checkMergeOut(out: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(out);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new InputError(`--out ${out} is a file, not a folder`, { code: 'E_MERGE_OUT' });
+    throw err;
+  }
+  if (entries.includes('merged.sqlite')) return;
+  if (entries.includes('shard.sqlite') || entries.includes('shard.json')) {
+    throw new InputError(`--out ${out} is a crawl shard; merge into a new folder (or an earlier merge output) and give the shard as an input`, { code: 'E_MERGE_OUT' });
+  }
+  const others = [];
+  for (const name of entries) {
+    if (name === LOCK_FILE) continue;
+    // An empty warcs/ is what a merge killed before its database existed leaves behind.
+    if (name === 'warcs' && (await readdir(join(out, name)).catch(() => ['?'])).length === 0) continue;
+    others.push(name);
+  }
+  if (others.length > 0) {
+    throw new InputError(`--out ${out} is not empty and not an earlier merge output (it holds ${others.slice(0, 3).join(', ')}${others.length > 3 ? ', …' : ''}); give a new or empty folder`, {
+      code: 'E_MERGE_OUT',
+    });
+  }
+}
+
+async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaited<ReturnType<typeof listInput>>)[], started: number): Promise<MergeResult> {
+  const warcDir = join(o.out, 'warcs');
   await repairOpenWarcs(warcDir); // a merge that crashed: cut its last file back to whole records
   const mdb = new MergedDb(join(o.out, 'merged.sqlite'));
   const prefix = mdb.db.prepare<[], { value: string }>(`SELECT value FROM meta WHERE key = 'prefix'`).get()?.value ?? listings.find((l) => l.profile)?.profile ?? 'lifeboat';
