@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { InputError, LifeboatError, StorageError, errorMessage } from '../config/errors.js';
 import type { Logger } from '../config/logger.js';
 import type { Profile } from '../config/profile.js';
+import { acquireDirLock } from '../storage/dir-lock.js';
 import { ShardDb, type IdStatus } from '../storage/shard-db.js';
 import { writeManifest } from '../storage/shard-manifest.js';
 import { describeWarc, repairOpenWarcs } from '../storage/warc-repair.js';
@@ -49,13 +50,28 @@ export interface CrawlResult {
  * on the same directory resumes.
  */
 export async function runCrawl(opts: CrawlOptions): Promise<CrawlResult> {
+  try {
+    await mkdir(join(opts.outDir, 'warcs'), { recursive: true });
+  } catch (err) {
+    throw new StorageError(`cannot use the output directory ${opts.outDir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
+  }
+  // One writer per shard (issue 10 §2): a second crawl or node on this directory stops here,
+  // before it touches the live .open WARC. --workers threads write under this one lock.
+  const lock = acquireDirLock(opts.outDir, 'crawl');
+  try {
+    return await crawlLocked(opts);
+  } finally {
+    lock.release();
+  }
+}
+
+async function crawlLocked(opts: CrawlOptions): Promise<CrawlResult> {
   const { profile, outDir, logger } = opts;
   const log = logger.child('crawl');
   const codec: IdCodec = createCodec(profile.codec);
   const warcDir = join(outDir, 'warcs');
   const spoolDir = join(outDir, 'tmp');
   try {
-    await mkdir(warcDir, { recursive: true });
     await rm(spoolDir, { recursive: true, force: true });
     await mkdir(spoolDir, { recursive: true });
   } catch (err) {

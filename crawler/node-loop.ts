@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage, InputError } from '../config/errors.js';
 import type { Logger } from '../config/logger.js';
 import { loadProfile } from '../config/profile.js';
+import { acquireDirLock } from '../storage/dir-lock.js';
 import { ShardDb } from '../storage/shard-db.js';
 import { readManifest } from '../storage/shard-manifest.js';
 import { TrackerClient, type TrackerItem } from '../tracker/client.js';
@@ -87,8 +88,18 @@ function finishedIn(dir: string, ranges: RangeSet): RangeSet {
 }
 
 export async function runNode(opts: NodeOptions): Promise<NodeResult> {
-  const log = opts.logger.child('node');
   await mkdir(join(opts.outDir, 'items'), { recursive: true });
+  // One node per --out (issue 10 §2): two would share node.json's lease and the item shards.
+  const lock = acquireDirLock(opts.outDir, 'node');
+  try {
+    return await nodeLocked(opts);
+  } finally {
+    lock.release();
+  }
+}
+
+async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
+  const log = opts.logger.child('node');
   const statePath = join(opts.outDir, 'node.json');
   let state = await readState(statePath);
   if (state && (state.tracker !== opts.trackerUrl || state.nick !== opts.nick)) {

@@ -24,7 +24,11 @@ export function registerMoreCommands(program: Command, io: CliIo, setExit: (code
     .argument('<paths...>', 'shard directories or WARC files')
     .option('--json', 'print the report as JSON')
     .action(async (paths: string[], o: { json?: boolean }) => {
-      const { verifyPaths } = await import('../storage/verify.js');
+      const [{ verifyPaths }, { lockHolder }] = await Promise.all([import('../storage/verify.js'), import('../storage/dir-lock.js')]);
+      for (const p of paths) {
+        const holder = lockHolder(resolve(p));
+        if (holder) io.stderr.write(`${p}: running — ${holder.command} by process ${holder.pid} (started ${holder.startedAt}); checking what is on disk now, its open WARC is not final yet\n`);
+      }
       const report = await verifyPaths(paths.map((p) => resolve(p)));
       if (o.json) io.stdout.write(`${JSON.stringify(report)}\n`);
       else {

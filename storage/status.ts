@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { InputError } from '../config/errors.js';
 import { missingRanges } from './coverage.js';
+import { lockHolder } from './dir-lock.js';
 import { readManifest } from './shard-manifest.js';
 
 /**
@@ -13,6 +14,8 @@ import { readManifest } from './shard-manifest.js';
 export interface DirStatus {
   dir: string;
   kind: 'shard' | 'merged';
+  /** The live process writing this directory now (dir-lock.ts), if any: the numbers are moving. */
+  running?: { pid: number; command: string; startedAt: string; host: string };
   ids: Record<string, number>;
   warcs: { name: string; bytes: number; open: boolean }[];
   warcBytes: number;
@@ -94,9 +97,11 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
       const m = await readManifest(dir).catch(() => undefined);
       provenance = { kind: 'shard', profile: m?.profile, node: m?.node, software: m?.software, ranges: m?.ranges, updatedAt: m?.updated_at };
     }
+    const holder = lockHolder(dir);
     return {
       dir,
       kind,
+      ...(holder ? { running: { pid: holder.pid, command: holder.command, startedAt: holder.startedAt, host: holder.host } } : {}),
       ids,
       warcs,
       warcBytes: warcs.reduce((n, w) => n + w.bytes, 0),
@@ -116,6 +121,7 @@ function mib(bytes: number): string {
 export function formatStatus(s: DirStatus): string {
   const lines: string[] = [];
   lines.push(`${s.kind} ${s.dir}`);
+  if (s.running) lines.push(`running: ${s.running.command} by process ${s.running.pid} (started ${s.running.startedAt}); these numbers are a snapshot`);
   lines.push(`ids: ${Object.entries(s.ids).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   lines.push(`warcs: ${s.warcs.length} files, ${mib(s.warcBytes)}${s.left.openWarcs ? ` (${s.left.openWarcs} unfinished .open)` : ''}`);
   for (const w of s.warcs) lines.push(`  ${w.name}  ${mib(w.bytes)}${w.open ? '  (open)' : ''}`);
@@ -127,7 +133,8 @@ export function formatStatus(s: DirStatus): string {
     for (const i of s.provenance.inputs) lines.push(`  ${i.path} (${i.kind}${i.node ? `, node ${i.node}` : ''}) merged ${i.mergedAt}: ${i.recordsKept} records kept, ${i.defects} defects`);
   }
   const l = s.left;
-  if (l.idsToRetry === 0 && l.mediaQueued === 0 && l.mediaFailed === 0 && l.openWarcs === 0) lines.push('left: nothing');
+  if (s.running) lines.push(`left: not known until the ${s.running.command} ends (${l.idsToRetry} IDs failed so far)`);
+  else if (l.idsToRetry === 0 && l.mediaQueued === 0 && l.mediaFailed === 0 && l.openWarcs === 0) lines.push('left: nothing');
   else {
     lines.push(`left: ${l.idsToRetry} IDs to retry${l.firstRanges.length ? ` (${l.firstRanges.join(',')}${l.idsToRetry > 0 && l.firstRanges.length >= 20 ? ',…' : ''})` : ''}; media ${l.mediaQueued} queued, ${l.mediaFailed} failed`);
   }

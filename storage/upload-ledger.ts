@@ -5,13 +5,15 @@
  * mid-upload resumes without re-sending parts, and `lifeboat status` can show what is where.
  *
  * The shard database belongs to the crawler; this module only creates its own table
- * (`CREATE TABLE IF NOT EXISTS`) and opens the file in WAL mode with a busy timeout so it can
- * share the file with a running crawl.
+ * (`CREATE TABLE IF NOT EXISTS`) and opens the file in WAL mode with a busy timeout. Opening
+ * the ledger takes the directory's lock (dir-lock.ts), so an upload waits for no crawl: it is
+ * refused while one runs on the same directory (issue 10 §2).
  */
 import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { StorageError } from '../config/errors.js';
+import { acquireDirLock, type DirLock } from './dir-lock.js';
 
 export const UPLOAD_STATES = ['pending', 'uploading', 'verified'] as const;
 export type UploadState = (typeof UPLOAD_STATES)[number];
@@ -121,8 +123,11 @@ export class UploadLedger {
   readonly #verify: Database.Statement;
   readonly #fail: Database.Statement;
 
-  private constructor(db: Database.Database) {
+  readonly #lock: DirLock;
+
+  private constructor(db: Database.Database, lock: DirLock) {
     this.#db = db;
+    this.#lock = lock;
     db.exec(SCHEMA);
     this.#get = db.prepare('SELECT * FROM uploads WHERE file = ? AND target = ? AND endpoint = ?');
     this.#all = db.prepare('SELECT * FROM uploads ORDER BY target, endpoint, file');
@@ -148,15 +153,20 @@ export class UploadLedger {
     );
   }
 
-  /** Opens (creating if needed) `DIR/shard.sqlite` and ensures the `uploads` table exists. */
+  /**
+   * Opens (creating if needed) `DIR/shard.sqlite` and ensures the `uploads` table exists. Takes
+   * DIR's lock (dir-lock.ts): an upload never runs beside a crawl, merge or another upload of DIR.
+   */
   static open(dir: string): UploadLedger {
     const path = join(dir, 'shard.sqlite');
+    const lock = acquireDirLock(dir, 'upload');
     try {
       const db = new Database(path);
       db.pragma('journal_mode = WAL');
       db.pragma('busy_timeout = 5000');
-      return new UploadLedger(db);
+      return new UploadLedger(db, lock);
     } catch (err) {
+      lock.release();
       throw new StorageError(`${path}: cannot open the shard database for the upload ledger: ${(err as Error).message}`, {
         code: 'E_UPLOAD_LEDGER',
         cause: err,
@@ -223,7 +233,8 @@ export class UploadLedger {
   }
 
   close(): void {
-    this.#db.close();
+    if (this.#db.open) this.#db.close();
+    this.#lock.release();
   }
 }
 
