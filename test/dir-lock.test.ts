@@ -1,0 +1,145 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
+import { acquireDirLock, DirInUseError, LOCK_FILE, lockHolder, processStartTime } from '../storage/dir-lock.js';
+import { verifyPaths } from '../storage/verify.js';
+import { expectComplete } from './fixtures/shard-check.js';
+
+const CLI = resolve('dist/scripts/cli.js');
+
+interface Run {
+  child: ChildProcess;
+  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
+}
+
+function startCli(args: string[]): Run {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<Awaited<Run['done']>>((ok) => child.on('exit', (code, signal) => ok({ code, signal, stdout, stderr })));
+  return { child, done };
+}
+
+/** Waits until `dir` is locked by `pid` and has a WARC being written (so the crawl is mid-run). */
+async function untilWriting(dir: string, pid: number, run: Run): Promise<void> {
+  let exited = false;
+  void run.done.then(() => (exited = true));
+  for (;;) {
+    if (exited) throw new Error(`the crawl ended before it was seen writing: ${(await run.done).stderr}`);
+    const open = existsSync(join(dir, 'warcs')) && (await readdir(join(dir, 'warcs'))).some((n) => n.endsWith('.open'));
+    if (open && lockHolder(dir)?.pid === pid) return;
+    await sleep(50);
+  }
+}
+
+describe('the directory lock (storage/dir-lock.ts)', () => {
+  let tmp: string;
+  beforeAll(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'lifeboat-lock-'));
+  });
+  afterAll(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('refuses a second holder with the first one’s pid and start, and is free again after release', async () => {
+    const dir = join(tmp, 'a');
+    await mkdir(dir);
+    const lock = acquireDirLock(dir, 'crawl');
+    let err: unknown;
+    try {
+      acquireDirLock(dir, 'merge');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DirInUseError);
+    expect((err as Error).message).toBe(`${dir} is in use by process ${process.pid} (crawl, started ${lock.owner.startedAt}); wait for it to finish or stop it first`);
+    lock.release();
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+    acquireDirLock(dir, 'crawl').release();
+  });
+
+  it('takes over a lock whose process is dead, whose pid was reused, or that was torn — no manual cleanup', async () => {
+    const dir = join(tmp, 'b');
+    await mkdir(dir);
+    const path = join(dir, LOCK_FILE);
+    const base = { host: hostname(), command: 'crawl', startedAt: '2026-01-01T00:00:00.000Z' };
+    // A process that has exited: its pid answers ESRCH.
+    const gone = spawn(process.execPath, ['-e', '']);
+    await new Promise((ok) => gone.on('exit', ok));
+    await writeFile(path, JSON.stringify({ ...base, pid: gone.pid, procStart: '1' }));
+    acquireDirLock(dir, 'crawl').release();
+    // A live pid that now belongs to another process (start time differs): pid reuse after a crash.
+    await writeFile(path, JSON.stringify({ ...base, pid: process.pid, procStart: `${processStartTime('self')}9` }));
+    acquireDirLock(dir, 'crawl').release();
+    // Power lost between creating the file and writing it.
+    await writeFile(path, '');
+    acquireDirLock(dir, 'crawl').release();
+    // The same pid and start time is this very process: live.
+    await writeFile(path, JSON.stringify({ ...base, pid: process.pid, procStart: processStartTime('self') }));
+    expect(() => acquireDirLock(dir, 'crawl')).toThrow(DirInUseError);
+    // Another host's lock cannot be checked from here: held, and the message says how to clear it.
+    await writeFile(path, JSON.stringify({ ...base, pid: 1, host: 'elsewhere.example' }));
+    expect(() => acquireDirLock(dir, 'crawl')).toThrow(/on host elsewhere\.example; if that machine is gone, delete/);
+    await rm(path);
+  });
+});
+
+describe('one crawl per shard, through the CLI', () => {
+  let platform: DemoPlatform;
+  let tmp: string;
+  beforeAll(async () => {
+    expect(existsSync(CLI), 'dist/ is built (npm test builds it first)').toBe(true);
+    platform = await startDemoPlatform({ posts: 120, trackPaths: false });
+    tmp = await mkdtemp(join(tmpdir(), 'lifeboat-lock-cli-'));
+  });
+  afterAll(async () => {
+    await platform.close();
+    await rm(tmp, { recursive: true, force: true });
+  });
+  const args = (dir: string, extra: string[] = []) => ['crawl', '--profile', 'demo', '--base-url', platform.url, '--ids', '1-120', '--out', dir, '--allow-private-network', '--quiet', ...extra];
+
+  it('a second crawl on a running shard exits 2 at once; status and verify say it is running; the first completes intact', async () => {
+    const dir = join(tmp, 'two');
+    const first = startCli(args(dir, ['--workers', '2', '--rate', '40', '--concurrency', '4']));
+    await untilWriting(dir, first.child.pid!, first);
+    const second = await startCli(args(dir)).done;
+    expect(second.code, second.stderr).toBe(2);
+    expect(second.stderr).toMatch(new RegExp(`is in use by process ${first.child.pid} \\(crawl, started \\d{4}-\\d\\d-\\d\\dT`));
+    expect(second.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    const status = await startCli(['status', dir]).done;
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(new RegExp(`running: crawl by process ${first.child.pid} `));
+    expect(status.stdout).not.toMatch(/left: nothing/);
+    const verify = await startCli(['verify', dir]).done;
+    expect(verify.stderr).toMatch(new RegExp(`running — crawl by process ${first.child.pid}`));
+    const end = await first.done;
+    expect(end.code, end.stderr).toBe(0);
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+    expect((await verifyPaths([dir])).defectCount).toBe(0);
+    await expectComplete(platform, dir, 120);
+    const after = await startCli(['status', dir]).done;
+    expect(after.stdout).not.toMatch(/running:/);
+    expect(after.stdout).toMatch(/left: nothing/);
+  });
+
+  it('a crawl killed with -9 leaves a lock that does not block the next run', async () => {
+    const dir = join(tmp, 'killed');
+    const first = startCli(args(dir, ['--rate', '40', '--concurrency', '4']));
+    await untilWriting(dir, first.child.pid!, first);
+    first.child.kill('SIGKILL');
+    expect((await first.done).signal).toBe('SIGKILL');
+    expect(JSON.parse(await readFile(join(dir, LOCK_FILE), 'utf8')).pid).toBe(first.child.pid);
+    expect(lockHolder(dir)).toBeUndefined();
+    const again = await startCli(args(dir)).done;
+    expect(again.code, again.stderr).toBe(0);
+    expect((await verifyPaths([dir])).defectCount).toBe(0);
+    await expectComplete(platform, dir, 120);
+  });
+});
