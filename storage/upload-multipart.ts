@@ -144,6 +144,9 @@ export async function uploadMultipartFile(o: MultipartFileOptions): Promise<Mult
     }),
     { abortSignal: o.signal },
   );
+  // The UploadId is spent once completed: if verification then fails, the next run starts a new
+  // upload instead of completing this one again (which a store without ListParts answers 500).
+  o.ledger.begin(o.ledgerKey, { key: o.key, size: digests.size, mtimeMs: digests.mtimeMs, sha256: digests.sha256, partSizeBytes });
   return { etag: stripEtag(done.ETag), partsSent: missing.length, partsReused: partCount - missing.length, resumed };
 }
 
