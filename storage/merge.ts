@@ -1,17 +1,19 @@
 import { createHash } from 'node:crypto';
-import { access, mkdir, readdir, stat } from 'node:fs/promises';
+import { access, lstat, mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { InputError } from '../config/errors.js';
 import { writeCdxj } from './cdxj.js';
 import { writeCoverage, type CoverageReport } from './coverage.js';
 import { LOCK_FILE, acquireDirLock } from './dir-lock.js';
+import { openInputDb, SHARD_TABLES } from './input-db.js';
+import { checkInputFile, hashRegularFile } from './input-file.js';
 import { MergedDb } from './merge-db.js';
 import { MergeOutput, type MergeCounts } from './merge-output.js';
 import { importShardDb } from './merge-shard-db.js';
 import { RecordSpool } from './merge-spool.js';
 import { readManifest } from './shard-manifest.js';
 import { detectWarcFormat, readWarc } from './warc-reader.js';
-import { repairOpenWarcs, sha256File } from './warc-repair.js';
+import { repairOpenWarcs } from './warc-repair.js';
 import { WarcWriter } from './warc-writer.js';
 
 /**
@@ -81,26 +83,83 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-async function listInput(path: string): Promise<{ kind: 'shard' | 'warc'; warcs: InputWarc[]; profile?: string; node?: string; software?: string }> {
+interface InputListing {
+  kind: 'shard' | 'warc';
+  warcs: InputWarc[];
+  /** Files of the shard that are not read or not as shard.json says (issue 11 §4); reported once the input is merged. */
+  problems: { file: string; what: string }[];
+  archivedListed?: number;
+  profile?: string;
+  node?: string;
+  software?: string;
+}
+
+/**
+ * An input's WARCs. Only regular files are read (input-file.ts). Each WARC is hashed and compared
+ * with shard.json: a file changed since the manifest was written (or not listed in it) is a
+ * defect, and is still merged by its records — each record is checked against its own digests,
+ * so the good ones are kept, as for any damaged input.
+ */
+async function listInput(path: string): Promise<InputListing> {
   let st;
   try {
     st = await stat(path);
   } catch {
     throw new InputError(`merge input ${path} does not exist`, { code: 'E_MERGE_INPUT' });
   }
-  if (!st.isDirectory()) return { kind: 'warc', warcs: [{ path, name: basename(path), size: st.size, sha256: await sha256File(path) }] };
+  if (!st.isDirectory()) {
+    const check = await checkInputFile(path);
+    if (!check.ok) throw new InputError(`merge input ${path}: ${check.what}`, { code: 'E_MERGE_INPUT' });
+    const { sha256, size } = await hashRegularFile(path);
+    return { kind: 'warc', warcs: [{ path, name: basename(path), size, sha256 }], problems: [] };
+  }
   const manifest = await readManifest(path);
   const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
   const dir = join(path, 'warcs');
   if (!(await exists(dir))) throw new InputError(`merge input ${path} is neither a WARC file nor a shard directory (no warcs/)`, { code: 'E_MERGE_INPUT' });
   const warcs: InputWarc[] = [];
+  const problems: InputListing['problems'] = [];
   for (const name of (await readdir(dir)).filter((n) => WARC_NAME.test(n)).sort()) {
     const p = join(dir, name);
-    const size = (await stat(p)).size;
+    const check = await checkInputFile(p, path);
+    if (!check.ok) {
+      problems.push({ file: p, what: check.what });
+      continue;
+    }
+    const { sha256, size } = await hashRegularFile(p);
     const entry = listed.get(name);
-    warcs.push({ path: p, name, size, sha256: entry && entry.size === size ? entry.sha256 : await sha256File(p) });
+    if (manifest && !name.endsWith('.open')) {
+      if (!entry) problems.push({ file: p, what: 'not listed in shard.json; merged by its records' });
+      else if (entry.size !== size || entry.sha256 !== sha256) {
+        const how = entry.size !== size ? `size ${size}, shard.json says ${entry.size}` : 'sha256 differs from shard.json';
+        problems.push({ file: p, what: `changed since shard.json was written (${how}); merged by its records, each checked on its own digests` });
+      }
+    }
+    warcs.push({ path: p, name, size, sha256 });
   }
-  return { kind: 'shard', warcs, profile: manifest?.profile, node: manifest?.node, software: manifest?.software };
+  const archived = manifest?.counts?.archived;
+  return { kind: 'shard', warcs, problems, archivedListed: typeof archived === 'number' ? archived : undefined, profile: manifest?.profile, node: manifest?.node, software: manifest?.software };
+}
+
+/** Folds a shard's database in; a database that cannot be read is a defect and the WARCs stand alone. */
+async function importInputDb(mdb: MergedDb, listing: InputListing & { path: string }, tmpDir: string, inputId: number, onDefect: (inputId: number, file: string, offset: number | undefined, what: string) => void): Promise<void> {
+  const dbPath = join(listing.path, 'shard.sqlite');
+  if (!(await lstat(dbPath).catch(() => undefined))) {
+    if ((listing.archivedListed ?? 0) > 0) onDefect(inputId, dbPath, undefined, `missing, but shard.json counts ${listing.archivedListed} archived IDs; the WARCs were merged by their records`);
+    return;
+  }
+  const opened = await openInputDb(dbPath, { root: listing.path, tmpDir, tables: SHARD_TABLES });
+  if (!opened.ok) {
+    onDefect(inputId, dbPath, undefined, `${opened.what}; the WARCs were merged by their records, its IDs' statuses are not known`);
+    return;
+  }
+  try {
+    importShardDb(mdb, opened.snapshotPath, inputId);
+  } catch (err) {
+    onDefect(inputId, dbPath, undefined, `cannot be merged (${(err as Error).message}); the WARCs were merged by their records`);
+  } finally {
+    await opened.close();
+  }
 }
 
 export async function mergeShards(o: MergeOptions): Promise<MergeResult> {
@@ -188,6 +247,7 @@ async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaite
       const inputId = mdb.addInput({ path: input.path, kind: input.kind, digest, profile: input.profile, node: input.node, software: input.software });
       const before = { ...output.counts };
       const defectsBefore = defectCount;
+      for (const p of input.problems) onDefect(inputId, p.file, undefined, p.what);
       let inputBytes = 0;
       let merged = 0;
       let skipped = 0;
@@ -196,7 +256,16 @@ async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaite
           skipped++;
           continue;
         }
-        await mergeWarcFile(w.path, inputId, output, onDefect, (n) => o.onProgress?.({ ...output.counts, input: input.path, file: w.path, bytesRead: bytesRead + inputBytes + n, defects: defectCount }));
+        const read = await mergeWarcFile(w.path, inputId, output, onDefect, (n) => o.onProgress?.({ ...output.counts, input: input.path, file: w.path, bytesRead: bytesRead + inputBytes + n, defects: defectCount })).then(
+          () => true,
+          (err: unknown) => {
+            // Swapped for a FIFO or device after it was listed: a defect, never a hang.
+            if ((err as { code?: string }).code !== 'E_NOT_REGULAR_FILE') throw err;
+            onDefect(inputId, w.path, undefined, (err as Error).message);
+            return false;
+          },
+        );
+        if (!read) continue;
         await output.settlePending();
         await output.flush();
         inputBytes += w.size;
@@ -204,7 +273,7 @@ async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaite
         mdb.putInputWarc(w.sha256, w.name, w.size, inputId);
       }
       bytesRead += inputBytes;
-      if (input.kind === 'shard' && (await exists(join(input.path, 'shard.sqlite')))) importShardDb(mdb, join(input.path, 'shard.sqlite'), inputId);
+      if (input.kind === 'shard') await importInputDb(mdb, input, o.out, inputId, onDefect);
       const c = output.counts;
       mdb.updateInput(inputId, {
         recordsRead: c.recordsRead - before.recordsRead,

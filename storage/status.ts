@@ -1,10 +1,10 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { InputError } from '../config/errors.js';
 import { missingRanges } from './coverage.js';
 import { lockHolder } from './dir-lock.js';
 import { readManifest } from './shard-manifest.js';
+import { openForReading } from './sqlite-read.js';
 
 /**
  * `lifeboat status DIR`: what a shard or merged directory holds and what is left to do —
@@ -52,7 +52,7 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
   for (const name of (await readdir(join(dir, 'warcs')).catch(() => [] as string[])).filter((n) => /\.warc(\.gz)?(\.open)?$/.test(n)).sort()) {
     warcs.push({ name, bytes: (await stat(join(dir, 'warcs', name))).size, open: name.endsWith('.open') });
   }
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  const db = openForReading(dbPath);
   try {
     const ids: Record<string, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 };
     for (const r of db.prepare<[], { status: string; n: number }>('SELECT status, COUNT(*) AS n FROM ids GROUP BY status').iterate()) ids[r.status] = r.n;

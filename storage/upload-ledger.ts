@@ -14,6 +14,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { StorageError } from '../config/errors.js';
 import { acquireDirLock, type DirLock } from './dir-lock.js';
+import { openForReading } from './sqlite-read.js';
 
 export const UPLOAD_STATES = ['pending', 'uploading', 'verified'] as const;
 export type UploadState = (typeof UPLOAD_STATES)[number];
@@ -245,7 +246,7 @@ export class UploadLedger {
 export function listUploads(dir: string): UploadRecord[] {
   const path = join(dir, 'shard.sqlite');
   if (!existsSync(path)) return [];
-  const db = new Database(path, { readonly: true, fileMustExist: true });
+  const db = openForReading(path);
   try {
     db.pragma('busy_timeout = 5000');
     const exists = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'uploads'`).get();
