@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import Database from 'better-sqlite3';
 import type { Command } from 'commander';
 import { InputError } from '../config/errors.js';
 import { createCodec, type CodecSpec } from '../crawler/id-codec.js';
+import { openForReading } from '../storage/sqlite-read.js';
 import type { UploadProgress } from '../storage/upload-common.js';
 import type { CliIo } from './cli-io.js';
 import { byteSize, positiveInt } from './cli.js';
@@ -13,7 +13,7 @@ import { byteSize, positiveInt } from './cli.js';
 function shardCodec(dir: string): ((id: number) => string) | undefined {
   const path = join(dir, 'shard.sqlite');
   if (!existsSync(path)) return undefined;
-  const db = new Database(path, { readonly: true, fileMustExist: true });
+  const db = openForReading(path);
   try {
     const row = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'codec'").get();
     if (!row || row.value === 'integer') return undefined;

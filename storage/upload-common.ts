@@ -6,10 +6,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Transform } from 'node:stream';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { InputError, LifeboatError, type ErrorPolicy } from '../config/errors.js';
+import { checkInputFile } from './input-file.js';
 
 export const MIB = 1024 * 1024;
 /** S3's lower bound for every multipart part but the last. */
@@ -100,7 +101,11 @@ export interface ShardFile {
 
 /**
  * The files a shard uploads: finished `warcs/*.warc.gz` (never `*.open`), then `shard.json`.
- * `shard.sqlite` is left to the caller (it must be snapshotted first, see upload-s3.ts).
+ * Only regular files (a link only when it resolves to a regular file inside the directory, see
+ * input-file.ts), and when `shard.json` exists only the WARCs it lists: anything else in `warcs/`
+ * (a link to /etc/passwd, a FIFO, a file the manifest does not know) stops the upload with an
+ * InputError naming it, before anything is sent. A merge directory has no shard.json: its
+ * regular WARCs are sent. `shard.sqlite` is left to the caller (it must be snapshotted first, see upload-s3.ts).
  */
 export async function listShardFiles(dir: string): Promise<ShardFile[]> {
   let names: string[];
@@ -112,15 +117,24 @@ export async function listShardFiles(dir: string): Promise<ShardFile[]> {
     }
     throw err;
   }
+  const manifestPath = join(dir, 'shard.json');
+  const manifestCheck = await checkInputFile(manifestPath, dir);
+  const manifest = manifestCheck.ok ? await readShardManifest(dir) : undefined;
+  if (!manifestCheck.ok && (await lstat(manifestPath).catch(() => undefined))) {
+    throw new InputError(`${manifestPath}: ${manifestCheck.what}`, { code: 'E_UPLOAD_NOT_REGULAR' });
+  }
+  const listed = manifest ? new Set((manifest.warcs ?? []).map((w) => w.name)) : undefined;
   const files: ShardFile[] = [];
   for (const name of names.filter((n) => n.endsWith('.warc.gz')).sort()) {
     const path = join(dir, 'warcs', name);
-    const st = await stat(path);
-    if (st.isFile()) files.push({ name: `warcs/${name}`, path, size: st.size });
+    const check = await checkInputFile(path, dir);
+    if (!check.ok) throw new InputError(`${path}: ${check.what}; nothing uploaded — remove it first`, { code: 'E_UPLOAD_NOT_REGULAR' });
+    if (listed && !listed.has(name)) {
+      throw new InputError(`${path}: not listed in shard.json, so not uploaded; nothing uploaded — run \`lifeboat verify\` (is a crawl still running?)`, { code: 'E_UPLOAD_NOT_LISTED' });
+    }
+    files.push({ name: `warcs/${name}`, path, size: check.size });
   }
-  const manifestPath = join(dir, 'shard.json');
-  const st = await stat(manifestPath).catch(() => undefined);
-  if (st?.isFile()) files.push({ name: 'shard.json', path: manifestPath, size: st.size });
+  if (manifestCheck.ok) files.push({ name: 'shard.json', path: manifestPath, size: manifestCheck.size });
   return files;
 }
 

@@ -1,8 +1,9 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
-import Database from 'better-sqlite3';
+import { lstat, readdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { MERGED_TABLES, openInputDb, SHARD_TABLES } from './input-db.js';
+import { checkInputFile, hashRegularFile } from './input-file.js';
 import { readManifest } from './shard-manifest.js';
 import { readWarc, type ReadRecord } from './warc-reader.js';
 
@@ -32,6 +33,8 @@ export interface VerifyReport {
 
 export interface VerifyOptions {
   maxDefects?: number;
+  /** Where input databases are snapshotted (they are never opened in place); default the OS temp dir. */
+  tmpDir?: string;
   onProgress?: (p: { file: string; records: number; bytes: number }) => void;
 }
 
@@ -54,11 +57,6 @@ class Collector {
   }
 }
 
-async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 /** Checks one record on its own: digests, required fields. */
 function checkRecord(r: ReadRecord, out: Collector): void {
@@ -67,21 +65,27 @@ function checkRecord(r: ReadRecord, out: Collector): void {
   if (!r.date) out.add({ file: r.file, offset: r.offset, what: `${r.type} record has no WARC-Date` });
 }
 
-async function verifyWarc(path: string, out: Collector, opts: VerifyOptions, onRecord?: (r: ReadRecord) => void): Promise<void> {
+/** Reads one WARC (already checked to be a regular file) record by record. */
+async function verifyWarc(path: string, size: number, out: Collector, opts: VerifyOptions, onRecord?: (r: ReadRecord) => void): Promise<void> {
   out.report.files++;
-  out.report.bytes += (await stat(path)).size;
+  out.report.bytes += size;
   let n = 0;
-  for await (const item of readWarc(path)) {
-    if (item.kind === 'defect') {
-      out.add({ file: item.file, offset: item.offset, what: item.what });
-      continue;
+  try {
+    for await (const item of readWarc(path)) {
+      if (item.kind === 'defect') {
+        out.add({ file: item.file, offset: item.offset, what: item.what });
+        continue;
+      }
+      n++;
+      out.report.records++;
+      out.report.counts.types[item.type] = (out.report.counts.types[item.type] ?? 0) + 1;
+      checkRecord(item, out);
+      onRecord?.(item);
+      if (opts.onProgress && n % 10000 === 0) opts.onProgress({ file: path, records: out.report.records, bytes: out.report.bytes });
     }
-    n++;
-    out.report.records++;
-    out.report.counts.types[item.type] = (out.report.counts.types[item.type] ?? 0) + 1;
-    checkRecord(item, out);
-    onRecord?.(item);
-    if (opts.onProgress && n % 10000 === 0) opts.onProgress({ file: path, records: out.report.records, bytes: out.report.bytes });
+  } catch (err) {
+    // Not a WARC defect but the file itself (swapped for a FIFO after the check, an I/O error).
+    out.add({ file: path, what: `cannot be read: ${(err as Error).message}` });
   }
 }
 
@@ -150,6 +154,23 @@ class RowJoin {
   }
 }
 
+/** The directory's database: `shard.sqlite` (or a merge's `merged.sqlite`), opened from a snapshot. */
+async function openDirDb(dir: string, out: Collector, opts: VerifyOptions): Promise<{ db: Database.Database; path: string; close: () => Promise<void> } | undefined> {
+  const candidates = [
+    { path: join(dir, 'shard.sqlite'), tables: SHARD_TABLES },
+    { path: join(dir, 'merged.sqlite'), tables: MERGED_TABLES },
+  ];
+  for (const c of candidates) {
+    if (!(await lstat(c.path).catch(() => undefined))) continue;
+    const opened = await openInputDb(c.path, { root: dir, tmpDir: opts.tmpDir ?? tmpdir(), tables: c.tables });
+    if (opened.ok) return { db: opened.db, path: c.path, close: opened.close };
+    out.add({ file: c.path, what: `${opened.what}; the WARCs are checked on their own` });
+    return undefined;
+  }
+  out.add({ file: dir, what: 'no shard.sqlite or merged.sqlite' });
+  return undefined;
+}
+
 async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Promise<void> {
   const warcDir = join(dir, 'warcs');
   let names: string[];
@@ -164,57 +185,60 @@ async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Prom
     return undefined;
   });
   const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
-  const dbPath = ['shard.sqlite', 'merged.sqlite'].map((n) => join(dir, n));
-  let db: Database.Database | undefined;
-  for (const p of dbPath) {
-    try {
-      db = new Database(p, { readonly: true, fileMustExist: true });
-      break;
-    } catch {
-      // try the next name
-    }
-  }
-  if (!db) out.add({ file: dir, what: 'no shard.sqlite or merged.sqlite' });
+  const input = await openDirDb(dir, out, opts);
   try {
-    const query = db ? locationQuery(db) : undefined;
-    const join_ = new RowJoin(query ? (db!.prepare(query).iterate() as Iterable<RowRef>) : [], out, warcDir);
+    const query = input ? locationQuery(input.db) : undefined;
+    const join_ = new RowJoin(query ? (input!.db.prepare(query).iterate() as Iterable<RowRef>) : [], out, warcDir);
     for (const name of names) {
       const path = join(warcDir, name);
       const finalName = name.replace(/\.open$/, '');
+      const check = await checkInputFile(path, dir);
+      listed.delete(name);
+      if (!check.ok) {
+        out.add({ file: path, what: check.what });
+        continue;
+      }
       if (name.endsWith('.open')) out.add({ file: path, what: 'unfinished WARC (.open): a crawl is running or crashed; run the crawl again to repair it' });
       join_.skipTo(finalName);
-      await verifyWarc(path, out, opts, (r) => join_.record(finalName, r));
+      await verifyWarc(path, check.size, out, opts, (r) => join_.record(finalName, r));
       join_.endFile(finalName);
       if (manifest && !name.endsWith('.open')) {
-        const entry = listed.get(name);
+        const entry = manifest.warcs?.find((w) => w.name === name);
         if (!entry) out.add({ file: path, what: 'not listed in shard.json' });
         else {
-          const size = (await stat(path)).size;
-          if (size !== entry.size) out.add({ file: path, what: `size ${size}, shard.json says ${entry.size}` });
-          else if ((await sha256File(path)) !== entry.sha256) out.add({ file: path, what: 'sha256 differs from shard.json' });
+          const actual = await hashRegularFile(path).catch((err: Error) => err);
+          if (actual instanceof Error) out.add({ file: path, what: `cannot be read: ${actual.message}` });
+          else if (actual.size !== entry.size) out.add({ file: path, what: `size ${actual.size}, shard.json says ${entry.size}` });
+          else if (actual.sha256 !== entry.sha256) out.add({ file: path, what: 'sha256 differs from shard.json' });
         }
-        listed.delete(name);
       }
     }
     join_.finish();
     for (const name of listed.keys()) out.add({ file: join(warcDir, name), what: 'listed in shard.json but missing' });
-    if (db) checkIds(db, dir, out);
+    if (input) checkIds(input.db, input.path, out, manifest?.counts);
+    else if ((manifest?.counts?.archived ?? 0) > 0) {
+      out.add({ file: join(dir, 'shard.json'), what: `lists ${manifest!.counts.archived} archived IDs that no readable database confirms` });
+    }
   } finally {
-    db?.close();
+    await input?.close();
   }
 }
 
-function checkIds(db: Database.Database, dir: string, out: Collector): void {
+function checkIds(db: Database.Database, dbPath: string, out: Collector, manifestCounts: Record<string, number> | undefined): void {
   const tables = new Set(db.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table'`).all().map((r) => r.name));
   if (!tables.has('ids') || !tables.has('captures')) return;
   const ids: Record<string, number> = {};
   for (const r of db.prepare<[], { status: string; n: number }>('SELECT status, COUNT(*) AS n FROM ids GROUP BY status').iterate()) ids[r.status] = r.n;
   out.report.counts.ids = ids;
+  const listedArchived = manifestCounts?.archived;
+  if (typeof listedArchived === 'number' && listedArchived > (ids.archived ?? 0)) {
+    out.add({ file: dbPath, what: `${ids.archived ?? 0} archived IDs, but shard.json counts ${listedArchived}` });
+  }
   const missing = db.prepare<[], { id: number }>(
     `SELECT id FROM ids WHERE status = 'archived' AND NOT EXISTS (
        SELECT 1 FROM captures c WHERE c.post_id = ids.id AND c.http_status BETWEEN 200 AND 299)`,
   );
-  for (const r of missing.iterate()) out.add({ file: join(dir, basename(db.name)), what: `ID ${r.id} is archived but has no 2xx capture` });
+  for (const r of missing.iterate()) out.add({ file: dbPath, what: `ID ${r.id} is archived but has no 2xx capture` });
 }
 
 /** Verifies shard directories, merge directories and bare WARC files. Non-zero `defectCount`: the CLI exits 1. */
@@ -228,8 +252,13 @@ export async function verifyPaths(paths: string[], options: VerifyOptions = {}):
       out.add({ file: p, what: 'no such file or directory' });
       continue;
     }
-    if (isDir) await verifyDir(p, out, options);
-    else await verifyWarc(p, out, options);
+    if (isDir) {
+      await verifyDir(p, out, options);
+      continue;
+    }
+    const check = await checkInputFile(p);
+    if (check.ok) await verifyWarc(p, check.size, out, options);
+    else out.add({ file: p, what: check.what });
   }
   return out.report;
 }

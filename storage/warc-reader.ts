@@ -1,5 +1,6 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { GzipMemberError, inflateMemberInBuffer, readMember, type MemberInfo } from './gzip-members.js';
+import { openRegular } from './input-file.js';
 import { WarcParser, type RawRecordSink, type WarcDefect, type WarcRecordInfo } from './warc-parser.js';
 
 export type { RawRecordSink, WarcDefect, WarcItem, WarcRecordInfo } from './warc-parser.js';
@@ -37,7 +38,7 @@ const GZIP_MAGIC = Buffer.from([0x1f, 0x8b, 0x08]);
 
 /** Looks at the first bytes (and the first gzip member) to tell the layout apart. */
 export async function detectWarcFormat(path: string): Promise<WarcFormat> {
-  const fh = await open(path, 'r');
+  const fh = await openRegular(path);
   try {
     const { size } = await fh.stat();
     if (size === 0) return 'empty';
@@ -75,7 +76,7 @@ export async function* readWarc(path: string, options: ReadWarcOptions = {}): As
     yield { kind: 'defect', file: path, offset: 0, what: 'empty WARC file' };
     return;
   }
-  const fh = await open(path, 'r');
+  const fh = await openRegular(path);
   try {
     const { size } = await fh.stat();
     if (format === 'plain') yield* readPlain(fh, size, parser);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { cp, mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -68,6 +69,13 @@ beforeAll(async () => {
   const db = new Database(join(shards.c, 'shard.sqlite'));
   db.prepare(`UPDATE meta SET value = ? WHERE key = 'ranges'`).run(JSON.stringify([[95, 140]]));
   db.close();
+  // As the crawler does on resume, shard.json lists every closed WARC, the repaired one too.
+  const manifestC = JSON.parse(await readFile(join(shards.c, 'shard.json'), 'utf8')) as { warcs: { name: string; size: number; sha256: string }[] };
+  for (const name of (await readdir(join(shards.c, 'warcs'))).filter((n) => !manifestC.warcs.some((w) => w.name === n))) {
+    const bytes = await readFile(join(shards.c, 'warcs', name));
+    manifestC.warcs.push({ name, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+  }
+  await writeFile(join(shards.c, 'shard.json'), JSON.stringify(manifestC));
   // A wget WARC of pages 1-3 and one 404, from a real wget.
   await run('wget', ['--no-proxy', '-q', '-O', '/dev/null', '-e', 'robots=off', `--warc-file=${join(tmp, 'wget')}`, `${base}/p/1`, `${base}/p/2`, `${base}/p/3`, `${base}/nothing`]).catch((err: { code?: number }) => {
     if (err.code !== 8) throw err; // wget exits 8 when a URL answered 404
@@ -160,6 +168,7 @@ describe('mergeShards', () => {
     const out = join(tmp, 'out-bad');
     const result = await mergeShards({ inputs: [bad, shards.c!], out });
     expect(result.defects.map((d) => [d.file, d.offset])).toEqual([
+      [warc, undefined], // changed since shard.json was written: reported, and merged by its records
       [warc, flipped.offset],
       [warc, last.offset],
     ]);

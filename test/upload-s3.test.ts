@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { Transform } from 'node:stream';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -267,6 +267,30 @@ describe('uploadDirectory to s3rver', () => {
 });
 
 describe('bad input gives a clear error and marks nothing uploaded', () => {
+  it('never sends a file shard.json does not list: a warcs/passwd.warc.gz link to /etc/passwd, a FIFO, a stray WARC', async () => {
+    const { dir } = makeShard('hostile', { 'h.warc.gz': 1000 });
+    const cases: [string, () => void, RegExp][] = [
+      ['passwd.warc.gz', () => symlinkSync('/etc/passwd', join(dir, 'warcs', 'passwd.warc.gz')), /passwd\.warc\.gz: a symbolic link to \/etc\/passwd, outside the shard; not read; nothing uploaded/],
+      ['pipe.warc.gz', () => execFileSync('mkfifo', [join(dir, 'warcs', 'pipe.warc.gz')]), /pipe\.warc\.gz: a FIFO \(named pipe\), not a regular file/],
+      ['stray.warc.gz', () => writeFileSync(join(dir, 'warcs', 'stray.warc.gz'), randomBytes(100)), /stray\.warc\.gz: not listed in shard\.json, so not uploaded/],
+    ];
+    for (const [name, plant, message] of cases) {
+      plant();
+      log.length = 0;
+      const err = await uploadDirectory(opts(dir, 'shards/hostile')).catch((e: unknown) => e);
+      expect(err, name).toBeInstanceOf(InputError);
+      expect((err as Error).message).toMatch(message);
+      expect(log.filter((r) => r.method === 'PUT' || r.method === 'POST')).toEqual([]);
+      rmSync(join(dir, 'warcs', name));
+    }
+    // A link to a regular file inside the shard is followed; with the stray files gone the upload goes through.
+    renameSync(join(dir, 'warcs', 'h.warc.gz'), join(dir, 'h.data'));
+    symlinkSync(join('..', 'h.data'), join(dir, 'warcs', 'h.warc.gz'));
+    const result = await uploadDirectory(opts(dir, 'shards/hostile'));
+    expect(result.files.map((f) => [f.file, f.outcome])).toEqual([['warcs/h.warc.gz', 'uploaded'], ['shard.json', 'uploaded']]);
+    expect(log.some((r) => /passwd|pipe|stray/.test(r.url))).toBe(false);
+  });
+
   it('unknown scheme', async () => {
     const { dir } = makeShard('scheme', { 'x.warc.gz': 10 });
     const err = await uploadDirectory({ dir, target: 'ftp://host/x' }).catch((e: unknown) => e);
