@@ -64,6 +64,14 @@ export const profileSchema = z.strictObject({
       idle_timeout_ms: z.number().int().min(100).default(30_000),
       max_body_bytes: z.number().int().min(1024).default(1024 ** 3),
       max_extract_bytes: z.number().int().min(1024).default(16 * 1024 ** 2),
+      /** Bounds on what extraction stores per post (issue 11): nesting, characters per string, values in all. */
+      max_field_depth: z.number().int().min(1).max(256).default(32),
+      max_field_chars: z.number().int().min(16).default(64 * 1024),
+      max_field_values: z.number().int().min(1).default(10_000),
+      /** HTML nested deeper than this is parsed only up to there (browsers cap trees at 512 levels). */
+      max_html_depth: z.number().int().min(16).max(100_000).default(512),
+      /** Wall-clock budget of one capture's HTML extraction; what was parsed by then is used. */
+      max_extract_ms: z.number().int().min(10).default(10_000),
       max_redirects: z.number().int().min(0).max(20).default(5),
       /** Upper bound on one fetch from connect to the last body byte (a body trickling under the idle timeout). */
       total_timeout_ms: z.number().int().min(100).default(600_000),

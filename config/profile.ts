@@ -36,6 +36,11 @@ export interface Politeness {
   idleTimeoutMs: number;
   maxBodyBytes: number;
   maxExtractBytes: number;
+  maxFieldDepth: number;
+  maxFieldChars: number;
+  maxFieldValues: number;
+  maxHtmlDepth: number;
+  maxExtractMs: number;
   maxRedirects: number;
   totalTimeoutMs: number;
   maxOutageMs: number;
@@ -223,6 +228,11 @@ function resolveProfile(data: ProfileData, ctx: { file: string; label: string; b
       idleTimeoutMs: p.idle_timeout_ms,
       maxBodyBytes: p.max_body_bytes,
       maxExtractBytes: p.max_extract_bytes,
+      maxFieldDepth: p.max_field_depth,
+      maxFieldChars: p.max_field_chars,
+      maxFieldValues: p.max_field_values,
+      maxHtmlDepth: p.max_html_depth,
+      maxExtractMs: p.max_extract_ms,
       maxRedirects: p.max_redirects,
       totalTimeoutMs: p.total_timeout_ms,
       maxOutageMs: p.max_outage_ms,

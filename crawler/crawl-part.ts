@@ -16,7 +16,9 @@ import type { CaptureRow, IdStatus, ShardDb } from '../storage/shard-db.js';
 import { WarcWriter } from '../storage/warc-writer.js';
 import type { CrawlStats } from './crawl-stats.js';
 import { extract, resolveUrls } from './extract.js';
+import type { ExtractLimits } from './extract-bounds.js';
 import { buildFetchStack } from './fetch-stack.js';
+import { attemptsOf } from './fetcher.js';
 import { GroupCommit } from './group-commit.js';
 import { Frontier } from './frontier.js';
 import { releaseBody } from './http-capture.js';
@@ -91,6 +93,15 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
   const codec = createCodec(profile.codec);
   const { index, count } = opts.partition;
   const pol = profile.politeness;
+  const limits: ExtractLimits = {
+    maxBytes: pol.maxExtractBytes,
+    maxFieldDepth: pol.maxFieldDepth,
+    maxFieldChars: pol.maxFieldChars,
+    maxFieldValues: pol.maxFieldValues,
+    maxHtmlDepth: pol.maxHtmlDepth,
+    maxMs: pol.maxExtractMs,
+    maxMedia: profile.media.maxPerPost,
+  };
   const concurrency = opts.concurrency;
   const abort = new AbortController();
   // Every waiting request listens on this one signal: many listeners are expected, not a leak.
@@ -184,7 +195,7 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
       const skipped = err instanceof ScopeError;
       if (skipped) stats.mediaSkipped++;
       else stats.mediaFailed++;
-      commits.add(() => db.setUrlState(url, skipped ? 'skipped' : 'failed', { attempts: 1, lastError: errorMessage(err) }));
+      commits.add(() => db.setUrlState(url, skipped ? 'skipped' : 'failed', { attempts: attemptsOf(err), lastError: errorMessage(err) }));
     }
   };
 
@@ -199,6 +210,7 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
     let httpStatus: number | null = null;
     let attempts = 0;
     let lastError: string | null = null;
+    const notes: string[] = [];
     try {
       for (const [i, spec] of profile.captures.entries()) {
         if (i > 0 && spec.when === 'archived' && status !== 'archived') break;
@@ -217,6 +229,7 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
           if (status === 'failed') lastError = `unexpected HTTP ${outcome.status}${outcome.stopped ? ` (${outcome.stopped})` : ''}`;
           if (status === 'archived' && outcome.text !== undefined && profile.status.missingBodies.includes(outcome.text.trim())) status = 'missing';
         }
+        if (outcome.problem) notes.push(`${spec.name}: ${outcome.problem}`);
         if (status === 'archived' || i === 0) {
           Object.assign(fields, outcome.fields);
           for (const [k, v] of Object.entries(outcome.fields)) values[k] = fieldText(v);
@@ -242,9 +255,24 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
       }
     }
     const mediaUrls = finalStatus === 'archived' && profile.media.fetch ? media.slice(0, profile.media.maxPerPost) : [];
+    // Serialised here, not in the commit: a value that cannot be stored costs its own fields, never the batch.
+    let fieldsJson: string | undefined;
+    if (finalStatus === 'archived' && Object.keys(fields).length > 0) {
+      try {
+        fieldsJson = JSON.stringify(fields);
+      } catch (err) {
+        notes.push(`fields not stored: ${errorMessage(err)}`);
+      }
+    }
+    // An archived ID keeps what extraction had to leave out or cut as its note (ids.last_error).
+    if (notes.length > 0 && finalStatus !== 'failed') {
+      lastError = `extraction: ${notes.join('; ')}`.slice(0, 2000);
+      stats.extractionNotes++;
+      log.log('warn', `ID ${codec.encode(id)} ${finalStatus}, but ${lastError}`, { id });
+    }
     commits.add(() => {
       for (const row of rows) db.recordCapture(row);
-      db.recordOutcome({ id, status: finalStatus, httpStatus, attempts, lastError, ...(Object.keys(fields).length > 0 && finalStatus === 'archived' ? { fields } : {}) });
+      db.recordOutcome({ id, status: finalStatus, httpStatus, attempts, lastError, ...(fieldsJson !== undefined ? { fieldsJson } : {}) });
       for (const rid of relatedIds) if (!db.idState(rid)) db.addRelated(rid);
       stats.count(finalStatus);
       // Media is queued in the transaction that makes its post final (a crash leaves both or
@@ -266,7 +294,19 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
     media: string[];
     ids: string[];
     text: string | undefined;
+    /** What extraction could not do or had to cut. */
+    problem?: string;
   }
+
+  /** Extraction never stops the crawl: whatever it throws becomes a note on the ID. */
+  const safeExtract = async (capture: Capture, spec: CaptureSpec): Promise<Awaited<ReturnType<typeof extract>>> => {
+    try {
+      return await extract(capture, spec.extract, spec.type, limits, abort.signal);
+    } catch (err) {
+      if (err instanceof StorageError) throw err;
+      return { fields: {}, media: [], ids: [], text: undefined, notes: [], problem: `extraction failed: ${errorMessage(err)}` };
+    }
+  };
 
   const captureOne = async (spec: CaptureSpec, values: Record<string, string | undefined>, id: number): Promise<OneCapture> => {
     const none = { rows: [], attempts: 0, status: 0, fields: {}, media: [], ids: [], text: undefined };
@@ -294,9 +334,9 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
         stats.records++;
         stats.bytes += shot.length;
       }
-      const ex = await extract(renderedDomCapture!(page), spec.extract, spec.type, profile.politeness.maxExtractBytes);
+      const ex = await safeExtract(renderedDomCapture!(page), spec);
       if (ex.problem) log.log('debug', `extraction of the rendered ${page.finalUrl}: ${ex.problem}`, { id });
-      return { rows, attempts: got.attempts, status: page.status, fields: ex.fields, media: resolveUrls(ex.media, page.finalUrl), ids: ex.ids, text: page.renderedText };
+      return { rows, attempts: got.attempts, status: page.status, fields: ex.fields, media: resolveUrls(ex.media, page.finalUrl), ids: ex.ids, text: page.renderedText, ...(ex.problem ? { problem: ex.problem } : {}) };
     }
     let outcome;
     try {
@@ -304,11 +344,11 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
     } catch (err) {
       if (err instanceof StorageError || abort.signal.aborted) throw err;
       stats.errors++;
-      return { ...none, attempts: 1, error: errorMessage(err), skippable: err instanceof ScopeError };
+      return { ...none, attempts: attemptsOf(err), error: errorMessage(err), skippable: err instanceof ScopeError };
     }
     const last = outcome.hops[outcome.hops.length - 1]!;
     try {
-      const ex = await extract(last, spec.extract, spec.type, profile.politeness.maxExtractBytes);
+      const ex = await safeExtract(last, spec);
       if (ex.problem) log.log('debug', `extraction of ${last.url}: ${ex.problem}`, { id });
       const rows = await writeHops(outcome.hops, spec.name, id);
       return {
@@ -320,6 +360,7 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
         media: resolveUrls(ex.media, last.url),
         ids: ex.ids,
         text: ex.text,
+        ...(ex.problem ? { problem: ex.problem } : {}),
       };
     } finally {
       for (const hop of outcome.hops) await releaseBody(hop.body);

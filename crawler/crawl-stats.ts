@@ -1,6 +1,6 @@
 import type { IdStatus } from '../storage/shard-db.js';
 
-const SCALARS = ['done', 'records', 'bytes', 'warcs', 'throttles', 'retries', 'errors', 'mediaDone', 'mediaFailed', 'mediaSkipped'] as const;
+const SCALARS = ['done', 'records', 'bytes', 'warcs', 'throttles', 'retries', 'errors', 'mediaDone', 'mediaFailed', 'mediaSkipped', 'extractionNotes'] as const;
 
 export type StatsCounters = { ids: Record<IdStatus, number> } & Record<(typeof SCALARS)[number], number>;
 
@@ -19,6 +19,8 @@ export class CrawlStats {
   mediaDone = 0;
   mediaFailed = 0;
   mediaSkipped = 0;
+  /** Final IDs whose extraction was cut or failed (the response is archived; ids.last_error says why). */
+  extractionNotes = 0;
 
   /** The counters alone (what a crawl worker sends to the main thread). */
   counters(): StatsCounters {
@@ -55,6 +57,7 @@ export class CrawlStats {
       media_done: this.mediaDone,
       media_failed: this.mediaFailed,
       media_skipped: this.mediaSkipped,
+      extraction_notes: this.extractionNotes,
       elapsed_secs: Math.round(elapsedSecs * 10) / 10,
       ids_per_sec: Math.round(rate * 10) / 10,
       mb_per_sec: Math.round((elapsedSecs > 0 ? this.bytes / 1e6 / elapsedSecs : 0) * 100) / 100,

@@ -1,9 +1,9 @@
 import { open } from 'node:fs/promises';
 import zlib from 'node:zlib';
-import { compile, selectAll } from 'css-select';
-import { textContent } from 'domutils';
+import { compile } from 'css-select';
 import type { AnyNode, Element } from 'domhandler';
-import { parseDocument } from 'htmlparser2';
+import { jsonNesting, MAX_JSON_PARSE_DEPTH, ValueBounder, type ExtractLimits } from './extract-bounds.js';
+import { boundedText, parseHtmlBounded, selectSome } from './html-extract.js';
 import { jsonPathQuery } from './json-path.js';
 import type { ExtractRules, Selector } from '../config/profile.js';
 import type { Capture } from '../storage/capture.js';
@@ -19,7 +19,9 @@ export interface Extracted {
   ids: string[];
   /** The decoded body, for `missing_body` checks; undefined when not decodable. */
   text: string | undefined;
-  /** Why extraction found nothing, when it failed (bad JSON, cap exceeded). */
+  /** What went wrong or was cut (bad JSON, a value too deep or long, too many values), one note each. */
+  notes: string[];
+  /** The notes in one line, when there are any. */
   problem?: string;
 }
 
@@ -58,61 +60,102 @@ export async function decodedBody(capture: Capture, maxBytes: number): Promise<B
   throw new Error(`unsupported Content-Encoding "${encoding}"`);
 }
 
-function asStrings(values: unknown[]): string[] {
+/** Strings and finite numbers of `values`, at most `limit`. */
+function asStrings(values: unknown[], limit: number): string[] {
   const out: string[] = [];
   for (const v of values) {
-    if (typeof v === 'string' && v.length > 0) out.push(v);
+    if (out.length >= limit) break;
+    if (typeof v === 'string' && v.length > 0) out.push(v.slice(0, 8192));
     else if (typeof v === 'number' && Number.isFinite(v)) out.push(String(v));
   }
   return out;
 }
 
-function selectJson(doc: unknown, sel: Selector): unknown[] {
-  if (typeof sel !== 'string') return [];
-  return jsonPathQuery(doc, sel);
-}
-
-export async function extract(capture: Capture, rules: ExtractRules | undefined, type: 'json' | 'html' | 'binary', maxBytes: number): Promise<Extracted> {
-  const empty: Extracted = { fields: {}, media: [], ids: [], text: undefined };
+/**
+ * Applies a profile's rules to one capture. Never throws for what the response holds: a bad
+ * body, a selector the document breaks, a value too deep, long or many — each ends up in
+ * `notes` (and `problem`), and what could be kept is kept, cut to `limits`.
+ */
+export async function extract(capture: Capture, rules: ExtractRules | undefined, type: 'json' | 'html' | 'binary', limits: ExtractLimits, signal?: AbortSignal): Promise<Extracted> {
+  const empty: Extracted = { fields: {}, media: [], ids: [], text: undefined, notes: [] };
   if (type === 'binary') return empty;
   let text: string;
   try {
-    text = (await decodedBody(capture, maxBytes)).toString('utf8');
+    text = (await decodedBody(capture, limits.maxBytes)).toString('utf8');
   } catch (err) {
-    return { ...empty, problem: `cannot decode the body: ${(err as Error).message}` };
+    return withNotes(empty, [`cannot decode the body: ${(err as Error).message}`]);
   }
   if (!rules) return { ...empty, text };
-  const out: Extracted = { fields: {}, media: [], ids: [], text };
+  const out: Extracted = { fields: {}, media: [], ids: [], text, notes: [] };
+  const notes: string[] = [];
+  const bounder = new ValueBounder(limits);
+  // A selector that fails (a stack overflow in a library, a value the walker cannot take) loses its own values only.
+  const guarded = <T>(what: string, fn: () => T[]): T[] => {
+    try {
+      return fn();
+    } catch (err) {
+      notes.push(`${what}: ${(err as Error).message}`);
+      return [];
+    }
+  };
+  const keep = (name: string, values: unknown[]): void => {
+    if (values.length === 0) return;
+    const kept = values.length === 1 ? bounder.bound(name, values[0]) : bounder.bound(name, values);
+    if (kept !== undefined) out.fields[name] = kept;
+  };
+  const pushMedia = (refs: string[]): void => {
+    for (const ref of refs) if (out.media.length < limits.maxMedia) out.media.push(ref);
+  };
+  let mediaSeen = 0;
   if (type === 'json') {
+    const depth = jsonNesting(text, MAX_JSON_PARSE_DEPTH);
+    if (depth > MAX_JSON_PARSE_DEPTH) return withNotes(out, [`JSON nested deeper than ${MAX_JSON_PARSE_DEPTH} levels: not extracted`]);
     let doc: unknown;
     try {
       doc = JSON.parse(text);
     } catch (err) {
-      return { ...out, problem: `not JSON: ${(err as Error).message}` };
+      return withNotes(out, [`not JSON: ${(err as Error).message}`]);
     }
     for (const [name, sel] of Object.entries(rules.fields)) {
-      const values = selectJson(doc, sel);
-      if (values.length > 0) out.fields[name] = values.length === 1 ? values[0] : values;
+      if (typeof sel === 'string') keep(name, guarded(`field ${name}`, () => jsonPathQuery(doc, sel, bounder.left + 1)));
     }
-    for (const sel of rules.media) out.media.push(...asStrings(selectJson(doc, sel)));
-    for (const sel of rules.ids) out.ids.push(...asStrings(selectJson(doc, sel)));
+    for (const sel of rules.media) {
+      if (typeof sel !== 'string') continue;
+      const found = guarded(`media ${sel}`, () => jsonPathQuery(doc, sel, limits.maxMedia + 1));
+      mediaSeen += found.length;
+      pushMedia(asStrings(found, limits.maxMedia - out.media.length + 1));
+    }
+    for (const sel of rules.ids) {
+      if (typeof sel === 'string') out.ids.push(...asStrings(guarded(`ids ${sel}`, () => jsonPathQuery(doc, sel, limits.maxFieldValues)), limits.maxFieldValues - out.ids.length));
+    }
   } else {
     // htmlparser2 + css-select with compiled selectors: ~4x less CPU per page than cheerio here.
-    const dom = parseDocument(text);
-    const pick = (sel: Selector): string[] => {
+    const parsed = await parseHtmlBounded(text, { maxDepth: limits.maxHtmlDepth, deadlineMs: Date.now() + limits.maxMs, signal });
+    if (parsed.problem) notes.push(parsed.problem);
+    const pick = (what: string, sel: Selector, limit: number): string[] => {
       if (typeof sel === 'string') return [];
-      return selectAll<AnyNode, Element>(compiledSelector(sel.css), dom)
-        .map((el) => (sel.attr === 'text' ? textContent(el) : el.attribs[sel.attr]))
-        .filter((v): v is string => typeof v === 'string' && v.length > 0);
+      return guarded(what, () =>
+        selectSome(compiledSelector(sel.css), parsed.dom, limit)
+          .map((el) => (sel.attr === 'text' ? boundedText(el, limits.maxFieldChars + 1) : el.attribs[sel.attr]))
+          .filter((v): v is string => typeof v === 'string' && v.length > 0),
+      );
     };
-    for (const [name, sel] of Object.entries(rules.fields)) {
-      const values = pick(sel);
-      if (values.length > 0) out.fields[name] = values.length === 1 ? values[0] : values;
+    for (const [name, sel] of Object.entries(rules.fields)) keep(name, pick(`field ${name}`, sel, bounder.left + 1));
+    for (const sel of rules.media) {
+      const found = pick('media', sel, limits.maxMedia + 1);
+      mediaSeen += found.length;
+      pushMedia(found);
     }
-    for (const sel of rules.media) out.media.push(...pick(sel));
-    for (const sel of rules.ids) out.ids.push(...pick(sel));
+    for (const sel of rules.ids) out.ids.push(...pick('ids', sel, limits.maxFieldValues - out.ids.length));
   }
-  return out;
+  if (mediaSeen > out.media.length) notes.push(`more than ${limits.maxMedia} media references (media.max_per_post): the first ${out.media.length} kept`);
+  return withNotes(out, [...notes, ...bounder.notes]);
+}
+
+function withNotes(ex: Extracted, notes: string[]): Extracted {
+  if (notes.length === 0) return ex;
+  const all = [...ex.notes, ...notes];
+  return { ...ex, notes: all, problem: all.join('; ') };
 }
 
 const compiledSelectors = new Map<string, ReturnType<typeof compile<AnyNode, Element>>>();

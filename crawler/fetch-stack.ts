@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import type { CrawlPartOptions } from './crawl-part.js';
 import { Fetcher } from './fetcher.js';
 import { HostLimiter } from './host-limiter.js';
-import { HttpCapturer, releaseBody } from './http-capture.js';
+import { HttpCapturer } from './http-capture.js';
 import { RobotsPolicy } from './robots.js';
+import { robotsFetcher } from './robots-fetch.js';
 import { ScopeGuard } from './scope-guard.js';
 import { userAgent } from './version.js';
 
@@ -36,16 +37,9 @@ export async function buildFetchStack(opts: StackOptions) {
   const robots = new RobotsPolicy({
     userAgent: 'lifeboat',
     mode: pol.robots,
-    fetchRobots: async (url) => {
-      guard.checkUrl(url);
-      const c = await capturer.fetch({ url });
-      try {
-        const text = c.body.kind === 'buffer' ? c.body.data.toString('utf8') : '';
-        return { status: c.status, body: text };
-      } finally {
-        await releaseBody(c.body);
-      }
-    },
+    fetchRobots: robotsFetcher(capturer, guard),
+    onUnreachable: (origin, reason, retryInMs) =>
+      logger.child('robots').log('warn', `${origin}: waiting for robots.txt (${reason}); nothing is fetched from this host until it answers (next try in ${Math.round(retryInMs / 1000)} s)`, { origin }),
   });
   const limiter = new HostLimiter({ ratePerSec: opts.ratePerSec, perHostConcurrency: opts.perHostConcurrency });
   const fetcher = new Fetcher({

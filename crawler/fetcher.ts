@@ -54,6 +54,19 @@ function errorCode(err: unknown): string | undefined {
 
 const RETRY_STATUS = new Set<number>(RETRYABLE_STATUSES);
 
+/** Requests sent before a fetch failed, kept with its error (`ids.attempts` counts every one). */
+const attemptsByError = new WeakMap<object, number>();
+
+function withAttempts(err: unknown, attempts: number): unknown {
+  if (err !== null && typeof err === 'object') attemptsByError.set(err, attempts);
+  return err;
+}
+
+/** How many requests a failed `Fetcher.fetch` sent (1 for errors from elsewhere). */
+export function attemptsOf(err: unknown): number {
+  return (err !== null && typeof err === 'object' ? attemptsByError.get(err) : undefined) ?? 1;
+}
+
 function locationOf(c: Capture): string | undefined {
   return /^location:[ \t]*(.*)$/im.exec(c.responseHead.toString('latin1'))?.[1]?.trim();
 }
@@ -80,8 +93,9 @@ export class Fetcher {
       try {
         one = await this.#fetchOne(current, headers);
       } catch (err) {
-        if (err instanceof ScopeError && hops.length > 0) return { hops, attempts, stopped: err.message };
-        throw err;
+        const total = attempts + attemptsOf(err);
+        if (err instanceof ScopeError && hops.length > 0) return { hops, attempts: total, stopped: err.message };
+        throw withAttempts(err, total);
       }
       const { capture, tries } = one;
       attempts += tries;
@@ -91,10 +105,10 @@ export class Fetcher {
       seen.add(current);
       const next = new URL(location, current).href;
       if (seen.has(next) || hops.length > this.#o.maxRedirects) {
-        throw new LifeboatError(`${url}: redirect loop or more than ${this.#o.maxRedirects} redirects (last to ${next})`, {
-          code: 'E_REDIRECTS',
-          policy: 'give-up',
-        });
+        throw withAttempts(
+          new LifeboatError(`${url}: redirect loop or more than ${this.#o.maxRedirects} redirects (last to ${next})`, { code: 'E_REDIRECTS', policy: 'give-up' }),
+          attempts,
+        );
       }
       current = next;
     }
@@ -128,7 +142,9 @@ export class Fetcher {
         waitMs = retryAfter;
         lastError = new RetryableFetchError(`${target.href}: HTTP ${capture.status}`, { code: `E_HTTP_${capture.status}`, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) });
       } catch (err) {
-        if (err instanceof ScopeError || !isRetryable(err)) throw err;
+        // A refusal by scope or robots sent nothing; any other error ends this attempt.
+        if (err instanceof ScopeError) throw withAttempts(err, attempt - 1);
+        if (!isRetryable(err)) throw withAttempts(err, attempt);
         lastError = err as Error;
         waitMs = (err as { retryAfterMs?: number }).retryAfterMs;
         hostDown = errorCode(err) !== undefined;
@@ -149,6 +165,6 @@ export class Fetcher {
         await sleep(delay, undefined, this.#o.signal ? { signal: this.#o.signal } : undefined);
       }
     }
-    throw lastError ?? new RetryableFetchError(`${target.href}: failed`, { code: 'E_FETCH' });
+    throw withAttempts(lastError ?? new RetryableFetchError(`${target.href}: failed`, { code: 'E_FETCH' }), maxAttempts);
   }
 }

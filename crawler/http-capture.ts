@@ -34,6 +34,8 @@ export interface HttpCaptureOptions {
 export interface FetchRequest {
   url: string;
   headers?: Record<string, string>;
+  /** A lower body limit for this request (robots.txt: RFC 9309's 500 KiB); the rest is not read. */
+  maxBodyBytes?: number;
 }
 
 const kCapture = Symbol('lifeboat.capture');
@@ -75,7 +77,7 @@ export class HttpCapturer {
 
   fetch(req: FetchRequest): Promise<Capture> {
     const url = new URL(req.url);
-    const opts = this.#opts;
+    const opts = req.maxBodyBytes === undefined ? this.#opts : { ...this.#opts, maxBodyBytes: Math.min(req.maxBodyBytes, this.#opts.maxBodyBytes) };
     const headers: string[] = ['user-agent', opts.userAgent, 'accept-encoding', 'gzip, deflate, br'];
     for (const [k, v] of Object.entries(req.headers ?? {})) headers.push(k.toLowerCase(), v);
     if (!req.headers || !Object.keys(req.headers).some((k) => k.toLowerCase() === 'accept')) headers.push('accept', '*/*');
@@ -96,6 +98,9 @@ export class HttpCapturer {
       let abortFn: ((err: Error) => void) | undefined;
       let resumeFn: (() => void) | undefined;
       let settled = false;
+      // Set once the body is complete (or cut at the limit): the abort that follows a cut, and
+      // any late error, must not delete a spool file that is about to become the capture.
+      let finishing = false;
       const fetchedAt = new Date();
 
       const cleanup = (): void => {
@@ -107,7 +112,7 @@ export class HttpCapturer {
         }
       };
       const fail = (err: Error): void => {
-        if (settled) return;
+        if (settled || finishing) return;
         settled = true;
         cleanup();
         reject(err);
@@ -119,11 +124,17 @@ export class HttpCapturer {
       }, opts.totalTimeoutMs);
 
       const finish = async (): Promise<void> => {
-        if (settled) return;
+        if (settled || finishing) return;
+        finishing = true;
         let body: BodySource;
         if (spool) {
           const s = spool;
-          await new Promise<void>((res, rej) => s.stream.end((err?: Error | null) => (err ? rej(err) : res())));
+          try {
+            await new Promise<void>((res, rej) => s.stream.end((err?: Error | null) => (err ? rej(err) : res())));
+          } catch (err) {
+            finishing = false;
+            throw err;
+          }
           body = { kind: 'file', path: s.path, length: received };
           spool = undefined;
         } else {

@@ -9,7 +9,7 @@ import parse from 'jsonpath-rfc9535/parser';
  * library, so the library stays the reference for the semantics.
  */
 type Step = { kind: 'name'; name: string } | { kind: 'wildcard' } | { kind: 'index'; index: number };
-type Compiled = (doc: unknown) => unknown[];
+type Compiled = (doc: unknown, limit: number) => unknown[];
 
 const cache = new Map<string, Compiled>();
 
@@ -29,14 +29,20 @@ function stepOf(node: AstNode | undefined): Step | undefined {
   return undefined;
 }
 
-function apply(values: unknown[], step: Step): unknown[] {
+function apply(values: unknown[], step: Step, limit: number): unknown[] {
   const out: unknown[] = [];
   for (const v of values) {
+    if (out.length >= limit) break;
     if (v === null || typeof v !== 'object') continue;
     if (step.kind === 'name') {
       if (!Array.isArray(v) && Object.prototype.hasOwnProperty.call(v, step.name)) out.push((v as Record<string, unknown>)[step.name]);
     } else if (step.kind === 'wildcard') {
-      out.push(...(Array.isArray(v) ? v : Object.values(v)));
+      // One push per element: `push(...list)` passes the list as arguments and overflows the
+      // stack beyond ~120k entries (a hostile `media` array).
+      for (const item of Array.isArray(v) ? v : Object.values(v)) {
+        if (out.length >= limit) break;
+        out.push(item);
+      }
     } else if (Array.isArray(v)) {
       const i = step.index < 0 ? v.length + step.index : step.index;
       if (i >= 0 && i < v.length) out.push(v[i]);
@@ -50,18 +56,22 @@ function compileExpression(expression: string): Compiled {
   const steps: Step[] = [];
   for (const seg of ast.segments) {
     const step = seg.type === 'ChildSegment' ? stepOf(seg.node) : undefined;
-    if (!step) return (doc) => query(doc as never, expression);
+    if (!step) return (doc, limit) => query(doc as never, expression).slice(0, limit);
     steps.push(step);
   }
-  return (doc) => steps.reduce<unknown[]>((values, step) => apply(values, step), [doc]);
+  // Only the last step may stop early: an earlier one feeds steps that may drop values.
+  return (doc, limit) => steps.reduce<unknown[]>((values, step, i) => apply(values, step, i === steps.length - 1 ? limit : Infinity), [doc]);
 }
 
-/** The values the expression selects (throws on an expression that does not parse). */
-export function jsonPathQuery(doc: unknown, expression: string): unknown[] {
+/**
+ * The values the expression selects, the first `limit` of them (throws on an expression that
+ * does not parse). With a limit, a compiled walker never holds more than that many results.
+ */
+export function jsonPathQuery(doc: unknown, expression: string, limit = Infinity): unknown[] {
   let q = cache.get(expression);
   if (!q) {
     q = compileExpression(expression);
     cache.set(expression, q);
   }
-  return q(doc);
+  return q(doc, limit);
 }

@@ -1,5 +1,5 @@
 import robotsParserModule from 'robots-parser';
-import { RetryableFetchError, ScopeError } from '../config/errors.js';
+import { RetryableFetchError, ScopeError, errorMessage } from '../config/errors.js';
 
 // robots-parser is CommonJS (`module.exports = fn`) while its types declare `export default fn`.
 type RobotsParser = (typeof robotsParserModule)['default'];
@@ -12,8 +12,9 @@ const robotsParser: RobotsParser =
  * - 4xx ("unavailable"): everything is allowed — except 429, treated like 5xx;
  * - 5xx, 429 or a network error ("unreachable"): everything is disallowed for now, and the file
  *   is fetched again after `unreachableRetryMs`;
- * - 3xx: the fetcher follows redirects (RFC 9309 asks for at least five); a 3xx that reaches us
- *   means it gave up, which counts as unavailable.
+ * - 3xx: the fetcher follows up to five redirects within scope (RFC 9309); a 3xx that reaches
+ *   us means it gave up (more redirects, or out of scope), which counts as unavailable.
+ * At most the first 500 KiB are read (the rest is never downloaded) and parsed.
  * One fetch per origin: the result is cached for `cacheTtlMs` (RFC 9309: at most 24 hours) and
  * concurrent callers share the in-flight fetch.
  */
@@ -21,6 +22,8 @@ const robotsParser: RobotsParser =
 export interface RobotsResponse {
   status: number;
   body: string;
+  /** Why a 3xx ended the fetch (too many redirects, out of scope), for the log. */
+  note?: string;
 }
 
 export type RobotsDecision = 'ignored' | 'allowed' | 'disallowed' | 'unavailable' | 'unreachable';
@@ -45,17 +48,23 @@ export interface RobotsPolicyOptions {
   unreachableRetryMs?: number;
   /** How long a fetched robots.txt is trusted. Default 24 hours. */
   cacheTtlMs?: number;
+  /**
+   * Told each time an origin's robots.txt turns out unreachable, with why: nothing is fetched
+   * from that origin until the next try, and the crawl would otherwise stall with no visible reason.
+   */
+  onUnreachable?: (origin: string, reason: string, retryInMs: number) => void;
 }
 
-/** RFC 9309 §2.5: crawlers must parse at least 500 KiB. */
-const MAX_ROBOTS_CHARS = 500 * 1024;
+/** RFC 9309 §2.5: crawlers must parse at least 500 KiB; more is neither read nor parsed. */
+export const MAX_ROBOTS_BYTES = 500 * 1024;
+const MAX_ROBOTS_CHARS = MAX_ROBOTS_BYTES;
 
 type Robot = ReturnType<typeof robotsParser>;
 
 type OriginRules =
   | { kind: 'rules'; robot: Robot }
   | { kind: 'unavailable' }
-  | { kind: 'unreachable' };
+  | { kind: 'unreachable'; reason: string };
 
 interface CacheEntry {
   expiresAtMs: number;
@@ -69,6 +78,7 @@ export class RobotsPolicy {
   readonly #now: () => number;
   readonly #unreachableRetryMs: number;
   readonly #cacheTtlMs: number;
+  readonly #onUnreachable: RobotsPolicyOptions['onUnreachable'];
   readonly #byOrigin = new Map<string, CacheEntry>();
 
   constructor(opts: RobotsPolicyOptions) {
@@ -79,6 +89,7 @@ export class RobotsPolicy {
     this.#now = now;
     this.#unreachableRetryMs = unreachableRetryMs;
     this.#cacheTtlMs = cacheTtlMs;
+    this.#onUnreachable = opts.onUnreachable;
   }
 
   async isAllowed(url: string): Promise<boolean> {
@@ -143,6 +154,7 @@ export class RobotsPolicy {
     entry.rules = this.#load(`${origin}/robots.txt`).then((rules) => {
       const ttlMs = rules.kind === 'unreachable' ? this.#unreachableRetryMs : this.#cacheTtlMs;
       entry.expiresAtMs = this.#now() + ttlMs;
+      if (rules.kind === 'unreachable') this.#onUnreachable?.(origin, rules.reason, ttlMs);
       return rules;
     });
     this.#byOrigin.set(origin, entry);
@@ -154,12 +166,12 @@ export class RobotsPolicy {
     let response: RobotsResponse;
     try {
       response = await this.#fetchRobots(robotsUrl);
-    } catch {
-      return { kind: 'unreachable' };
+    } catch (err) {
+      return { kind: 'unreachable', reason: errorMessage(err) };
     }
     const { status, body } = response;
     if (status >= 200 && status < 300) return { kind: 'rules', robot: robotsParser(robotsUrl, body.slice(0, MAX_ROBOTS_CHARS)) };
-    if (status === 429 || status >= 500 || status < 100) return { kind: 'unreachable' };
+    if (status === 429 || status >= 500 || status < 100) return { kind: 'unreachable', reason: `HTTP ${status}` };
     return { kind: 'unavailable' };
   }
 

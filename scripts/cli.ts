@@ -105,6 +105,7 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
     if (io.stderr.isTTY && !o.quiet && !o.json) io.stderr.write('\n');
     if (o.json) io.stdout.write(`${JSON.stringify({ summary, run: s, interrupted: result.aborted })}\n`);
     else io.stdout.write(`${summaryLine(summary)}\n`);
+    if (s.extraction_notes && !o.json) io.stderr.write(`note: ${s.extraction_notes} IDs were archived with extraction cut short or failed (their reason: lifeboat status)\n`);
     if (result.aborted) {
       io.stderr.write(`interrupted: run the same command again to resume\n`);
       return EXIT.error;

@@ -191,3 +191,49 @@ export function faultProfile(o: { name?: string; politeness?: Record<string, num
     '',
   ].join('\n');
 }
+
+/** Poison posts (issue 11): single responses that once stopped a crawl, or every node that claimed them. */
+export type PoisonKind = 'deep-json' | 'huge-list' | 'nested-html' | 'oversize';
+
+export const poison = {
+  /** A post whose `author.handle` is nested `depth` arrays deep. */
+  deepJson: (id: number, base: string, depth = 5_000): Buffer =>
+    Buffer.from(`{"id":${id},"author":{"handle":${'['.repeat(depth)}"x"${']'.repeat(depth)}},"text":"post ${id}","media":[{"url":"${base}/media/${id}.jpg"}]}`),
+  /** A post with `n` media objects (`$.media[*].url` selects them all). */
+  hugeList: (id: number, base: string, n = 200_000): Buffer => {
+    const parts: string[] = [];
+    for (let i = 0; i < n; i++) parts.push(`{"url":"${base}/media/${id}-${i}.jpg"}`);
+    return Buffer.from(`{"id":${id},"author":{"handle":"user${id % 7}"},"text":"post ${id}","media":[${parts.join(',')}]}`);
+  },
+  /** A page with `depth` nested `<div>`s after an ordinary media image. */
+  nestedHtml: (id: number, depth = 200_000): Buffer =>
+    Buffer.from(`<!doctype html><html><body><p>post ${id}</p><img class="media" src="/media/${id}.jpg">${'<div>'.repeat(depth)}deep${'</div>'.repeat(depth)}</body></html>`),
+  /** A JSON post of `bytes` bytes (a long `text`). */
+  oversize: (id: number, bytes: number): Buffer => {
+    const head = `{"id":${id},"author":{"handle":"user${id % 7}"},"text":"`;
+    return Buffer.concat([Buffer.from(head), Buffer.alloc(Math.max(0, bytes - head.length - 2), 0x61), Buffer.from('"}')]);
+  },
+};
+
+/** A route serving the poison of `kinds` (by post ID); the rest is the ordinary platform. Bodies are built once. */
+export function poisonRoute(kinds: Map<number, PoisonKind>, base: () => string, o: { oversizeBytes?: number } = {}): Route {
+  const cache = new Map<string, Buffer>();
+  const once = (key: string, make: () => Buffer): Buffer => {
+    let b = cache.get(key);
+    if (!b) cache.set(key, (b = make()));
+    return b;
+  };
+  const json = { 'content-type': 'application/json' };
+  return (path) => {
+    const post = /^\/api\/v1\/posts\/(\d+)$/.exec(path);
+    const page = /^\/p\/(\d+)$/.exec(path);
+    const id = Number((post ?? page)?.[1]);
+    const kind = kinds.get(id);
+    if (!kind) return undefined;
+    if (post && kind === 'deep-json') return { kind: 'reply', headers: json, body: once(path, () => poison.deepJson(id, base())) };
+    if (post && kind === 'huge-list') return { kind: 'reply', headers: json, body: once(path, () => poison.hugeList(id, base())) };
+    if (post && kind === 'oversize') return { kind: 'reply', headers: json, body: once(path, () => poison.oversize(id, o.oversizeBytes ?? 5 << 20)) };
+    if (page && kind === 'nested-html') return { kind: 'reply', headers: { 'content-type': 'text/html' }, body: once(path, () => poison.nestedHtml(id)) };
+    return undefined;
+  };
+}

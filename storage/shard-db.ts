@@ -14,6 +14,8 @@ export interface IdOutcome {
   attempts: number;
   lastError: string | null;
   fields?: Record<string, unknown>;
+  /** `fields` already serialised (the crawl serialises outside the commit, where a failure costs one ID only). */
+  fieldsJson?: string;
 }
 
 export interface CaptureRow {
@@ -150,7 +152,8 @@ export class ShardDb {
 
   recordOutcome(o: IdOutcome, now = Date.now()): void {
     this.#stmts.putId.run({ id: o.id, status: o.status, httpStatus: o.httpStatus, attempts: o.attempts, lastError: o.lastError, now });
-    if (o.fields) this.#stmts.putPost.run(o.id, JSON.stringify(o.fields));
+    if (o.fieldsJson !== undefined) this.#stmts.putPost.run(o.id, o.fieldsJson);
+    else if (o.fields) this.#stmts.putPost.run(o.id, JSON.stringify(o.fields));
   }
 
   recordCapture(c: CaptureRow): void {
