@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { InputError, LifeboatError, errorMessage } from '../config/errors.js';
 import { VERSION } from '../crawler/version.js';
+import { DISK_FULL_MESSAGE, isDiskFull } from '../storage/disk-full.js';
 import { cliLogger, gracefulInterrupt, processIo, progressReporter, type CliIo } from './cli-io.js';
 import { registerMoreCommands } from './cli-commands.js';
 
@@ -161,6 +162,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
       return EXIT.usage;
+    }
+    if (!(err instanceof LifeboatError) && isDiskFull(err)) {
+      // A full disk noticed outside the storage layer (a lock or temp file): the same one line as everywhere.
+      io.stderr.write(`lifeboat: ${DISK_FULL_MESSAGE} (${errorMessage(err)})\n`);
+      return EXIT.error;
     }
     io.stderr.write(`lifeboat: ${errorMessage(err)}\n`);
     if (err instanceof InputError) return EXIT.usage;

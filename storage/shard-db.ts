@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { StorageError } from '../config/errors.js';
+import { diskFullError } from './disk-full.js';
 import type { ClosedWarc, RevisitTarget, WrittenRecord } from './warc-writer.js';
 
 /** Final statuses (DESIGN.md §3, a contract); `failed` is retried by a later run. */
@@ -69,13 +70,21 @@ export class ShardDb {
     try {
       this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     } catch (err) {
-      throw new StorageError(`cannot open the shard database ${path}: ${(err as Error).message}`, { code: 'E_SHARD_DB', cause: err });
+      throw diskFullError(err, path) ?? new StorageError(`cannot open the shard database ${path}: ${(err as Error).message}`, { code: 'E_SHARD_DB', cause: err });
     }
-    this.db.pragma('busy_timeout = 30000');
-    if (!options.readonly) {
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = NORMAL');
-      this.#migrate();
+    try {
+      this.db.pragma('busy_timeout = 30000');
+      if (!options.readonly) {
+        this.db.pragma('journal_mode = WAL');
+        this.db.pragma('synchronous = NORMAL');
+        this.#migrate();
+      }
+    } catch (err) {
+      // A disk already full at start fails here (SQLITE_IOERR_SHMSIZE mapping -shm, SQLITE_FULL): same message as mid-crawl.
+      const full = diskFullError(err, path);
+      if (!full) throw err;
+      this.db.close();
+      throw full;
     }
     const db = this.db;
     this.#stmts = {
