@@ -15,10 +15,22 @@ import type Database from 'better-sqlite3';
  */
 export function surtOf(url: string): string {
   try {
+    if (!/^https?:/i.test(url)) {
+      // Foreign records (wget's `metadata://gnu.org/software/wget/warc/wget.log`, ftp://…): keyed
+      // as pywb and jwarc key them — the SURT of host and path, without the scheme. Anything
+      // without an authority (urn:, dns:) keeps its URI, lower-cased.
+      const m = /^[a-z][a-z0-9+.-]*:\/\/(.*)$/is.exec(url);
+      return m ? getSurt(`http://${m[1]}`) : url.toLowerCase();
+    }
     return getSurt(url);
   } catch {
     return url;
   }
+}
+
+/** Whether a target URI is HTTP(S): only those carry a payload digest in the index when the record declares none. */
+export function isHttpUri(url: string | undefined): boolean {
+  return !!url && /^https?:/i.test(url);
 }
 
 /** `2024-05-01T12:00:00.123Z` → `20240501120000`. */

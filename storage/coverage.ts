@@ -4,10 +4,12 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { FINAL_STATUSES, ID_STATUSES } from './shard-db.js';
+import { versionConflicts, type VersionReport } from './version-conflicts.js';
 
 /**
  * The coverage report of a merged directory: `coverage.json` (per-status counts, what each input
- * contributed, conflicts between inputs, different versions of the same post) and
+ * contributed, conflicts between inputs, different versions of the same URL, same content in
+ * different encodings) and
  * `missing-ranges.txt` — every ID inside some input's requested ranges that has no final status,
  * as `START-END` (or `ID`) lines that `parseRanges` reads and a tracker can re-seed. Computed
  * from merged.sqlite alone; the missing ranges are a streaming difference of two sorted range
@@ -36,7 +38,10 @@ export interface CoverageReport {
   }[];
   conflicts: {
     statuses: { count: number; first: { id: number; status: string; input: number; other_status: string; other_input: number }[] };
-    versions: { count: number; first: { post_id: number; name: string; url: string; digests: { digest: string; inputs: number[] }[] }[] };
+    /** One URL archived with different payloads (version-conflicts.ts). */
+    versions: VersionReport['versions'];
+    /** One URL whose payloads differ only in transfer encoding: both kept, not a conflict. */
+    same_content: VersionReport['same_content'];
   };
   defects: { count: number; first: { file: string; offset: number | null; what: string }[] };
 }
@@ -115,27 +120,7 @@ export async function writeCoverage(db: Database.Database, dir: string, options:
   const records: Record<string, number> = {};
   for (const r of db.prepare<[], { type: string; n: number }>('SELECT type, COUNT(*) AS n FROM records GROUP BY type').iterate()) records[r.type] = r.n;
 
-  const versionRows = db
-    .prepare<[number], { post_id: number; name: string; url: string; digest: string; inputs: string }>(
-      `WITH multi AS (SELECT post_id, name FROM captures WHERE post_id IS NOT NULL AND http_status BETWEEN 200 AND 299
-                      GROUP BY post_id, name HAVING COUNT(DISTINCT payload_digest) > 1 ORDER BY post_id, name LIMIT ?)
-       SELECT c.post_id, c.name, MIN(c.url) AS url, c.payload_digest AS digest, GROUP_CONCAT(DISTINCT c.input_id) AS inputs
-       FROM captures c JOIN multi m ON m.post_id = c.post_id AND m.name = c.name WHERE c.http_status BETWEEN 200 AND 299
-       GROUP BY c.post_id, c.name, c.payload_digest ORDER BY c.post_id, c.name, c.payload_digest`,
-    )
-    .all(limit);
-  const versions: CoverageReport['conflicts']['versions']['first'] = [];
-  for (const r of versionRows) {
-    let v = versions[versions.length - 1];
-    if (!v || v.post_id !== r.post_id || v.name !== r.name) versions.push((v = { post_id: r.post_id, name: r.name, url: r.url, digests: [] }));
-    v.digests.push({ digest: r.digest, inputs: r.inputs.split(',').map(Number) });
-  }
-  const versionCount = db
-    .prepare<[], { n: number }>(
-      `SELECT COUNT(*) AS n FROM (SELECT 1 FROM captures WHERE post_id IS NOT NULL AND http_status BETWEEN 200 AND 299
-       GROUP BY post_id, name HAVING COUNT(DISTINCT payload_digest) > 1)`,
-    )
-    .get()!.n;
+  const found = await versionConflicts(db, dir, limit);
 
   const report: CoverageReport = {
     generated_at: new Date().toISOString(),
@@ -162,7 +147,8 @@ export async function writeCoverage(db: Database.Database, dir: string, options:
           )
           .all(limit),
       },
-      versions: { count: versionCount, first: versions },
+      versions: found.versions,
+      same_content: found.same_content,
     },
     defects: {
       count: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM defects').get()!.n,

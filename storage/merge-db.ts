@@ -16,7 +16,7 @@ CREATE INDEX IF NOT EXISTS inputs_digest ON inputs(digest);
 CREATE TABLE IF NOT EXISTS input_warcs (sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, size INTEGER NOT NULL, input_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS records (record_id TEXT PRIMARY KEY, type TEXT NOT NULL, url TEXT, surt TEXT, ts TEXT, date TEXT,
   mime TEXT, status INTEGER, payload_digest TEXT, cdx_digest TEXT, warc TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
-  input_id INTEGER NOT NULL);
+  input_id INTEGER NOT NULL, encoding TEXT);
 CREATE INDEX IF NOT EXISTS records_key ON records(url, payload_digest);
 CREATE INDEX IF NOT EXISTS records_surt ON records(surt, ts);
 CREATE TABLE IF NOT EXISTS duplicates (record_id TEXT PRIMARY KEY, kept_record_id TEXT, type TEXT NOT NULL, url TEXT,
@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS requested (input_id INTEGER NOT NULL, start INTEGER N
 CREATE TABLE IF NOT EXISTS media_left (url TEXT NOT NULL, state TEXT NOT NULL, input_id INTEGER NOT NULL, PRIMARY KEY (url, input_id));
 CREATE TABLE IF NOT EXISTS defects (input_id INTEGER, file TEXT NOT NULL, offset INTEGER, what TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS warcs (name TEXT PRIMARY KEY, size INTEGER, sha256 TEXT, records INTEGER, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decoded (record_id TEXT PRIMARY KEY, digest TEXT);
 `;
 
 export interface KeptRecordRow {
@@ -45,6 +46,8 @@ export interface KeptRecordRow {
   status: number | null;
   payloadDigest: string | null;
   cdxDigest: string | null;
+  /** The HTTP Content-Encoding and Transfer-Encoding of a response (`gzip`, `br+chunked`), null when neither. */
+  encoding: string | null;
   warc: string;
   offset: number;
   length: number;
@@ -78,13 +81,15 @@ export class MergedDb {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(SCHEMA);
+    // Merged directories written before issue 15 lack the encoding column.
+    if (!this.db.prepare<[], { name: string }>('PRAGMA table_info(records)').all().some((c) => c.name === 'encoding')) this.db.exec('ALTER TABLE records ADD COLUMN encoding TEXT');
     const db = this.db;
     this.#s = {
       knownId: db.prepare<[string, string], { n: number }>('SELECT 1 AS n FROM records WHERE record_id = ? UNION ALL SELECT 1 FROM duplicates WHERE record_id = ? LIMIT 1'),
       byKey: db.prepare<[string, string], { record_id: string }>(`SELECT record_id FROM records WHERE url = ? AND payload_digest = ? AND type IN ('response', 'resource') LIMIT 1`),
       putRecord: db.prepare(
-        `INSERT OR IGNORE INTO records (record_id, type, url, surt, ts, date, mime, status, payload_digest, cdx_digest, warc, offset, length, input_id)
-         VALUES (@recordId, @type, @url, @surt, @ts, @date, @mime, @status, @payloadDigest, @cdxDigest, @warc, @offset, @length, @inputId)`,
+        `INSERT OR IGNORE INTO records (record_id, type, url, surt, ts, date, mime, status, payload_digest, cdx_digest, warc, offset, length, input_id, encoding)
+         VALUES (@recordId, @type, @url, @surt, @ts, @date, @mime, @status, @payloadDigest, @cdxDigest, @warc, @offset, @length, @inputId, @encoding)`,
       ),
       putDuplicate: db.prepare(
         `INSERT OR IGNORE INTO duplicates (record_id, kept_record_id, type, url, payload_digest, date, input_id)

@@ -1,6 +1,7 @@
-import { cdxDigest, cdxMime, cdxTimestamp, surtOf } from './cdxj.js';
+import { cdxDigest, cdxMime, cdxTimestamp, isHttpUri, surtOf } from './cdxj.js';
 import type { DuplicateRow, KeptRecordRow, MergedDb } from './merge-db.js';
 import type { RecordSpool } from './merge-spool.js';
+import { inputWarcLabel, markCopiedWarcinfo } from './merge-warcinfo.js';
 import { normaliseSha1 } from './warc-digest.js';
 import type { ReadRecord } from './warc-reader.js';
 import type { WarcWriter } from './warc-writer.js';
@@ -26,8 +27,10 @@ import type { WarcWriter } from './warc-writer.js';
  * version: kept, and listed in coverage.json.
  *
  * Copying: a record that is its own gzip member is copied byte for byte (no re-compression);
- * others come re-compressed by a RecordSpool. Records are written in batches and indexed in
- * merged.sqlite in one transaction per batch, after the bytes are in the file.
+ * others come re-compressed by a RecordSpool. An input's warcinfo is the exception: it gains a
+ * `WARC-Lifeboat-Copied-From` header (merge-warcinfo.ts), its block unchanged. Records are
+ * written in batches and indexed in merged.sqlite in one transaction per batch, after the bytes
+ * are in the file.
  */
 export interface OfferSource {
   inputId: number;
@@ -57,6 +60,39 @@ const PENDING_MAX = 256;
 const BATCH_BYTES = 4 * 1024 * 1024;
 const BATCH_RECORDS = 4096;
 
+/** The digest that identifies a record's payload for deduplication: what a revisit points at, else the payload as read. */
+export function keyDigest(rec: ReadRecord): string | undefined {
+  if (rec.type === 'revisit') return normaliseSha1(rec.payloadDigest) ?? rec.payloadDigest;
+  return rec.payloadSha1;
+}
+
+/**
+ * A kept record's row in merged.sqlite (and its CDXJ fields). The CDXJ digest is the record's
+ * declared WARC-Payload-Digest; an HTTP record without one gets the payload's sha1 as read; a
+ * foreign record with a non-HTTP URI (wget's `metadata://…` log and manifest) gets none, as
+ * pywb and jwarc index it (its block digest is not a payload digest).
+ */
+export function recordRow(rec: ReadRecord, inputId: number): Omit<KeptRecordRow, 'warc' | 'offset' | 'length'> {
+  const indexed = rec.type === 'response' || rec.type === 'revisit' || rec.type === 'resource';
+  const header = (name: string): string | undefined => rec.httpHeaders?.find(([k]) => k.toLowerCase() === name)?.[1]?.trim().toLowerCase();
+  const httpType = rec.httpHeaders?.find(([k]) => k.toLowerCase() === 'content-type')?.[1];
+  const encoding = [header('content-encoding'), header('transfer-encoding')].filter((e) => e && e !== 'identity').join('+') || null;
+  return {
+    recordId: rec.recordId!,
+    type: rec.type,
+    url: rec.targetUri ?? null,
+    surt: indexed && rec.targetUri ? surtOf(rec.targetUri) : null,
+    ts: cdxTimestamp(rec.date),
+    date: rec.date ?? null,
+    mime: cdxMime(rec.type, httpType, rec.contentType),
+    status: rec.httpStatus ?? null,
+    payloadDigest: keyDigest(rec) ?? null,
+    cdxDigest: cdxDigest(rec.payloadDigest) ?? (isHttpUri(rec.targetUri) ? cdxDigest(rec.payloadSha1) : null),
+    encoding: rec.type === 'response' ? encoding : null,
+    inputId,
+  };
+}
+
 export class MergeOutput {
   readonly counts: MergeCounts = { recordsRead: 0, recordsKept: 0, duplicates: 0, alreadyMerged: 0, bytesWritten: 0 };
   #batch: BatchEntry[] = [];
@@ -84,8 +120,7 @@ export class MergeOutput {
   }
 
   #keyDigest(rec: ReadRecord): string | undefined {
-    if (rec.type === 'revisit') return normaliseSha1(rec.payloadDigest) ?? rec.payloadDigest;
-    return rec.payloadSha1;
+    return keyDigest(rec);
   }
 
   /** A record that failed its checks: not kept; what depends on it is dropped too. */
@@ -149,25 +184,8 @@ export class MergeOutput {
       this.onDefect(src.inputId, src.path, rec.offset, `${rec.type} record ${id} shares its gzip member with other records; not copied`);
       return;
     }
-    const indexed = rec.type === 'response' || rec.type === 'revisit' || rec.type === 'resource';
-    const httpType = rec.httpHeaders?.find(([k]) => k.toLowerCase() === 'content-type')?.[1];
-    this.#batch.push({
-      data,
-      spool: src.spool,
-      row: {
-        recordId: id,
-        type: rec.type,
-        url: rec.targetUri ?? null,
-        surt: indexed && rec.targetUri ? surtOf(rec.targetUri) : null,
-        ts: cdxTimestamp(rec.date),
-        date: rec.date ?? null,
-        mime: cdxMime(rec.type, httpType, rec.contentType),
-        status: rec.httpStatus ?? null,
-        payloadDigest: this.#keyDigest(rec) ?? null,
-        cdxDigest: cdxDigest(rec.payloadDigest) ?? cdxDigest(rec.payloadSha1),
-        inputId: src.inputId,
-      },
-    });
+    if (rec.type === 'warcinfo') data = await markCopiedWarcinfo(data, inputWarcLabel(src.path));
+    this.#batch.push({ data, spool: src.spool, row: recordRow(rec, src.inputId) });
     this.#batchIds.add(id);
     this.#batchBytes += Buffer.isBuffer(data) ? data.length : data.length;
     this.counts.recordsKept++;

@@ -9,6 +9,8 @@ import { openInputDb, SHARD_TABLES } from './input-db.js';
 import { checkInputFile, hashRegularFile } from './input-file.js';
 import { MergedDb } from './merge-db.js';
 import { MergeOutput, type MergeCounts } from './merge-output.js';
+import { mergeWarcinfo } from './merge-warcinfo.js';
+import { syncPostSearch } from './post-search.js';
 import { importShardDb } from './merge-shard-db.js';
 import { RecordSpool } from './merge-spool.js';
 import { readManifest } from './shard-manifest.js';
@@ -221,7 +223,7 @@ async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaite
     prefix,
     node: 'merged',
     maxFileBytes: o.maxWarcBytes ?? 1024 * 1024 * 1024,
-    warcinfo: { software: o.software ?? 'lifeboat', operation: 'merge', description: 'lifeboat merge of volunteer shards' },
+    warcinfo: mergeWarcinfo({ software: o.software ?? 'lifeboat', inputs: listings, alreadyMerged: (sha) => mdb.mergedWarc(sha) !== undefined }),
     onFileClosed: (w) => mdb.putWarc(w, 'closed'),
   });
   const defects: MergeDefect[] = [];
@@ -289,6 +291,7 @@ async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaite
     await writer.close();
   }
   const cdxjLines = await writeCdxj(mdb.db, join(o.out, 'indexes', 'index.cdxj'));
+  syncPostSearch(mdb.db);
   const coverage = await writeCoverage(mdb.db, o.out, { formatId: o.formatId });
   mdb.close();
   return { ...output.counts, inputs: result, bytesRead, defectCount, defects, cdxjLines, coverage, seconds: (Date.now() - started) / 1000 };

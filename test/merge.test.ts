@@ -13,6 +13,7 @@ import { parseRanges, RangeSet } from '../crawler/id-ranges.js';
 import { mergeShards } from '../storage/merge.js';
 import { verifyPaths } from '../storage/verify.js';
 import { readWarc, type ReadRecord } from '../storage/warc-reader.js';
+import { warcDate } from '../storage/warc-record.js';
 import { repairOpenWarcs } from '../storage/warc-repair.js';
 import { makeShard, pageBody, statusFor } from './fixtures/make-shard.js';
 
@@ -109,8 +110,19 @@ describe('mergeShards', () => {
     expect(records.filter((r) => r.targetUri === `${base}/p/2`).map((r) => r.type).sort()).toEqual(['request', 'response']);
     // Different versions of the same post are both kept and listed.
     expect(records.filter((r) => r.type === 'response' && r.targetUri === 'http://127.0.0.1:8080/p/51')).toHaveLength(2);
-    expect(result.coverage.conflicts.versions.count).toBe(6);
-    expect(result.coverage.conflicts.versions.first.map((v) => v.post_id)).toEqual([50, 50, 51, 51, 52, 52]);
+    // A conflict is one URL with different payloads, each listed with its date and input (issue 15 §1).
+    const versions = result.coverage.conflicts.versions;
+    expect(versions.count).toBe(6);
+    expect(versions.first.map((v) => v.url)).toEqual([50, 51, 52].map((id) => `http://127.0.0.1:8080/api/v1/posts/${id}`).concat([50, 51, 52].map((id) => `http://127.0.0.1:8080/p/${id}`)));
+    for (const v of versions.first) {
+      expect(v.versions.map((x) => [x.input, x.date])).toEqual([
+        [1, warcDate(new Date('2024-05-01T12:00:00Z'))],
+        [2, warcDate(new Date('2024-05-02T08:00:00Z'))],
+      ]);
+      const held = records.filter((r) => r.type === 'response' && r.targetUri === v.url).map((r) => r.payloadSha1);
+      expect(v.versions.map((x) => x.digest).sort()).toEqual(held.sort());
+    }
+    expect(result.coverage.conflicts.same_content.count).toBe(0);
     // Coverage is exact: statuses of the union, and the failed IDs (no final status) as ranges.
     const expected: Record<string, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 };
     for (let id = 1; id <= 140; id++) expected[statusFor(id)]!++;
