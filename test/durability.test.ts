@@ -121,6 +121,23 @@ describe('group commit durability order', () => {
     }
   });
 
+  it('work an op returns starts after the transaction; ops without an ID are applied but not reported as final', async () => {
+    const committed: number[][] = [];
+    const commits = new GroupCommit(writer, db, (ids) => committed.push([...ids]));
+    await writer.writeCapture(httpCapture('http://127.0.0.1:8080/media/a.gif', 'GIF89a'));
+    commits.add(() => {
+      events.push('media url done');
+      return () => events.push('start queued media');
+    });
+    await commits.commit();
+    expect(events).toEqual(['fsync 3', 'fsync done 3', 'tx', 'media url done', 'tx done', 'start queued media']);
+    expect(committed).toEqual([]);
+    await crawlId(commits, 3);
+    commits.add(() => undefined);
+    await commits.commit();
+    expect(committed).toEqual([[3]]);
+  });
+
   it('a commit with nothing to make final neither fsyncs nor opens a transaction', async () => {
     const commits = new GroupCommit(writer, db, undefined);
     await commits.commit();

@@ -1,0 +1,52 @@
+/**
+ * What `npm run mutate` mutates, and the tests that judge each part (fastest first: Stryker
+ * stops a mutant's run at its first failing test). `MUTATE_GROUP=merge npm run mutate` runs one
+ * group; `MUTATE_GROUP=merge,upload` several. Line ranges keep the upload modules to their
+ * verification code (the transfer code is guarded by the upload tests and benchmarks instead).
+ */
+export const GROUPS = {
+  'group-commit': {
+    mutate: ['crawler/group-commit.ts'],
+    tests: ['test/durability.test.ts', 'test/revisit.test.ts'],
+  },
+  'warc-repair': {
+    mutate: ['storage/warc-repair.ts'],
+    tests: ['test/warc-repair.test.ts', 'test/merge.test.ts'],
+  },
+  merge: {
+    mutate: ['storage/merge-db.ts', 'storage/merge-output.ts'],
+    tests: ['test/merge-dedupe.test.ts', 'test/merge.test.ts'],
+  },
+  upload: {
+    mutate: ['storage/upload-s3.ts:231-352', 'storage/upload-ia.ts:240-274', 'storage/upload-ia.ts:336-392'],
+    tests: ['test/upload-verify.test.ts', 'test/upload-ia.test.ts', 'test/upload-s3.test.ts'],
+  },
+  'scope-guard': {
+    mutate: ['crawler/scope-guard.ts'],
+    tests: ['test/scope-guard.test.ts'],
+  },
+  'host-limiter': {
+    mutate: ['crawler/host-limiter.ts'],
+    tests: ['test/host-limiter.test.ts'],
+  },
+  'warc-writer': {
+    mutate: ['storage/warc-writer.ts'],
+    tests: ['test/warc-repair.test.ts', 'test/durability.test.ts', 'test/warc-compress.test.ts', 'test/warc-reader.test.ts', 'test/merge-dedupe.test.ts', 'test/revisit.test.ts'],
+  },
+  'tracker-stores': {
+    mutate: ['tracker/sqlite-store.ts', 'tracker/postgres-store.ts'],
+    tests: ['test/tracker-store.test.ts'],
+  },
+};
+
+/** The groups chosen by MUTATE_GROUP (all when unset). */
+export function chosenGroups(env = process.env) {
+  const names = env.MUTATE_GROUP ? env.MUTATE_GROUP.split(',').map((s) => s.trim()) : Object.keys(GROUPS);
+  for (const n of names) if (!GROUPS[n]) throw new Error(`MUTATE_GROUP: unknown group ${n} (known: ${Object.keys(GROUPS).join(', ')})`);
+  return names.map((n) => GROUPS[n]);
+}
+
+/** Test files of the chosen groups, in order, each once. */
+export function chosenTests(env = process.env) {
+  return [...new Set(chosenGroups(env).flatMap((g) => g.tests))];
+}
