@@ -69,7 +69,7 @@ export const profileSchema = z.strictObject({
       max_field_chars: z.number().int().min(16).default(64 * 1024),
       max_field_values: z.number().int().min(1).default(10_000),
       /** HTML nested deeper than this is parsed only up to there (browsers cap trees at 512 levels). */
-      max_html_depth: z.number().int().min(16).max(100_000).default(512),
+      max_html_depth: z.number().int().min(16).max(4096).default(512),
       /** Wall-clock budget of one capture's HTML extraction; what was parsed by then is used. */
       max_extract_ms: z.number().int().min(10).default(10_000),
       max_redirects: z.number().int().min(0).max(20).default(5),
