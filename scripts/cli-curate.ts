@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../config/errors.js';
 import { createCodec, type CodecSpec } from '../crawler/id-codec.js';
+import { SOFTWARE } from '../crawler/version.js';
 import { openForReading } from '../storage/sqlite-read.js';
 import type { UploadProgress } from '../storage/upload-common.js';
 import type { CliIo } from './cli-io.js';
@@ -51,6 +52,7 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
       const result = await mergeShards({
         inputs,
         out: resolve(o.out),
+        software: SOFTWARE,
         ...(o.warcSize ? { maxWarcBytes: o.warcSize } : {}),
         ...(formatId ? { formatId } : {}),
         onDefect: (d) => io.stderr.write(`defect: ${d.file}${d.offset !== undefined ? ` @${d.offset}` : ''}: ${d.what}\n`),
@@ -66,14 +68,44 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
 
   program
     .command('export')
-    .description('package a shard or merged directory as WACZ 1.1.1')
-    .argument('<dir>', 'shard or merged directory')
-    .requiredOption('--wacz <file>', 'the .wacz file to write')
-    .option('--title <title>', 'the collection title')
-    .action(async (dir: string, o: { wacz: string; title?: string }) => {
+    .description('package a merged directory, or a single crawl shard (indexed in place), as WACZ 1.1.1')
+    .argument('<dir>', 'merged directory (lifeboat merge --out DIR) or crawl shard (lifeboat crawl --out DIR)')
+    .requiredOption('--wacz <file>', 'the .wacz file to write (its folder must exist)')
+    .option('--title <title>', 'the collection title (default: "PROJECT archive")')
+    .option('--description <text>', 'the collection description (default: what was archived, when, from how many inputs)')
+    .option('--main-page <url>', 'the archived page ReplayWeb.page opens first (default: the first post\'s page)')
+    .action(async (dir: string, o: { wacz: string; title?: string; description?: string; mainPage?: string }) => {
       const { exportWacz } = await import('../storage/wacz.js');
-      const r = await exportWacz({ dir: resolve(dir), file: resolve(o.wacz), ...(o.title ? { title: o.title } : {}) });
-      io.stdout.write(`${r.file}: ${r.bytes} bytes, ${r.resources} files, ${r.pages} pages\n`);
+      const r = await exportWacz({
+        dir: resolve(dir),
+        file: resolve(o.wacz),
+        ...(o.title ? { title: o.title } : {}),
+        ...(o.description ? { description: o.description } : {}),
+        ...(o.mainPage ? { mainPageUrl: o.mainPage } : {}),
+      });
+      const warcs = r.resources.filter((f) => f.path.startsWith('archive/')).length;
+      io.stdout.write(`${r.file}: ${r.bytes} bytes, ${r.resources.length} files (${warcs} WARCs), ${r.pages} pages; main page ${r.mainPageUrl ?? 'none'}\n`);
+      setExit(0);
+    });
+
+  program
+    .command('search')
+    .description("find archived posts by their words, author or date (full-text index of the merged posts' fields)")
+    .argument('<dir>', 'merged directory')
+    .argument('<query>', 'words (FTS5: "a phrase", prefix*, OR, NOT); "" for filters only')
+    .option('--author <name>', 'only posts by this author')
+    .option('--since <date>', 'only posts on or after this date (YYYY-MM-DD or ISO date-time)')
+    .option('--until <date>', 'only posts on or before this date (a YYYY-MM-DD includes the whole day)')
+    .option('--limit <n>', 'at most this many results (default 20)', positiveInt('--limit'))
+    .option('--json', 'one JSON object per result')
+    .action(async (dir: string, query: string, o: { author?: string; since?: string; until?: string; limit?: number; json?: boolean }) => {
+      const { searchPosts } = await import('../storage/post-search.js');
+      const hits = searchPosts(resolve(dir), query, { ...(o.author ? { author: o.author } : {}), ...(o.since ? { since: o.since } : {}), ...(o.until ? { until: o.until } : {}), ...(o.limit ? { limit: o.limit } : {}) });
+      for (const h of hits) {
+        if (o.json) io.stdout.write(`${JSON.stringify(h)}\n`);
+        else io.stdout.write(`${h.id}  ${(h.date ?? '?').slice(0, 19).replace('T', ' ')}  ${h.author ?? '?'}  ${h.snippet.replace(/\s+/g, ' ')}  ${h.url ?? ''}\n`);
+      }
+      if (!o.json) io.stderr.write(`${hits.length} post${hits.length === 1 ? '' : 's'} found\n`);
       setExit(0);
     });
 

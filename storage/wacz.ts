@@ -1,33 +1,45 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
-import yazl from 'yazl';
 import { InputError } from '../config/errors.js';
+import { indexShard } from './shard-index.js';
+import { readManifest } from './shard-manifest.js';
+import { openForReading } from './sqlite-read.js';
+import { pageLines } from './wacz-pages.js';
+import { ZipWriter } from './zip-writer.js';
 
 /**
- * `lifeboat export DIR --wacz FILE`: packages a merged directory as WACZ 1.1.1
- * (https://specs.webrecorder.net/wacz/1.1.1/), which ReplayWeb.page opens:
+ * `lifeboat export DIR --wacz FILE`: packages a merged directory — or a crawl shard, indexed in
+ * place (shard-index.ts) — as WACZ 1.1.1 (https://specs.webrecorder.net/wacz/1.1.1/), which
+ * ReplayWeb.page opens. Every entry is stored with its CRC and sizes in its local header
+ * (zip-writer.ts), so streaming zip readers open it too:
  *   archive/*.warc.gz          stored, not deflated (already gzip; and replay reads ranges of them)
  *   indexes/index.cdxj         the merged CDXJ; above `compressIndexAboveBytes` instead
  *                              indexes/index.cdx.gz (gzip blocks of CDXJ lines) + indexes/index.idx
- *   pages/pages.jsonl          one entry per archived post: its HTML page when one was captured
- *   datapackage.json           every file's path, size and sha256
+ *   pages/pages.jsonl          one entry per archived post: its HTML page when one was captured, with
+ *                              the post's title and extracted text (wacz-pages.ts)
+ *   datapackage.json           every file's path, size and sha256; title, description, mainPageUrl
+ *                              and mainPageDate (given, or defaults from the merge)
  *   datapackage-digest.json    the sha256 of datapackage.json
  * Everything streams: each file is hashed as it goes into the zip, and pages.jsonl is built in
  * a temp file from merged.sqlite.
  */
 export interface ExportWaczOptions {
-  /** A merged directory (lifeboat merge --out DIR). */
+  /** A merged directory (lifeboat merge --out DIR) or a crawl shard. */
   dir: string;
   /** The .wacz file to write. */
   file: string;
+  /** Default: "PROJECT archive". */
   title?: string;
+  /** Default: what was archived, when, and from how many inputs. */
+  description?: string;
+  /** The page ReplayWeb.page opens first; must be archived. Default: the first page of pages.jsonl. */
+  mainPageUrl?: string;
   software?: string;
   /** Above this size the CDXJ is shipped as index.cdx.gz + index.idx (default 10 MiB). */
   compressIndexAboveBytes?: number;
@@ -38,6 +50,12 @@ export interface ExportWaczOptions {
 export interface WaczResult {
   file: string;
   bytes: number;
+  /** What the directory was: a merge output, or a shard indexed for the export. */
+  source: 'merged' | 'shard';
+  title: string;
+  description: string;
+  mainPageUrl: string | null;
+  mainPageDate: string | null;
   resources: { name: string; path: string; hash: string; bytes: number }[];
   pages: number;
 }
@@ -54,39 +72,6 @@ async function writeLines(path: string, lines: Iterable<string>): Promise<number
   out.end();
   await once(out, 'finish');
   return n;
-}
-
-function* pageLines(db: Database.Database): Generator<string> {
-  yield JSON.stringify({ format: 'json-pages-1.0', id: 'pages', title: 'All Pages' });
-  let n = 0;
-  const rows = db
-    .prepare<[], { post_id: number; url: string; fetched_at: string; fields: string | null }>(
-      `SELECT post_id, url, fetched_at, (SELECT fields FROM posts p WHERE p.id = x.post_id LIMIT 1) AS fields FROM (
-         SELECT c.post_id, c.url, c.fetched_at,
-                ROW_NUMBER() OVER (PARTITION BY c.post_id ORDER BY (c.content_type LIKE 'text/html%') DESC, c.rowid) AS rn
-         FROM captures c JOIN ids i ON i.id = c.post_id
-         WHERE i.status = 'archived' AND c.http_status BETWEEN 200 AND 299) x
-       WHERE rn = 1 ORDER BY post_id`,
-    )
-    .iterate();
-  for (const r of rows) {
-    n++;
-    let title: string | undefined;
-    try {
-      const f = r.fields ? (JSON.parse(r.fields) as Record<string, unknown>) : {};
-      if (typeof f.title === 'string') title = f.title;
-    } catch {
-      // fields are informational
-    }
-    yield JSON.stringify({ id: `post-${r.post_id}`, url: r.url, ts: r.fetched_at, ...(title ? { title } : {}) });
-  }
-  if (n > 0) return;
-  // No shard captures (bare WARCs only): every HTML page is a page.
-  for (const r of db
-    .prepare<[], { url: string; date: string }>(`SELECT url, date FROM records WHERE type = 'response' AND status = 200 AND mime = 'text/html' ORDER BY surt, ts`)
-    .iterate()) {
-    yield JSON.stringify({ url: r.url, ts: r.date });
-  }
 }
 
 /** Splits the CDXJ into gzip blocks; writes index.cdx.gz and the index.idx that points at each block. */
@@ -118,68 +103,128 @@ async function compressIndex(cdxj: string, gzPath: string, idxPath: string, line
   await Promise.all([once(gz, 'finish'), once(idx, 'finish')]);
 }
 
-export async function exportWacz(o: ExportWaczOptions): Promise<WaczResult> {
-  const dbPath = join(o.dir, 'merged.sqlite');
-  const cdxjPath = join(o.dir, 'indexes', 'index.cdxj');
-  try {
-    await stat(dbPath);
-    await stat(cdxjPath);
-  } catch {
-    throw new InputError(`${o.dir} is not a merged directory (no merged.sqlite or indexes/index.cdxj): run lifeboat merge first`, { code: 'E_EXPORT_INPUT' });
-  }
-  const work = await mkdtemp(join(tmpdir(), 'lifeboat-wacz-'));
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-  const tmpFile = `${o.file}.tmp`;
-  try {
-    const files: { src: string; path: string }[] = [];
-    for (const name of (await readdir(join(o.dir, 'warcs'))).filter((n) => n.endsWith('.warc.gz')).sort()) files.push({ src: join(o.dir, 'warcs', name), path: `archive/${name}` });
-    if ((await stat(cdxjPath)).size > (o.compressIndexAboveBytes ?? 10 * 1024 * 1024)) {
-      await compressIndex(cdxjPath, join(work, 'index.cdx.gz'), join(work, 'index.idx'), o.linesPerBlock ?? 3000);
-      files.push({ src: join(work, 'index.cdx.gz'), path: 'indexes/index.cdx.gz' }, { src: join(work, 'index.idx'), path: 'indexes/index.idx' });
-    } else files.push({ src: cdxjPath, path: 'indexes/index.cdxj' });
-    const pages = (await writeLines(join(work, 'pages.jsonl'), pageLines(db))) - 1;
-    files.push({ src: join(work, 'pages.jsonl'), path: 'pages/pages.jsonl' });
+interface Described {
+  title: string;
+  description: string;
+  mainPageUrl: string | null;
+  mainPageDate: string | null;
+}
 
-    const zip = new yazl.ZipFile();
-    const out = createWriteStream(tmpFile);
-    const written = once(out, 'finish');
-    zip.outputStream.pipe(out);
-    const resources: Resource[] = [];
-    const hashed: Promise<void>[] = [];
-    const mtime = new Date();
-    for (const f of files) {
-      const size = (await stat(f.src)).size;
-      const h = createHash('sha256');
-      const pass = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          h.update(chunk);
-          cb(null, chunk);
-        },
-      });
-      const resource: Resource = { name: f.path.split('/').pop()!, path: f.path, hash: '', bytes: size };
-      resources.push(resource);
-      hashed.push(once(pass, 'end').then(() => void (resource.hash = `sha256:${h.digest('hex')}`)));
-      // Lazily opened: thousands of WARCs do not hold thousands of descriptors.
-      zip.addReadStreamLazy(f.path, { compress: false, size, mtime }, (cb) => cb(null, createReadStream(f.src).pipe(pass)));
+/** datapackage.json's title, description, mainPageUrl and mainPageDate: as given, or what the merge says. */
+function describe(db: Database.Database, o: ExportWaczOptions, source: WaczResult['source'], firstPage: { url: string; ts: string } | undefined): Described {
+  const project = db.prepare<[], { value: string }>(`SELECT value FROM meta WHERE key = 'prefix'`).get()?.value ?? 'lifeboat';
+  const count = (status: string): number => db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM ids WHERE status = ?').get(status)!.n;
+  const span = db.prepare<[], { first: string | null; last: string | null }>(`SELECT MIN(date) AS first, MAX(date) AS last FROM records WHERE type IN ('response', 'resource')`).get()!;
+  const inputs = db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM inputs').get()!.n;
+  const day = (d: string | null): string => (d ?? '?').slice(0, 10);
+  const archived = count('archived');
+  const what =
+    archived > 0
+      ? `${archived} posts archived (${count('missing')} missing, ${count('gone')} gone, ${count('restricted')} restricted)`
+      : `${db.prepare<[], { n: number }>(`SELECT COUNT(*) AS n FROM records WHERE type = 'response'`).get()!.n} responses archived`;
+  const from = source === 'shard' ? 'from one crawl shard' : `merged from ${inputs} input${inputs === 1 ? '' : 's'}`;
+  let mainPageUrl = firstPage?.url ?? null;
+  let mainPageDate = firstPage?.ts ?? null;
+  if (o.mainPageUrl) {
+    const hit = db
+      .prepare<[string], { date: string | null }>(
+        `SELECT MIN(date) AS date FROM records WHERE url = ? AND type IN ('response', 'revisit', 'resource') AND (status IS NULL OR status < 400)`,
+      )
+      .get(o.mainPageUrl);
+    if (!hit?.date) throw new InputError(`--main-page ${o.mainPageUrl} is not archived in ${o.dir} (give a URL from its index)`, { code: 'E_EXPORT_MAIN_PAGE' });
+    mainPageUrl = o.mainPageUrl;
+    mainPageDate = hit.date;
+  }
+  return {
+    title: o.title ?? `${project} archive`,
+    description: o.description ?? `${project}: ${what}, captured ${day(span.first)} to ${day(span.last)} by lifeboat, ${from}.`,
+    mainPageUrl,
+    mainPageDate,
+  };
+}
+
+/** Which kind of directory `dir` is; for a shard, builds its index in `work`. */
+async function openSource(dir: string, work: string): Promise<{ source: WaczResult['source']; dbPath: string; cdxjPath: string; warcDir: string }> {
+  const merged = { dbPath: join(dir, 'merged.sqlite'), cdxjPath: join(dir, 'indexes', 'index.cdxj') };
+  if (existsSync(merged.dbPath) && existsSync(merged.cdxjPath)) return { source: 'merged', ...merged, warcDir: join(dir, 'warcs') };
+  if (existsSync(join(dir, 'shard.sqlite')) && existsSync(join(dir, 'warcs'))) {
+    const dbPath = join(work, 'shard-index.sqlite');
+    const cdxjPath = join(work, 'index.cdxj');
+    await indexShard(dir, dbPath, cdxjPath);
+    const profile = (await readManifest(dir))?.profile;
+    if (profile) {
+      const db = new Database(dbPath);
+      db.prepare(`INSERT OR REPLACE INTO meta (key, value) VALUES ('prefix', ?)`).run(profile);
+      db.close();
     }
-    await Promise.all(hashed);
-    const now = new Date().toISOString();
+    return { source: 'shard', dbPath, cdxjPath, warcDir: join(dir, 'warcs') };
+  }
+  throw new InputError(`${dir} is neither a merged directory (merged.sqlite, indexes/index.cdxj) nor a crawl shard (shard.sqlite, warcs/)`, { code: 'E_EXPORT_INPUT' });
+}
+
+export async function exportWacz(o: ExportWaczOptions): Promise<WaczResult> {
+  const folder = dirname(o.file);
+  if (!existsSync(folder)) throw new InputError(`cannot write ${o.file}: the folder ${folder} does not exist`, { code: 'E_EXPORT_OUTPUT' });
+  if (!existsSync(o.dir)) throw new InputError(`${o.dir} does not exist`, { code: 'E_EXPORT_INPUT' });
+  const work = await mkdtemp(join(tmpdir(), 'lifeboat-wacz-'));
+  const tmpFile = `${o.file}.tmp`;
+  let db: Database.Database | undefined;
+  let zip: ZipWriter | undefined;
+  try {
+    const src = await openSource(o.dir, work);
+    db = openForReading(src.dbPath); // leaves no -wal/-shm behind (issue 10 §3)
+    const files: { src: string; path: string }[] = [];
+    for (const name of (await readdir(src.warcDir)).filter((n) => n.endsWith('.warc.gz')).sort()) files.push({ src: join(src.warcDir, name), path: `archive/${name}` });
+    if ((await stat(src.cdxjPath)).size > (o.compressIndexAboveBytes ?? 10 * 1024 * 1024)) {
+      await compressIndex(src.cdxjPath, join(work, 'index.cdx.gz'), join(work, 'index.idx'), o.linesPerBlock ?? 3000);
+      files.push({ src: join(work, 'index.cdx.gz'), path: 'indexes/index.cdx.gz' }, { src: join(work, 'index.idx'), path: 'indexes/index.idx' });
+    } else files.push({ src: src.cdxjPath, path: 'indexes/index.cdxj' });
+    let firstPage: { url: string; ts: string } | undefined;
+    const lines = pageLines(db);
+    const pages = (await writeLines(join(work, 'pages.jsonl'), (function* () {
+      for (const line of lines) {
+        if (firstPage === undefined && !line.startsWith('{"format"')) firstPage = JSON.parse(line) as { url: string; ts: string };
+        yield line;
+      }
+    })())) - 1;
+    files.push({ src: join(work, 'pages.jsonl'), path: 'pages/pages.jsonl' });
+    const meta = describe(db, o, src.source, firstPage);
+
+    const mtime = new Date();
+    zip = await ZipWriter.create(tmpFile, mtime);
+    const resources: Resource[] = [];
+    for (const f of files) {
+      const e = await zip.addFile(f.path, f.src);
+      resources.push({ name: f.path.split('/').pop()!, path: f.path, hash: `sha256:${e.sha256}`, bytes: e.bytes });
+    }
+    const now = mtime.toISOString();
     const datapackage = Buffer.from(
       `${JSON.stringify(
-        { profile: 'data-package', wacz_version: '1.1.1', title: o.title ?? 'lifeboat archive', software: o.software ?? 'lifeboat', created: now, modified: now, resources },
+        {
+          profile: 'data-package',
+          wacz_version: '1.1.1',
+          title: meta.title,
+          description: meta.description,
+          ...(meta.mainPageUrl ? { mainPageUrl: meta.mainPageUrl, mainPageDate: meta.mainPageDate } : {}),
+          software: o.software ?? 'lifeboat',
+          created: now,
+          modified: now,
+          resources,
+        },
         null,
         2,
       )}\n`,
     );
     const digest = Buffer.from(`${JSON.stringify({ path: 'datapackage.json', hash: `sha256:${createHash('sha256').update(datapackage).digest('hex')}` }, null, 2)}\n`);
-    zip.addBuffer(datapackage, 'datapackage.json', { compress: true, mtime });
-    zip.addBuffer(digest, 'datapackage-digest.json', { compress: true, mtime });
-    zip.end();
-    await written;
+    await zip.addBuffer('datapackage.json', datapackage);
+    await zip.addBuffer('datapackage-digest.json', digest);
+    const { bytes } = await zip.close();
+    zip = undefined;
     await rename(tmpFile, o.file);
-    return { file: o.file, bytes: (await stat(o.file)).size, resources, pages };
+    return { file: o.file, bytes, source: src.source, ...meta, resources, pages };
   } finally {
-    db.close();
+    await zip?.abort();
+    db?.close();
     await rm(work, { recursive: true, force: true });
     await rm(tmpFile, { force: true });
   }
