@@ -9,14 +9,15 @@ import { InputError, StorageError } from '../config/errors.js';
  * extracted fields, kept in merged.sqlite (`post_search`) and brought up to date at the end of
  * every merge (only the inputs not yet indexed are read), or on the first search of a directory
  * merged by an older lifeboat. One row per distinct text of a post: overlapping shards holding
- * the same post add nothing; an edited post is found by the words of either version.
+ * the same post add nothing; an edited post is found by the words of either version. Only posts
+ * whose merged status is `archived` are indexed.
  * `postDocument` is also what export puts in each page of pages.jsonl, so ReplayWeb.page's
  * search finds the same posts.
  */
 export interface PostDocument {
   title: string | null;
   author: string | null;
-  /** Every textual field (text-like keys first), the author included; newline-separated. */
+  /** Every other textual field (text-like keys first), newline-separated; not the title or the author. */
   text: string;
   /** ISO date of the post when a field gives one. */
   date: string | null;
@@ -68,11 +69,13 @@ export function postDocument(fieldsJson: string | null): PostDocument {
   const first = (keys: string[]): string | null => keys.map((k) => f[k]).find((v): v is string => typeof v === 'string' && v.trim() !== '') ?? null;
   const dateKey = DATE_KEYS.find((k) => isoDate(f[k]) !== null);
   const keys = [...TEXT_KEYS.filter((k) => k in f), ...Object.keys(f).filter((k) => !TEXT_KEYS.includes(k) && k !== dateKey)];
+  const title = first(['title', 'subject']);
+  const author = first(AUTHOR_KEYS);
   const parts = keys
     .flatMap((k) => strings(f[k]))
     .map((s) => s.trim())
-    .filter((s) => s !== '' && !/^[a-z]+:\/\//i.test(s) && !/^\d+$/.test(s));
-  return { title: first(['title', 'subject']), author: first(AUTHOR_KEYS), text: [...new Set(parts)].join('\n'), date: dateKey ? isoDate(f[dateKey]) : null };
+    .filter((s) => s !== '' && s !== title && s !== author && !/^[a-z]+:\/\//i.test(s) && !/^\d+$/.test(s));
+  return { title, author, text: [...new Set(parts)].join('\n'), date: dateKey ? isoDate(f[dateKey]) : null };
 }
 
 const SCHEMA = `
@@ -92,7 +95,8 @@ export function syncPostSearch(db: Database.Database): number {
             (SELECT c.url FROM captures c WHERE c.post_id = p.id AND c.http_status BETWEEN 200 AND 299
              ORDER BY (c.content_type LIKE 'text/html%') DESC, c.rowid LIMIT 1) AS url,
             (SELECT MIN(c.fetched_at) FROM captures c WHERE c.post_id = p.id AND c.input_id = p.input_id) AS fetched_at
-     FROM posts p WHERE p.input_id = ? AND p.id > ? ORDER BY p.id LIMIT 1000`,
+     FROM posts p JOIN ids i ON i.id = p.id AND i.status = 'archived'
+     WHERE p.input_id = ? AND p.id > ? ORDER BY p.id LIMIT 1000`,
   );
   const seen = db.prepare('INSERT OR IGNORE INTO post_search_docs (post_id, text_sha1) VALUES (?, ?)');
   const put = db.prepare('INSERT INTO post_search (title, author, text, post_id, date, url) VALUES (?, ?, ?, ?, ?, ?)');
@@ -176,9 +180,13 @@ export function searchPosts(dir: string, query: string, o: SearchOptions = {}): 
     try {
       return run(q);
     } catch (err) {
-      if (!/fts5|syntax/i.test((err as Error).message)) throw err;
+      if ((err as { code?: string }).code !== 'SQLITE_ERROR') throw err;
       const quoted = quoteTerms(q);
-      return quoted ? run(quoted) : run(null);
+      try {
+        return quoted ? run(quoted) : run(null);
+      } catch (again) {
+        throw new InputError(`search ${JSON.stringify(query)}: ${(again as Error).message}`, { code: 'E_SEARCH_QUERY', cause: again });
+      }
     }
   } finally {
     db.close();

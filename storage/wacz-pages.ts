@@ -31,7 +31,8 @@ export function* pageEntries(db: Database.Database): Generator<PageEntry> {
     n++;
     const doc = postDocument(r.fields);
     const title = doc.title ?? `Post ${r.post_id}${doc.author ? ` by ${doc.author}` : ''}`;
-    yield { id: `post-${r.post_id}`, url: r.url, ts: r.fetched_at, title, ...(doc.text ? { text: doc.text } : {}) };
+    const text = [doc.text, doc.author].filter(Boolean).join('\n');
+    yield { id: `post-${r.post_id}`, url: r.url, ts: r.fetched_at, title, ...(text ? { text } : {}) };
   }
   if (n > 0) return;
   for (const r of db
