@@ -2,6 +2,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../config/errors.js';
 import { missingRanges } from './coverage.js';
+import { extractionNotes, formatExtractionNotes } from './extraction-notes.js';
 import { lockHolder } from './dir-lock.js';
 import { readManifest } from './shard-manifest.js';
 import { openForReading } from './sqlite-read.js';
@@ -17,6 +18,8 @@ export interface DirStatus {
   /** The live process writing this directory now (dir-lock.ts), if any: the numbers are moving. */
   running?: { pid: number; command: string; startedAt: string; host: string };
   ids: Record<string, number>;
+  /** Final IDs archived with extraction cut short or failed, by note (storage/extraction-notes.ts). */
+  extractionNotes?: ReturnType<typeof extractionNotes>;
   warcs: { name: string; bytes: number; open: boolean }[];
   warcBytes: number;
   provenance:
@@ -56,6 +59,7 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
   try {
     const ids: Record<string, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 };
     for (const r of db.prepare<[], { status: string; n: number }>('SELECT status, COUNT(*) AS n FROM ids GROUP BY status').iterate()) ids[r.status] = r.n;
+    const notes = extractionNotes(db);
     const firstRanges: string[] = [];
     let idsToRetry = 0;
     let mediaQueued = 0;
@@ -103,6 +107,7 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
       kind,
       ...(holder ? { running: { pid: holder.pid, command: holder.command, startedAt: holder.startedAt, host: holder.host } } : {}),
       ids,
+      ...(notes.total > 0 ? { extractionNotes: notes } : {}),
       warcs,
       warcBytes: warcs.reduce((n, w) => n + w.bytes, 0),
       provenance,
@@ -123,6 +128,7 @@ export function formatStatus(s: DirStatus): string {
   lines.push(`${s.kind} ${s.dir}`);
   if (s.running) lines.push(`running: ${s.running.command} by process ${s.running.pid} (started ${s.running.startedAt}); these numbers are a snapshot`);
   lines.push(`ids: ${Object.entries(s.ids).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  lines.push(...formatExtractionNotes(s.extractionNotes));
   lines.push(`warcs: ${s.warcs.length} files, ${mib(s.warcBytes)}${s.left.openWarcs ? ` (${s.left.openWarcs} unfinished .open)` : ''}`);
   for (const w of s.warcs) lines.push(`  ${w.name}  ${mib(w.bytes)}${w.open ? '  (open)' : ''}`);
   if (s.provenance.kind === 'shard') {

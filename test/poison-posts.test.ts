@@ -15,7 +15,7 @@ import { runCrawl } from '../crawler/crawl.js';
 import { parseHtmlBounded } from '../crawler/html-extract.js';
 import { createCodec } from '../crawler/id-codec.js';
 import { parseRanges } from '../crawler/id-ranges.js';
-import { hostileCrawl } from '../scripts/reliability-scenarios.js';
+import { hostileCrawl, runCli } from '../scripts/reliability-scenarios.js';
 import { faultProfile, poison, poisonRoute, startHostileServer, type Plan, type Route } from './fixtures/hostile-server.js';
 import { readWarcDir } from './fixtures/warc-records.js';
 
@@ -75,6 +75,11 @@ describe('poison responses (issue 11 §1)', () => {
     // media.max_per_post (100) applies before anything is queued: 100 of the 200,000.
     expect(count(r.out, 'SELECT count(*) AS n FROM urls WHERE post_id = ?', 5)).toBe(100);
     for (const id of [1, 2, 4, 6, 7, 8]) expect(ids.get(id)).toMatchObject({ status: 'archived', last_error: null });
+    // The crawl said so at the end, and `status` says so later.
+    expect(r.notes.stderr).toMatch(/note: 2 IDs were archived with extraction cut short or failed/);
+    const status = await runCli(['status', r.out]);
+    expect(status.stdout).toMatch(/extraction notes: 2 IDs archived with extraction cut short or failed/);
+    expect(status.stdout).toMatch(/ 1 × post: field author: nested deeper than 32 levels, cut there/);
     // The poison responses are archived whole, as sent.
     const records = await readWarcDir(join(r.out, 'warcs'));
     const body = (id: number) => records.find((x) => x.type === 'response' && x.url.endsWith(`/api/v1/posts/${id}`))!.payload;
