@@ -1,9 +1,32 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../config/errors.js';
 import { cliLogger, gracefulInterrupt, progressReporter, type CliIo } from './cli-io.js';
 import { nodeName, positiveInt } from './cli.js';
+
+/**
+ * `--project` is the project file for serve, seed and status alike (issue 10 §5). A bare name
+ * (the old meaning for seed/status) is refused with a hint instead of being read as a path.
+ */
+async function projectFromFlag(value: string) {
+  const file = resolve(value);
+  if (!existsSync(file)) {
+    const hint = /^[a-z0-9-]+$/.test(value) ? ' (--project takes the project file, e.g. project.yaml, for serve, seed and status)' : '';
+    throw new InputError(`--project ${value}: no such project file${hint}`, { code: 'E_PROJECT_FILE' });
+  }
+  const { loadProjectFile } = await import('../tracker/project.js');
+  return loadProjectFile(file);
+}
+
+async function readRangesFile(path: string): Promise<string> {
+  try {
+    return await readFile(resolve(path), 'utf8');
+  } catch (err) {
+    throw new InputError(`--from-file ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`, { code: 'E_USAGE', cause: err });
+  }
+}
 
 /** `lifeboat tracker serve|seed|status` and `lifeboat node`. */
 export function registerTrackerCommands(program: Command, io: CliIo, setExit: (code: number) => void): void {
@@ -31,29 +54,32 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
     });
   tracker
     .command('seed')
-    .description('add ID ranges to a project as items (from --ids or a merge’s missing-ranges.txt)')
-    .requiredOption('--project <name>', 'project name')
+    .description('add ID ranges to a project as items (from --ids or a merge’s missing-ranges.txt); IDs already in the project are skipped')
+    .requiredOption('--project <file>', 'project file (YAML or JSON), as for serve; the project name is read from it')
     .option('--ids <ranges>', 'ID ranges, e.g. 1-1000000')
     .option('--from-file <file>', 'a file of ranges, one per line (missing-ranges.txt)')
-    .requiredOption('--item-size <n>', 'IDs per item', positiveInt('--item-size'))
+    .option('--item-size <n>', 'IDs per item (default: item_size in the project file)', positiveInt('--item-size'))
+    .option('--create', 'start the project if the database does not hold it yet (the first seed)')
     .option('--db <url>', 'sqlite:PATH or postgres://…', 'sqlite:tracker.sqlite')
-    .action(async (o: { project: string; ids?: string; fromFile?: string; itemSize: number; db: string }) => {
+    .action(async (o: { project: string; ids?: string; fromFile?: string; itemSize?: number; create?: boolean; db: string }) => {
       if (!o.ids === !o.fromFile) throw new InputError('give exactly one of --ids or --from-file', { code: 'E_USAGE' });
-      const ids = o.ids ?? (await readFile(resolve(o.fromFile!), 'utf8'));
+      const project = await projectFromFlag(o.project);
+      const ids = o.ids ?? (await readRangesFile(o.fromFile!));
       const { seedCommand } = await import('../tracker/commands.js');
-      const r = await seedCommand({ db: o.db, project: o.project, ids, itemSize: o.itemSize });
+      const r = await seedCommand({ db: o.db, project: project.name, ids, itemSize: o.itemSize ?? project.item_size, create: !!o.create });
       io.stdout.write(`${r.summary}\n`);
       setExit(0);
     });
   tracker
     .command('status')
     .description('project totals and leaderboard')
-    .requiredOption('--project <name>', 'project name')
+    .requiredOption('--project <file>', 'project file (YAML or JSON), as for serve; the project name is read from it')
     .option('--db <url>', 'sqlite:PATH or postgres://…', 'sqlite:tracker.sqlite')
     .option('--json', 'JSON output')
     .action(async (o: { project: string; db: string; json?: boolean }) => {
+      const project = await projectFromFlag(o.project);
       const { statusCommand } = await import('../tracker/commands.js');
-      const r = await statusCommand({ db: o.db, project: o.project });
+      const r = await statusCommand({ db: o.db, project: project.name });
       io.stdout.write(o.json ? `${JSON.stringify(r.stats)}\n` : `${r.summary}\n`);
       setExit(0);
     });

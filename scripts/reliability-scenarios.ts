@@ -330,7 +330,7 @@ export async function trackerFaults(o: { dir: string; db: string; posts: number;
   const project = join(o.dir, 'project.yaml');
   await mkdir(o.dir, { recursive: true });
   await writeFile(project, `name: rel\nprofile: demo\nitem_size: ${o.itemSize ?? 40}\nlease_secs: 20\nmin_client_version: 0.1.0\n`);
-  await seedCommand({ db: o.db, project: 'rel', ids: `1-${o.posts}`, itemSize: o.itemSize ?? 40 });
+  await seedCommand({ db: o.db, project: 'rel', ids: `1-${o.posts}`, itemSize: o.itemSize ?? 40, create: true });
   const trackerUrl = `http://127.0.0.1:${port}`;
   let tracker: ChildProcess | undefined;
   let trackerStarts = 0;

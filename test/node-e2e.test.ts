@@ -26,7 +26,7 @@ describe('8 volunteer nodes against one tracker, killed at random and restarted'
     const project = join(tmp, 'project.yaml');
     await writeFile(project, 'name: e2e\nprofile: demo\nitem_size: 50\nlease_secs: 30\nmin_client_version: 0.1.0\n');
     db = `sqlite:${join(tmp, 'tracker.sqlite')}`;
-    await seedCommand({ db, project: 'e2e', ids: `1-${POSTS}`, itemSize: 50 });
+    await seedCommand({ db, project: 'e2e', ids: `1-${POSTS}`, itemSize: 50, create: true });
     tracker = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-e2e-test' }, logger: false });
   });
   afterAll(async () => {

@@ -73,6 +73,32 @@ function contractSuite(makeHarness: () => Promise<Harness>) {
     expect(await store.claim({ nodeId: a.id, now: T0, leaseMs: LEASE_MS })).toEqual({ kind: 'done', expired: 0 });
   });
 
+  it('seedNew adds only IDs the project does not hold, also when seeds race (issue 10 §5)', async () => {
+    const store = await open();
+    const other = await open();
+    expect(await store.seedNew(r([1, 1000]), 100)).toEqual({ items: 10, ids: 1000, skipped: 0 });
+    expect(await store.seedNew(r([1, 1000]), 100)).toEqual({ items: 0, ids: 0, skipped: 1000 });
+    // Another project's IDs do not count as held.
+    expect(await other.seedNew(r([1, 50]), 100)).toEqual({ items: 1, ids: 50, skipped: 0 });
+    expect(await store.seedNew(r([500, 1500], [2001, 2003]), 100)).toEqual({ items: 6, ids: 503, skipped: 501 });
+    const s = await store.stats({ now: T0, windowMs: 60_000 });
+    expect(s.ids.total).toBe(1503);
+    expect(s.items.total).toBe(16);
+    // Progress is unchanged by a repeated seed: finish one item, seed everything again.
+    const a = await register(store, 'alice');
+    const lease = await mustLease(store, a.id);
+    await store.done({ nodeId: a.id, leaseId: lease.leaseId, stats: stats(), now: T0 });
+    expect(await store.seedNew(r([1, 2003]), 100)).toMatchObject({ skipped: 1503, ids: 500 });
+    expect((await store.stats({ now: T0, windowMs: 60_000 })).ids).toEqual({ total: 2003, done: 100 });
+    // Two seeds of overlapping ranges at once, through separate connections: each ID once.
+    const [x, y] = await h.openMany(store.project, 2);
+    opened.push(x!, y!);
+    const both = await Promise.all([x!.seedNew(r([3001, 4000]), 100), y!.seedNew(r([3501, 4500]), 100)]);
+    expect(both[0]!.ids + both[1]!.ids).toBe(1500);
+    expect((await store.stats({ now: T0, windowMs: 60_000 })).ids.total).toBe(3503);
+    expect(await store.listProjects()).toEqual(expect.arrayContaining([store.project, other.project]));
+  });
+
   it('lease expiry hands over only the unfinished remainder', async () => {
     const store = await open();
     await store.seed(packItems(r([1, 100]), 100));

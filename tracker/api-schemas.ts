@@ -123,7 +123,7 @@ export const ROUTES: readonly RouteSpec[] = [
   { method: 'POST', path: '/api/v1/fail', summary: 'Give an item back with an error; its unfinished remainder is queued again', auth: 'node', body: failBody, response: releaseResponse },
   { method: 'GET', path: '/api/v1/stats', summary: 'Project and per-nick statistics (the leaderboard data)', auth: 'none', response: statsResponse },
   { method: 'GET', path: '/api/v1/project', summary: 'The project settings nodes need', auth: 'none', response: projectResponse },
-  { method: 'POST', path: '/api/v1/admin/seed', summary: 'Add ID ranges as items', auth: 'admin', body: seedBody, response: z.object({ items: count, ids: count }) },
+  { method: 'POST', path: '/api/v1/admin/seed', summary: 'Add ID ranges as items', auth: 'admin', body: seedBody, response: z.object({ items: count, ids: count, skipped: count }) },
   { method: 'POST', path: '/api/v1/admin/ban', summary: 'Ban a nick; its leases are returned to the queue', auth: 'admin', body: banBody, response: z.object({ ok: z.literal(true), released_items: count }) },
   { method: 'POST', path: '/api/v1/admin/unban', summary: 'Lift a ban', auth: 'admin', body: unbanBody, response: z.object({ ok: z.literal(true) }) },
   { method: 'POST', path: '/api/v1/admin/min-version', summary: 'Raise the minimum client version', auth: 'admin', body: minVersionBody, response: z.object({ ok: z.literal(true), min_client_version: z.string() }) },

@@ -1,13 +1,40 @@
+import { existsSync } from 'node:fs';
+import { InputError } from '../config/errors.js';
 import { createCodec, type IdCodec } from '../crawler/id-codec.js';
 import type { RangeSet } from '../crawler/id-ranges.js';
-import { type TrackerStats, packItems, parseSeedRanges } from './item-store.js';
+import { type ItemStore, type TrackerStats, parseSeedRanges } from './item-store.js';
 import { openItemStore } from './open-store.js';
+import { PROJECT_NAME, PROJECT_NAME_HINT } from './project.js';
 
 /**
- * `lifeboat tracker seed`: adds IDs to a project as items of at most `itemSize` IDs.
- * `ids` is a RangeSet or text — `1-1000,5000-6000`, or the content of a merge's
- * missing-ranges.txt (one range per line, `#` comments) — read with `codec` (default integer).
- * Seeding does not check for IDs already seeded. Returns a printable summary line.
+ * The tracker's admin commands. Both take the project's name (the CLI reads it from the project
+ * file given as --project, as `serve` does) and refuse what would quietly go wrong: a name that
+ * breaks the rule `serve` uses, a project the database does not hold (a typo) unless `create`,
+ * and — for `status` — a SQLite file that does not exist (it is never created).
+ */
+function checkName(project: string): void {
+  if (!PROJECT_NAME.test(project)) throw new InputError(`project name "${project}": ${PROJECT_NAME_HINT}`, { code: 'E_PROJECT_NAME' });
+}
+
+/** `sqlite:PATH` that does not exist: the error to give instead of creating an empty database. */
+function missingSqlite(db: string): string | undefined {
+  if (!db.startsWith('sqlite:')) return undefined;
+  const path = db.slice('sqlite:'.length);
+  return path && !existsSync(path) ? path : undefined;
+}
+
+async function requireProject(store: ItemStore, db: string, project: string, hint: string): Promise<void> {
+  const known = await store.listProjects();
+  if (known.includes(project)) return;
+  const holds = known.length === 0 ? 'it holds no project yet' : `it holds ${known.slice(0, 5).join(', ')}${known.length > 5 ? ', …' : ''}`;
+  throw new InputError(`project ${project} is not in ${db} (${holds}); ${hint}`, { code: 'E_NO_PROJECT' });
+}
+
+/**
+ * `lifeboat tracker seed`: adds the IDs the project does not hold yet, as items of at most
+ * `itemSize` IDs (seeding a range twice changes nothing). `ids` is a RangeSet or text —
+ * `1-1000,5000-6000`, or a merge's missing-ranges.txt (one range per line, `#` comments) — read
+ * with `codec` (default integer). A project the database does not hold needs `create`.
  */
 export async function seedCommand(options: {
   db: string;
@@ -15,15 +42,22 @@ export async function seedCommand(options: {
   ids: RangeSet | string;
   itemSize: number;
   codec?: IdCodec;
-}): Promise<{ items: number; ids: number; seconds: number; summary: string }> {
+  create?: boolean;
+}): Promise<{ items: number; ids: number; skipped: number; seconds: number; summary: string }> {
   const { db, project, itemSize, codec = createCodec('integer') } = options;
+  checkName(project);
   const ids = typeof options.ids === 'string' ? parseSeedRanges(options.ids, codec) : options.ids;
+  const missing = missingSqlite(db);
+  if (missing && !options.create) throw new InputError(`tracker database ${missing} does not exist; check --db, or add --create to start project ${project} in a new one`, { code: 'E_NO_DB' });
   const store = await openItemStore({ db, project });
   try {
+    if (!options.create) await requireProject(store, db, project, 'check the name and --db, or add --create to start it');
     const started = performance.now();
-    const result = await store.seed(packItems(ids, itemSize));
+    const result = await store.seedNew(ids, itemSize);
     const seconds = (performance.now() - started) / 1000;
-    const summary = `seeded ${result.items.toLocaleString('en-US')} items (${result.ids.toLocaleString('en-US')} IDs, up to ${itemSize} per item) into project ${project} in ${seconds.toFixed(2)} s`;
+    const n = (v: number) => v.toLocaleString('en-US');
+    const skipped = result.skipped > 0 ? `; ${n(result.skipped)} IDs were already in the project and were left as they are` : '';
+    const summary = `seeded ${n(result.items)} items (${n(result.ids)} IDs, up to ${itemSize} per item) into project ${project} in ${seconds.toFixed(2)} s${skipped}`;
     return { ...result, seconds, summary };
   } finally {
     await store.close();
@@ -38,8 +72,12 @@ export async function statusCommand(options: {
   rateWindowMs?: number;
 }): Promise<{ stats: TrackerStats; summary: string }> {
   const { db, project, now = Date.now(), rateWindowMs = 60_000 } = options;
+  checkName(project);
+  const missing = missingSqlite(db);
+  if (missing) throw new InputError(`tracker database ${missing} does not exist; give the --db the tracker serves with`, { code: 'E_NO_DB' });
   const store = await openItemStore({ db, project });
   try {
+    await requireProject(store, db, project, 'check the name in the project file and --db');
     const stats = await store.stats({ now, windowMs: rateWindowMs });
     return { stats, summary: formatStatus(stats) };
   } finally {

@@ -115,6 +115,14 @@ export interface ItemStore {
   init(): Promise<void>;
   /** Inserts one item per range set, in batches. Returns how many items and IDs were added. */
   seed(items: Iterable<RangeSet>): Promise<{ items: number; ids: number }>;
+  /**
+   * Adds the IDs of `ids` that no item of the project holds yet, packed into items of at most
+   * `itemSize` (packItems); one transaction, serialised against other seeds of the project, so
+   * seeding a range twice (or two seeds at once) never doubles it. `skipped`: IDs already there.
+   */
+  seedNew(ids: RangeSet, itemSize: number): Promise<SeedResult>;
+  /** Projects this database knows (with items, nodes or settings), sorted. */
+  listProjects(): Promise<string[]>;
   /** Stores a node; only the token's hash is kept. Throws `BannedError` for a banned nick. */
   registerNode(options: { nick: string; tokenHash: string; now: number }): Promise<NodeRecord>;
   authenticate(tokenHash: string): Promise<NodeRecord | undefined>;
@@ -147,6 +155,28 @@ export interface ItemStore {
   getSetting(key: string): Promise<string | undefined>;
   setSetting(key: string, value: string): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface SeedResult {
+  items: number;
+  ids: number;
+  skipped: number;
+}
+
+/**
+ * The IDs held by a project's items, from their stored `ranges` texts. Items are mostly seeded in
+ * order, so adjacent ranges are joined as they stream in: a million contiguous items cost one range.
+ */
+export function heldIds(storedTexts: Iterable<string>): RangeSet {
+  const out: { start: number; end: number }[] = [];
+  for (const text of storedTexts) {
+    for (const [start, end] of JSON.parse(text) as [number, number][]) {
+      const last = out[out.length - 1];
+      if (last && start === last.end + 1) last.end = end;
+      else out.push({ start, end });
+    }
+  }
+  return new RangeSet(out);
 }
 
 /**

@@ -12,9 +12,11 @@ import {
   type LeaseLookup,
   type NodeRecord,
   type ReleaseOptions,
+  type SeedResult,
   type TrackerStats,
   EVENT_RETENTION_MS,
   SCHEMA_VERSION,
+  packItems,
   parseStoredRanges,
   retryAfterMsFor,
   storedRanges,
@@ -161,6 +163,35 @@ export class PostgresItemStore implements ItemStore {
   }
 
   async seed(items: Iterable<RangeSet>): Promise<{ items: number; ids: number }> {
+    return this.#seedTx(async () => items);
+  }
+
+  async seedNew(ids: RangeSet, itemSize: number): Promise<SeedResult> {
+    let skipped = 0;
+    const result = await this.#seedTx(async (client) => {
+      // Seeds of one project take turns, so two at once cannot both add the same IDs.
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`lifeboat-seed:${this.#schema}:${this.project}`]);
+      // The project's IDs as disjoint ranges, joined in SQL (gaps and islands): few rows however many items.
+      const held = await client.query<{ s: string; e: string }>(
+        `WITH r AS (SELECT (x->>0)::bigint AS s, (x->>1)::bigint AS e FROM items, jsonb_array_elements(ranges::jsonb) AS x WHERE project = $1),
+         o AS (SELECT s, e, CASE WHEN s <= MAX(e) OVER (ORDER BY s, e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + 1 THEN 0 ELSE 1 END AS brk FROM r),
+         g AS (SELECT s, e, SUM(brk) OVER (ORDER BY s, e) AS grp FROM o)
+         SELECT MIN(s) AS s, MAX(e) AS e FROM g GROUP BY grp`,
+        [this.project],
+      );
+      const fresh = ids.subtract(new RangeSet(held.rows.map((r) => ({ start: Number(r.s), end: Number(r.e) }))));
+      skipped = ids.size - fresh.size;
+      return packItems(fresh, itemSize);
+    });
+    return { ...result, skipped };
+  }
+
+  async listProjects(): Promise<string[]> {
+    const rows = await this.#q<{ project: string }>(`SELECT project FROM items UNION SELECT project FROM nodes UNION SELECT project FROM settings ORDER BY 1`);
+    return rows.map((r) => r.project);
+  }
+
+  async #seedTx(prepare: (client: pg.PoolClient) => Promise<Iterable<RangeSet>>): Promise<{ items: number; ids: number }> {
     const client = await this.#pool.connect();
     let count = 0;
     let ids = 0;
@@ -173,6 +204,7 @@ export class PostgresItemStore implements ItemStore {
     };
     try {
       await client.query('BEGIN');
+      const items = await prepare(client);
       let ranges: string[] = [];
       let sizes: number[] = [];
       for (const set of items) {

@@ -9,9 +9,9 @@ import { ConfigError } from '../config/errors.js';
  * ```yaml
  * name: demo-rescue            # [a-z0-9-]+, the project's name in the database and on the leaderboard
  * profile: demo                # the crawl profile nodes use (a built-in name or a path), sent with each claim
- * item_size: 1000              # IDs per item when seeding (an integer ≥ 1)
- * lease_secs: 600              # how long a claim lasts without a heartbeat; each heartbeat extends it
- * min_client_version: 0.1.0    # nodes older than this get HTTP 426 (an admin can raise it at run time)
+ * item_size: 1000              # optional, default 1000: IDs per item when seeding (the default of `tracker seed`)
+ * lease_secs: 600              # optional, default 600: how long a claim lasts without a heartbeat; each heartbeat extends it
+ * min_client_version: 0.1.0    # optional, default 0.0.0 (any): nodes older than this get HTTP 426 (an admin can raise it at run time)
  * admin_token_env: LIFEBOAT_ADMIN_TOKEN   # optional: the environment variable holding the admin token
  * rate_limit: {max: 600, window_secs: 60} # optional: requests per token (or per address) per window
  * upload:                      # optional: nodes upload their WARCs through pre-signed S3 PUT URLs
@@ -31,11 +31,15 @@ import { ConfigError } from '../config/errors.js';
  * Unknown keys are errors that name the file and the key.
  */
 export const projectSchema = z.strictObject({
-  name: z.string().regex(/^[a-z0-9-]+$/, 'use lower-case letters, digits and dashes'),
+  name: z.string().regex(PROJECT_NAME, PROJECT_NAME_HINT),
   profile: z.string().min(1),
-  item_size: z.number().int().min(1),
-  lease_secs: z.number().int().min(1),
-  min_client_version: z.string().regex(/^\d+\.\d+\.\d+$/, 'use MAJOR.MINOR.PATCH'),
+/** A project's name: the rule `serve` (this schema) and `seed`/`status` (a name from the command line) share. */
+export const PROJECT_NAME = /^[a-z0-9-]+$/;
+export const PROJECT_NAME_HINT = 'use lower-case letters, digits and dashes';
+
+  item_size: z.number().int().min(1).default(1000),
+  lease_secs: z.number().int().min(1).default(600),
+  min_client_version: z.string().regex(/^\d+\.\d+\.\d+$/, 'use MAJOR.MINOR.PATCH').default('0.0.0'),
   admin_token_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).optional(),
   rate_limit: z.strictObject({ max: z.number().int().min(1), window_secs: z.number().int().min(1) }).optional(),
   upload: z

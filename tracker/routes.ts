@@ -5,7 +5,7 @@ import { InputError } from '../config/errors.js';
 import { createCodec } from '../crawler/id-codec.js';
 import { RangeSet } from '../crawler/id-ranges.js';
 import * as api from './api-schemas.js';
-import { type ItemStore, type NodeRecord, type TrackerStats, packItems, parseSeedRanges } from './item-store.js';
+import { type ItemStore, type NodeRecord, type TrackerStats, parseSeedRanges } from './item-store.js';
 import { LeaseError, UploadUnverifiedError } from './errors.js';
 import type { TrackerMetrics } from './metrics.js';
 import { type ProjectConfig, compareVersions } from './project.js';
@@ -199,7 +199,8 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     handler: async (req) => {
       const body = parse(api.seedBody, req.body);
       const ids = parseSeedRanges(body.ranges, createCodec('integer'));
-      const result = await store.seed(packItems(ids, body.item_size ?? project.item_size));
+      // Only IDs the project does not hold yet: a repeated seed changes nothing (issue 10 §5).
+      const result = await store.seedNew(ids, body.item_size ?? project.item_size);
       ctx.invalidateCaches();
       return result;
     },

@@ -12,9 +12,12 @@ import {
   type LeaseLookup,
   type NodeRecord,
   type ReleaseOptions,
+  type SeedResult,
   type TrackerStats,
   EVENT_RETENTION_MS,
   SCHEMA_VERSION,
+  heldIds,
+  packItems,
   parseStoredRanges,
   retryAfterMsFor,
   storedRanges,
@@ -160,6 +163,26 @@ export class SqliteItemStore implements ItemStore {
   }
 
   async registerNode({ nick, tokenHash, now }: { nick: string; tokenHash: string; now: number }): Promise<NodeRecord> {
+  async seedNew(ids: RangeSet, itemSize: number): Promise<SeedResult> {
+    const insert = this.#stmt('insertItem');
+    const held = this.#db.prepare<[string], { ranges: string }>(`SELECT ranges FROM items WHERE project = ? ORDER BY id`).pluck();
+    // One IMMEDIATE transaction: reading what is held and adding the rest cannot interleave with another seed.
+    const run = this.#db.transaction((): SeedResult => {
+      const fresh = ids.subtract(heldIds(held.iterate(this.project) as Iterable<string>));
+      let items = 0;
+      for (const set of packItems(fresh, itemSize)) {
+        insert.run(this.project, storedRanges(set), set.size);
+        items++;
+      }
+      return { items, ids: fresh.size, skipped: ids.size - fresh.size };
+    });
+    return run.immediate();
+  }
+
+  async listProjects(): Promise<string[]> {
+    return this.#db.prepare(`SELECT project FROM items UNION SELECT project FROM nodes UNION SELECT project FROM settings ORDER BY 1`).pluck().all() as string[];
+  }
+
     const run = this.#db.transaction(() => {
       if (this.#stmt('isBanned').get(this.project, nick)) throw new BannedError(nick);
       const info = this.#stmt('insertNode').run(this.project, nick, tokenHash, now);
