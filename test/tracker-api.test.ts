@@ -155,6 +155,43 @@ describe('tracker API over HTTP', () => {
     await store.setSetting('min_client_version', '0.1.0');
   });
 
+  it('a nick has one owner: a second node cannot register it, and a ban hits only that node (issue 11 §5)', async () => {
+    await call('POST', '/api/v1/admin/seed', { token: ADMIN, body: { ranges: '11000-11199' } });
+    const owner = await call('POST', '/api/v1/register', { body: { nick: 'carol' } });
+    expect(owner.status).toBe(200);
+    const thief = await call('POST', '/api/v1/register', { body: { nick: 'carol' } });
+    expect(thief.status).toBe(409);
+    expect(thief.json).toEqual({ error: 'E_NICK_TAKEN', message: expect.stringMatching(/nick "carol" is already taken in this project by another node/) });
+    expect(thief.json.token).toBeUndefined();
+    const bystander = await call('POST', '/api/v1/register', { body: { nick: 'dora' } });
+    expect((await call('POST', '/api/v1/claim', { token: bystander.json.token, body: {} })).status).toBe(200);
+    expect((await call('POST', '/api/v1/admin/ban', { token: ADMIN, body: { nick: 'carol' } })).status).toBe(200);
+    expect((await call('POST', '/api/v1/claim', { token: owner.json.token, body: {} })).status).toBe(403);
+    expect((await call('POST', '/api/v1/claim', { token: bystander.json.token, body: {} })).status).toBe(200);
+    const client = new TrackerClient({ baseUrl: base, clientVersion: VERSION, retry: { maxAttempts: 2, baseDelayMs: 1 } });
+    await expect(client.register('dora')).rejects.toMatchObject({ status: 409, code: 'E_NICK_TAKEN' });
+  });
+
+  it('refuses a byte report above the per-item maximum, so leaderboard totals stay exact (issue 11 §5)', async () => {
+    await call('POST', '/api/v1/admin/seed', { token: ADMIN, body: { ranges: '12000-12199', item_size: 100 } });
+    const reg = await call('POST', '/api/v1/register', { body: { nick: 'boaster' } });
+    const token = reg.json.token as string;
+    const item = (await call('POST', '/api/v1/claim', { token, body: {} })).json.item;
+    const before = await snapshot();
+    const done = (bytes: number) =>
+      call('POST', '/api/v1/done', { token, body: { lease_id: item.lease_id, stats: { ...stats, bytes, warcs: [{ ...stats.warcs[0], size: Math.min(bytes, 2 ** 40) }] } } });
+    for (const bytes of [Number.MAX_SAFE_INTEGER, 2 ** 40 + 1]) {
+      const res = await done(bytes);
+      expect(res.status, String(bytes)).toBe(400);
+      expect(res.json.message).toMatch(/stats\.bytes: at most 1099511627776 bytes \(1 TiB\) per item/);
+    }
+    expect(await snapshot()).toEqual(before);
+    expect((await done(2 ** 40)).status).toBe(200);
+    const after = await snapshot();
+    expect(after.bytes).toBe(before.bytes + 2 ** 40);
+    expect(Number.isSafeInteger(after.bytes)).toBe(true);
+  });
+
   it('rejects oversized, malformed and unexpected bodies with 4xx and changes nothing', async () => {
     const reg = await call('POST', '/api/v1/register', { body: { nick: 'bodies' } });
     const token = reg.json.token as string;
@@ -226,7 +263,7 @@ describe('tracker API over HTTP', () => {
 
 describe('rate limit and client retries', () => {
   it('answers 429 once a token exceeds its rate', async () => {
-    const limited = await buildTrackerApp({ store, project, adminToken: ADMIN, leaseMs: 60_000, rateLimit: { max: 5, timeWindowMs: 60_000 }, expireEveryMs: 0 });
+    const limited = await buildTrackerApp({ store, project, adminToken: ADMIN, leaseMs: 60_000, rateLimit: { max: 5, timeWindowMs: 60_000, perAddressMax: 100 }, expireEveryMs: 0 });
     const url = await limited.listen({ port: 0, host: '127.0.0.1' });
     try {
       const reg = await request(`${url}/api/v1/register`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-lifeboat-version': VERSION }, body: '{"nick":"fast"}' });
@@ -247,6 +284,58 @@ describe('rate limit and client retries', () => {
       const other = await request(`${url}/api/v1/claim`, { method: 'POST', headers: { authorization: 'Bearer someone-else', 'x-lifeboat-version': VERSION } });
       expect(other.statusCode).toBe(401);
       await other.body.dump();
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('caps all tokens of one address together: five registrations do not buy five budgets (issue 11 §5)', async () => {
+    const limited = await buildTrackerApp({ store, project, adminToken: ADMIN, leaseMs: 60_000, rateLimit: { max: 10, timeWindowMs: 60_000 }, expireEveryMs: 0 });
+    const url = await limited.listen({ port: 0, host: '127.0.0.1' });
+    const post = async (path: string, body: string, token?: string) => {
+      const res = await request(`${url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-lifeboat-version': VERSION, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body,
+      });
+      return { status: res.statusCode, json: (await res.body.json()) as { token?: string; error?: string; message?: string } };
+    };
+    try {
+      const tokens: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const reg = await post('/api/v1/register', JSON.stringify({ nick: `multi-${i}` }));
+        expect(reg.status).toBe(200);
+        tokens.push(reg.json.token!);
+      }
+      const answers = [];
+      for (const token of tokens) for (let i = 0; i < 10; i++) answers.push(await post('/api/v1/heartbeat', '{"lease_id":"none","finished":[]}', token));
+      // 10 requests per window for the address: 5 registrations + 5 more, whatever the token.
+      expect(answers.filter((a) => a.status !== 429)).toHaveLength(5);
+      expect(answers.at(-1)!.json).toMatchObject({ error: 'E_RATE_LIMIT', message: expect.stringMatching(/for your address \(all its tokens together\)/) });
+      // The organisers are not locked out by their volunteers' address.
+      const admin = await request(`${url}/api/v1/stats`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(admin.statusCode).toBe(200);
+      await admin.body.dump();
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('limits registrations per address (issue 11 §5)', async () => {
+    const limited = await buildTrackerApp({ store, project, adminToken: ADMIN, leaseMs: 60_000, rateLimit: { max: 1000, timeWindowMs: 60_000, registrationsPerHour: 3 }, expireEveryMs: 0 });
+    const url = await limited.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const res = await request(`${url}/api/v1/register`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-lifeboat-version': VERSION }, body: JSON.stringify({ nick: `reg-${i}` }) });
+        statuses.push(res.statusCode);
+        const body = (await res.body.json()) as { error?: string; message?: string };
+        if (res.statusCode === 429) {
+          expect(body).toMatchObject({ error: 'E_RATE_LIMIT', message: expect.stringMatching(/too many registrations from your address \(3 per 60 min\)/) });
+          expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+        }
+      }
+      expect(statuses).toEqual([200, 200, 200, 429, 429]);
     } finally {
       await limited.close();
     }

@@ -4,8 +4,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../crawler/id-ranges.js';
-import { BannedError, LeaseError } from '../tracker/errors.js';
-import { type DoneStats, type ItemStore, type Lease, packItems } from '../tracker/item-store.js';
+import { BannedError, LeaseError, NickTakenError } from '../tracker/errors.js';
+import { type DoneStats, type ItemStore, type Lease, type NodeRecord, packItems } from '../tracker/item-store.js';
 import { PostgresItemStore } from '../tracker/postgres-store.js';
 import { isPgReachable } from './fixtures/environment.js';
 import { SqliteItemStore } from '../tracker/sqlite-store.js';
@@ -228,6 +228,43 @@ function contractSuite(makeHarness: () => Promise<Harness>) {
     await store.setSetting('min_client_version', '0.2.0');
     expect(await store.getSetting('min_client_version')).toBe('0.2.0');
     expect(await store.getSetting('nothing')).toBeUndefined();
+  });
+
+  it('a nick has one owner: a second node cannot take it, even racing from several connections; a ban hits only its owner', async () => {
+    const project = nextProject();
+    const stores = await h.openMany(project, 3);
+    opened.push(...stores);
+    await stores[0]!.seed(packItems(r([1, 20]), 10));
+    const tries = await Promise.allSettled(stores.flatMap((s, i) => [0, 1].map((j) => s.registerNode({ nick: 'shared', tokenHash: `race-${i}-${j}`, now: T0 }))));
+    const won = tries.filter((t) => t.status === 'fulfilled');
+    expect(won).toHaveLength(1);
+    for (const t of tries) if (t.status === 'rejected') expect(t.reason).toBeInstanceOf(NickTakenError);
+    const owner = (won[0] as PromiseFulfilledResult<NodeRecord>).value;
+    await expect(stores[1]!.registerNode({ nick: 'shared', tokenHash: 'later', now: T0 })).rejects.toThrow(/nick "shared" is already taken/);
+    const other = await stores[0]!.registerNode({ nick: 'other', tokenHash: 'hash-other', now: T0 });
+    const lease = await mustLease(stores[0]!, other.id);
+    await stores[0]!.ban({ nick: 'shared', reason: 'bad data', now: T0 });
+    expect((await stores[0]!.authenticate('hash-other'))?.banned).toBe(false);
+    expect(await stores[0]!.lookupLease({ nodeId: other.id, leaseId: lease.leaseId, now: T0 + 1 })).toMatchObject({ state: 'live' });
+    const tokens = tries.map((_, k) => `race-${Math.floor(k / 2)}-${k % 2}`);
+    const flagged = await Promise.all(tokens.map((t) => stores[0]!.authenticate(t)));
+    expect(flagged.filter((n) => n !== undefined)).toEqual([{ id: owner.id, nick: 'shared', banned: true }]);
+    // Nicks are per project: another project may use it.
+    const elsewhere = await open();
+    expect((await elsewhere.registerNode({ nick: 'shared', tokenHash: 'elsewhere', now: T0 })).nick).toBe('shared');
+  });
+
+  it("saturates a node's byte total at 2^53 − 1 instead of leaving safe integers (the API refuses > 1 TiB per item first)", async () => {
+    const store = await open();
+    await store.seed(packItems(r([1, 20]), 10));
+    const a = await register(store, 'alice');
+    for (let i = 0; i < 2; i++) {
+      const lease = await mustLease(store, a.id);
+      await store.done({ nodeId: a.id, leaseId: lease.leaseId, stats: stats(Number.MAX_SAFE_INTEGER), now: T0 });
+    }
+    const s = await store.stats({ now: T0, windowMs: 60_000 });
+    expect(s.nodes.find((n) => n.nick === 'alice')!.bytes).toBe(Number.MAX_SAFE_INTEGER);
+    expect(Number.isSafeInteger(s.bytes)).toBe(true);
   });
 
   it('reports live rate and active nodes', async () => {

@@ -18,6 +18,14 @@ const rangePair = z
 const rangeList = z.array(rangePair).max(10_000);
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 is 64 lower-case hex digits');
 
+/**
+ * Most bytes one item may report (1 TiB: a thousand IDs of 1 GiB videos each). A larger claim is
+ * refused (400), so the leaderboard's totals stay exact: 2^53 bytes would need 8,192 items at
+ * this maximum, and each node's total saturates at 2^53 − 1 in the store (issue 11 §5).
+ */
+export const MAX_ITEM_BYTES = 2 ** 40;
+const itemBytes = count.max(MAX_ITEM_BYTES, `at most ${MAX_ITEM_BYTES} bytes (1 TiB) per item`);
+
 export const registerBody = z.strictObject({ nick });
 export const claimBody = z.strictObject({});
 export const heartbeatBody = z.strictObject({ lease_id: leaseId, finished: rangeList });
@@ -25,9 +33,9 @@ export const doneBody = z.strictObject({
   lease_id: leaseId,
   stats: z.strictObject({
     counts: z.strictObject({ archived: count, missing: count, gone: count, restricted: count, failed: count }),
-    bytes: count,
+    bytes: itemBytes,
     warcs: z
-      .array(z.strictObject({ name: z.string().min(1).max(255), size: count, sha256 }))
+      .array(z.strictObject({ name: z.string().min(1).max(255), size: itemBytes, sha256 }))
       .max(10_000),
   }),
 });

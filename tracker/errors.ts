@@ -20,6 +20,16 @@ export class BannedError extends LifeboatError {
   }
 }
 
+/** Another node already registered this nick in the project: nicks have one owner (its token). */
+export class NickTakenError extends LifeboatError {
+  constructor(nick: string) {
+    super(`nick "${nick}" is already taken in this project by another node; register with another nick (your own node keeps its token in node.json)`, {
+      code: 'E_NICK_TAKEN',
+      policy: 'stop',
+    });
+  }
+}
+
 /** An answer from the tracker that says the request itself is wrong (4xx other than 429). */
 export class TrackerRequestError extends LifeboatError {
   readonly status: number;

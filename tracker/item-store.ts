@@ -123,7 +123,10 @@ export interface ItemStore {
   seedNew(ids: RangeSet, itemSize: number): Promise<SeedResult>;
   /** Projects this database knows (with items, nodes or settings), sorted. */
   listProjects(): Promise<string[]>;
-  /** Stores a node; only the token's hash is kept. Throws `BannedError` for a banned nick. */
+  /**
+   * Stores a node; only the token's hash is kept. A nick has one owner per project: throws
+   * `NickTakenError` when another node registered it, `BannedError` for a banned nick.
+   */
   registerNode(options: { nick: string; tokenHash: string; now: number }): Promise<NodeRecord>;
   authenticate(tokenHash: string): Promise<NodeRecord | undefined>;
   /** Expires overdue leases, then leases the lowest queued item to the node. */

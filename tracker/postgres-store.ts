@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { InputError, StorageError } from '../config/errors.js';
 import { RangeSet } from '../crawler/id-ranges.js';
-import { BannedError, LeaseError } from './errors.js';
+import { BannedError, LeaseError, NickTakenError } from './errors.js';
 import {
   type ClaimOptions,
   type ClaimResult,
@@ -81,7 +81,7 @@ RETURNING i.id, i.ranges, i.finished`;
 /** Guarded write: applies only if the lease is still live and `finished` unchanged since it was read. */
 const LEASE_GUARD = `id = $1 AND lease_id = $2 AND state = 'claimed' AND node_id = $3 AND lease_expires_at >= $4 AND finished = $5`;
 const CREDIT = `
-n AS (UPDATE nodes SET ids_done = ids_done + $6::bigint, bytes_done = bytes_done + $7::bigint,
+n AS (UPDATE nodes SET ids_done = ids_done + $6::bigint, bytes_done = LEAST(bytes_done + $7::bigint, 9007199254740991),
         items_done = items_done + $8::bigint, last_seen_at = $4 WHERE id = $3 AND EXISTS (SELECT 1 FROM u)),
 e AS (INSERT INTO events (project, at, node_id, ids, bytes) SELECT $9, $4, $3, $6::bigint, $7::bigint FROM u WHERE $6::bigint + $7::bigint > 0)
 SELECT count(*)::int AS n FROM u`;
@@ -231,13 +231,30 @@ export class PostgresItemStore implements ItemStore {
   }
 
   async registerNode({ nick, tokenHash, now }: { nick: string; tokenHash: string; now: number }): Promise<NodeRecord> {
-    const rows = await this.#q<{ id: number }>(
-      `INSERT INTO nodes (project, nick, token_hash, created_at) SELECT $1, $2, $3, $4
-       WHERE NOT EXISTS (SELECT 1 FROM bans WHERE project = $1 AND nick = $2) RETURNING id`,
-      [this.project, nick, tokenHash, now],
-    );
-    if (!rows[0]) throw new BannedError(nick);
-    return { id: rows[0].id, nick, banned: false };
+    // One owner per nick (issue 11 §5). A lock on (project, nick) for the transaction: two
+    // registrations of one nick at once are serialised, and the second sees the first's row.
+    const client = await this.#pool.connect().catch((err: Error) => {
+      throw new StorageError(`tracker database: ${err.message}`, { cause: err });
+    });
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('lifeboat-nick'), hashtext($1 || '/' || $2))`, [this.project, nick]);
+      const seen = (await client.query<{ banned: boolean; taken: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM bans WHERE project = $1 AND nick = $2) AS banned, EXISTS (SELECT 1 FROM nodes WHERE project = $1 AND nick = $2) AS taken`,
+        [this.project, nick],
+      )).rows[0]!;
+      if (seen.banned) throw new BannedError(nick);
+      if (seen.taken) throw new NickTakenError(nick);
+      const rows = (await client.query<{ id: number }>(`INSERT INTO nodes (project, nick, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id`, [this.project, nick, tokenHash, now])).rows;
+      await client.query('COMMIT');
+      return { id: rows[0]!.id, nick, banned: false };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      if (err instanceof BannedError || err instanceof NickTakenError) throw err;
+      throw new StorageError(`tracker database: ${(err as Error).message}`, { cause: err });
+    } finally {
+      client.release();
+    }
   }
 
   async authenticate(tokenHash: string): Promise<NodeRecord | undefined> {

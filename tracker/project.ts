@@ -13,7 +13,9 @@ import { ConfigError } from '../config/errors.js';
  * lease_secs: 600              # optional, default 600: how long a claim lasts without a heartbeat; each heartbeat extends it
  * min_client_version: 0.1.0    # optional, default 0.0.0 (any): nodes older than this get HTTP 426 (an admin can raise it at run time)
  * admin_token_env: LIFEBOAT_ADMIN_TOKEN   # optional: the environment variable holding the admin token
- * rate_limit: {max: 600, window_secs: 60} # optional: requests per token (or per address) per window
+ * rate_limit: {max: 600, window_secs: 60} # optional: requests per token (or per address) per window;
+ *                              #   also per_address_max (all tokens of one address together; default max)
+ *                              #   and registrations_per_hour (per address; default 20)
  * upload:                      # optional: nodes upload their WARCs through pre-signed S3 PUT URLs
  *   bucket: my-rescue          #   S3 bucket (must exist; checked when the tracker starts)
  *   prefix: rescues            #   key prefix; objects land at PREFIX/PROJECT/item-ITEMID/NAME ('' for none)
@@ -41,7 +43,14 @@ export const PROJECT_NAME_HINT = 'use lower-case letters, digits and dashes';
   lease_secs: z.number().int().min(1).default(600),
   min_client_version: z.string().regex(/^\d+\.\d+\.\d+$/, 'use MAJOR.MINOR.PATCH').default('0.0.0'),
   admin_token_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).optional(),
-  rate_limit: z.strictObject({ max: z.number().int().min(1), window_secs: z.number().int().min(1) }).optional(),
+  rate_limit: z
+    .strictObject({
+      max: z.number().int().min(1),
+      window_secs: z.number().int().min(1),
+      per_address_max: z.number().int().min(1).optional(),
+      registrations_per_hour: z.number().int().min(1).optional(),
+    })
+    .optional(),
   upload: z
     .strictObject({
       bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name is 3-63 lower-case letters, digits, "." or "-"'),

@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import { InputError } from '../config/errors.js';
 import { createCodec } from '../crawler/id-codec.js';
 import { RangeSet } from '../crawler/id-ranges.js';
+import type { AddressBudget } from './address-budget.js';
 import * as api from './api-schemas.js';
 import { type ItemStore, type NodeRecord, type TrackerStats, parseSeedRanges } from './item-store.js';
 import { LeaseError, UploadUnverifiedError } from './errors.js';
@@ -28,6 +29,8 @@ export interface RouteContext {
   openApi: Record<string, unknown>;
   /** Set when the project uploads through the tracker (pre-signed URLs, checked before `done`). */
   uploader: TrackerUploader | undefined;
+  /** Registrations allowed per client address (issue 11 §5). */
+  registrations: AddressBudget;
 }
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -91,8 +94,13 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
   app.route({
     ...route('/api/v1/register'),
-    handler: async (req) => {
+    handler: async (req, reply) => {
       const { nick } = parse(api.registerBody, req.body);
+      const waitMs = ctx.registrations.take(req.ip);
+      if (waitMs > 0) {
+        void reply.header('retry-after', String(Math.ceil(waitMs / 1000)));
+        return send(reply, 429, 'E_RATE_LIMIT', `too many registrations from your address (${ctx.registrations.max} per ${Math.round(ctx.registrations.windowMs / 60_000)} min); retry in ${Math.ceil(waitMs / 1000)} s`);
+      }
       const token = randomBytes(32).toString('base64url');
       const node = await store.registerNode({ nick, tokenHash: hashToken(token), now: now() });
       metrics.inc('registrations');

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { ConfigError, InputError } from '../config/errors.js';
-import { BannedError, LeaseError, UploadStoreError, UploadUnverifiedError } from './errors.js';
+import { AddressBudget } from './address-budget.js';
+import { BannedError, LeaseError, NickTakenError, UploadStoreError, UploadUnverifiedError } from './errors.js';
 import { EVENT_RETENTION_MS, type ItemStore, type NodeRecord, type TrackerStats } from './item-store.js';
 import { TrackerMetrics } from './metrics.js';
 import { openItemStore } from './open-store.js';
@@ -24,8 +25,12 @@ export interface TrackerAppOptions {
   now?: () => number;
   /** Lease length; each heartbeat extends a lease by this much. */
   leaseMs: number;
-  /** Requests allowed per token (or per address without one) per window. */
-  rateLimit: { max: number; timeWindowMs: number };
+  /**
+   * Requests allowed per token (or per address without one) per window. Every address also has a
+   * budget for all its requests together, whatever tokens they carry (`perAddressMax`, default
+   * `max`; the admin token is exempt), and at most `registrationsPerHour` registrations (default 20).
+   */
+  rateLimit: { max: number; timeWindowMs: number; perAddressMax?: number; registrationsPerHour?: number };
   /** Largest accepted request body; default 64 KiB (bigger bodies get 413). */
   bodyLimitBytes?: number;
   /** How long /api/v1/stats and /metrics reuse a stats snapshot; default 2000 ms (0: never). */
@@ -67,6 +72,7 @@ export function listRoutes(app: FastifyInstance): string[] {
 function describeError(err: unknown): { status: number; code: string; message: string } {
   if (err instanceof LeaseError) return { status: 409, code: err.code, message: err.message };
   if (err instanceof BannedError) return { status: 403, code: err.code, message: err.message };
+  if (err instanceof NickTakenError) return { status: 409, code: err.code, message: err.message };
   if (err instanceof InputError) return { status: 400, code: err.code, message: err.message };
   if (err instanceof UploadUnverifiedError) return { status: 422, code: err.code, message: err.message };
   if (err instanceof UploadStoreError) return { status: 503, code: err.code, message: err.message };
@@ -140,6 +146,7 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
   };
 
   const adminTokenDigest = createHash('sha256').update(adminToken).digest();
+  const isAdmin = (token: string) => timingSafeEqual(createHash('sha256').update(token).digest(), adminTokenDigest);
   await app.register(rateLimit, {
     global: true,
     max: limit.max,
@@ -150,7 +157,7 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
       const token = /^Bearer\s+(\S{1,200})$/i.exec(req.headers.authorization ?? '')?.[1];
       if (token) {
         const hash = hashToken(token);
-        if (timingSafeEqual(createHash('sha256').update(token).digest(), adminTokenDigest)) return 't:admin';
+        if (isAdmin(token)) return 't:admin';
         if (await authenticate(hash).catch(() => undefined)) return `t:${hash}`;
       }
       return `ip:${req.ip}`;
@@ -160,6 +167,20 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
         statusCode: 429,
         code: 'E_RATE_LIMIT',
       }),
+  });
+
+  // One budget per address over all its tokens (issue 11 §5): five tokens from one address share it.
+  const addressBudget = new AddressBudget({ max: limit.perAddressMax ?? limit.max, windowMs: limit.timeWindowMs });
+  app.addHook('onRequest', async (req, reply) => {
+    const token = /^Bearer\s+(\S{1,200})$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (token && isAdmin(token)) return;
+    const waitMs = addressBudget.take(req.ip);
+    if (waitMs === 0) return;
+    const secs = Math.ceil(waitMs / 1000);
+    return reply
+      .status(429)
+      .header('retry-after', String(secs))
+      .send({ error: 'E_RATE_LIMIT', message: `rate limit of ${addressBudget.max} requests per ${limit.timeWindowMs / 1000} s for your address (all its tokens together) reached; retry in ${secs} s` });
   });
 
   app.setErrorHandler((err, req, reply) => {
@@ -194,6 +215,7 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
     leaderboardHtml: readFileSync(new URL('./public/index.html', import.meta.url), 'utf8'),
     openApi: buildOpenApi({ title: `lifeboat tracker: ${project.name}`, version: TRACKER_API_VERSION }),
     uploader,
+    registrations: new AddressBudget({ max: limit.registrationsPerHour ?? 20, windowMs: 3_600_000, now }),
   });
 
   if (aliveEveryMs > 0) {
@@ -279,7 +301,12 @@ export async function serveTracker(options: ServeTrackerOptions): Promise<Runnin
       project,
       adminToken,
       leaseMs: project.lease_secs * 1000,
-      rateLimit: { max: project.rate_limit?.max ?? 600, timeWindowMs: (project.rate_limit?.window_secs ?? 60) * 1000 },
+      rateLimit: {
+        max: project.rate_limit?.max ?? 600,
+        timeWindowMs: (project.rate_limit?.window_secs ?? 60) * 1000,
+        perAddressMax: project.rate_limit?.per_address_max,
+        registrationsPerHour: project.rate_limit?.registrations_per_hour,
+      },
       logger,
       ...(upload ? { uploader: upload.uploader } : {}),
     });

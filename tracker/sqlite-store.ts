@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { StorageError } from '../config/errors.js';
 import { randomUUID } from 'node:crypto';
 import { RangeSet } from '../crawler/id-ranges.js';
-import { BannedError, LeaseError } from './errors.js';
+import { BannedError, LeaseError, NickTakenError } from './errors.js';
 import {
   type ClaimOptions,
   type ClaimResult,
@@ -107,6 +107,7 @@ export class SqliteItemStore implements ItemStore {
       insertItem: `INSERT INTO items (project, ranges, id_count) VALUES (?, ?, ?)`,
       insertNode: `INSERT INTO nodes (project, nick, token_hash, created_at) VALUES (?, ?, ?, ?)`,
       isBanned: `SELECT 1 FROM bans WHERE project = ? AND nick = ?`,
+      nickTaken: `SELECT 1 FROM nodes WHERE project = ? AND nick = ? LIMIT 1`,
       auth: `SELECT n.id, n.nick, b.nick IS NOT NULL AS banned FROM nodes n LEFT JOIN bans b ON b.project = n.project AND b.nick = n.nick WHERE n.token_hash = ? AND n.project = ?`,
       finishExpired: `UPDATE items SET state = 'done', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ? AND finished_count >= id_count`,
       expire: `UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ?`,
@@ -116,7 +117,7 @@ export class SqliteItemStore implements ItemStore {
       earliestExpiry: `SELECT MIN(lease_expires_at) AS at FROM items WHERE project = ? AND state = 'claimed'`,
       byLease: `SELECT id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count FROM items WHERE lease_id = ? AND project = ?`,
       progress: `UPDATE items SET finished = ?, finished_count = ?, lease_expires_at = ? WHERE id = ?`,
-      credit: `UPDATE nodes SET ids_done = ids_done + ?, bytes_done = bytes_done + ?, items_done = items_done + ?, last_seen_at = ? WHERE id = ?`,
+      credit: `UPDATE nodes SET ids_done = ids_done + ?, bytes_done = MIN(bytes_done + ?, 9007199254740991), items_done = items_done + ?, last_seen_at = ? WHERE id = ?`,
       event: `INSERT INTO events (project, at, node_id, ids, bytes) VALUES (?, ?, ?, ?, ?)`,
       finish: `UPDATE items SET state = 'done', finished = ranges, finished_count = id_count, done_at = ?, done_stats = ? WHERE id = ?`,
       requeue: `UPDATE items SET state = CASE WHEN ? >= id_count THEN 'done' ELSE 'queued' END, finished = ?, finished_count = ?, lease_id = NULL, node_id = NULL, lease_expires_at = NULL, last_error = COALESCE(?, last_error) WHERE id = ?`,
@@ -162,7 +163,6 @@ export class SqliteItemStore implements ItemStore {
     return { items: count, ids };
   }
 
-  async registerNode({ nick, tokenHash, now }: { nick: string; tokenHash: string; now: number }): Promise<NodeRecord> {
   async seedNew(ids: RangeSet, itemSize: number): Promise<SeedResult> {
     const insert = this.#stmt('insertItem');
     const held = this.#db.prepare<[string], { ranges: string }>(`SELECT ranges FROM items WHERE project = ? ORDER BY id`).pluck();
@@ -183,8 +183,11 @@ export class SqliteItemStore implements ItemStore {
     return this.#db.prepare(`SELECT project FROM items UNION SELECT project FROM nodes UNION SELECT project FROM settings ORDER BY 1`).pluck().all() as string[];
   }
 
+  async registerNode({ nick, tokenHash, now }: { nick: string; tokenHash: string; now: number }): Promise<NodeRecord> {
     const run = this.#db.transaction(() => {
       if (this.#stmt('isBanned').get(this.project, nick)) throw new BannedError(nick);
+      // One owner per nick (issue 11 §5): bans and stats by nick then hit exactly one node.
+      if (this.#stmt('nickTaken').get(this.project, nick)) throw new NickTakenError(nick);
       const info = this.#stmt('insertNode').run(this.project, nick, tokenHash, now);
       return { id: Number(info.lastInsertRowid), nick, banned: false };
     });
