@@ -32,13 +32,13 @@ import { ConfigError } from '../config/errors.js';
  *
  * Unknown keys are errors that name the file and the key.
  */
-export const projectSchema = z.strictObject({
-  name: z.string().regex(PROJECT_NAME, PROJECT_NAME_HINT),
-  profile: z.string().min(1),
 /** A project's name: the rule `serve` (this schema) and `seed`/`status` (a name from the command line) share. */
 export const PROJECT_NAME = /^[a-z0-9-]+$/;
 export const PROJECT_NAME_HINT = 'use lower-case letters, digits and dashes';
 
+export const projectSchema = z.strictObject({
+  name: z.string().regex(PROJECT_NAME, PROJECT_NAME_HINT),
+  profile: z.string().min(1),
   item_size: z.number().int().min(1).default(1000),
   lease_secs: z.number().int().min(1).default(600),
   min_client_version: z.string().regex(/^\d+\.\d+\.\d+$/, 'use MAJOR.MINOR.PATCH').default('0.0.0'),
