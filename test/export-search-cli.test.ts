@@ -105,6 +105,16 @@ describe('lifeboat search (issue 15 §7)', () => {
     expect(plain.stdout.trimEnd().split('\n')).toHaveLength(1);
   });
 
+  it('indexes what an incremental merge adds, and leaves no -wal/-shm files behind', async () => {
+    const inc = join(tmp, 'inc');
+    expect((await cli(['merge', join(tmp, 'a'), '--out', inc])).code).toBe(0);
+    expect(ids((await cli(['search', inc, 'number 50'])).stdout)).toEqual([]);
+    expect((await cli(['merge', join(tmp, 'b'), '--out', inc])).code).toBe(0);
+    expect(ids((await cli(['search', inc, 'number 50'])).stdout)).toEqual([50]);
+    expect((await cli(['export', inc, '--wacz', join(tmp, 'inc.wacz')])).code).toBe(0);
+    expect((await readdir(inc)).filter((n) => /-(wal|shm)$/.test(n))).toEqual([]);
+  });
+
   it('takes words FTS5 cannot parse as plain words; refuses a bad date and a directory that is not a merge (exit 2)', async () => {
     const odd = await cli(['search', merged, '"number 40']);
     expect(odd.code, odd.stderr).toBe(0);
