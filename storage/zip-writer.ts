@@ -45,6 +45,9 @@ export class ZipWriter {
   readonly #dos: { time: number; date: number };
   #pos = 0;
   #entries: CentralEntry[] = [];
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #pendingAt = 0;
 
   private constructor(fh: FileHandle, path: string, mtime: Date) {
     this.#fh = fh;
@@ -60,10 +63,26 @@ export class ZipWriter {
     }
   }
 
-  async #write(data: Buffer, at = this.#pos): Promise<void> {
+  async #writeAt(data: Buffer, at: number): Promise<void> {
     let done = 0;
     while (done < data.length) done += (await this.#fh.write(data, done, data.length - done, at + done)).bytesWritten;
-    if (at === this.#pos) this.#pos += data.length;
+  }
+
+  /** Appends at the end; small pieces (headers, small entries) are gathered into writes of ~1 MiB. */
+  async #write(data: Buffer): Promise<void> {
+    if (this.#pendingBytes === 0) this.#pendingAt = this.#pos;
+    this.#pending.push(data);
+    this.#pendingBytes += data.length;
+    this.#pos += data.length;
+    if (this.#pendingBytes >= 1024 * 1024) await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#pendingBytes === 0) return;
+    const data = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    await this.#writeAt(data, this.#pendingAt);
   }
 
   #localHeader(name: Buffer, size: number, crc: number, zip64: boolean): Buffer {
@@ -108,7 +127,8 @@ export class ZipWriter {
     if (bytes !== size) throw new StorageError(`${entryName}: expected ${size} bytes, read ${bytes} (did the file change during export?)`, { code: 'E_ZIP_SIZE' });
     const crcBuf = Buffer.alloc(4);
     crcBuf.writeUInt32LE(crc >>> 0, 0);
-    await this.#write(crcBuf, offset + 14);
+    await this.#flush();
+    await this.#writeAt(crcBuf, offset + 14);
     this.#entries.push({ name, crc: crc >>> 0, size, offset, zip64: zip64 || offset >= U32 });
     return { name: entryName, bytes, sha256: sha.digest('hex') };
   }
@@ -118,10 +138,14 @@ export class ZipWriter {
     return this.#add(entryName, size, createReadStream(src, { highWaterMark: 1024 * 1024 }));
   }
 
+  /** Adds a stored entry from memory: header and data in one write, CRC known up front. */
   async addBuffer(entryName: string, data: Buffer): Promise<ZipEntryResult> {
-    return this.#add(entryName, data.length, (async function* () {
-      yield data;
-    })());
+    const name = Buffer.from(entryName, 'utf8');
+    const crc = crc32(data) >>> 0;
+    const offset = this.#pos;
+    await this.#write(Buffer.concat([this.#localHeader(name, data.length, crc, data.length >= U32), data]));
+    this.#entries.push({ name, crc, size: data.length, offset, zip64: data.length >= U32 || offset >= U32 });
+    return { name: entryName, bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') };
   }
 
   /** Writes the central directory (and ZIP64 end records where needed) and closes the file. */
@@ -179,6 +203,7 @@ export class ZipWriter {
     end.writeUInt32LE(Math.min(cdSize, U32), 12);
     end.writeUInt32LE(Math.min(cdStart, U32), 16);
     await this.#write(end);
+    await this.#flush();
     await this.#fh.sync();
     await this.#fh.close();
     return { path: this.#path, bytes: this.#pos };
