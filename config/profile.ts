@@ -2,8 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import parseJsonPath from 'jsonpath-rfc9535/parser';
-import type { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { formatKeyPath, issueMessage, primaryIssue } from './schema-issue.js';
 import { profileSchema, type ExtractData, type ProfileData, type Selector } from './profile-schema.js';
 
 export type { Selector } from './profile-schema.js';
@@ -68,20 +68,6 @@ export function builtinProfileNames(): string[] {
   return ['demo', 'demo-browser', 'hackernews', 'discourse', 'lemmy'];
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out ? `.${String(part)}` : String(part);
-  }
-  return out || '(top level)';
-}
-
-function zodMessage(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'unrecognized_keys') return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-  return issue.message;
-}
-
 /** Reads a built-in profile by name, or a YAML/JSON file by path. */
 export function loadProfile(nameOrPath: string, overrides: { baseUrl?: string } = {}): Profile {
   const builtin = /^[a-z0-9-]+$/.test(nameOrPath) ? `${BUILTIN_DIR}${nameOrPath}.yaml` : undefined;
@@ -116,8 +102,9 @@ export function parseProfile(text: string, options: { source: string; label?: st
   }
   const parsed = profileSchema.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new ConfigError(zodMessage(issue), { file, keyPath: formatPath(issue.path) });
+    const issue = primaryIssue(parsed.error.issues);
+    const keyPath = formatKeyPath(issue.path) ?? (issue.code === 'unrecognized_keys' ? undefined : '(top level)');
+    throw new ConfigError(issueMessage(issue, profileSchema), { file, ...(keyPath ? { keyPath } : {}) });
   }
   return resolveProfile(parsed.data, { file, label: options.label ?? file, baseUrl: options.baseUrl });
 }

@@ -33,7 +33,7 @@ describe('profiles', () => {
   });
 
   it('names the file and key path of each error', () => {
-    expect(parse(`${base}politness: {}\n`)).toThrow(/bad\.yaml: \(top level\): unknown key "politness"/);
+    expect(parse(`${base}politness: {}\n`)).toThrow(/bad\.yaml: unknown key "politness" \(did you mean "politeness"\?\)/);
     expect(parse(`${base}politeness: {concurrency: "many"}\n`)).toThrow(/bad\.yaml: politeness\.concurrency: /);
     expect(parse(base.replace('{id}', '{idd}'))).toThrow(/bad\.yaml: captures\[0\]\.url: unknown placeholder \{idd\}/);
     expect(parse(`${base}extract: {media: ["$.media[*"]}\n`)).toThrow(/bad\.yaml: extract\.media\[0\]: JSONPath "\$\.media\[\*" does not parse/);

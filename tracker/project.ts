@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../config/errors.js';
+import { formatKeyPath, issueMessage, primaryIssue } from '../config/schema-issue.js';
 
 /**
  * A tracker project file (YAML or JSON). Every key, its unit and default:
@@ -75,10 +76,9 @@ export type ProjectUpload = NonNullable<ProjectConfig['upload']>;
 export function parseProject(value: unknown, file = 'project'): ProjectConfig {
   const result = projectSchema.safeParse(value);
   if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const keyPath = issue.path.length > 0 ? issue.path.join('.') : undefined;
-  const keys = issue.code === 'unrecognized_keys' ? ` (${issue.keys.join(', ')})` : '';
-  throw new ConfigError(`${issue.message}${keys}`, { file, keyPath });
+  const issue = primaryIssue(result.error.issues);
+  const keyPath = formatKeyPath(issue.path);
+  throw new ConfigError(issueMessage(issue, projectSchema), { file, ...(keyPath ? { keyPath } : {}) });
 }
 
 export async function loadProjectFile(file: string): Promise<ProjectConfig> {
