@@ -13,6 +13,7 @@ import { CrawlStats } from './crawl-stats.js';
 import { crawlInWorkers } from './crawl-workers.js';
 import { createCodec, type IdCodec } from './id-codec.js';
 import { RangeSet } from './id-ranges.js';
+import { checkCrawlScope } from './scope-preflight.js';
 import { SOFTWARE } from './version.js';
 
 export interface CrawlOptions extends PartTuning {
@@ -50,6 +51,8 @@ export interface CrawlResult {
  * on the same directory resumes.
  */
 export async function runCrawl(opts: CrawlOptions): Promise<CrawlResult> {
+  // Refused before the directory is created: a profile whose every fetch would be refused.
+  await checkCrawlScope(opts.profile, { allowPrivateNetwork: opts.allowPrivateNetwork ?? false });
   try {
     await mkdir(join(opts.outDir, 'warcs'), { recursive: true });
   } catch (err) {

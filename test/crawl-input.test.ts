@@ -49,11 +49,22 @@ describe('bad input gets a clear error and leaves nothing corrupt', () => {
     expect((await run(['frobnicate'])).code).toBe(2);
   });
 
-  it('refuses loopback without --allow-private-network and records nothing as final', async () => {
-    const out = join(tmp, 'o3');
-    const r = await run(['crawl', '--profile', 'demo', '--base-url', platform.url, '--ids', '1-3', '--out', out, '--quiet']);
-    expect(r.code).toBe(3);
-    expect(r.stdout).toMatch(/archived 0, missing 0, gone 0, restricted 0, failed 3;/);
+  it('refuses loopback without --allow-private-network at once, says why and which flag, and creates nothing', async () => {
+    for (const base of [platform.url, platform.url.replace('127.0.0.1', 'localhost')]) {
+      const out = join(tmp, 'o3');
+      const before = platform.stats.requests;
+      const r = await run(['crawl', '--profile', 'demo', '--base-url', base, '--ids', '1-3', '--out', out, '--quiet']);
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/refused loopback address 127\.0\.0\.1.*pass --allow-private-network/);
+      if (base.includes('localhost')) expect(r.stderr).toContain('localhost resolves to it');
+      await expect(readdir(out)).rejects.toThrow();
+      expect(platform.stats.requests).toBe(before);
+    }
+    // 1-latest asks the platform for its highest ID first: refused before that request too.
+    const r = await run(['crawl', '--profile', 'demo', '--base-url', platform.url, '--ids', '1-latest', '--out', join(tmp, 'o3')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--allow-private-network');
   });
 
   it('an unwritable output directory is named, exit 1', async () => {
