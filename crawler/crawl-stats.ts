@@ -67,7 +67,15 @@ export class CrawlStats {
   }
 }
 
-/** The contract summary line (DESIGN.md §5). */
-export function summaryLine(s: { archived: number; missing: number; gone: number; restricted: number; failed: number; records: number; bytes: number; warcs: number }): string {
-  return `archived ${s.archived}, missing ${s.missing}, gone ${s.gone}, restricted ${s.restricted}, failed ${s.failed}; records ${s.records}, bytes ${s.bytes}, warcs ${s.warcs}`;
+/**
+ * The contract summary line (DESIGN.md §5), saying whose numbers are whose: the ID counts are
+ * the whole shard's (earlier runs included), the rest this run's.
+ * `shard: archived A, missing M, gone G, restricted R, failed F; this run: ids D, records N, bytes B, warcs W`
+ */
+export function summaryLine(
+  shard: { archived: number; missing: number; gone: number; restricted: number; failed: number },
+  run: { ids: number; records: number; bytes: number; warcs: number },
+): string {
+  const ids = `archived ${shard.archived}, missing ${shard.missing}, gone ${shard.gone}, restricted ${shard.restricted}, failed ${shard.failed}`;
+  return `shard: ${ids}; this run: ids ${run.ids}, records ${run.records}, bytes ${run.bytes}, warcs ${run.warcs}`;
 }

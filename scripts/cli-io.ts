@@ -5,7 +5,8 @@ import type { CrawlStats } from '../crawler/crawl-stats.js';
 /** What a command may touch of the outside world; tests pass their own. */
 export interface CliIo {
   stdout: { write(s: string): unknown; isTTY?: boolean };
-  stderr: { write(s: string): unknown; isTTY?: boolean };
+  /** `columns`: the terminal's width, when it is one (the progress line fits it). */
+  stderr: { write(s: string): unknown; isTTY?: boolean; columns?: number };
   env: Record<string, string | undefined>;
   /** Installs a Ctrl-C handler; returns a function that removes it. */
   onInterrupt?: (handler: () => void) => () => void;
@@ -55,21 +56,51 @@ function fmtEta(secs: number): string {
   return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s).padStart(2, '0')}s`;
 }
 
+/**
+ * The progress line's fields in display order, each with its rank (0 = kept longest). When the
+ * line is wider than the terminal, the lowest-ranked fields go first; the rest keep their order.
+ */
+export function progressLine(s: Record<string, number | undefined>, options: { columns?: number; stopping?: boolean } = {}): string {
+  const n = (k: string): number => s[k] ?? 0;
+  const pct = n('total') > 0 ? ` ${Math.floor((n('done') / n('total')) * 100)}%` : '';
+  const fields: [text: string, rank: number][] = [
+    [`${n('done')}/${n('total')} IDs${pct}`, 0],
+    [options.stopping ? 'stopping…' : `ETA ${fmtEta(s.eta_secs ?? -1)}`, 1],
+    [`${n('ids_per_sec')}/s`, 2],
+    [`${n('mb_per_sec')} MB/s`, 7],
+    [fmtBytes(n('bytes')), 8],
+    [`retries ${n('retries')}`, 4],
+    [`429s ${n('throttles')}`, 5],
+    [`errors ${n('errors')}`, 6],
+    [`failed ${n('failed')}`, 3],
+  ];
+  // One column spare: some terminals wrap when the last column is written.
+  const width = Math.max(1, (options.columns ?? Infinity) - 1);
+  const kept = [...fields];
+  const join = (): string => kept.map(([t]) => t).join('  ');
+  while (kept.length > 1 && join().length > width) {
+    const lowest = kept.reduce((worst, f, i) => (f[1] > kept[worst]![1] ? i : worst), 0);
+    kept.splice(lowest, 1);
+  }
+  const line = join();
+  return line.length > width ? `${line.slice(0, Math.max(0, width - 1))}…` : line;
+}
+
 /** The live progress line on a terminal, a plain line every 10 s otherwise, JSON with --json. */
-export function progressReporter(io: CliIo, options: { json: boolean; quiet: boolean }): (stats: CrawlStats) => void {
+export function progressReporter(io: CliIo, options: { json: boolean; quiet: boolean; signal?: AbortSignal }): (stats: CrawlStats) => void {
   let lastPlain = 0;
   return (stats) => {
     if (options.quiet) return;
     const s = stats.snapshot();
+    const stopping = options.signal?.aborted ?? false;
     if (options.json) {
-      io.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), progress: s })}\n`);
+      io.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), progress: s, ...(stopping ? { stopping } : {}) })}\n`);
       return;
     }
-    const line = `${s.done}/${s.total} IDs  ${s.ids_per_sec}/s  ${s.mb_per_sec} MB/s  ${fmtBytes(s.bytes!)}  ETA ${fmtEta(s.eta_secs!)}  429s ${s.throttles}  errors ${s.errors}  failed ${s.failed}`;
-    if (io.stderr.isTTY) io.stderr.write(`\r\x1b[2K${line}`);
+    if (io.stderr.isTTY) io.stderr.write(`\r\x1b[2K${progressLine(s, { columns: io.stderr.columns ?? 80, stopping })}`);
     else if (Date.now() - lastPlain >= 10_000) {
       lastPlain = Date.now();
-      io.stderr.write(`${new Date().toISOString()} ${line}\n`);
+      io.stderr.write(`${new Date().toISOString()} ${progressLine(s, { stopping })}\n`);
     }
   };
 }

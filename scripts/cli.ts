@@ -1,7 +1,8 @@
 #!/usr/bin/env node
+import { realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { InputError, LifeboatError, errorMessage } from '../config/errors.js';
 import { VERSION } from '../crawler/version.js';
@@ -63,30 +64,35 @@ export interface CrawlCommandOptions {
 /** `lifeboat crawl`: returns the exit code. */
 export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<number> {
   // Loaded on use: `lifeboat --help` should not pay for the crawler's dependencies.
-  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges }] = await Promise.all([
+  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges }, { formatFailureReasons, shardFailureReasons }, { checkCrawlScope }] = await Promise.all([
     import('../config/profile.js'),
     import('../crawler/crawl.js'),
     import('../crawler/crawl-stats.js'),
     import('../crawler/discover.js'),
     import('../crawler/id-codec.js'),
     import('../crawler/id-ranges.js'),
+    import('../storage/status.js'),
+    import('../crawler/scope-preflight.js'),
   ]);
   const logger = cliLogger(io, { json: !!o.json, quiet: !!o.quiet });
   const profile = loadProfile(o.profile, o.baseUrl ? { baseUrl: o.baseUrl } : {});
   const codec = createCodec(profile.codec);
   let idsText = o.ids;
   if (/latest/.test(idsText)) {
+    // runCrawl refuses an unreachable scope too; here it comes before the discovery request.
+    await checkCrawlScope(profile, { allowPrivateNetwork: !!o.allowPrivateNetwork });
     const max = await discoverMaxId(profile, { allowPrivateNetwork: !!o.allowPrivateNetwork });
     idsText = idsText.replace(/latest/g, codec.encode(max));
     logger.log('info', `the platform's latest ID is ${codec.encode(max)}`);
   }
   const ranges = parseRanges(idsText, codec);
   const interrupt = gracefulInterrupt(io, 'finishing the IDs in flight');
+  const outDir = resolve(o.out);
   try {
     const result = await runCrawl({
       profile,
       ranges,
-      outDir: resolve(o.out),
+      outDir,
       node: nodeName(o.node),
       logger,
       allowPrivateNetwork: !!o.allowPrivateNetwork,
@@ -99,13 +105,19 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
       ...((o.chromium ?? io.env.LIFEBOAT_CHROMIUM) ? { chromiumPath: (o.chromium ?? io.env.LIFEBOAT_CHROMIUM)! } : {}),
       ...(o.screenshots ? { screenshots: true } : {}),
       signal: interrupt.signal,
-      onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet }),
+      onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet, signal: interrupt.signal }),
     });
     const s = result.stats.snapshot();
-    const summary = { ...result.counts, records: s.records!, bytes: s.bytes!, warcs: s.warcs! };
+    const thisRun = { ids: s.done!, records: s.records!, bytes: s.bytes!, warcs: s.warcs! };
+    const reasons = result.counts.failed > 0 ? shardFailureReasons(outDir) : [];
     if (io.stderr.isTTY && !o.quiet && !o.json) io.stderr.write('\n');
-    if (o.json) io.stdout.write(`${JSON.stringify({ summary, run: s, interrupted: result.aborted })}\n`);
-    else io.stdout.write(`${summaryLine(summary)}\n`);
+    if (o.json) {
+      const summary = { ...result.counts, records: thisRun.records, bytes: thisRun.bytes, warcs: thisRun.warcs };
+      io.stdout.write(`${JSON.stringify({ summary, shard: result.counts, this_run: thisRun, failure_reasons: reasons, run: s, interrupted: result.aborted })}\n`);
+    } else {
+      io.stdout.write(`${summaryLine(result.counts, thisRun)}\n`);
+      if (reasons.length > 0) io.stderr.write(`failed IDs by reason (the shard's, most common first):\n${formatFailureReasons(reasons).join('\n')}\n`);
+    }
     if (s.extraction_notes && !o.json) io.stderr.write(`note: ${s.extraction_notes} IDs were archived with extraction cut short or failed (their reason: lifeboat status)\n`);
     if (result.aborted) {
       io.stderr.write(`interrupted: run the same command again to resume\n`);
@@ -150,6 +162,24 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   return program;
 }
 
+/**
+ * An error from the operating system (it has a `syscall`): the user's machine or the path they
+ * gave, not a bug, so one line and no stack. A path that does not exist is bad input (exit 2);
+ * the rest — a port in use, no permission, a full disk — is the environment (exit 1).
+ */
+function systemError(err: unknown): { message: string; code: number } | undefined {
+  if (!(err instanceof Error) || err instanceof LifeboatError) return undefined;
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (typeof e.code !== 'string' || typeof e.syscall !== 'string') return undefined;
+  if (e.code === 'EADDRINUSE') {
+    return { message: `${e.address ?? 'the address'}:${e.port ?? '?'} is already in use (another tracker?): stop it or choose another --port`, code: EXIT.error };
+  }
+  const what = e.path ?? (e.address ? `${e.address}${e.port ? `:${e.port}` : ''}` : undefined);
+  const reason = { ENOENT: 'no such file or directory', ENOTDIR: 'not a directory', EISDIR: 'is a directory', EACCES: 'permission denied', EPERM: 'operation not permitted', ENOSPC: 'no space left on the device', EROFS: 'read-only file system' }[e.code];
+  const message = `${what ? `${what}: ` : ''}${reason ?? e.message} (${e.code}, ${e.syscall})`;
+  return { message, code: ['ENOENT', 'ENOTDIR', 'EISDIR'].includes(e.code) ? EXIT.usage : EXIT.error };
+}
+
 /** Runs the CLI in-process; returns the exit code. Only this layer turns errors into exit codes. */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   let code: number = EXIT.ok;
@@ -159,26 +189,41 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     return code;
   } catch (err) {
     if (err instanceof ExitCode) return err.code;
-    if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
-      return EXIT.usage;
-    }
+    // `--help` and `--version` end with exit code 0; help shown because a command is missing
+    // (`lifeboat`, `lifeboat tracker`) ends with 1 from commander, which is bad usage here.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     if (!(err instanceof LifeboatError) && isDiskFull(err)) {
       // A full disk noticed outside the storage layer (a lock or temp file): the same one line as everywhere.
       io.stderr.write(`lifeboat: ${DISK_FULL_MESSAGE} (${errorMessage(err)})\n`);
       return EXIT.error;
     }
+    const system = systemError(err);
+    if (system) {
+      io.stderr.write(`lifeboat: ${system.message}\n`);
+      return system.code;
+    }
     io.stderr.write(`lifeboat: ${errorMessage(err)}\n`);
     if (err instanceof InputError) return EXIT.usage;
     if (err instanceof LifeboatError) return EXIT.error;
     if (!(err instanceof Error)) return EXIT.error;
+    // Only a bug gets here: the stack is for its report.
     io.stderr.write(`${err.stack ?? ''}\n`);
     return EXIT.error;
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// `node dist/scripts/cli.js …` still runs the CLI (tests and scripts spawn it); the installed
+// command goes through bin.js, which always runs. Real paths: argv[1] may be a symlink.
+if (process.argv[1] && realpathSync(fileURLToPath(import.meta.url)) === realpathOrSelf(process.argv[1])) {
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
+}
+
+function realpathOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
 }

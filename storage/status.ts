@@ -33,7 +33,51 @@ export interface DirStatus {
     mediaQueued: number;
     mediaFailed: number;
     openWarcs: number;
+    /** Why IDs failed (ids.last_error), the most common first; empty for a merged directory. */
+    failureReasons: FailureReason[];
   };
+}
+
+export interface FailureReason {
+  reason: string;
+  count: number;
+}
+
+/** A last_error with the per-ID part (the URL's path) cut, so that one cause counts once. */
+export function reasonOf(lastError: string | null): string {
+  if (!lastError) return 'no reason recorded';
+  return lastError.replace(/(https?:\/\/[^/\s]+)\/\S*?(?=:?(?:\s|$))/g, '$1/…');
+}
+
+/** The most common reasons why IDs of a shard failed, from an open shard database. */
+export function failureReasons(db: ReturnType<typeof openForReading>, limit = 5): FailureReason[] {
+  const byReason = new Map<string, number>();
+  for (const r of db.prepare<[], { e: string | null; n: number }>(`SELECT last_error AS e, COUNT(*) AS n FROM ids WHERE status = 'failed' GROUP BY last_error`).iterate()) {
+    const reason = reasonOf(r.e);
+    byReason.set(reason, (byReason.get(reason) ?? 0) + r.n);
+  }
+  return [...byReason].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason)).slice(0, limit);
+}
+
+/** `failureReasons` of the shard in `dir` (read-only); empty when it has no database yet. */
+export function shardFailureReasons(dir: string, limit = 5): FailureReason[] {
+  let db: ReturnType<typeof openForReading>;
+  try {
+    db = openForReading(join(dir, 'shard.sqlite'));
+  } catch {
+    return [];
+  }
+  try {
+    return failureReasons(db, limit);
+  } finally {
+    db.close();
+  }
+}
+
+/** The lines that list failure reasons: `  COUNT × REASON`. */
+export function formatFailureReasons(reasons: readonly FailureReason[]): string[] {
+  const width = String(reasons[0]?.count ?? 0).length;
+  return reasons.map((r) => `  ${String(r.count).padStart(width)} × ${r.reason}`);
 }
 
 function* rangesOf(ids: Iterable<{ start: number; end: number }>): Generator<string> {
@@ -65,6 +109,7 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
     let mediaQueued = 0;
     let mediaFailed = 0;
     let provenance: DirStatus['provenance'];
+    let reasons: FailureReason[] = [];
     if (kind === 'merged') {
       for (const r of missingRanges(db)) {
         idsToRetry += r.end - r.start + 1;
@@ -89,6 +134,7 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
       };
     } else {
       idsToRetry = ids.failed ?? 0;
+      reasons = failureReasons(db);
       const failed = db.prepare<[], { start: number; end: number }>(
         `SELECT MIN(id) AS start, MAX(id) AS end FROM (SELECT id, id - ROW_NUMBER() OVER (ORDER BY id) AS grp FROM ids WHERE status = 'failed')
          GROUP BY grp ORDER BY start LIMIT 20`,
@@ -111,7 +157,7 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
       warcs,
       warcBytes: warcs.reduce((n, w) => n + w.bytes, 0),
       provenance,
-      left: { idsToRetry, firstRanges, mediaQueued, mediaFailed, openWarcs: warcs.filter((w) => w.open).length },
+      left: { idsToRetry, firstRanges, mediaQueued, mediaFailed, openWarcs: warcs.filter((w) => w.open).length, failureReasons: reasons },
     };
   } finally {
     db.close();
@@ -144,5 +190,6 @@ export function formatStatus(s: DirStatus): string {
   else {
     lines.push(`left: ${l.idsToRetry} IDs to retry${l.firstRanges.length ? ` (${l.firstRanges.join(',')}${l.idsToRetry > 0 && l.firstRanges.length >= 20 ? ',…' : ''})` : ''}; media ${l.mediaQueued} queued, ${l.mediaFailed} failed`);
   }
+  if (l.failureReasons.length > 0) lines.push('failed IDs by reason:', ...formatFailureReasons(l.failureReasons));
   return `${lines.join('\n')}\n`;
 }

@@ -44,7 +44,7 @@ describe('lifeboat crawl on the demo platform', () => {
     const r = await crawl(['--profile', 'demo', '--base-url', platform.url, '--ids', '1-300', '--out', dir, '--allow-private-network', '--quiet']);
     expect(r.stderr).not.toMatch(/error/i);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^archived \d+, missing \d+, gone \d+, restricted \d+, failed 0; records \d+, bytes \d+, warcs \d+\n$/);
+    expect(r.stdout).toMatch(/^shard: archived \d+, missing \d+, gone \d+, restricted \d+, failed 0; this run: ids 300, records \d+, bytes \d+, warcs \d+\n$/);
     const records = await expectComplete(platform, dir, 300);
     // Content-Encoding is kept as sent: the JSON API answered gzip.
     const api = records.find((x) => x.type === 'response' && x.url.includes('/api/v1/posts/') && x.httpStatus === 200)!;
