@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -49,6 +50,8 @@ interface NodeState {
   tracker: string;
   nick: string;
   token: string;
+  /** false while the registration with `token` is not known to have reached the tracker. */
+  registered?: boolean;
   current?: { itemId: number; leaseId: string; ranges: [number, number][]; profile: string; leaseSecs: number };
 }
 
@@ -87,7 +90,23 @@ function finishedIn(dir: string, ranges: RangeSet): RangeSet {
   }
 }
 
+/** The tracker's URL, or an InputError saying how to write it (`127.0.0.1:8070` has no scheme). */
+function checkTrackerUrl(raw: string): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) {
+    throw new InputError(`--tracker ${JSON.stringify(raw)} is not an http(s) URL: write it with its scheme, e.g. http://${raw.replace(/^[a-z]+:\/\//i, '')}`, {
+      code: 'E_USAGE',
+    });
+  }
+}
+
 export async function runNode(opts: NodeOptions): Promise<NodeResult> {
+  checkTrackerUrl(opts.trackerUrl); // before anything is created
   await mkdir(join(opts.outDir, 'items'), { recursive: true });
   // One node per --out (issue 10 §2): two would share node.json's lease and the item shards.
   const lock = acquireDirLock(opts.outDir, 'node');
@@ -105,9 +124,31 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
   if (state && (state.tracker !== opts.trackerUrl || state.nick !== opts.nick)) {
     throw new InputError(`${opts.outDir} belongs to nick ${state.nick} at ${state.tracker}: use another --out`, { code: 'E_NODE_STATE' });
   }
-  const client = opts.client ?? new TrackerClient({ baseUrl: opts.trackerUrl, clientVersion: VERSION, ...(state ? { token: state.token } : {}) });
-  if (!state) {
-    const reg = await client.register(opts.nick);
+  const client =
+    opts.client ??
+    new TrackerClient({
+      baseUrl: opts.trackerUrl,
+      clientVersion: VERSION,
+      ...(state ? { token: state.token } : {}),
+      // Silence while the tracker is down looks like a hang: say each failed attempt.
+      onRetry: (r) =>
+        log.log('warn', `tracker ${opts.trackerUrl}${r.path}: ${r.problem}; attempt ${r.attempt} of ${r.maxAttempts} failed, next try in ${Math.max(1, Math.round(r.waitMs / 1000))} s`, { ...r }),
+    });
+  if (!state || state.registered === false) {
+    // The token is chosen and saved first: a node killed before it saved the answer registers
+    // again with the same token, which the tracker recognises (a nick has one owner).
+    if (!state) {
+      state = { tracker: opts.trackerUrl, nick: opts.nick, token: randomBytes(32).toString('base64url'), registered: false };
+      await writeState(statePath, state);
+    }
+    let reg;
+    try {
+      reg = await client.register(opts.nick, { token: state.token, ...(opts.signal ? { signal: opts.signal } : {}) });
+    } catch (err) {
+      // Ctrl-C while the tracker is still unreachable: nothing was claimed, nothing to give back.
+      if (opts.signal?.aborted) return { items: 0, counts: { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 }, interrupted: true };
+      throw err;
+    }
     state = { tracker: opts.trackerUrl, nick: opts.nick, token: reg.token };
     await writeState(statePath, state);
     log.log('info', `registered as ${reg.nick} (node ${reg.nodeId})`);

@@ -19,6 +19,19 @@ export interface TrackerClientOptions {
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** undici dispatcher (an Agent or a mock); default undici's global dispatcher. */
   dispatcher?: Dispatcher;
+  /** Told of each failed attempt before the wait for the next one (the node prints it). */
+  onRetry?: (retry: TrackerRetry) => void;
+}
+
+/** A request to the tracker that failed for a passing reason and will be tried again. */
+export interface TrackerRetry {
+  path: string;
+  /** The attempt that failed, from 1. */
+  attempt: number;
+  maxAttempts: number;
+  /** How long until the next attempt. */
+  waitMs: number;
+  problem: string;
 }
 
 export interface TrackerItem {
@@ -74,9 +87,11 @@ export class TrackerClient {
   #timeoutMs: number;
   #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   #dispatcher: Dispatcher | undefined;
+  #onRetry: ((retry: TrackerRetry) => void) | undefined;
 
   constructor(options: TrackerClientOptions) {
-    const { baseUrl, clientVersion, token, retry = {}, requestTimeoutMs = 30_000, sleep, dispatcher } = options;
+    const { baseUrl, clientVersion, token, retry = {}, requestTimeoutMs = 30_000, sleep, dispatcher, onRetry } = options;
+    this.#onRetry = onRetry;
     this.#baseUrl = baseUrl.replace(/\/+$/, '');
     this.#version = clientVersion;
     this.#token = token;
@@ -92,9 +107,14 @@ export class TrackerClient {
     return this.#token;
   }
 
-  /** Registers this node under `nick`; the returned token is also kept for later calls. */
-  async register(nick: string): Promise<{ nodeId: number; nick: string; token: string }> {
-    const res = (await this.#call('POST', '/api/v1/register', { nick })) as { node_id: number; nick: string; token: string };
+  /**
+   * Registers this node under `nick`; the returned token is also kept for later calls. With
+   * `token` (32 random bytes, base64url, saved by the caller first) a repeated registration after
+   * a crash is recognised as the same node instead of refused as a taken nick.
+   */
+  async register(nick: string, options: { signal?: AbortSignal; token?: string } = {}): Promise<{ nodeId: number; nick: string; token: string }> {
+    const body = options.token ? { nick, token: options.token } : { nick };
+    const res = (await this.#call('POST', '/api/v1/register', body, options.signal)) as { node_id: number; nick: string; token: string };
     this.#token = res.token;
     return { nodeId: res.node_id, nick: res.nick, token: res.token };
   }
@@ -211,7 +231,9 @@ export class TrackerClient {
       }
       if (attempt === this.#maxAttempts) break;
       const backoff = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (attempt - 1));
-      await this.#sleep(waitMs ?? backoff * (0.5 + Math.random() / 2), signal);
+      const nextMs = waitMs ?? backoff * (0.5 + Math.random() / 2);
+      this.#onRetry?.({ path, attempt, maxAttempts: this.#maxAttempts, waitMs: nextMs, problem: lastProblem });
+      await this.#sleep(nextMs, signal);
     }
     throw new TrackerUnavailableError(`tracker at ${this.#baseUrl} unavailable after ${this.#maxAttempts} attempts (${lastProblem})`, { cause: lastCause });
   }
