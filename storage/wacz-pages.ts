@@ -42,7 +42,12 @@ export function* pageEntries(db: Database.Database): Generator<PageEntry> {
   }
 }
 
+/**
+ * `hasText` in the header line is what makes ReplayWeb.page take this file as its text index
+ * (without it, its page search sees URLs and titles only); set when posts have extracted fields.
+ */
 export function* pageLines(db: Database.Database): Generator<string> {
-  yield JSON.stringify({ format: 'json-pages-1.0', id: 'pages', title: 'All Pages' });
+  const hasText = db.prepare<[], { n: number }>('SELECT 1 AS n FROM posts LIMIT 1').get() !== undefined;
+  yield JSON.stringify({ format: 'json-pages-1.0', id: 'pages', title: 'All Pages', ...(hasText ? { hasText: true } : {}) });
   for (const p of pageEntries(db)) yield JSON.stringify(p);
 }

@@ -209,6 +209,23 @@ describeBrowser('the exported WACZ in ReplayWeb.page (real Chromium)', () => {
     await inReplay(join(tmp, 'plain.wacz'), `${platformUrl}/p/${post.id}`, (frame) => expectPost(frame, post));
   }, 180_000);
 
+  it("feeds each post's text to ReplayWeb.page's page search (its text index is our pages.jsonl)", async () => {
+    const post = posts[1]!;
+    const apiCalls: string[] = [];
+    await inReplay(join(tmp, 'plain.wacz'), `${platformUrl}/p/${post.id}`, async (frame) => {
+      const page = frame.page();
+      for (const f of page.frames()) apiCalls.push(...(await f.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name)).catch(() => [] as string[])));
+      const api = apiCalls.map((u) => /^(.*\/api\/c\/[^/?]+)/.exec(u)?.[1]).find(Boolean);
+      expect(api, apiCalls.join('\n')).toBeDefined();
+      // Asked from ReplayWeb.page's own frame (the one its service worker controls), as its Pages search asks.
+      const app = page.frames().find((f) => /\/replay\/\?source=/.test(f.url()))!;
+      const lines = (await app.evaluate(async (u) => (await fetch(`${u}/textIndex`)).text(), api!)).trimEnd().split('\n');
+      const entry = lines.map((l) => JSON.parse(l) as { url?: string; title?: string; text?: string }).find((e) => e.url === `${platformUrl}/p/${post.id}`);
+      expect(entry?.text, lines.slice(0, 3).join('\n')).toContain(post.text);
+      expect(entry?.title).toMatch(new RegExp(`^Post ${post.id} by `));
+    });
+  }, 180_000);
+
   it('reads a WACZ whose index is shipped as index.cdx.gz blocks + index.idx', async () => {
     const post = posts.at(-1)!;
     await inReplay(join(tmp, 'blocks.wacz'), `${platformUrl}/p/${post.id}`, (frame) => expectPost(frame, post));

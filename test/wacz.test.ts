@@ -117,7 +117,7 @@ describe('exportWacz', () => {
     expect(digest).toEqual({ path: 'datapackage.json', hash: `sha256:${entries.get('datapackage.json')!.sha256}` });
 
     const pages = entries.get('pages/pages.jsonl')!.text!.trimEnd().split('\n').map((l) => JSON.parse(l) as { url?: string; ts?: string; format?: string });
-    expect(pages[0]).toEqual({ format: 'json-pages-1.0', id: 'pages', title: 'All Pages' });
+    expect(pages[0]).toEqual({ format: 'json-pages-1.0', id: 'pages', title: 'All Pages', hasText: true });
     const archived = Array.from({ length: 50 }, (_, i) => i + 1).filter((id) => id % 7 !== 0 && id % 11 !== 0);
     expect(pages.slice(1).map((p) => p.url)).toEqual(archived.map((id) => `http://127.0.0.1:8080/p/${id}`));
     expect(result.pages).toBe(archived.length);
