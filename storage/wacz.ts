@@ -165,6 +165,7 @@ async function openSource(dir: string, work: string): Promise<{ source: WaczResu
 export async function exportWacz(o: ExportWaczOptions): Promise<WaczResult> {
   const folder = dirname(o.file);
   if (!existsSync(folder)) throw new InputError(`cannot write ${o.file}: the folder ${folder} does not exist`, { code: 'E_EXPORT_OUTPUT' });
+  if (existsSync(o.file) && (await stat(o.file)).isDirectory()) throw new InputError(`cannot write ${o.file}: it is a directory (give a file name such as ${join(o.file, 'archive.wacz')})`, { code: 'E_EXPORT_OUTPUT' });
   if (!existsSync(o.dir)) throw new InputError(`${o.dir} does not exist`, { code: 'E_EXPORT_INPUT' });
   const work = await mkdtemp(join(tmpdir(), 'lifeboat-wacz-'));
   const tmpFile = `${o.file}.tmp`;

@@ -45,6 +45,8 @@ describe('lifeboat export (issue 10 §3)', () => {
     expect(r.stderr).toContain(`${join(tmp, 'no-such-folder')} does not exist`);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     await expect(stat(join(tmp, 'no-such-folder'))).rejects.toThrow();
+    const dir = await cli(['export', merged, '--wacz', tmp]);
+    expect([dir.code, dir.stderr]).toEqual([2, `lifeboat: cannot write ${tmp}: it is a directory (give a file name such as ${join(tmp, 'archive.wacz')})\n`]);
   });
 
   it('prints numbers in its summary, for a merged directory and for a shard', async () => {
