@@ -170,6 +170,14 @@ describe('tracker API over HTTP', () => {
     expect((await call('POST', '/api/v1/claim', { token: bystander.json.token, body: {} })).status).toBe(200);
     const client = new TrackerClient({ baseUrl: base, clientVersion: VERSION, retry: { maxAttempts: 2, baseDelayMs: 1 } });
     await expect(client.register('dora')).rejects.toMatchObject({ status: 409, code: 'E_NICK_TAKEN' });
+    // A node that chose its token registers again after a crash and gets the same node back; another token does not.
+    const token = 'T'.repeat(43);
+    const first = await call('POST', '/api/v1/register', { body: { nick: 'erin', token } });
+    const again = await call('POST', '/api/v1/register', { body: { nick: 'erin', token } });
+    expect(first.status).toBe(200);
+    expect(again.json).toEqual(first.json);
+    expect((await call('POST', '/api/v1/register', { body: { nick: 'erin', token: 'U'.repeat(43) } })).json.error).toBe('E_NICK_TAKEN');
+    expect((await call('POST', '/api/v1/register', { body: { nick: 'erin', token: 'short' } })).status).toBe(400);
   });
 
   it('refuses a byte report above the per-item maximum, so leaderboard totals stay exact (issue 11 §5)', async () => {

@@ -240,6 +240,9 @@ function contractSuite(makeHarness: () => Promise<Harness>) {
     expect(won).toHaveLength(1);
     for (const t of tries) if (t.status === 'rejected') expect(t.reason).toBeInstanceOf(NickTakenError);
     const owner = (won[0] as PromiseFulfilledResult<NodeRecord>).value;
+    // The owner registering again with its own token (a crash before it saved the answer) gets its node back.
+    const ownerToken = `race-${Math.floor(tries.findIndex((t) => t.status === 'fulfilled') / 2)}-${tries.findIndex((t) => t.status === 'fulfilled') % 2}`;
+    expect(await stores[2]!.registerNode({ nick: 'shared', tokenHash: ownerToken, now: T0 })).toEqual({ id: owner.id, nick: 'shared', banned: false });
     await expect(stores[1]!.registerNode({ nick: 'shared', tokenHash: 'later', now: T0 })).rejects.toThrow(/nick "shared" is already taken/);
     const other = await stores[0]!.registerNode({ nick: 'other', tokenHash: 'hash-other', now: T0 });
     const lease = await mustLease(stores[0]!, other.id);
@@ -249,6 +252,8 @@ function contractSuite(makeHarness: () => Promise<Harness>) {
     const tokens = tries.map((_, k) => `race-${Math.floor(k / 2)}-${k % 2}`);
     const flagged = await Promise.all(tokens.map((t) => stores[0]!.authenticate(t)));
     expect(flagged.filter((n) => n !== undefined)).toEqual([{ id: owner.id, nick: 'shared', banned: true }]);
+    // A token already in use cannot be registered under another nick.
+    await expect(stores[0]!.registerNode({ nick: 'copycat', tokenHash: 'hash-other', now: T0 })).rejects.toMatchObject({ code: 'E_TOKEN_TAKEN' });
     // Nicks are per project: another project may use it.
     const elsewhere = await open();
     expect((await elsewhere.registerNode({ nick: 'shared', tokenHash: 'elsewhere', now: T0 })).nick).toBe('shared');

@@ -26,7 +26,11 @@ const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 is 64 lower-case hex
 export const MAX_ITEM_BYTES = 2 ** 40;
 const itemBytes = count.max(MAX_ITEM_BYTES, `at most ${MAX_ITEM_BYTES} bytes (1 TiB) per item`);
 
-export const registerBody = z.strictObject({ nick });
+/**
+ * `token`: optional, chosen by the node (32 random bytes, base64url) and saved before it asks, so a
+ * registration repeated after a crash is recognised as the same node rather than a nick takeover.
+ */
+export const registerBody = z.strictObject({ nick, token: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a token is 32 random bytes in base64url (43 characters)').optional() });
 export const claimBody = z.strictObject({});
 export const heartbeatBody = z.strictObject({ lease_id: leaseId, finished: rangeList });
 export const doneBody = z.strictObject({

@@ -125,7 +125,10 @@ export interface ItemStore {
   listProjects(): Promise<string[]>;
   /**
    * Stores a node; only the token's hash is kept. A nick has one owner per project: throws
-   * `NickTakenError` when another node registered it, `BannedError` for a banned nick.
+   * `NickTakenError` when another node (another token) registered it, `BannedError` for a banned
+   * nick. The same nick with the same token again returns the node stored before (a node that
+   * crashed before saving the answer registers again); a token in use under another nick is an
+   * `InputError`.
    */
   registerNode(options: { nick: string; tokenHash: string; now: number }): Promise<NodeRecord>;
   authenticate(tokenHash: string): Promise<NodeRecord | undefined>;

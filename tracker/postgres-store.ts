@@ -239,18 +239,26 @@ export class PostgresItemStore implements ItemStore {
     try {
       await client.query('BEGIN');
       await client.query(`SELECT pg_advisory_xact_lock(hashtext('lifeboat-nick'), hashtext($1 || '/' || $2))`, [this.project, nick]);
-      const seen = (await client.query<{ banned: boolean; taken: boolean }>(
-        `SELECT EXISTS (SELECT 1 FROM bans WHERE project = $1 AND nick = $2) AS banned, EXISTS (SELECT 1 FROM nodes WHERE project = $1 AND nick = $2) AS taken`,
-        [this.project, nick],
+      const seen = (await client.query<{ banned: boolean; owner: number | null; owner_hash: string | null; token_used: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM bans WHERE project = $1 AND nick = $2) AS banned,
+                (SELECT id FROM nodes WHERE project = $1 AND nick = $2 ORDER BY id LIMIT 1) AS owner,
+                (SELECT token_hash FROM nodes WHERE project = $1 AND nick = $2 ORDER BY id LIMIT 1) AS owner_hash,
+                EXISTS (SELECT 1 FROM nodes WHERE project = $1 AND token_hash = $3) AS token_used`,
+        [this.project, nick, tokenHash],
       )).rows[0]!;
       if (seen.banned) throw new BannedError(nick);
-      if (seen.taken) throw new NickTakenError(nick);
+      if (seen.owner !== null && seen.owner_hash === tokenHash) {
+        await client.query('COMMIT');
+        return { id: Number(seen.owner), nick, banned: false };
+      }
+      if (seen.owner !== null) throw new NickTakenError(nick);
+      if (seen.token_used) throw new InputError('this token is registered under another nick; let the node choose a fresh one', { code: 'E_TOKEN_TAKEN' });
       const rows = (await client.query<{ id: number }>(`INSERT INTO nodes (project, nick, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id`, [this.project, nick, tokenHash, now])).rows;
       await client.query('COMMIT');
       return { id: rows[0]!.id, nick, banned: false };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
-      if (err instanceof BannedError || err instanceof NickTakenError) throw err;
+      if (err instanceof BannedError || err instanceof NickTakenError || err instanceof InputError) throw err;
       throw new StorageError(`tracker database: ${(err as Error).message}`, { cause: err });
     } finally {
       client.release();

@@ -95,13 +95,14 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
   app.route({
     ...route('/api/v1/register'),
     handler: async (req, reply) => {
-      const { nick } = parse(api.registerBody, req.body);
+      const body = parse(api.registerBody, req.body);
+      const { nick } = body;
       const waitMs = ctx.registrations.take(req.ip);
       if (waitMs > 0) {
         void reply.header('retry-after', String(Math.ceil(waitMs / 1000)));
         return send(reply, 429, 'E_RATE_LIMIT', `too many registrations from your address (${ctx.registrations.max} per ${Math.round(ctx.registrations.windowMs / 60_000)} min); retry in ${Math.ceil(waitMs / 1000)} s`);
       }
-      const token = randomBytes(32).toString('base64url');
+      const token = body.token ?? randomBytes(32).toString('base64url');
       const node = await store.registerNode({ nick, tokenHash: hashToken(token), now: now() });
       metrics.inc('registrations');
       return { node_id: node.id, nick: node.nick, token };

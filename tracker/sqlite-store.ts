@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { StorageError } from '../config/errors.js';
+import { InputError, StorageError } from '../config/errors.js';
 import { randomUUID } from 'node:crypto';
 import { RangeSet } from '../crawler/id-ranges.js';
 import { BannedError, LeaseError, NickTakenError } from './errors.js';
@@ -107,7 +107,8 @@ export class SqliteItemStore implements ItemStore {
       insertItem: `INSERT INTO items (project, ranges, id_count) VALUES (?, ?, ?)`,
       insertNode: `INSERT INTO nodes (project, nick, token_hash, created_at) VALUES (?, ?, ?, ?)`,
       isBanned: `SELECT 1 FROM bans WHERE project = ? AND nick = ?`,
-      nickTaken: `SELECT 1 FROM nodes WHERE project = ? AND nick = ? LIMIT 1`,
+      nickOwner: `SELECT id, token_hash FROM nodes WHERE project = ? AND nick = ? ORDER BY id LIMIT 1`,
+      tokenUsed: `SELECT 1 FROM nodes WHERE project = ? AND token_hash = ? LIMIT 1`,
       auth: `SELECT n.id, n.nick, b.nick IS NOT NULL AS banned FROM nodes n LEFT JOIN bans b ON b.project = n.project AND b.nick = n.nick WHERE n.token_hash = ? AND n.project = ?`,
       finishExpired: `UPDATE items SET state = 'done', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ? AND finished_count >= id_count`,
       expire: `UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ?`,
@@ -187,7 +188,10 @@ export class SqliteItemStore implements ItemStore {
     const run = this.#db.transaction(() => {
       if (this.#stmt('isBanned').get(this.project, nick)) throw new BannedError(nick);
       // One owner per nick (issue 11 §5): bans and stats by nick then hit exactly one node.
-      if (this.#stmt('nickTaken').get(this.project, nick)) throw new NickTakenError(nick);
+      const owner = this.#stmt('nickOwner').get(this.project, nick) as { id: number; token_hash: string } | undefined;
+      if (owner && owner.token_hash === tokenHash) return { id: owner.id, nick, banned: false };
+      if (owner) throw new NickTakenError(nick);
+      if (this.#stmt('tokenUsed').get(this.project, tokenHash)) throw new InputError('this token is registered under another nick; let the node choose a fresh one', { code: 'E_TOKEN_TAKEN' });
       const info = this.#stmt('insertNode').run(this.project, nick, tokenHash, now);
       return { id: Number(info.lastInsertRowid), nick, banned: false };
     });
