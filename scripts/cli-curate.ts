@@ -61,7 +61,7 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
       else {
         for (const i of result.inputs) io.stdout.write(`${i.status}: ${i.path}${i.reason ? ` (${i.reason})` : ''}\n`);
         const c = result.coverage;
-        io.stdout.write(`${Object.entries(c.statuses).map(([k, v]) => `${k} ${v}`).join(', ')}; ${c.missing_ids} IDs without a final status in ${c.missing_ranges} ranges (missing-ranges.txt); ${result.cdxjLines} index lines; ${result.defectCount} defects; ${result.seconds.toFixed(1)} s\n`);
+        io.stdout.write(`${Object.entries(c.statuses).map(([k, v]) => `${k} ${v}`).join(', ')}; ${c.missing_ids} IDs without a final status in ${c.missing_ranges} ranges (missing-ranges.txt); ${c.conflicts.versions.count} URLs with differing versions, ${c.conflicts.same_content.count} with the same content in another encoding (coverage.json); ${result.cdxjLines} index lines; ${result.defectCount} defects; ${result.seconds.toFixed(1)} s\n`);
       }
       setExit(result.defectCount > 0 ? 1 : 0);
     });

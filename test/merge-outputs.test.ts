@@ -135,6 +135,7 @@ describe('merge outputs (issue 15)', () => {
     const out = join(tmp, 'prov-out');
     const r = await cli(['merge', a, join(tmp, 'prov-wget.warc.gz'), '--out', out]);
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('; 0 URLs with differing versions, 0 with the same content in another encoding (coverage.json);');
     const version = (JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
     const records = await readWarcDir(join(out, 'warcs'));
     const own = records.filter((x) => x.type === 'warcinfo' && !x.headers['WARC-Lifeboat-Copied-From']);
