@@ -40,6 +40,8 @@ export async function buildFetchStack(opts: StackOptions) {
     fetchRobots: robotsFetcher(capturer, guard),
     onUnreachable: (origin, reason, retryInMs) =>
       logger.child('robots').log('warn', `${origin}: waiting for robots.txt (${reason}); nothing is fetched from this host until it answers (next try in ${Math.round(retryInMs / 1000)} s)`, { origin }),
+    onSlow: (origin, waitedMs) =>
+      logger.child('robots').log('warn', `${origin}: waiting for robots.txt (still downloading after ${Math.round(waitedMs / 1000)} s); nothing is fetched from this host until it arrives`, { origin }),
   });
   const limiter = new HostLimiter({ ratePerSec: opts.ratePerSec, perHostConcurrency: opts.perHostConcurrency });
   const fetcher = new Fetcher({

@@ -53,6 +53,10 @@ export interface RobotsPolicyOptions {
    * from that origin until the next try, and the crawl would otherwise stall with no visible reason.
    */
   onUnreachable?: (origin: string, reason: string, retryInMs: number) => void;
+  /** Told once when a robots.txt fetch has not finished after `slowNoticeMs` (a trickling file): the host waits for it. */
+  onSlow?: (origin: string, waitedMs: number) => void;
+  /** Default 10,000 ms. */
+  slowNoticeMs?: number;
 }
 
 /** RFC 9309 §2.5: crawlers must parse at least 500 KiB; more is neither read nor parsed. */
@@ -79,6 +83,8 @@ export class RobotsPolicy {
   readonly #unreachableRetryMs: number;
   readonly #cacheTtlMs: number;
   readonly #onUnreachable: RobotsPolicyOptions['onUnreachable'];
+  readonly #onSlow: RobotsPolicyOptions['onSlow'];
+  readonly #slowNoticeMs: number;
   readonly #byOrigin = new Map<string, CacheEntry>();
 
   constructor(opts: RobotsPolicyOptions) {
@@ -90,6 +96,8 @@ export class RobotsPolicy {
     this.#unreachableRetryMs = unreachableRetryMs;
     this.#cacheTtlMs = cacheTtlMs;
     this.#onUnreachable = opts.onUnreachable;
+    this.#onSlow = opts.onSlow;
+    this.#slowNoticeMs = opts.slowNoticeMs ?? 10_000;
   }
 
   async isAllowed(url: string): Promise<boolean> {
@@ -151,7 +159,11 @@ export class RobotsPolicy {
     if (cached && cached.expiresAtMs > nowMs) return cached;
     // Until the fetch settles the entry never expires, so concurrent callers share it.
     const entry: CacheEntry = { expiresAtMs: Number.POSITIVE_INFINITY, rules: Promise.resolve({ kind: 'unavailable' }) };
+    const onSlow = this.#onSlow;
+    const slow = onSlow ? setTimeout(() => onSlow(origin, this.#slowNoticeMs), this.#slowNoticeMs) : undefined;
+    slow?.unref();
     entry.rules = this.#load(`${origin}/robots.txt`).then((rules) => {
+      clearTimeout(slow);
       const ttlMs = rules.kind === 'unreachable' ? this.#unreachableRetryMs : this.#cacheTtlMs;
       entry.expiresAtMs = this.#now() + ttlMs;
       if (rules.kind === 'unreachable') this.#onUnreachable?.(origin, rules.reason, ttlMs);

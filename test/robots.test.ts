@@ -189,3 +189,27 @@ describe('RobotsPolicy', () => {
     expect(seen).toEqual(['http://a.test/robots.txt', 'http://b.test/robots.txt', 'https://a.test/robots.txt', 'http://a.test:8080/robots.txt']);
   });
 });
+
+describe('robots.txt that keeps the crawl waiting (issue 11 §3)', () => {
+  it('says once that a robots.txt still downloading holds up its host', async () => {
+    const slow: string[] = [];
+    let finish: (r: RobotsResponse) => void = () => undefined;
+    const p = new RobotsPolicy({
+      userAgent: 'lifeboat',
+      mode: 'obey',
+      slowNoticeMs: 20,
+      onSlow: (origin) => {
+        slow.push(origin);
+        finish({ status: 200, body: 'User-agent: *\nDisallow: /x\n' });
+      },
+      fetchRobots: () => new Promise<RobotsResponse>((resolve) => (finish = resolve)),
+    });
+    expect(await p.isAllowed(`${base}/x`)).toBe(false);
+    expect(slow).toEqual([base]);
+    // A quick answer says nothing.
+    const quiet: string[] = [];
+    const q = new RobotsPolicy({ userAgent: 'lifeboat', mode: 'obey', slowNoticeMs: 60_000, onSlow: (o) => quiet.push(o), fetchRobots });
+    expect(await q.isAllowed(`${base}/y`)).toBe(true);
+    expect(quiet).toEqual([]);
+  });
+});
