@@ -119,6 +119,23 @@ describe.skipIf(!haveChromium && !requireAll)('leaderboard page in real Chromium
       expect(Number(rate!.replace(/,/g, ''))).toBeCloseTo(n.rate_ids_per_sec, 2);
     });
 
+    // ETA, the rate chart (one bar per 5-minute bucket of /api/v1/stats/history) and exact bytes on hover.
+    expect(api.eta_secs).toBe(Math.round((api.ids.total - api.ids.done) / api.rate_ids_per_sec));
+    const d = Math.floor(api.eta_secs / 86400);
+    const h = Math.floor((api.eta_secs % 86400) / 3600);
+    const m = Math.floor((api.eta_secs % 3600) / 60);
+    expect(await page.textContent('#eta')).toBe(d > 0 ? `${d} d ${h} h` : h > 0 ? `${h} h ${m} min` : `${m} min`);
+    const history = (await (await request(`${base}/api/v1/stats/history`)).body.json()) as any;
+    expect(history.bucket_secs).toBe(300);
+    expect(history.points).toHaveLength(24 * 12 + 1);
+    expect(history.points.reduce((n: number, p: { ids: number }) => n + p.ids, 0)).toBe(api.ids.done);
+    const bars = await page.$$eval('#chart rect.bar', (rs) => rs.map((r) => ({ rate: Number(r.getAttribute('data-ids-per-sec')), height: Number(r.getAttribute('height')) })));
+    expect(bars.map((b) => b.rate)).toEqual(history.points.map((p: { ids_per_sec: number }) => p.ids_per_sec));
+    const peak = Math.max(...bars.map((b) => b.rate));
+    expect(peak).toBeGreaterThan(0);
+    for (const b of bars) expect(b.height).toBeCloseTo((130 * b.rate) / peak, 1);
+    expect(await page.getAttribute('#leaderboard tr[data-nick="alice"] td.bytes', 'title')).toBe(`${api.nodes[0].bytes.toLocaleString('en-US')} bytes, as reported by the node's finished items`);
+
     const shot = path.join(os.tmpdir(), `lifeboat-leaderboard-${process.pid}.png`);
     await page.screenshot({ path: shot, fullPage: true });
     expect(statSync(shot).size).toBeGreaterThan(5_000);

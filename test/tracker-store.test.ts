@@ -289,6 +289,46 @@ function contractSuite(makeHarness: () => Promise<Harness>) {
     expect(later.rateIdsPerSec).toBe(0);
   });
 
+  it('keeps a bounded 5-minute rate history that outlives the events, counted once, and gives an ETA (issue 10 §6)', async () => {
+    const store = await open();
+    await store.seed(packItems(r([1, 10_000]), 100));
+    const a = await register(store, 'alice');
+    const lease = await mustLease(store, a.id);
+    const MIN = 60_000;
+    await store.heartbeat({ nodeId: a.id, leaseId: lease.leaseId, finished: r([1, 50]), now: T0 + 10_000, leaseMs: LEASE_MS * 60 });
+    await store.heartbeat({ nodeId: a.id, leaseId: lease.leaseId, finished: r([1, 80]), now: T0 + 6 * MIN, leaseMs: LEASE_MS * 60 });
+    await store.done({ nodeId: a.id, leaseId: lease.leaseId, stats: stats(5000), now: T0 + 11 * MIN });
+    const bucket = (t: number) => Math.floor(t / 300_000) * 300_000;
+    const expected = new Map([[bucket(T0 + 10_000), 50], [bucket(T0 + 6 * MIN), 30], [bucket(T0 + 11 * MIN), 20]]);
+    const check = async (now: number) => {
+      const points = await store.rateHistory({ now, sinceMs: 3600_000 });
+      expect(points.length).toBe(13); // an hour of 5-minute buckets, the current one included
+      expect(points[points.length - 1]!.at).toBe(bucket(now));
+      for (const p of points) expect([p.at, p.ids]).toEqual([p.at, expected.get(p.at) ?? 0]);
+      expect(points.reduce((n, p) => n + p.bytes, 0)).toBe(5000);
+      return points;
+    };
+    // ETA from the live rate; none when nothing moves.
+    const s = await store.stats({ now: T0 + 11 * MIN + 1000, windowMs: 60_000 });
+    expect(s.ids).toEqual({ total: 10_000, done: 100 });
+    expect(s.etaSecs).toBe(Math.round(9_900 / s.rateIdsPerSec));
+    expect(s.etaSecs).toBeGreaterThan(0);
+    expect((await store.stats({ now: T0 + 40 * MIN, windowMs: 60_000 })).etaSecs).toBeNull();
+    const live = await check(T0 + 12 * MIN); // nothing rolled up yet: all from the events
+    const full = live.find((p) => p.at === bucket(T0 + 6 * MIN))!;
+    expect(full.idsPerSec).toBeCloseTo(30 / 300, 2);
+    await store.expireLeases(T0 + 12 * MIN); // rolls up what is older than a minute
+    await check(T0 + 12 * MIN);
+    await store.expireLeases(T0 + 30 * MIN); // the rest; the events are gone after 15 min
+    await store.expireLeases(T0 + 30 * MIN);
+    await check(T0 + 30 * MIN);
+    // Bounded: after 48 h the history is dropped.
+    await store.expireLeases(T0 + 49 * 3600_000);
+    const old = await store.rateHistory({ now: T0 + 49 * 3600_000, sinceMs: 100 * 3600_000 });
+    expect(old.length).toBe(48 * 12 + 1);
+    expect(old.every((p) => p.ids === 0)).toBe(true);
+  });
+
   it('concurrent claimers never hold overlapping IDs', async () => {
     const project = nextProject();
     const stores = await h.openMany(project, 3);

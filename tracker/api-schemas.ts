@@ -103,12 +103,18 @@ export const statsResponse = z.object({
   items: z.object({ total: count, queued: count, claimed: count, done: count }),
   ids: z.object({ total: count, done: count }),
   progress: z.number(),
+  eta_secs: count.nullable().describe('seconds until every ID is done at the current rate; 0 when done, null when nothing moves'),
   bytes: count,
   active_nodes: count,
   rate_ids_per_sec: z.number(),
   rate_window_secs: z.number(),
   nodes: z.array(z.object({ nick: z.string(), items: count, ids: count, bytes: count, rate_ids_per_sec: z.number() })),
   generated_at: z.string(),
+});
+export const historyQuery = z.strictObject({ hours: z.coerce.number().int().min(1).max(48).default(24) });
+export const historyResponse = z.object({
+  bucket_secs: count,
+  points: z.array(z.object({ at: z.string(), ids: count, bytes: count, ids_per_sec: z.number(), bytes_per_sec: z.number() })),
 });
 const projectResponse = z.object({ name: z.string(), profile: z.string(), item_size: z.number(), lease_secs: z.number(), min_client_version: z.string() });
 
@@ -134,6 +140,7 @@ export const ROUTES: readonly RouteSpec[] = [
   { method: 'POST', path: '/api/v1/release', summary: 'Give an item back; its unfinished remainder is queued again', auth: 'node', body: releaseBody, response: releaseResponse },
   { method: 'POST', path: '/api/v1/fail', summary: 'Give an item back with an error; its unfinished remainder is queued again', auth: 'node', body: failBody, response: releaseResponse },
   { method: 'GET', path: '/api/v1/stats', summary: 'Project and per-nick statistics (the leaderboard data)', auth: 'none', response: statsResponse },
+  { method: 'GET', path: '/api/v1/stats/history', summary: 'IDs and bytes finished per 5-minute bucket over the last ?hours=1..48 (default 24): the leaderboard chart', auth: 'none', response: historyResponse },
   { method: 'GET', path: '/api/v1/project', summary: 'The project settings nodes need', auth: 'none', response: projectResponse },
   { method: 'POST', path: '/api/v1/admin/seed', summary: 'Add ID ranges as items', auth: 'admin', body: seedBody, response: z.object({ items: count, ids: count, skipped: count }) },
   { method: 'POST', path: '/api/v1/admin/ban', summary: 'Ban a nick; its leases are returned to the queue', auth: 'admin', body: banBody, response: z.object({ ok: z.literal(true), released_items: count }) },

@@ -71,7 +71,7 @@ export async function statusCommand(options: {
   now?: number;
   rateWindowMs?: number;
 }): Promise<{ stats: TrackerStats; summary: string }> {
-  const { db, project, now = Date.now(), rateWindowMs = 60_000 } = options;
+  const { db, project, now = Date.now(), rateWindowMs = 300_000 } = options;
   checkName(project);
   const missing = missingSqlite(db);
   if (missing) throw new InputError(`tracker database ${missing} does not exist; give the --db the tracker serves with`, { code: 'E_NO_DB' });

@@ -1,5 +1,6 @@
 import type { IdCodec } from '../crawler/id-codec.js';
 import { RangeSet, parseRanges } from '../crawler/id-ranges.js';
+import type { RatePoint } from './stats.js';
 
 /**
  * The tracker's durable state: items (ID ranges) and their leases, nodes, bans, settings and
@@ -76,6 +77,8 @@ export interface TrackerStats {
   project: string;
   items: Record<ItemState, number> & { total: number };
   ids: { total: number; done: number };
+  /** Seconds until every ID is done at the current rate; 0 when done, null when nothing moves. */
+  etaSecs: number | null;
   bytes: number;
   activeNodes: number;
   rateIdsPerSec: number;
@@ -147,7 +150,8 @@ export interface ItemStore {
   release(options: ReleaseOptions): Promise<{ remaining: RangeSet }>;
   /**
    * Returns every overdue lease's remainder to the queue; gives the number of leases expired.
-   * Also drops progress events older than `EVENT_RETENTION_MS` (the server calls this on a timer).
+   * Also rolls progress events up into the rate history, then drops events older than
+   * `EVENT_RETENTION_MS` and history older than HISTORY_RETENTION_MS (the server calls this on a timer).
    */
   expireLeases(now: number): Promise<number>;
   /**
@@ -156,6 +160,12 @@ export interface ItemStore {
    */
   extendLeases(options: { since: number; byMs: number }): Promise<number>;
   stats(options: { now: number; windowMs: number }): Promise<TrackerStats>;
+  /**
+   * IDs and bytes reported per HISTORY_BUCKET_MS over the last `sinceMs` (at most
+   * HISTORY_RETENTION_MS), oldest first, every bucket present. `expireLeases` rolls progress
+   * events up into these buckets, so the history outlives the events and stays bounded.
+   */
+  rateHistory(options: { now: number; sinceMs: number }): Promise<RatePoint[]>;
   ban(options: { nick: string; reason: string; now: number }): Promise<{ releasedItems: number }>;
   unban(nick: string): Promise<void>;
   getSetting(key: string): Promise<string | undefined>;

@@ -21,7 +21,7 @@ import {
   retryAfterMsFor,
   storedRanges,
 } from './item-store.js';
-import { buildStats } from './stats.js';
+import { type HistoryRow, type RatePoint, HISTORY_BUCKET_MS, HISTORY_RETENTION_MS, ROLLUP_KEY, ROLLUP_LAG_MS, buildHistory, buildStats } from './stats.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS bans (project TEXT NOT NULL, nick TEXT NOT NULL, reas
 CREATE TABLE IF NOT EXISTS events (project TEXT NOT NULL, at BIGINT NOT NULL, node_id BIGINT NOT NULL, ids BIGINT NOT NULL, bytes BIGINT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_at ON events (project, at);
 CREATE TABLE IF NOT EXISTS settings (project TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (project, key));
+CREATE TABLE IF NOT EXISTS rate_history (project TEXT NOT NULL, bucket BIGINT NOT NULL, ids BIGINT NOT NULL, bytes BIGINT NOT NULL, PRIMARY KEY (project, bucket));
 `;
 
 const EXPIRE = `
@@ -279,8 +280,59 @@ export class PostgresItemStore implements ItemStore {
   }
 
   async expireLeases(now: number): Promise<number> {
+    await this.#rollup(now);
     await this.#q(`DELETE FROM events WHERE project = $1 AND at < $2`, [this.project, now - EVENT_RETENTION_MS]);
     return this.#expire(now);
+  }
+
+  /**
+   * Rolls events older than ROLLUP_LAG_MS into rate_history once each: tracker processes take
+   * turns (an advisory lock) and move the watermark in the same transaction. Runs on the expiry
+   * timer, never on a node's request, so heartbeats never queue on a shared history row.
+   */
+  async #rollup(now: number): Promise<void> {
+    const client = await this.#pool.connect().catch((err: Error) => {
+      throw new StorageError(`tracker database: ${err.message}`, { cause: err });
+    });
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`lifeboat-rollup:${this.#schema}:${this.project}`]);
+      const row = (await client.query<{ value: string }>(`SELECT value FROM settings WHERE project = $1 AND key = $2`, [this.project, ROLLUP_KEY])).rows[0];
+      const from = Number(row?.value ?? 0);
+      const to = now - ROLLUP_LAG_MS;
+      if (to > from) {
+        await client.query(
+          `INSERT INTO rate_history (project, bucket, ids, bytes)
+           SELECT project, (at / ${HISTORY_BUCKET_MS}) * ${HISTORY_BUCKET_MS}, SUM(ids), SUM(bytes) FROM events WHERE project = $1 AND at >= $2 AND at < $3 GROUP BY 1, 2
+           ON CONFLICT (project, bucket) DO UPDATE SET ids = rate_history.ids + EXCLUDED.ids, bytes = rate_history.bytes + EXCLUDED.bytes`,
+          [this.project, from, to],
+        );
+        await client.query(`INSERT INTO settings (project, key, value) VALUES ($1, $2, $3) ON CONFLICT (project, key) DO UPDATE SET value = EXCLUDED.value`, [
+          this.project,
+          ROLLUP_KEY,
+          String(to),
+        ]);
+        await client.query(`DELETE FROM rate_history WHERE project = $1 AND bucket < $2`, [this.project, now - HISTORY_RETENTION_MS]);
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw new StorageError(`rolling up the rate history failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      client.release();
+    }
+  }
+
+  async rateHistory({ now, sinceMs }: { now: number; sinceMs: number }): Promise<RatePoint[]> {
+    // One statement, one snapshot: the watermark and both sides of it are read together.
+    const rows = await this.#q<HistoryRow>(
+      `WITH w AS (SELECT COALESCE((SELECT value::bigint FROM settings WHERE project = $1 AND key = $3), 0) AS until)
+       SELECT bucket, ids, bytes FROM rate_history WHERE project = $1 AND bucket >= $2
+       UNION ALL
+       SELECT (at / ${HISTORY_BUCKET_MS}) * ${HISTORY_BUCKET_MS}, SUM(ids), SUM(bytes) FROM events, w WHERE project = $1 AND at >= w.until GROUP BY 1`,
+      [this.project, now - sinceMs - HISTORY_BUCKET_MS, ROLLUP_KEY],
+    );
+    return buildHistory({ rows, now, sinceMs: Math.min(sinceMs, HISTORY_RETENTION_MS) });
   }
 
   async extendLeases({ since, byMs }: { since: number; byMs: number }): Promise<number> {
@@ -384,7 +436,7 @@ export class PostgresItemStore implements ItemStore {
 
   async stats({ now, windowMs }: { now: number; windowMs: number }): Promise<TrackerStats> {
     const since = now - windowMs;
-    await this.#q(`DELETE FROM events WHERE project = $1 AND at < $2`, [this.project, since - windowMs]);
+    // Read-only: events are rolled up into the rate history, then pruned, by expireLeases.
     const [itemCounts, nickTotals, nickRates, active] = await Promise.all([
       this.#q<{ state: string; items: number; ids: number; finished: number }>(
         `SELECT state, COUNT(*) AS items, COALESCE(SUM(id_count), 0)::bigint AS ids, COALESCE(SUM(finished_count), 0)::bigint AS finished

@@ -6,6 +6,7 @@ import { createCodec } from '../crawler/id-codec.js';
 import { RangeSet } from '../crawler/id-ranges.js';
 import type { AddressBudget } from './address-budget.js';
 import * as api from './api-schemas.js';
+import { HISTORY_BUCKET_MS } from './stats.js';
 import { type ItemStore, type NodeRecord, type TrackerStats, parseSeedRanges } from './item-store.js';
 import { LeaseError, UploadUnverifiedError } from './errors.js';
 import type { TrackerMetrics } from './metrics.js';
@@ -192,6 +193,24 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
   }
 
   app.route({ ...route('/api/v1/stats'), handler: async () => statsJson(await ctx.stats()) });
+  // The leaderboard's rate chart: bucketed history, reused for 10 s per span (a public route).
+  const historyCache = new Map<number, { at: number; value: Promise<unknown> }>();
+  app.route({
+    ...route('/api/v1/stats/history'),
+    handler: async (req) => {
+      const { hours } = parse(api.historyQuery, req.query);
+      const t = now();
+      const hit = historyCache.get(hours);
+      if (hit && t - hit.at < 10_000) return hit.value;
+      const value = store.rateHistory({ now: t, sinceMs: hours * 3600_000 }).then((points) => ({
+        bucket_secs: HISTORY_BUCKET_MS / 1000,
+        points: points.map((p) => ({ at: iso(p.at), ids: p.ids, bytes: p.bytes, ids_per_sec: p.idsPerSec, bytes_per_sec: p.bytesPerSec })),
+      }));
+      value.catch(() => historyCache.delete(hours));
+      historyCache.set(hours, { at: t, value });
+      return value;
+    },
+  });
   app.route({
     ...route('/api/v1/project'),
     handler: async () => ({
@@ -265,6 +284,7 @@ export function statsJson(s: TrackerStats) {
     items: s.items,
     ids: s.ids,
     progress: s.ids.total === 0 ? 0 : s.ids.done / s.ids.total,
+    eta_secs: s.etaSecs,
     bytes: s.bytes,
     active_nodes: s.activeNodes,
     rate_ids_per_sec: s.rateIdsPerSec,

@@ -40,7 +40,7 @@ export interface TrackerAppOptions {
    * another tracker process takes effect here within this time.
    */
   authCacheMs?: number;
-  /** Window of the "live rate" (IDs/s); default 60 000 ms. */
+  /** Window of the "live rate" (IDs/s); default 300 000 ms: ten 30-s heartbeats per node, so the rate is the nodes' own within ~10% (issue 10 §6). */
   rateWindowMs?: number;
   /** How often overdue leases are expired in the background; default leaseMs/4 within 1–30 s (0: off). */
   expireEveryMs?: number;
@@ -99,7 +99,7 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
     bodyLimitBytes = 64 * 1024,
     statsCacheMs = 2000,
     authCacheMs = 5000,
-    rateWindowMs = 60_000,
+    rateWindowMs = 300_000,
     expireEveryMs = Math.min(30_000, Math.max(1000, leaseMs / 4)),
     aliveEveryMs = 5000,
     logger = false,

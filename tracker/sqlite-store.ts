@@ -22,7 +22,17 @@ import {
   retryAfterMsFor,
   storedRanges,
 } from './item-store.js';
-import { buildStats, type StatsRows } from './stats.js';
+import {
+  type HistoryRow,
+  type RatePoint,
+  type StatsRows,
+  HISTORY_BUCKET_MS,
+  HISTORY_RETENTION_MS,
+  ROLLUP_KEY,
+  ROLLUP_LAG_MS,
+  buildHistory,
+  buildStats,
+} from './stats.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,6 +71,7 @@ CREATE TABLE IF NOT EXISTS bans (project TEXT NOT NULL, nick TEXT NOT NULL, reas
 CREATE TABLE IF NOT EXISTS events (project TEXT NOT NULL, at INTEGER NOT NULL, node_id INTEGER NOT NULL, ids INTEGER NOT NULL, bytes INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS events_at ON events (project, at);
 CREATE TABLE IF NOT EXISTS settings (project TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (project, key));
+CREATE TABLE IF NOT EXISTS rate_history (project TEXT NOT NULL, bucket INTEGER NOT NULL, ids INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (project, bucket));
 `;
 
 interface LeaseRow {
@@ -128,6 +139,12 @@ export class SqliteItemStore implements ItemStore {
       getSetting: `SELECT value FROM settings WHERE project = ? AND key = ?`,
       setSetting: `INSERT OR REPLACE INTO settings (project, key, value) VALUES (?, ?, ?)`,
       pruneEvents: `DELETE FROM events WHERE project = ? AND at < ?`,
+      rollup: `INSERT INTO rate_history (project, bucket, ids, bytes)
+        SELECT project, (at / ${HISTORY_BUCKET_MS}) * ${HISTORY_BUCKET_MS}, SUM(ids), SUM(bytes) FROM events WHERE project = ? AND at >= ? AND at < ? GROUP BY 2
+        ON CONFLICT (project, bucket) DO UPDATE SET ids = ids + excluded.ids, bytes = bytes + excluded.bytes`,
+      pruneHistory: `DELETE FROM rate_history WHERE project = ? AND bucket < ?`,
+      history: `SELECT bucket, ids, bytes FROM rate_history WHERE project = ? AND bucket >= ?
+        UNION ALL SELECT (at / ${HISTORY_BUCKET_MS}) * ${HISTORY_BUCKET_MS}, SUM(ids), SUM(bytes) FROM events WHERE project = ? AND at >= ? GROUP BY 1`,
       itemCounts: `SELECT state, COUNT(*) AS items, COALESCE(SUM(id_count), 0) AS ids, COALESCE(SUM(finished_count), 0) AS finished FROM items WHERE project = ? GROUP BY state`,
       nickTotals: `SELECT nick, SUM(items_done) AS items, SUM(ids_done) AS ids, SUM(bytes_done) AS bytes FROM nodes WHERE project = ? GROUP BY nick`,
       nickRates: `SELECT n.nick AS nick, SUM(e.ids) AS ids FROM events e JOIN nodes n ON n.id = e.node_id WHERE e.project = ? AND e.at >= ? GROUP BY n.nick`,
@@ -211,10 +228,29 @@ export class SqliteItemStore implements ItemStore {
   async expireLeases(now: number): Promise<number> {
     return this.#db
       .transaction(() => {
+        this.#rollup(now);
         this.#stmt('pruneEvents').run(this.project, now - EVENT_RETENTION_MS);
         return this.#expire(now);
       })
       .immediate();
+  }
+
+  /** Rolls events older than ROLLUP_LAG_MS into rate_history, once each (the watermark moves with them). */
+  #rollup(now: number): void {
+    const from = Number((this.#stmt('getSetting').get(this.project, ROLLUP_KEY) as { value: string } | undefined)?.value ?? 0);
+    const to = now - ROLLUP_LAG_MS;
+    if (to <= from) return;
+    this.#stmt('rollup').run(this.project, from, to);
+    this.#stmt('setSetting').run(this.project, ROLLUP_KEY, String(to));
+    this.#stmt('pruneHistory').run(this.project, now - HISTORY_RETENTION_MS);
+  }
+
+  async rateHistory({ now, sinceMs }: { now: number; sinceMs: number }): Promise<RatePoint[]> {
+    const read = this.#db.transaction(() => {
+      const from = Number((this.#stmt('getSetting').get(this.project, ROLLUP_KEY) as { value: string } | undefined)?.value ?? 0);
+      return this.#stmt('history').all(this.project, now - sinceMs - HISTORY_BUCKET_MS, this.project, from) as HistoryRow[];
+    });
+    return buildHistory({ rows: read(), now, sinceMs: Math.min(sinceMs, HISTORY_RETENTION_MS) });
   }
 
   async extendLeases({ since, byMs }: { since: number; byMs: number }): Promise<number> {
@@ -303,7 +339,7 @@ export class SqliteItemStore implements ItemStore {
 
   async stats({ now, windowMs }: { now: number; windowMs: number }): Promise<TrackerStats> {
     const since = now - windowMs;
-    this.#stmt('pruneEvents').run(this.project, since - windowMs);
+    // Read-only: events are rolled up into the rate history, then pruned, by expireLeases.
     const rows: StatsRows = {
       itemCounts: this.#stmt('itemCounts').all(this.project) as StatsRows['itemCounts'],
       nickTotals: this.#stmt('nickTotals').all(this.project) as StatsRows['nickTotals'],

@@ -32,13 +32,15 @@ export function buildStats(options: { project: string; rows: StatsRows; now: num
   nodes.sort((a, b) => b.ids - a.ids || b.bytes - a.bytes || a.nick.localeCompare(b.nick));
   let recent = 0;
   for (const ids of rates.values()) recent += ids;
+  const rateIdsPerSec = round2(recent / windowSecs);
   return {
     project,
     items,
     ids: { total: idsTotal, done: idsDone },
+    etaSecs: idsDone >= idsTotal ? 0 : rateIdsPerSec > 0 ? Math.round((idsTotal - idsDone) / rateIdsPerSec) : null,
     bytes: nodes.reduce((sum, n) => sum + n.bytes, 0),
     activeNodes: rows.activeNodes,
-    rateIdsPerSec: round2(recent / windowSecs),
+    rateIdsPerSec,
     rateWindowSecs: windowSecs,
     nodes,
     generatedAt: now,
@@ -47,4 +49,54 @@ export function buildStats(options: { project: string; rows: StatsRows; now: num
 
 function round2(n: number): number {
   return Math.round(n * 100) / 100;
+}
+
+/** Width of one bar of the leaderboard's rate chart. */
+export const HISTORY_BUCKET_MS = 5 * 60_000;
+/** How long rolled-up rate history is kept (the chart shows up to 24 h of it). */
+export const HISTORY_RETENTION_MS = 48 * 3600_000;
+/** Events younger than this are not rolled up yet (tracker processes' clocks and late commits). */
+export const ROLLUP_LAG_MS = 60_000;
+/** The settings key holding how far events have been rolled up (ms since the epoch, exclusive). */
+export const ROLLUP_KEY = 'rate_rollup_until';
+
+export interface HistoryRow {
+  bucket: number | string;
+  ids: number | string;
+  bytes: number | string;
+}
+
+export interface RatePoint {
+  /** Start of the bucket, ms since the epoch. */
+  at: number;
+  ids: number;
+  bytes: number;
+  idsPerSec: number;
+  bytesPerSec: number;
+}
+
+/**
+ * The rate history from the stores' rows: rolled-up buckets plus the events not rolled up yet
+ * (added together), every bucket from `since` to now present (zero where nothing was reported),
+ * the last one's rate taken over the part of it that has passed.
+ */
+export function buildHistory(options: { rows: Iterable<HistoryRow>; now: number; sinceMs: number }): RatePoint[] {
+  const { now } = options;
+  const first = Math.floor((now - options.sinceMs) / HISTORY_BUCKET_MS) * HISTORY_BUCKET_MS;
+  const byBucket = new Map<number, { ids: number; bytes: number }>();
+  for (const r of options.rows) {
+    const at = Number(r.bucket);
+    if (at < first) continue;
+    const b = byBucket.get(at) ?? { ids: 0, bytes: 0 };
+    b.ids += Number(r.ids);
+    b.bytes += Number(r.bytes);
+    byBucket.set(at, b);
+  }
+  const points: RatePoint[] = [];
+  for (let at = first; at <= now; at += HISTORY_BUCKET_MS) {
+    const b = byBucket.get(at) ?? { ids: 0, bytes: 0 };
+    const secs = Math.max(1, Math.min(HISTORY_BUCKET_MS, now - at)) / 1000;
+    points.push({ at, ids: b.ids, bytes: b.bytes, idsPerSec: round2(b.ids / secs), bytesPerSec: Math.round(b.bytes / secs) });
+  }
+  return points;
 }
