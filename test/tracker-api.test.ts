@@ -80,7 +80,9 @@ beforeEach(() => {
 describe('tracker API over HTTP', () => {
   it('runs register → claim → heartbeat → done with the client, and says done when empty', async () => {
     const seeded = await call('POST', '/api/v1/admin/seed', { token: ADMIN, body: { ranges: '1-150\n# comment\n1000-1049\n', item_size: 100 } });
-    expect(seeded.json).toEqual({ items: 2, ids: 200 });
+    expect(seeded.json).toEqual({ items: 2, ids: 200, skipped: 0 });
+    // Seeding the same ranges again adds nothing (issue 10 §5).
+    expect((await call('POST', '/api/v1/admin/seed', { token: ADMIN, body: { ranges: '1-150', item_size: 100 } })).json).toEqual({ items: 0, ids: 0, skipped: 150 });
     const node = client();
     const reg = await node.register('alice');
     expect(reg.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
