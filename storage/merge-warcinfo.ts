@@ -16,7 +16,7 @@ export interface WarcinfoInput {
   path: string;
   kind: 'shard' | 'warc';
   node?: string;
-  warcs: { name: string; sha256: string }[];
+  warcs: { path: string; name: string; sha256: string }[];
 }
 
 /** How an input WARC is named in the merge's records: `SHARD/warcs/NAME` or the bare file name. */
@@ -36,7 +36,7 @@ export function mergeWarcinfo(o: { software: string; inputs: WarcinfoInput[]; al
     const what = input.kind === 'shard' ? `shard${input.node ? `, node ${input.node}` : ''}` : 'WARC file';
     for (const w of input.warcs) {
       if (o.alreadyMerged(w.sha256)) continue;
-      fields[`input-${++n}`] = `${input.kind === 'shard' ? `${basename(input.path)}/warcs/${w.name}` : w.name} sha256:${w.sha256} (${what})`;
+      fields[`input-${++n}`] = `${inputWarcLabel(w.path)} sha256:${w.sha256} (${what})`;
     }
   }
   fields['input-count'] = String(n);
