@@ -1,7 +1,7 @@
 import type dns from 'node:dns';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Agent, request } from 'undici';
+import { Agent, buildConnector, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError, ScopeError } from '../config/errors.js';
 import { classifyAddress, ScopeGuard, type AddressClass } from '../crawler/scope-guard.js';
@@ -52,13 +52,16 @@ describe('classifyAddress', () => {
     ['2606:4700:4700::1111', 'public'],
     ['[2606:4700:4700::1111]', 'public'],
     ['4000::1', 'reserved'], // unassigned
+    ['::ff:808:808', 'reserved'], // not IPv4-mapped: byte 10 is not 0xff
+    ['::ff00:808:808', 'reserved'], // not IPv4-mapped: byte 11 is not 0xff
+    ['10.0.0.1%eth0', 'private'], // a zone id never hides the class
   ];
   it.each(cases)('%s is %s', (ip, cls) => {
     expect(classifyAddress(ip)).toBe(cls);
   });
 
   it('refuses what is not an address', () => {
-    for (const bad of ['localhost', '', '10.0.0', '1.2.3.256', ':::1', 'example.org']) {
+    for (const bad of ['localhost', '', '10.0.0', '1.2.3.256', ':::1', 'example.org', '[::1', '1::1]']) {
       expect(() => classifyAddress(bad)).toThrow(expect.objectContaining({ code: 'E_SCOPE_ADDRESS' }));
     }
   });
@@ -145,7 +148,39 @@ describe('ScopeGuard.checkUrl', () => {
     expect(code('not a url')).toBe('E_SCOPE_URL');
   });
 
+  it('says why in one line naming the URL or host', () => {
+    const message = (url: string): string => {
+      try {
+        guard.checkUrl(url);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return '';
+    };
+    expect(message('not a url')).toBe('not a valid URL: not a url');
+    expect(message(`x${'y'.repeat(300)}`)).toBe(`not a valid URL: x${'y'.repeat(199)}`);
+    expect(message('ftp://example.org/x')).toBe('refused ftp: URL: only http: and https: are fetched');
+    expect(message('https://u:p@example.org/')).toBe('refused URL with credentials for example.org: lifeboat never sends user:password@');
+    expect(message('https://example.com/')).toBe("host example.com is not in the profile's scope.hosts");
+    expect(message('http://127.0.0.1/')).toBe('refused loopback address 127.0.0.1; pass --allow-private-network to fetch it');
+  });
+
+  it('matches any of several wildcards, trims host entries and their trailing dots', () => {
+    const g = new ScopeGuard({ hosts: ['*.a.example', '*.b.example', ' plain.example. '], allowPrivateNetwork: false });
+    expect(g.isAllowedHost('x.a.example')).toBe(true);
+    expect(g.isAllowedHost('x.b.example')).toBe(true);
+    expect(g.isAllowedHost('plain.example')).toBe(true);
+    expect(g.checkUrl('https://plain.example./p').hostname).toBe('plain.example.');
+    expect(g.isAllowedHost('x.c.example')).toBe(false);
+  });
+
   it('rejects host entries that are not bare hosts', () => {
+    expect(() => new ScopeGuard({ hosts: ['example.org', 'http://example.org'], allowPrivateNetwork: false })).toThrow(
+      expect.objectContaining({
+        code: 'E_SCOPE_HOSTS',
+        message: 'scope host "http://example.org" must be a bare host name or IP address (no scheme, port or path)',
+      }),
+    );
     for (const entry of ['http://example.org', 'example.org/path', 'example.org:8080', 'example.org:80', 'u@example.org', '']) {
       expect(() => new ScopeGuard({ hosts: [entry], allowPrivateNetwork: false }), entry).toThrow(InputError);
     }
@@ -208,6 +243,28 @@ describe('ScopeGuard.lookup', () => {
     });
     expect((await lookupWith(guard, 'nowhere.example.org', {})).err?.code).toBe('ENOTFOUND');
   });
+
+  it('names the host, the address and the flag that would allow it — the flag only where it would', async () => {
+    const dnsLookup = fakeDns({ 'internal.example.org': [{ address: '10.1.2.3', family: 4 }], 'multi.example.org': [{ address: '224.0.0.1', family: 4 }] });
+    const strict = new ScopeGuard({ hosts: ['*.example.org'], allowPrivateNetwork: false, dnsLookup });
+    const open = new ScopeGuard({ hosts: ['*.example.org'], allowPrivateNetwork: true, dnsLookup });
+    const internal = (await lookupWith(strict, 'internal.example.org', {})).err!;
+    expect(internal.message).toBe('refused private address 10.1.2.3 (internal.example.org resolves to it); pass --allow-private-network to fetch it');
+    expect(internal).toMatchObject({ hostname: 'internal.example.org' });
+    expect((await lookupWith(open, 'multi.example.org', {})).err?.message).toBe('refused multicast address 224.0.0.1 (multi.example.org resolves to it)');
+    expect((await lookupWith(strict, 'multi.example.org', {})).err?.message).toBe('refused multicast address 224.0.0.1 (multi.example.org resolves to it)');
+  });
+
+  it('handles a resolver that answers one address, or none', async () => {
+    const single = ((hostname: string, _o: unknown, cb: (e: Error | null, a: string, f: number) => void) =>
+      cb(null, hostname.startsWith('internal') ? '10.0.0.7' : '93.184.216.34', 4)) as unknown as typeof dns.lookup;
+    const guard = new ScopeGuard({ hosts: ['*.example.org'], allowPrivateNetwork: false, dnsLookup: single });
+    expect(await lookupWith(guard, 'www.example.org', {})).toMatchObject({ err: null, address: '93.184.216.34' });
+    expect((await lookupWith(guard, 'internal.example.org', {})).err?.message).toMatch(/^refused private address 10\.0\.0\.7 \(internal\.example\.org resolves to it\)/);
+    const none = new ScopeGuard({ hosts: ['*.example.org'], allowPrivateNetwork: true, dnsLookup: fakeDns({ 'empty.example.org': [] }) });
+    const { err } = await lookupWith(none, 'empty.example.org', { all: true });
+    expect(err).toMatchObject({ code: 'E_SCOPE_ADDRESS', message: 'empty.example.org resolved to no address', hostname: 'empty.example.org' });
+  });
 });
 
 describe('ScopeGuard with undici, end to end', () => {
@@ -251,8 +308,10 @@ describe('ScopeGuard with undici, end to end', () => {
     await expect(get(new Agent({ connect: strict.connector() }), `http://localhost:${port}/`)).rejects.toMatchObject({
       code: 'E_SCOPE_ADDRESS',
     });
-    const open = new ScopeGuard({ hosts: ['127.0.0.1'], allowPrivateNetwork: true });
+    const open = new ScopeGuard({ hosts: ['127.0.0.1', 'localhost'], allowPrivateNetwork: true });
     expect(await get(new Agent({ connect: open.connector() }), `http://127.0.0.1:${port}/`)).toBe('served');
+    const byName = open.connector({ family: 4 } as buildConnector.BuildOptions);
+    expect(await get(new Agent({ connect: byName }), `http://localhost:${port}/`)).toBe('served');
   });
 });
 
