@@ -1,15 +1,18 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../config/logger.js';
 import { RangeSet } from '../crawler/id-ranges.js';
+import { runNode } from '../crawler/node-loop.js';
 import { TrackerClient } from '../tracker/client.js';
 import { TrackerRequestError, TrackerUnavailableError } from '../tracker/errors.js';
 import { type ItemStore, packItems } from '../tracker/item-store.js';
 import { parseProject } from '../tracker/project.js';
 import { buildTrackerApp, listRoutes } from '../tracker/server.js';
+import { hashToken } from '../tracker/routes.js';
 import { SqliteItemStore } from '../tracker/sqlite-store.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -348,6 +351,30 @@ describe('rate limit and client retries', () => {
       expect(statuses).toEqual([200, 200, 200, 429, 429]);
     } finally {
       await limited.close();
+    }
+  });
+
+  it('a node killed between registering and saving the answer gets its nick back on restart (issue 11 §5)', async () => {
+    const emptyStore = new SqliteItemStore({ path: path.join(dir, 'phoenix.sqlite'), project: project.name });
+    await emptyStore.init();
+    const empty = await buildTrackerApp({ store: emptyStore, project, adminToken: ADMIN, leaseMs: 60_000, rateLimit: { max: 1000, timeWindowMs: 60_000 }, expireEveryMs: 0 });
+    const url = await empty.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      // What the node saved before asking, and the registration that reached the tracker before the kill.
+      const token = 'P'.repeat(43);
+      const outDir = path.join(dir, 'phoenix');
+      mkdirSync(outDir);
+      writeFileSync(path.join(outDir, 'node.json'), JSON.stringify({ tracker: url, nick: 'phoenix', token, registered: false }));
+      const landed = await new TrackerClient({ baseUrl: url, clientVersion: VERSION }).register('phoenix', { token });
+      const result = await runNode({ trackerUrl: url, nick: 'phoenix', outDir, logger: silentLogger, nodeName: 'phoenix', exitWhenDone: true });
+      expect(result).toMatchObject({ items: 0, interrupted: false });
+      const saved = JSON.parse(readFileSync(path.join(outDir, 'node.json'), 'utf8')) as { token: string; registered?: boolean };
+      expect(saved).toMatchObject({ token });
+      expect(saved.registered).toBeUndefined();
+      expect(await emptyStore.authenticate(hashToken(token))).toEqual({ id: landed.nodeId, nick: 'phoenix', banned: false });
+    } finally {
+      await empty.close();
+      await emptyStore.close();
     }
   });
 
