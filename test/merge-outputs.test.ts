@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../scripts/cli.js';
 import { mergeShards } from '../storage/merge.js';
@@ -157,6 +158,22 @@ describe('merge outputs (issue 15)', () => {
       expect(c.blockDigestOk || !c.headers['WARC-Block-Digest']).toBe(true);
     }
     expect((await verifyPaths([out])).defects).toEqual([]);
+  });
+
+  it('extends a merged directory written before these changes (no encoding column, no search index)', async () => {
+    const a = join(tmp, 'old-a');
+    const b = join(tmp, 'old-b');
+    await makeShard({ dir: a, start: 1, end: 10, node: 'alice' });
+    await makeShard({ dir: b, start: 11, end: 20, node: 'bob' });
+    const out = join(tmp, 'old-out');
+    await mergeShards({ inputs: [a], out });
+    const db = new Database(join(out, 'merged.sqlite'));
+    db.exec('ALTER TABLE records DROP COLUMN encoding; DROP TABLE decoded; DROP TABLE post_search; DROP TABLE post_search_docs; DROP TABLE post_search_inputs');
+    db.close();
+    const r = await cli(['merge', b, '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const found = await cli(['search', out, 'number', '--json', '--limit', '100']);
+    expect(found.stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as { id: number }).id).sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 8, 9, 10, 12, 13, 15, 16, 17, 18, 19, 20]);
   });
 
   it('indexes foreign non-HTTP records (wget log, arguments) with a SURT-style key and no payload digest, as pywb and jwarc do (§5)', async () => {
