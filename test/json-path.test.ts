@@ -21,3 +21,18 @@ describe('jsonPathQuery', () => {
     expect(() => jsonPathQuery({}, '$.[[')).toThrow();
   });
 });
+
+describe('jsonPathQuery on hostile documents (issue 11 §1)', () => {
+  const doc = { media: Array.from({ length: 200_000 }, (_, i) => ({ url: `u${i}` })) };
+
+  it('a wildcard over 200,000 entries selects them all without overflowing the stack', () => {
+    const all = jsonPathQuery(doc, '$.media[*].url');
+    expect(all.length).toBe(200_000);
+    expect(all[199_999]).toBe('u199999');
+  });
+
+  it('stops at the limit, for compiled and delegated expressions', () => {
+    expect(jsonPathQuery(doc, '$.media[*].url', 100)).toEqual(Array.from({ length: 100 }, (_, i) => `u${i}`));
+    expect(jsonPathQuery(doc, '$.media[?@.url].url', 3)).toEqual(['u0', 'u1', 'u2']);
+  });
+});
