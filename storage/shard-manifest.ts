@@ -1,6 +1,7 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { lstat, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../config/errors.js';
+import { checkInputFile } from './input-file.js';
 
 /** `DIR/shard.json` (DESIGN.md §5, a contract). Written atomically: temp file + rename. */
 export interface ShardManifest {
@@ -21,8 +22,16 @@ export async function writeManifest(dir: string, manifest: ShardManifest): Promi
   await rename(tmp, path);
 }
 
+/** A manifest of 100,000 WARCs is ~20 MB; a larger "shard.json" is not one. */
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+
 export async function readManifest(dir: string): Promise<ShardManifest | undefined> {
   const path = join(dir, 'shard.json');
+  if (!(await lstat(path).catch(() => undefined))) return undefined;
+  // From a stranger: a FIFO or a link to /dev/zero would hang or fill memory (issue 11 §4).
+  const check = await checkInputFile(path, dir);
+  if (!check.ok) throw new InputError(`${path}: ${check.what}`, { code: 'E_MANIFEST' });
+  if (check.size > MAX_MANIFEST_BYTES) throw new InputError(`${path}: ${check.size} bytes, more than a manifest can be (${MAX_MANIFEST_BYTES}); not read`, { code: 'E_MANIFEST' });
   let text: string;
   try {
     text = await readFile(path, 'utf8');

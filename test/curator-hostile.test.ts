@@ -78,6 +78,19 @@ describe('hostile files in warcs/ are reported, never read', () => {
     expect((await verifyPaths([linked], { tmpDir: tmp })).defects).toEqual([]);
   });
 
+  it('a FIFO or a /dev/zero link as shard.json: verify reports it, merge refuses the shard naming it (no hang)', async () => {
+    const fifo = await copyShard('manifest-fifo');
+    await rm(join(fifo, 'shard.json'));
+    execFileSync('mkfifo', [join(fifo, 'shard.json')]);
+    const report = await verifyPaths([fifo], { tmpDir: tmp });
+    expect(report.defects).toContainEqual({ file: join(fifo, 'shard.json'), what: `${join(fifo, 'shard.json')}: a FIFO (named pipe), not a regular file; not read` });
+    expect(report.records).toBe(goodRecords);
+    const zero = await copyShard('manifest-zero');
+    await rm(join(zero, 'shard.json'));
+    await symlink('/dev/zero', join(zero, 'shard.json'));
+    await expect(mergeShards({ inputs: [zero], out: join(tmp, 'manifest-zero-merged') })).rejects.toThrow(/shard\.json: a symbolic link to \/dev\/zero, outside the shard; not read/);
+  });
+
   it('a directory named x.warc.gz (used to throw EISDIR)', async () => {
     const dir = await copyShard('dir');
     await mkdir(join(dir, 'warcs', 'x.warc.gz'));
