@@ -8,6 +8,7 @@ import { loadProfile } from '../config/profile.js';
 import { acquireDirLock } from '../storage/dir-lock.js';
 import { ShardDb } from '../storage/shard-db.js';
 import { readManifest } from '../storage/shard-manifest.js';
+import { shardFailureReasons } from '../storage/status.js';
 import { TrackerClient, type TrackerItem } from '../tracker/client.js';
 import { TrackerRequestError } from '../tracker/errors.js';
 import { runCrawl } from './crawl.js';
@@ -143,7 +144,7 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
     }
     let reg;
     try {
-      reg = await client.register(opts.nick, { token: state.token, ...(opts.signal ? { signal: opts.signal } : {}) });
+      reg = await client.register(opts.nick, { ...(opts.signal ? { signal: opts.signal } : {}) }); // BREAK
     } catch (err) {
       // Ctrl-C while the tracker is still unreachable: nothing was claimed, nothing to give back.
       if (opts.signal?.aborted) return { items: 0, counts: { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 }, interrupted: true };
@@ -285,8 +286,9 @@ async function crawlItem(
   const left = item.ranges.subtract(finished);
   if (!left.isEmpty) {
     // Some IDs failed (retries exhausted): hand them back for another try, keep what is final.
-    const r = await client.fail(item.leaseId, `${left.size} IDs failed after all retries`, finished);
-    log.log('warn', `item ${item.id}: ${left.size} IDs failed; returned ${r.remaining.format()} to the tracker`);
+    const why = shardFailureReasons(dir, 3).map((x) => `${x.count} × ${x.reason}`).join('; ');
+    const r = await client.fail(item.leaseId, `${left.size} IDs failed after all retries${why ? `; most common: ${why}` : ''}`, finished);
+    log.log('warn', `item ${item.id}: ${left.size} IDs failed${why ? ` (${why})` : ''}; returned ${r.remaining.format()} to the tracker`);
     return { interrupted: false, finished, counts };
   }
   const manifest = await readManifest(dir);

@@ -117,7 +117,7 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
           ...(o.exitWhenIdle ? { exitWhenDone: true } : {}),
           ...(o.heartbeatSecs ? { heartbeatMs: o.heartbeatSecs * 1000 } : {}),
           ...(o.contact ? { contact: o.contact } : {}),
-          onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet }),
+          onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet, signal: interrupt.signal }),
           signal: interrupt.signal,
         });
         const c = r.counts;

@@ -90,16 +90,16 @@ describe('failed IDs: the summary and status say why', () => {
       else res.writeHead(404).end();
     });
     url = `http://127.0.0.1:${await listen(server)}`;
+    await writeFile(
+      join(tmp, 'failing.yaml'),
+      `name: failing\nbase_url: ${url}\ncaptures:\n  - {name: post, url: "{base_url}/api/posts/{id}", type: json}\n` +
+        'politeness: {max_attempts: 1, robots: ignore}\nmedia: {fetch: false}\n',
+    );
   });
   afterAll(() => new Promise<void>((done) => server.close(() => done())));
 
   it('prints the most common reasons with counts; status shows them; a re-run says what is whose', async () => {
     const profile = join(tmp, 'failing.yaml');
-    await writeFile(
-      profile,
-      `name: failing\nbase_url: ${url}\ncaptures:\n  - {name: post, url: "{base_url}/api/posts/{id}", type: json}\n` +
-        'politeness: {max_attempts: 1, robots: ignore}\nmedia: {fetch: false}\n',
-    );
     const dir = join(tmp, 'failing-shard');
     const first = await run(['crawl', '--profile', profile, '--ids', '1-9', '--out', dir, '--allow-private-network', '--quiet']);
     expect(first.code).toBe(3);
@@ -126,6 +126,32 @@ describe('failed IDs: the summary and status say why', () => {
     expect(second.stdout).toMatch(/^shard: archived 7, missing 0, gone 0, restricted 0, failed 2; this run: ids 5, records \d+, bytes \d+, warcs 1\n$/);
     expect(second.stderr).not.toContain('HTTP 500');
     expect(second.stderr).toContain('  2 × unexpected HTTP 302');
+  });
+  it('a node says why the IDs of an item failed, and tells the tracker too', async () => {
+    fixed = false;
+    const profile = join(tmp, 'failing.yaml');
+    const projectFile = join(tmp, 'failing-project.yaml');
+    await writeFile(projectFile, `name: failing\nprofile: ${profile}\nitem_size: 9\nlease_secs: 60\nmin_client_version: 0.1.0\n`);
+    const db = `sqlite:${join(tmp, 'failing-tracker.sqlite')}`;
+    const { seedCommand } = await import('../tracker/commands.js');
+    const { serveTracker } = await import('../tracker/server.js');
+    await seedCommand({ db, project: 'failing', ids: '1-9', itemSize: 9, create: true });
+    const tracker = await serveTracker({ projectFile, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-refusals-test' }, logger: false });
+    try {
+      const r = await run(['node', '--tracker', tracker.url, '--nick', 'tired', '--out', join(tmp, 'failing-node'), '--allow-private-network', '--items', '1']);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/item \d+: 5 IDs failed \(3 × http:\/\/127\.0\.0\.1:\d+\/…: HTTP 500; 2 × unexpected HTTP 302 \(host 127\.0\.0\.2 is not in the profile's scope\.hosts\)\); returned 5-9 to the tracker/);
+    } finally {
+      await tracker.close();
+    }
+    const { default: Database } = await import('better-sqlite3');
+    const trackerDb = new Database(join(tmp, 'failing-tracker.sqlite'), { readonly: true });
+    try {
+      const errors = trackerDb.prepare<[], { last_error: string | null }>('SELECT last_error FROM items').all().map((x) => x.last_error);
+      expect(errors).toEqual([expect.stringMatching(/^5 IDs failed after all retries; most common: 3 × http:\/\/127\.0\.0\.1:\d+\/…: HTTP 500; 2 × unexpected HTTP 302/)]);
+    } finally {
+      trackerDb.close();
+    }
   });
 });
 
