@@ -127,6 +127,10 @@ describe('one crawl per shard, through the CLI', () => {
     const after = await startCli(['status', dir]).done;
     expect(after.stdout).not.toMatch(/running:/);
     expect(after.stdout).toMatch(/left: nothing/);
+    const verified = await startCli(['verify', dir]).done;
+    expect(verified.code, verified.stdout).toBe(0);
+    // Every command ended normally: no SQLite -wal/-shm files and no lock left behind (issue 10 §3).
+    expect((await readdir(dir)).filter((n) => /-(wal|shm)$|\.lifeboat\.lock/.test(n))).toEqual([]);
   });
 
   it('a crawl killed with -9 leaves a lock that does not block the next run', async () => {
