@@ -144,7 +144,7 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
     }
     let reg;
     try {
-      reg = await client.register(opts.nick, { ...(opts.signal ? { signal: opts.signal } : {}) }); // BREAK
+      reg = await client.register(opts.nick, { token: state.token, ...(opts.signal ? { signal: opts.signal } : {}) });
     } catch (err) {
       // Ctrl-C while the tracker is still unreachable: nothing was claimed, nothing to give back.
       if (opts.signal?.aborted) return { items: 0, counts: { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 }, interrupted: true };
