@@ -8,6 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
 import { acquireDirLock, DirInUseError, LOCK_FILE, lockHolder, processStartTime } from '../storage/dir-lock.js';
 import { verifyPaths } from '../storage/verify.js';
+import { UploadLedger } from '../storage/upload-ledger.js';
+import { mergeShards } from '../storage/merge.js';
+import { runNode } from '../crawler/node-loop.js';
+import { createLogger } from '../config/logger.js';
 import { expectComplete } from './fixtures/shard-check.js';
 
 const CLI = resolve('dist/scripts/cli.js');
@@ -88,6 +92,36 @@ describe('the directory lock (storage/dir-lock.ts)', () => {
     await writeFile(path, JSON.stringify({ ...base, pid: 1, host: 'elsewhere.example' }));
     expect(() => acquireDirLock(dir, 'crawl')).toThrow(/on host elsewhere\.example; if that machine is gone, delete/);
     await rm(path);
+  });
+});
+
+describe('every writer takes the lock', () => {
+  let tmp: string;
+  beforeAll(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'lifeboat-lock-writers-'));
+  });
+  afterAll(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('upload’s ledger, a node and a merge into a held directory are refused; the ledger holds the lock until closed', async () => {
+    const dir = join(tmp, 'shard');
+    await mkdir(join(dir, 'warcs'), { recursive: true });
+    const held = acquireDirLock(dir, 'crawl');
+    expect(() => UploadLedger.open(dir)).toThrow(/is in use by process \d+ \(crawl, started /);
+    await expect(runNode({ trackerUrl: 'http://127.0.0.1:9', nick: 'n', outDir: dir, logger: createLogger(() => undefined), nodeName: 'n' })).rejects.toThrow(DirInUseError);
+    const merged = join(tmp, 'merged');
+    await mkdir(merged);
+    await writeFile(join(merged, 'merged.sqlite'), ''); // looks like an earlier merge output
+    const mergeLock = acquireDirLock(merged, 'merge');
+    await expect(mergeShards({ inputs: [dir], out: merged })).rejects.toThrow(/merged is in use by process/);
+    mergeLock.release();
+    held.release();
+    const ledger = UploadLedger.open(dir);
+    expect(lockHolder(dir)).toMatchObject({ pid: process.pid, command: 'upload' });
+    expect(() => acquireDirLock(dir, 'crawl')).toThrow(/\(upload, started/);
+    ledger.close();
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
   });
 });
 
