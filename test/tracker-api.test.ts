@@ -130,6 +130,7 @@ describe('tracker API over HTTP', () => {
     expect(metrics.text).toMatch(/lifeboat_tracker_expired_leases_total\{project="api-test"\} [1-9]/);
     expect(metrics.text).toMatch(/lifeboat_tracker_claims_total\{project="api-test",result="later"\} [1-9]/);
     expect(metrics.text).toContain('lifeboat_tracker_active_nodes{project="api-test"}');
+    expect(metrics.text).toMatch(/lifeboat_tracker_eta_seconds\{project="api-test"\} (\d+|NaN)\n/);
   });
 
   it('rejects a bad token, an old or missing version, a banned nick — and changes nothing', async () => {

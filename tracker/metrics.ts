@@ -49,6 +49,8 @@ export class TrackerMetrics {
       [`{${p},state="done"}`, stats.ids.done],
     ]);
     metric('lifeboat_tracker_bytes', 'gauge', 'Bytes reported by finished items.', [[`{${p}}`, stats.bytes]]);
+    // NaN (Prometheus' "no value") while nothing moves, so a dashboard does not draw a fake zero.
+    metric('lifeboat_tracker_eta_seconds', 'gauge', 'Seconds until every ID is done at the current rate.', [[`{${p}}`, stats.etaSecs ?? Number.NaN]]);
     metric('lifeboat_tracker_items', 'gauge', 'Items by state.', [
       [`{${p},state="queued"}`, stats.items.queued],
       [`{${p},state="claimed"}`, stats.items.claimed],
