@@ -64,7 +64,8 @@ export class StorageError extends LifeboatError {
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return typeof code === 'string' && !(err instanceof LifeboatError) ? `${code}: ${err.message}` : err.message;
+    // Node's system errors already start with their code ("ENOTDIR: not a directory, mkdir …").
+    return typeof code === 'string' && !(err instanceof LifeboatError) && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
   }
   return String(err);
 }

@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { InputError } from '../config/errors.js';
 import type { Command } from 'commander';
 import type { CliIo } from './cli-io.js';
 import { registerCurateCommands } from './cli-curate.js';
@@ -24,6 +26,9 @@ export function registerMoreCommands(program: Command, io: CliIo, setExit: (code
     .argument('<paths...>', 'shard directories or WARC files')
     .option('--json', 'print the report as JSON')
     .action(async (paths: string[], o: { json?: boolean }) => {
+      // A path that is not there is a typo, not a defect of the archive: bad input, one line.
+      const absent = paths.filter((p) => !existsSync(resolve(p)));
+      if (absent.length > 0) throw new InputError(`no such file or directory: ${absent.join(', ')}`, { code: 'E_VERIFY_INPUT' });
       const [{ verifyPaths }, { lockHolder }] = await Promise.all([import('../storage/verify.js'), import('../storage/dir-lock.js')]);
       for (const p of paths) {
         const holder = lockHolder(resolve(p));

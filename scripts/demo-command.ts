@@ -1,4 +1,3 @@
-import { errorMessage } from '../config/errors.js';
 import { startDemoPlatform } from './demo-platform.js';
 import { crawlCommand } from './cli.js';
 import type { CliIo } from './cli-io.js';
@@ -31,9 +30,6 @@ export async function demoCommand(o: { posts: number; out: string; chaos: number
     }
     io.stderr.write(`verify: ${report.records} records in ${report.files} files, 0 defects\n`);
     return code;
-  } catch (err) {
-    io.stderr.write(`demo: ${errorMessage(err)}\n`);
-    throw err;
   } finally {
     await platform.close();
   }

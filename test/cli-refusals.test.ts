@@ -47,6 +47,24 @@ describe('usage', () => {
   });
 });
 
+describe('paths that are not there', () => {
+  it('`verify` of a path that does not exist is one line naming it, exit 2', async () => {
+    const missing = join(tmp, 'no-such-shard');
+    const r = await run(['verify', missing]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(`lifeboat: no such file or directory: ${missing}\n`);
+  });
+
+  it('an output folder under a file is one line with the cause said once, exit 1', async () => {
+    const file = join(tmp, 'a-file');
+    await writeFile(file, 'x');
+    const r = await run(['crawl', '--profile', 'demo', '--base-url', 'http://127.0.0.1:9', '--allow-private-network', '--ids', '1-2', '--out', join(file, 'shard')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`lifeboat: cannot use the output directory ${join(file, 'shard')}: ENOTDIR: not a directory, mkdir '${join(file, 'shard', 'warcs')}'\n`);
+  });
+});
+
 describe('misspelt keys name themselves and the key that was meant', () => {
   it('a profile with `captres:` → unknown key "captres" (did you mean "captures"?), exit 2, nothing created', async () => {
     const file = join(tmp, 'typo.yaml');
