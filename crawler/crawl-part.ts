@@ -16,7 +16,7 @@ import type { CaptureRow, IdStatus, ShardDb } from '../storage/shard-db.js';
 import { WarcWriter } from '../storage/warc-writer.js';
 import type { CrawlStats } from './crawl-stats.js';
 import { extract, resolveUrls } from './extract.js';
-import type { ExtractLimits } from './extract-bounds.js';
+import { extractLimits } from './extract-bounds.js';
 import { buildFetchStack } from './fetch-stack.js';
 import { attemptsOf } from './fetcher.js';
 import { GroupCommit } from './group-commit.js';
@@ -93,15 +93,7 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
   const codec = createCodec(profile.codec);
   const { index, count } = opts.partition;
   const pol = profile.politeness;
-  const limits: ExtractLimits = {
-    maxBytes: pol.maxExtractBytes,
-    maxFieldDepth: pol.maxFieldDepth,
-    maxFieldChars: pol.maxFieldChars,
-    maxFieldValues: pol.maxFieldValues,
-    maxHtmlDepth: pol.maxHtmlDepth,
-    maxMs: pol.maxExtractMs,
-    maxMedia: profile.media.maxPerPost,
-  };
+  const limits = extractLimits(profile);
   const concurrency = opts.concurrency;
   const abort = new AbortController();
   // Every waiting request listens on this one signal: many listeners are expected, not a leak.
@@ -298,16 +290,6 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
     problem?: string;
   }
 
-  /** Extraction never stops the crawl: whatever it throws becomes a note on the ID. */
-  const safeExtract = async (capture: Capture, spec: CaptureSpec): Promise<Awaited<ReturnType<typeof extract>>> => {
-    try {
-      return await extract(capture, spec.extract, spec.type, limits, abort.signal);
-    } catch (err) {
-      if (err instanceof StorageError) throw err;
-      return { fields: {}, media: [], ids: [], text: undefined, notes: [], problem: `extraction failed: ${errorMessage(err)}` };
-    }
-  };
-
   const captureOne = async (spec: CaptureSpec, values: Record<string, string | undefined>, id: number): Promise<OneCapture> => {
     const none = { rows: [], attempts: 0, status: 0, fields: {}, media: [], ids: [], text: undefined };
     let url: string;
@@ -334,7 +316,7 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
         stats.records++;
         stats.bytes += shot.length;
       }
-      const ex = await safeExtract(renderedDomCapture!(page), spec);
+      const ex = await extract(renderedDomCapture!(page), spec.extract, spec.type, limits, abort.signal);
       if (ex.problem) log.log('debug', `extraction of the rendered ${page.finalUrl}: ${ex.problem}`, { id });
       return { rows, attempts: got.attempts, status: page.status, fields: ex.fields, media: resolveUrls(ex.media, page.finalUrl), ids: ex.ids, text: page.renderedText, ...(ex.problem ? { problem: ex.problem } : {}) };
     }
@@ -348,7 +330,7 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
     }
     const last = outcome.hops[outcome.hops.length - 1]!;
     try {
-      const ex = await safeExtract(last, spec);
+      const ex = await extract(last, spec.extract, spec.type, limits, abort.signal);
       if (ex.problem) log.log('debug', `extraction of ${last.url}: ${ex.problem}`, { id });
       const rows = await writeHops(outcome.hops, spec.name, id);
       return {

@@ -4,6 +4,8 @@
  * cut to `max_field_depth` levels, `max_field_chars` characters per string and `max_field_values`
  * values per post in all; each cut is reported as a note on the ID.
  */
+import type { Profile } from '../config/profile.js';
+
 export interface ExtractLimits {
   /** Decoded bytes extraction looks at (`max_extract_bytes`). */
   maxBytes: number;
@@ -19,6 +21,20 @@ export interface ExtractLimits {
   maxMs: number;
   /** Media references kept per capture (`media.max_per_post`). */
   maxMedia: number;
+}
+
+/** The extraction limits of a profile (its politeness section and `media.max_per_post`). */
+export function extractLimits(profile: Pick<Profile, 'politeness' | 'media'>): ExtractLimits {
+  const pol = profile.politeness;
+  return {
+    maxBytes: pol.maxExtractBytes,
+    maxFieldDepth: pol.maxFieldDepth,
+    maxFieldChars: pol.maxFieldChars,
+    maxFieldValues: pol.maxFieldValues,
+    maxHtmlDepth: pol.maxHtmlDepth,
+    maxMs: pol.maxExtractMs,
+    maxMedia: profile.media.maxPerPost,
+  };
 }
 
 /** JSON nested deeper than this is not parsed at all: V8 parses it, but at ~1 µs per level. */

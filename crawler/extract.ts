@@ -77,6 +77,15 @@ function asStrings(values: unknown[], limit: number): string[] {
  * `notes` (and `problem`), and what could be kept is kept, cut to `limits`.
  */
 export async function extract(capture: Capture, rules: ExtractRules | undefined, type: 'json' | 'html' | 'binary', limits: ExtractLimits, signal?: AbortSignal): Promise<Extracted> {
+  try {
+    return await extractOrThrow(capture, rules, type, limits, signal);
+  } catch (err) {
+    // Whatever was missed above (a library's own limits, a bug): the ID's note, never the crawl's end.
+    return withNotes({ fields: {}, media: [], ids: [], text: undefined, notes: [] }, [`extraction failed: ${(err as Error).message}`]);
+  }
+}
+
+async function extractOrThrow(capture: Capture, rules: ExtractRules | undefined, type: 'json' | 'html' | 'binary', limits: ExtractLimits, signal?: AbortSignal): Promise<Extracted> {
   const empty: Extracted = { fields: {}, media: [], ids: [], text: undefined, notes: [] };
   if (type === 'binary') return empty;
   let text: string;
