@@ -60,12 +60,15 @@ export async function decodedBody(capture: Capture, maxBytes: number): Promise<B
   throw new Error(`unsupported Content-Encoding "${encoding}"`);
 }
 
+/** A media or ID reference longer than this is cut before it is resolved (no real media URL is that long). */
+const MAX_REF_CHARS = 8192;
+
 /** Strings and finite numbers of `values`, at most `limit`. */
 function asStrings(values: unknown[], limit: number): string[] {
   const out: string[] = [];
   for (const v of values) {
     if (out.length >= limit) break;
-    if (typeof v === 'string' && v.length > 0) out.push(v.slice(0, 8192));
+    if (typeof v === 'string' && v.length > 0) out.push(v.slice(0, MAX_REF_CHARS));
     else if (typeof v === 'number' && Number.isFinite(v)) out.push(String(v));
   }
   return out;
@@ -145,7 +148,7 @@ async function extractOrThrow(capture: Capture, rules: ExtractRules | undefined,
       if (typeof sel === 'string') return [];
       return guarded(what, () =>
         selectSome(compiledSelector(sel.css), parsed.dom, limit)
-          .map((el) => (sel.attr === 'text' ? boundedText(el, limits.maxFieldChars + 1) : el.attribs[sel.attr]))
+          .map((el) => (sel.attr === 'text' ? boundedText(el, limits.maxFieldChars + 1) : el.attribs[sel.attr]?.slice(0, limits.maxFieldChars + 1)))
           .filter((v): v is string => typeof v === 'string' && v.length > 0),
       );
     };
@@ -153,7 +156,7 @@ async function extractOrThrow(capture: Capture, rules: ExtractRules | undefined,
     for (const sel of rules.media) {
       const found = pick('media', sel, limits.maxMedia + 1);
       mediaSeen += found.length;
-      pushMedia(found);
+      pushMedia(found.map((v) => v.slice(0, MAX_REF_CHARS)));
     }
     for (const sel of rules.ids) out.ids.push(...pick('ids', sel, limits.maxFieldValues - out.ids.length));
   }
