@@ -41,6 +41,7 @@ describe('tracker seed/status through the CLI (issue 10 §5)', () => {
     const status = await run(['tracker', 'status', '--project', project, '--db', db]);
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toMatch(/project rescue: 0 \/ 1,500 IDs done/);
+    expect(status.stdout).toMatch(/IDs\/s over the last 300 s; no ETA \(nothing moving\)/);
     // A project file whose name the database does not hold: a typo, not a new project.
     const typo = path.join(dir, 'typo.yaml');
     writeFileSync(typo, 'name: rescu\nprofile: demo\n');

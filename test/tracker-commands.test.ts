@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../config/errors.js';
 import { createCodec } from '../crawler/id-codec.js';
 import { RangeSet } from '../crawler/id-ranges.js';
-import { seedCommand, statusCommand } from '../tracker/commands.js';
+import { duration, seedCommand, statusCommand } from '../tracker/commands.js';
 import { openItemStore } from '../tracker/open-store.js';
 import { compareVersions, loadProjectFile } from '../tracker/project.js';
 import { serveTracker } from '../tracker/server.js';
@@ -67,6 +67,10 @@ describe('tracker seed and status commands', () => {
     await expect(statusCommand({ db, project: 'rescue-typo' })).rejects.toMatchObject({ code: 'E_NO_PROJECT' });
     await expect(seedCommand({ db, project: 'Rescue_2', ids: '1-2', itemSize: 1, create: true })).rejects.toMatchObject({ code: 'E_PROJECT_NAME', message: expect.stringMatching(/"Rescue_2": use lower-case letters, digits and dashes/) });
     expect((await statusCommand({ db, project: 'rescue' })).stats.ids.total).toBe(10);
+  });
+
+  it('prints an ETA a person reads at a glance', () => {
+    expect([duration(59), duration(600), duration(3700), duration(90_061)]).toEqual(['59 s', '10 min', '1 h 1 min', '1 d 1 h']);
   });
 
   it('refuses a bad --db value', async () => {

@@ -91,7 +91,7 @@ export function formatStatus(s: TrackerStats): string {
   const lines = [
     `project ${s.project}: ${n(s.ids.done)} / ${n(s.ids.total)} IDs done (${pct.toFixed(2)} %)`,
     `items: ${n(s.items.done)} done, ${n(s.items.claimed)} leased, ${n(s.items.queued)} queued (${n(s.items.total)} total)`,
-    `bytes ${n(s.bytes)}; ${n(s.activeNodes)} active nodes; ${s.rateIdsPerSec} IDs/s over the last ${s.rateWindowSecs} s`,
+    `bytes ${n(s.bytes)}; ${n(s.activeNodes)} active nodes; ${s.rateIdsPerSec} IDs/s over the last ${s.rateWindowSecs} s; ${s.etaSecs === null ? 'no ETA (nothing moving)' : s.etaSecs === 0 ? 'all done' : `ETA ${duration(s.etaSecs)}`}`,
   ];
   if (s.nodes.length > 0) {
     lines.push('', 'nick                              items          IDs            bytes     IDs/s');
@@ -102,4 +102,14 @@ export function formatStatus(s: TrackerStats): string {
     }
   }
   return lines.join('\n');
+}
+
+/** `3 d 4 h`, `2 h 5 min`, `7 min`, `40 s`: an ETA a person reads at a glance. */
+export function duration(secs: number): string {
+  const d = Math.floor(secs / 86400);
+  const h = Math.floor((secs % 86400) / 3600);
+  const m = Math.floor((secs % 3600) / 60);
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${m} min`;
+  return m > 0 ? `${m} min` : `${secs} s`;
 }
