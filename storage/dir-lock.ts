@@ -1,4 +1,4 @@
-import { closeSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { InputError, StorageError, errorMessage } from '../config/errors.js';
@@ -108,6 +108,17 @@ export interface DirLock {
   release(): void;
 }
 
+/** An unreadable lock younger than this may be one being written right now. */
+const TORN_AFTER_MS = 1000;
+
+function ageMs(path: string): number {
+  try {
+    return Date.now() - statSync(path).mtimeMs;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
 const held = new Set<string>();
 let exitHookInstalled = false;
 
@@ -131,8 +142,13 @@ export function acquireDirLock(dir: string, command: string): DirLock {
       const seen = readProc(path);
       if (seen === undefined) continue; // removed meanwhile: try again
       const other = parseOwner(seen);
-      // A torn lock (power loss between create and write) has no owner to wait for.
       if (other && ownerAlive(other)) throw new DirInUseError(dir, other);
+      if (!other && ageMs(path) < TORN_AFTER_MS) {
+        // Empty or half-written: another process may be between its create and its write. Wait a little.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+        continue;
+      }
+      // A dead owner, or a torn lock (power lost between create and write) older than a second.
       takeOverStale(path, seen);
       continue;
     }

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -82,8 +82,13 @@ describe('the directory lock (storage/dir-lock.ts)', () => {
     // A live pid that now belongs to another process (start time differs): pid reuse after a crash.
     await writeFile(path, JSON.stringify({ ...base, pid: process.pid, procStart: `${processStartTime('self')}9` }));
     acquireDirLock(dir, 'crawl').release();
-    // Power lost between creating the file and writing it.
+    // Power lost between creating the file and writing it: taken once it is over a second old
+    // (a younger one may be another process between its create and its write, so it is waited for).
     await writeFile(path, '');
+    const old = new Date(Date.now() - 5000);
+    await utimes(path, old, old);
+    acquireDirLock(dir, 'crawl').release();
+    await writeFile(path, ''); // a fresh one too, once it has aged
     acquireDirLock(dir, 'crawl').release();
     // The same pid and start time is this very process: live.
     await writeFile(path, JSON.stringify({ ...base, pid: process.pid, procStart: processStartTime('self') }));
