@@ -27,7 +27,7 @@ export const GROUPS = {
   },
   'host-limiter': {
     mutate: ['crawler/host-limiter.ts'],
-    tests: ['test/host-limiter.test.ts'],
+    tests: ['test/host-limiter.test.ts', 'test/host-limiter-details.test.ts'],
   },
   'warc-writer': {
     mutate: ['storage/warc-writer.ts'],
