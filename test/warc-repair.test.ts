@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scanMembers, type MemberInfo } from '../storage/gzip-members.js';
 import { readWarc } from '../storage/warc-reader.js';
-import { repairOpenWarcs } from '../storage/warc-repair.js';
+import { describeWarc, repairOpenWarcs } from '../storage/warc-repair.js';
 import { WarcWriter } from '../storage/warc-writer.js';
 import { httpCapture } from './fixtures/http-capture.js';
 
@@ -134,6 +134,24 @@ describe('repairOpenWarcs on torn .open files', () => {
     const [report] = await repairOpenWarcs(dir);
     expect(report).toMatchObject({ removed: true, cutBytes: 0 });
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('a directory that does not exist has nothing to repair', async () => {
+    expect(await repairOpenWarcs(join(tmp, 'no-such-dir'))).toEqual([]);
+  });
+
+  it('reports in name order, whatever order the directory lists them in', async () => {
+    const dir = await torn('order', whole.subarray(0, members[6]!.offset + 3));
+    await rm(join(dir, `${NAME}.open`));
+    const names = ['00011', '00003', '00007', '00001', '00010', '00002', '00009', '00000', '00005', '00008', '00004', '00006'].map((n) => NAME.replace('-00000-', `-${n}-`));
+    for (const n of names) await writeFile(join(dir, `${n}.open`), whole);
+    expect((await repairOpenWarcs(dir)).map((r) => r.name)).toEqual([...names].sort());
+  });
+
+  it('describeWarc gives a closed file its size, sha256 and record count', async () => {
+    const dir = await torn('describe', whole);
+    await writeFile(join(dir, NAME), whole);
+    expect(await describeWarc(join(dir, NAME), NAME)).toEqual({ name: NAME, size: whole.length, sha256: sha256(whole), records: 7 });
   });
 
   it('repairs every .open file of a directory and leaves closed files alone', async () => {
