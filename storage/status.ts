@@ -103,7 +103,8 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
   try {
     const ids: Record<string, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 };
     for (const r of db.prepare<[], { status: string; n: number }>('SELECT status, COUNT(*) AS n FROM ids GROUP BY status').iterate()) ids[r.status] = r.n;
-    const notes = extractionNotes(db);
+    // Merged databases keep no per-ID error text: notes are a shard's.
+    const notes = kind === 'shard' ? extractionNotes(db) : { total: 0, notes: [] };
     const firstRanges: string[] = [];
     let idsToRetry = 0;
     let mediaQueued = 0;
