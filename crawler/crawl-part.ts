@@ -22,9 +22,9 @@ import { attemptsOf } from './fetcher.js';
 import { GroupCommit } from './group-commit.js';
 import { Frontier } from './frontier.js';
 import { releaseBody } from './http-capture.js';
-import { createCodec } from './id-codec.js';
-import type { RangeSet } from './id-ranges.js';
-import { SOFTWARE } from './version.js';
+import { createCodec } from '../config/id-codec.js';
+import type { RangeSet } from '../config/id-ranges.js';
+import { SOFTWARE } from '../config/version.js';
 
 /** Which IDs a part crawls: those with `id % count === index`. */
 export interface Partition {

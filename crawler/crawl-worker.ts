@@ -11,7 +11,7 @@ import { ShardDb } from '../storage/shard-db.js';
 import { crawlPart } from './crawl-part.js';
 import { CrawlStats } from './crawl-stats.js';
 import type { FromWorker, ToWorker, WorkerInput } from './crawl-workers.js';
-import { RangeSet } from './id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 
 const port = parentPort!;
 const input = workerData as WorkerInput;

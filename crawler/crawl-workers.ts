@@ -11,7 +11,7 @@ import type { Logger, LogLevel } from '../config/logger.js';
 import type { Profile } from '../config/profile.js';
 import type { CrawlPartOptions } from './crawl-part.js';
 import type { CrawlStats, StatsCounters } from './crawl-stats.js';
-import type { RangeSet } from './id-ranges.js';
+import type { RangeSet } from '../config/id-ranges.js';
 
 /** What a worker gets: the part's options, all of them structured-cloneable. */
 export type WorkerInput = Omit<CrawlPartOptions, 'ranges' | 'logger' | 'db' | 'stats' | 'signal' | 'onCommitted'> & {

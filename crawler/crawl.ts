@@ -11,10 +11,10 @@ import { describeWarc, repairOpenWarcs } from '../storage/warc-repair.js';
 import { crawlPart, type PartTuning } from './crawl-part.js';
 import { CrawlStats } from './crawl-stats.js';
 import { crawlInWorkers } from './crawl-workers.js';
-import { createCodec, type IdCodec } from './id-codec.js';
-import { RangeSet } from './id-ranges.js';
+import { createCodec, type IdCodec } from '../config/id-codec.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { checkCrawlScope } from './scope-preflight.js';
-import { SOFTWARE } from './version.js';
+import { SOFTWARE } from '../config/version.js';
 
 export interface CrawlOptions extends PartTuning {
   profile: Profile;

@@ -3,7 +3,7 @@ import { Agent, request } from 'undici';
 import { InputError, errorMessage } from '../config/errors.js';
 import { fillTemplate, type Profile } from '../config/profile.js';
 import { ScopeGuard } from './scope-guard.js';
-import { userAgent } from './version.js';
+import { userAgent } from '../config/version.js';
 
 /** Asks the platform for its current highest ID (profile `ids.discover`). */
 export async function discoverMaxId(profile: Profile, options: { allowPrivateNetwork: boolean }): Promise<number> {

@@ -10,7 +10,7 @@ import { HttpCapturer } from './http-capture.js';
 import { RobotsPolicy } from './robots.js';
 import { robotsFetcher } from './robots-fetch.js';
 import { ScopeGuard } from './scope-guard.js';
-import { userAgent } from './version.js';
+import { userAgent } from '../config/version.js';
 
 type StackOptions = Pick<
   CrawlPartOptions,

@@ -1,4 +1,4 @@
-import { RangeSet } from './id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 
 /**
  * The ID frontier: the requested ranges minus what the shard already finished, walked lazily in

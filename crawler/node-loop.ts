@@ -14,8 +14,8 @@ import { TrackerRequestError } from '../tracker/errors.js';
 import { runCrawl } from './crawl.js';
 import { uploadThenDoneWithRetry } from './node-upload.js';
 import type { CrawlStats } from './crawl-stats.js';
-import { RangeSet } from './id-ranges.js';
-import { VERSION } from './version.js';
+import { RangeSet } from '../config/id-ranges.js';
+import { VERSION } from '../config/version.js';
 
 /**
  * The volunteer node (DESIGN.md §8): register once, then claim → crawl with the standalone

@@ -8,7 +8,7 @@ import { mapLimit, UploadError } from '../storage/upload-common.js';
 import { uploadWithPresignedUrl } from '../storage/upload-presigned.js';
 import type { TrackerClient, TrackerItem } from '../tracker/client.js';
 import { TrackerRequestError, TrackerUnavailableError } from '../tracker/errors.js';
-import type { RangeSet } from './id-ranges.js';
+import type { RangeSet } from '../config/id-ranges.js';
 import type { DoneStats, WarcReport } from '../tracker/item-store.js';
 
 export interface UploadItemOptions {

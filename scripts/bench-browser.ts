@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { silentLogger } from '../config/logger.js';
 import { loadProfile } from '../config/profile.js';
 import { runCrawl } from '../crawler/crawl.js';
-import { RangeSet } from '../crawler/id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { treeMemory } from '../crawler/process-tree.js';
 import { startDemoPlatform } from './demo-platform.js';
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { Agent } from 'undici';
-import { RangeSet } from '../crawler/id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { TrackerClient } from '../tracker/client.js';
 import { packItems } from '../tracker/item-store.js';
 import { openItemStore } from '../tracker/open-store.js';

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { InputError, LifeboatError, errorMessage } from '../config/errors.js';
-import { VERSION } from '../crawler/version.js';
+import { VERSION } from '../config/version.js';
 import { DISK_FULL_MESSAGE, isDiskFull } from '../storage/disk-full.js';
 import { cliLogger, gracefulInterrupt, processIo, progressReporter, type CliIo } from './cli-io.js';
 import { registerMoreCommands } from './cli-commands.js';
@@ -69,8 +69,8 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
     import('../crawler/crawl.js'),
     import('../crawler/crawl-stats.js'),
     import('../crawler/discover.js'),
-    import('../crawler/id-codec.js'),
-    import('../crawler/id-ranges.js'),
+    import('../config/id-codec.js'),
+    import('../config/id-ranges.js'),
     import('../storage/status.js'),
     import('../crawler/scope-preflight.js'),
   ]);

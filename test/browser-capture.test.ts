@@ -14,7 +14,7 @@ import { loadProfile, type Profile } from '../config/profile.js';
 import { CHROMIUM_ARGS } from '../crawler/browser-pool.js';
 import { responseHeadFor } from '../crawler/browser-capture.js';
 import { runCrawl, type CrawlOptions } from '../crawler/crawl.js';
-import { RangeSet } from '../crawler/id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { chromiumBrowserPids } from '../crawler/process-tree.js';
 import { CHROMIUM, describeWithChromium } from './fixtures/environment.js';
 import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createCodec } from '../crawler/id-codec.js';
-import { parseRanges, RangeSet } from '../crawler/id-ranges.js';
+import { createCodec } from '../config/id-codec.js';
+import { parseRanges, RangeSet } from '../config/id-ranges.js';
 
 describe('ID codecs', () => {
   it('round-trips integer, base36, hex and padded IDs', () => {

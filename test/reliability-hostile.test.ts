@@ -24,7 +24,7 @@ import { mergeShards } from '../storage/merge.js';
 import { readWarc } from '../storage/warc-reader.js';
 import { verifyPaths } from '../storage/verify.js';
 import { packItems } from '../tracker/item-store.js';
-import { RangeSet } from '../crawler/id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { parseProject } from '../tracker/project.js';
 import { buildTrackerApp } from '../tracker/server.js';
 import { SqliteItemStore } from '../tracker/sqlite-store.js';

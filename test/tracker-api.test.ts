@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../config/logger.js';
-import { RangeSet } from '../crawler/id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { runNode } from '../crawler/node-loop.js';
 import { TrackerClient } from '../tracker/client.js';
 import { TrackerRequestError, TrackerUnavailableError } from '../tracker/errors.js';

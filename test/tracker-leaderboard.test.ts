@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { type Browser, chromium } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RangeSet } from '../crawler/id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { packItems } from '../tracker/item-store.js';
 import { parseProject } from '../tracker/project.js';
 import { buildTrackerApp } from '../tracker/server.js';

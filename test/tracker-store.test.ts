@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RangeSet } from '../crawler/id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { BannedError, LeaseError, NickTakenError } from '../tracker/errors.js';
 import { type DoneStats, type ItemStore, type Lease, type NodeRecord, packItems } from '../tracker/item-store.js';
 import { PostgresItemStore } from '../tracker/postgres-store.js';

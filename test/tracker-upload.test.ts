@@ -12,7 +12,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../config/logger.js';
 import { uploadItemFiles, uploadThenDone } from '../crawler/node-upload.js';
-import { RangeSet } from '../crawler/id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { runNode } from '../crawler/node-loop.js';
 import { startDemoPlatform } from '../scripts/demo-platform.js';
 import { createS3Client } from '../storage/upload-s3.js';

@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { type Dispatcher, request } from 'undici';
-import { RangeSet } from '../crawler/id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { TrackerRequestError, TrackerUnavailableError } from './errors.js';
 import type { DoneStats } from './item-store.js';
 

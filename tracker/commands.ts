@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { InputError } from '../config/errors.js';
-import { createCodec, type IdCodec } from '../crawler/id-codec.js';
-import type { RangeSet } from '../crawler/id-ranges.js';
+import { createCodec, type IdCodec } from '../config/id-codec.js';
+import type { RangeSet } from '../config/id-ranges.js';
 import { type ItemStore, type TrackerStats, parseSeedRanges } from './item-store.js';
 import { openItemStore } from './open-store.js';
 import { PROJECT_NAME, PROJECT_NAME_HINT } from './project.js';

@@ -1,5 +1,5 @@
-import type { IdCodec } from '../crawler/id-codec.js';
-import { RangeSet, parseRanges } from '../crawler/id-ranges.js';
+import type { IdCodec } from '../config/id-codec.js';
+import { RangeSet, parseRanges } from '../config/id-ranges.js';
 import type { RatePoint } from './stats.js';
 
 /**

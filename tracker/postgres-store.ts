@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { InputError, StorageError } from '../config/errors.js';
-import { RangeSet } from '../crawler/id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { BannedError, LeaseError, NickTakenError } from './errors.js';
 import {
   type ClaimOptions,

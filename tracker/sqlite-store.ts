@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { InputError, StorageError } from '../config/errors.js';
 import { randomUUID } from 'node:crypto';
-import { RangeSet } from '../crawler/id-ranges.js';
+import { RangeSet } from '../config/id-ranges.js';
 import { BannedError, LeaseError, NickTakenError } from './errors.js';
 import {
   type ClaimOptions,

@@ -1,4 +1,4 @@
-import { InputError } from '../config/errors.js';
+import { InputError } from './errors.js';
 
 /**
  * How a platform writes its post IDs. Internally an ID is a non-negative safe integer

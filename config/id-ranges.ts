@@ -1,4 +1,4 @@
-import { InputError } from '../config/errors.js';
+import { InputError } from './errors.js';
 import type { IdCodec } from './id-codec.js';
 
 /** An inclusive range of IDs. */
