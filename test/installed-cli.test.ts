@@ -85,6 +85,12 @@ describe('the packed and installed command', () => {
     expect(bare.stderr).toMatch(/Usage: lifeboat /);
   });
 
+  it('`npx lifeboat` in the checkout itself runs the CLI too', async () => {
+    const version = await run('npx', ['lifeboat', '--version'], ROOT);
+    expect(version.code).toBe(0);
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  });
+
   it('`npx lifeboat demo` crawls, verifies and prints the summary through the bin link', async () => {
     const out = join(tmp, 'demo-out');
     const demo = await run('npx', ['lifeboat', 'demo', '--posts', '20', '--out', out], app);
