@@ -8,7 +8,7 @@ import { SOFTWARE } from '../config/version.js';
 import { openForReading } from '../storage/sqlite-read.js';
 import type { UploadProgress } from '../storage/upload-common.js';
 import type { CliIo } from './cli-io.js';
-import { byteSize, positiveInt } from './cli.js';
+import { byteSize, positiveInt } from './cli-options.js';
 
 /** The codec a shard was crawled with (its shard.sqlite meta), so reports use the platform's notation. */
 function shardCodec(dir: string): ((id: number) => string) | undefined {

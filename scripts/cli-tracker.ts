@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../config/errors.js';
 import { cliLogger, gracefulInterrupt, progressReporter, type CliIo } from './cli-io.js';
-import { nodeName, positiveInt } from './cli.js';
+import { nodeName, positiveInt } from './cli-options.js';
 
 /**
  * `--project` is the project file for serve, seed and status alike (issue 10 §5). A bare name

@@ -1,5 +1,5 @@
 import { startDemoPlatform } from './demo-platform.js';
-import { crawlCommand } from './cli.js';
+import { crawlCommand } from './crawl-command.js';
 import type { CliIo } from './cli-io.js';
 import { verifyPaths } from '../storage/verify.js';
 
