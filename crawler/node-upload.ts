@@ -9,7 +9,7 @@ import { uploadWithPresignedUrl } from '../storage/upload-presigned.js';
 import type { TrackerClient, TrackerItem } from '../tracker/client.js';
 import { TrackerRequestError, TrackerUnavailableError } from '../tracker/errors.js';
 import type { RangeSet } from '../config/id-ranges.js';
-import type { DoneStats, WarcReport } from '../tracker/item-store.js';
+import type { DoneStats, WarcReport } from '../tracker/api-types.js';
 
 export interface UploadItemOptions {
   /** Asks for the URLs; the node never holds storage credentials. */

@@ -2,7 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { type Dispatcher, request } from 'undici';
 import { RangeSet } from '../config/id-ranges.js';
 import { TrackerRequestError, TrackerUnavailableError } from './errors.js';
-import type { DoneStats } from './item-store.js';
+import type { DoneStats } from './api-types.js';
 
 export interface TrackerClientOptions {
   /** The tracker's base URL, e.g. `http://127.0.0.1:8070`. */

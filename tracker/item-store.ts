@@ -1,6 +1,6 @@
 import type { IdCodec } from '../config/id-codec.js';
 import { RangeSet, parseRanges } from '../config/id-ranges.js';
-import type { RatePoint } from './stats.js';
+import type { DoneStats } from './api-types.js';
 
 /**
  * The tracker's durable state: items (ID ranges) and their leases, nodes, bans, settings and
@@ -19,21 +19,7 @@ import type { RatePoint } from './stats.js';
 export const ITEM_STATES = ['queued', 'claimed', 'done'] as const;
 export type ItemState = (typeof ITEM_STATES)[number];
 
-export const FINAL_STATUSES = ['archived', 'missing', 'gone', 'restricted', 'failed'] as const;
-export type FinalStatus = (typeof FINAL_STATUSES)[number];
-
-export interface WarcReport {
-  name: string;
-  size: number;
-  sha256: string;
-}
-
-/** What a node reports when it finishes an item. */
-export interface DoneStats {
-  counts: Record<FinalStatus, number>;
-  bytes: number;
-  warcs: WarcReport[];
-}
+export type { DoneStats, WarcReport } from './api-types.js';
 
 export interface NodeRecord {
   id: number;
@@ -85,6 +71,16 @@ export interface TrackerStats {
   rateWindowSecs: number;
   nodes: NickStats[];
   generatedAt: number;
+}
+
+/** One bucket of the rate history. */
+export interface RatePoint {
+  /** Start of the bucket, ms since the epoch. */
+  at: number;
+  ids: number;
+  bytes: number;
+  idsPerSec: number;
+  bytesPerSec: number;
 }
 
 export interface ClaimOptions {

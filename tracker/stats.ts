@@ -1,4 +1,6 @@
-import { ITEM_STATES, type ItemState, type NickStats, type TrackerStats } from './item-store.js';
+import { ITEM_STATES, type ItemState, type NickStats, type RatePoint, type TrackerStats } from './item-store.js';
+
+export type { RatePoint } from './item-store.js';
 
 /** The raw rows both stores read for `stats()`; numbers may arrive as strings (PostgreSQL bigint). */
 export interface StatsRows {
@@ -64,15 +66,6 @@ export interface HistoryRow {
   bucket: number | string;
   ids: number | string;
   bytes: number | string;
-}
-
-export interface RatePoint {
-  /** Start of the bucket, ms since the epoch. */
-  at: number;
-  ids: number;
-  bytes: number;
-  idsPerSec: number;
-  bytesPerSec: number;
 }
 
 /**
