@@ -3,7 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
-import { FINAL_STATUSES, ID_STATUSES } from './shard-db.js';
+import { FINAL_STATUSES, ID_STATUSES } from '../config/id-status.js';
 import { versionConflicts, type VersionReport } from './version-conflicts.js';
 
 /**

@@ -1,4 +1,4 @@
-import { FINAL_STATUSES } from './shard-db.js';
+import { FINAL_STATUSES } from '../config/id-status.js';
 import { STATUS_RANK_SQL, type MergedDb } from './merge-db.js';
 
 /**
