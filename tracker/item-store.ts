@@ -1,5 +1,6 @@
 import type { IdCodec } from '../config/id-codec.js';
 import { RangeSet, parseRanges } from '../config/id-ranges.js';
+import type { ItemKind, MediaUrl, ReportedMedia } from './media-urls.js';
 import type { DoneStats } from './api-types.js';
 
 /**
@@ -29,8 +30,12 @@ export interface NodeRecord {
 
 export interface Lease {
   itemId: number;
+  /** `posts`: a range of post IDs; `media`: a batch of media URLs whose seqs are `ranges`. */
+  kind: ItemKind;
   /** The IDs still to do: the item's ranges minus the sub-ranges already reported finished. */
   ranges: RangeSet;
+  /** Media items: the URLs still to do (one per seq of `ranges`). */
+  urls?: MediaUrl[];
   leaseId: string;
   leaseExpiresAt: number;
 }
@@ -87,6 +92,10 @@ export interface ClaimOptions {
   nodeId: number;
   now: number;
   leaseMs: number;
+  /** Only this kind of item (`node --only`); default either, post items first. */
+  only?: ItemKind;
+  /** URLs per media item cut from the pending media URLs; default DEFAULT_MEDIA_ITEM_SIZE. */
+  mediaItemSize?: number;
 }
 
 export interface HeartbeatOptions {
@@ -95,6 +104,11 @@ export interface HeartbeatOptions {
   finished: RangeSet;
   now: number;
   leaseMs: number;
+  /**
+   * Media URLs the node extracted (normalised and scope-checked by the caller): stored in the same
+   * transaction as `finished`, so a post counts as finished only with its media known.
+   */
+  media?: readonly ReportedMedia[];
 }
 
 export interface ReleaseOptions {
@@ -131,10 +145,23 @@ export interface ItemStore {
    */
   registerNode(options: { nick: string; tokenHash: string; now: number }): Promise<NodeRecord>;
   authenticate(tokenHash: string): Promise<NodeRecord | undefined>;
-  /** Expires overdue leases, then leases the lowest queued item to the node. */
+  /**
+   * Expires overdue leases, then leases the queued item of highest priority to the node: post
+   * items, then media items (images, other, video), lowest id first. When pending media URLs
+   * come before every queued media item, a new media item is cut from them (up to
+   * `mediaItemSize`, one kind) and leased. `later` while items that may still add work are leased.
+   */
   claim(options: ClaimOptions): Promise<ClaimResult>;
   /** Records finished sub-ranges and extends the lease. Throws `LeaseError` if stale. */
-  heartbeat(options: HeartbeatOptions): Promise<{ leaseExpiresAt: number; remaining: RangeSet }>;
+  heartbeat(options: HeartbeatOptions): Promise<{ leaseExpiresAt: number; remaining: RangeSet; mediaQueued: number }>;
+  /**
+   * Adds media URLs the project has not seen as pending media work (`tracker seed --media-from-file`).
+   * With `requeue`, URLs already seen whose media item is done (a merge found them never archived)
+   * are pending again too. Claims cut pending URLs into media items.
+   */
+  queueMedia(media: readonly ReportedMedia[], options?: { requeue?: boolean }): Promise<{ queued: number; known: number }>;
+  /** Media URLs of the project: `urls` seen, `done` in finished media items, `pending` not yet in an item. */
+  mediaCounts(): Promise<{ urls: number; done: number; pending: number }>;
   /**
    * The item a node's lease is on, changing nothing: `live` (claimed by `nodeId`, not expired)
    * or `done` (finished by `nodeId` with this lease). Throws `LeaseError` otherwise.
@@ -238,7 +265,8 @@ export function retryAfterMsFor(earliestExpiry: number, now: number): number {
   return Math.min(60_000, Math.max(1_000, earliestExpiry - now));
 }
 
-export const SCHEMA_VERSION = 1;
+/** 2: items have a kind and a priority; media_urls (issue 13). */
+export const SCHEMA_VERSION = 2;
 
 /** Progress events (for the live rate) are kept this long; a stats window must be shorter. */
 export const EVENT_RETENTION_MS = 15 * 60_000;

@@ -21,6 +21,7 @@ import {
   retryAfterMsFor,
   storedRanges,
 } from './item-store.js';
+import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, mediaPriority, mediaUrlHash, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
 import { type HistoryRow, type RatePoint, HISTORY_BUCKET_MS, HISTORY_RETENTION_MS, ROLLUP_KEY, ROLLUP_LAG_MS, buildHistory, buildStats } from './stats.js';
 
 const SCHEMA = `
@@ -63,6 +64,20 @@ CREATE TABLE IF NOT EXISTS settings (project TEXT NOT NULL, key TEXT NOT NULL, v
 CREATE TABLE IF NOT EXISTS rate_history (project TEXT NOT NULL, bucket BIGINT NOT NULL, ids BIGINT NOT NULL, bytes BIGINT NOT NULL, PRIMARY KEY (project, bucket));
 `;
 
+/** Schema 2 (issue 13): item kinds and priorities, and the project-wide media URL table. */
+const MEDIA_SCHEMA = `
+ALTER TABLE items ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'posts';
+ALTER TABLE items ADD COLUMN IF NOT EXISTS priority INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS items_claim ON items (project, state, priority, id);
+CREATE TABLE IF NOT EXISTS media_urls (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, project TEXT NOT NULL, url_hash BYTEA NOT NULL UNIQUE,
+  url TEXT NOT NULL, priority SMALLINT NOT NULL, item_id BIGINT);
+CREATE INDEX IF NOT EXISTS media_urls_pending ON media_urls (project, priority, seq) WHERE item_id IS NULL;
+`;
+const INSERT_MEDIA = `INSERT INTO media_urls (project, url_hash, url, priority)
+  SELECT $1, h, u, p FROM unnest($2::bytea[], $3::text[], $4::smallint[]) WITH ORDINALITY AS t (h, u, p, o) ORDER BY o
+  ON CONFLICT (url_hash) DO NOTHING RETURNING seq`;
+
 const EXPIRE = `
 WITH finished AS (
   UPDATE items SET state = 'done', lease_id = NULL, node_id = NULL, lease_expires_at = NULL
@@ -74,10 +89,10 @@ SELECT (SELECT count(*) FROM finished) + (SELECT count(*) FROM requeued) AS n`;
 
 const CLAIM = `
 WITH picked AS (
-  SELECT id FROM items WHERE project = $1 AND state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+  SELECT id FROM items WHERE project = $1 AND state = 'queued' AND priority BETWEEN $5 AND $6 ORDER BY priority, id LIMIT 1 FOR UPDATE SKIP LOCKED)
 UPDATE items i SET state = 'claimed', lease_id = $2, node_id = $3, lease_expires_at = $4, attempts = attempts + 1
 FROM picked WHERE i.id = picked.id
-RETURNING i.id, i.ranges, i.finished`;
+RETURNING i.id, i.ranges, i.finished, i.kind`;
 
 /** Guarded write: applies only if the lease is still live and `finished` unchanged since it was read. */
 const LEASE_GUARD = `id = $1 AND lease_id = $2 AND state = 'claimed' AND node_id = $3 AND lease_expires_at >= $4 AND finished = $5`;
@@ -96,6 +111,7 @@ interface LeaseRow {
   finished: string;
   finished_count: number;
   id_count: number;
+  kind: string;
 }
 
 /** Parses BIGINT (int8) columns as numbers; IDs and counts stay below 2^53. */
@@ -147,6 +163,7 @@ export class PostgresItemStore implements ItemStore {
       await client.query(`SELECT pg_advisory_xact_lock(hashtext('lifeboat-tracker-schema'))`);
       await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`);
       await client.query(SCHEMA);
+      await client.query(MEDIA_SCHEMA);
       const row = (await client.query(`SELECT value FROM meta WHERE key = 'schema_version'`)).rows[0] as { value: string } | undefined;
       if (row && Number(row.value) > SCHEMA_VERSION) {
         throw new StorageError(`tracker database schema ${row.value} is newer than this lifeboat (${SCHEMA_VERSION}); upgrade lifeboat`);
@@ -174,7 +191,7 @@ export class PostgresItemStore implements ItemStore {
       await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`lifeboat-seed:${this.#schema}:${this.project}`]);
       // The project's IDs as disjoint ranges, joined in SQL (gaps and islands): few rows however many items.
       const held = await client.query<{ s: string; e: string }>(
-        `WITH r AS (SELECT (x->>0)::bigint AS s, (x->>1)::bigint AS e FROM items, jsonb_array_elements(ranges::jsonb) AS x WHERE project = $1),
+        `WITH r AS (SELECT (x->>0)::bigint AS s, (x->>1)::bigint AS e FROM items, jsonb_array_elements(ranges::jsonb) AS x WHERE project = $1 AND kind = 'posts'),
          o AS (SELECT s, e, CASE WHEN s <= MAX(e) OVER (ORDER BY s, e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + 1 THEN 0 ELSE 1 END AS brk FROM r),
          g AS (SELECT s, e, SUM(brk) OVER (ORDER BY s, e) AS grp FROM o)
          SELECT MIN(s) AS s, MAX(e) AS e FROM g GROUP BY grp`,
@@ -344,24 +361,124 @@ export class PostgresItemStore implements ItemStore {
     return Number(rows[0]?.n ?? 0);
   }
 
-  async claim({ nodeId, now, leaseMs }: ClaimOptions): Promise<ClaimResult> {
+  async claim({ nodeId, now, leaseMs, only, mediaItemSize = DEFAULT_MEDIA_ITEM_SIZE }: ClaimOptions): Promise<ClaimResult> {
     const expired = await this.#expire(now);
     const leaseId = randomUUID();
     const leaseExpiresAt = now + leaseMs;
-    const rows = await this.#q<{ id: number; ranges: string; finished: string }>(CLAIM, [this.project, leaseId, nodeId, leaseExpiresAt]);
-    const row = rows[0];
+    type Row = { id: number; ranges: string; finished: string; kind: string };
+    let row: Row | undefined;
+    // Post items first; then whichever media work comes first: a queued media item or pending URLs.
+    if (only !== 'media') row = (await this.#q<Row>(CLAIM, [this.project, leaseId, nodeId, leaseExpiresAt, 0, 0]))[0];
+    if (!row && only !== 'posts') {
+      const peek = (await this.#q<{ pending: number | null; queued: number | null }>(
+        `SELECT (SELECT priority FROM media_urls WHERE project = $1 AND item_id IS NULL ORDER BY priority, seq LIMIT 1) AS pending,
+                (SELECT priority FROM items WHERE project = $1 AND state = 'queued' AND priority >= 1 ORDER BY priority, id LIMIT 1) AS queued`,
+        [this.project],
+      ))[0]!;
+      if (peek.pending !== null && (peek.queued === null || peek.pending < peek.queued)) {
+        row = await this.#cutMediaItem({ priority: peek.pending, size: mediaItemSize, leaseId, nodeId, leaseExpiresAt });
+      }
+      row ??= (await this.#q<Row>(CLAIM, [this.project, leaseId, nodeId, leaseExpiresAt, 1, 99]))[0];
+    }
     if (!row) {
-      const earliest = (await this.#q<{ at: number | null }>(`SELECT MIN(lease_expires_at) AS at FROM items WHERE project = $1 AND state = 'claimed'`, [this.project]))[0]?.at;
-      if (earliest === null || earliest === undefined) return { kind: 'done', expired };
-      return { kind: 'later', retryAfterMs: retryAfterMsFor(earliest, now), expired };
+      const hi = only === 'posts' ? 0 : 99;
+      const seen = (await this.#q<{ at: number | null; posts: boolean }>(
+        `SELECT (SELECT MIN(lease_expires_at) FROM items WHERE project = $1 AND state = 'claimed' AND priority BETWEEN 0 AND $2) AS at,
+                EXISTS (SELECT 1 FROM items WHERE project = $1 AND state = 'queued' AND priority = 0) AS posts`,
+        [this.project, hi],
+      ))[0];
+      const earliest = seen?.at;
+      if (earliest !== null && earliest !== undefined) return { kind: 'later', retryAfterMs: retryAfterMsFor(earliest, now), expired };
+      // Post items still queued will report media: a media-only node waits for them.
+      if (only === 'media' && seen?.posts) return { kind: 'later', retryAfterMs: 60_000, expired };
+      return { kind: 'done', expired };
     }
     const ranges = parseStoredRanges(row.ranges).subtract(parseStoredRanges(row.finished));
-    return { kind: 'lease', lease: { itemId: row.id, ranges, leaseId, leaseExpiresAt }, expired };
+    const kind = row.kind === 'media' ? 'media' : 'posts';
+    const urls = kind === 'media' ? { urls: await this.#urlsOf(ranges) } : {};
+    return { kind: 'lease', lease: { itemId: Number(row.id), kind, ranges, leaseId, leaseExpiresAt, ...urls }, expired };
+  }
+
+  /**
+   * Cuts up to `size` pending URLs of one priority into a media item leased at once. Rows are
+   * taken with SKIP LOCKED: two tracker processes cutting at once take disjoint URLs.
+   */
+  async #cutMediaItem(o: { priority: number; size: number; leaseId: string; nodeId: number; leaseExpiresAt: number }) {
+    return this.#tx(async (client) => {
+      const seqs = (await client.query<{ seq: number }>(
+        `SELECT seq FROM media_urls WHERE project = $1 AND item_id IS NULL AND priority = $2 ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED`,
+        [this.project, o.priority, o.size],
+      )).rows.map((r) => Number(r.seq));
+      if (seqs.length === 0) return undefined;
+      const ranges = storedRanges(seqRanges(seqs));
+      const id = Number((await client.query<{ id: number }>(
+        `INSERT INTO items (project, ranges, id_count, kind, priority, state, lease_id, node_id, lease_expires_at, attempts)
+         VALUES ($1, $2, $3, 'media', $4, 'claimed', $5, $6, $7, 1) RETURNING id`,
+        [this.project, ranges, seqs.length, o.priority, o.leaseId, o.nodeId, o.leaseExpiresAt],
+      )).rows[0]!.id);
+      await client.query(`UPDATE media_urls SET item_id = $1 WHERE seq = ANY($2::bigint[])`, [id, seqs]);
+      return { id, ranges, finished: '[]', kind: 'media' };
+    });
+  }
+
+  async #urlsOf(ranges: RangeSet): Promise<MediaUrl[]> {
+    const { sql, values } = seqFilter(ranges, (i) => `$${i + 2}`);
+    const rows = await this.#q<MediaUrl>(`SELECT seq, url FROM media_urls WHERE project = $1 AND (${sql}) ORDER BY seq`, [this.project, ...values]);
+    return rows.map((r) => ({ seq: Number(r.seq), url: r.url }));
+  }
+
+  /** Runs `fn` in one transaction on one connection; commits, or rolls back on a throw. */
+  async #tx<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect().catch((err: Error) => {
+      throw new StorageError(`tracker database: ${err.message}`, { cause: err });
+    });
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      if (err instanceof LeaseError || err instanceof StorageError) throw err;
+      throw new StorageError(`tracker database: ${(err as Error).message}`, { cause: err });
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Inserts never-seen URLs in one statement (the unique hash is the dedupe); returns how many were new. */
+  async #insertMedia(client: pg.PoolClient, media: readonly ReportedMedia[], requeue: boolean): Promise<number> {
+    const unique = uniqueMedia(media);
+    const hashes = unique.map((m) => mediaUrlHash(this.project, m.url));
+    const inserted = await client.query(INSERT_MEDIA, [this.project, hashes, unique.map((m) => m.url), unique.map((m) => mediaPriority(m))]);
+    let fresh = inserted.rowCount ?? 0;
+    if (requeue) {
+      const requeued = await client.query(
+        `UPDATE media_urls SET item_id = NULL WHERE url_hash = ANY($1::bytea[]) AND item_id IN (SELECT id FROM items WHERE state = 'done')`,
+        [hashes],
+      );
+      fresh += requeued.rowCount ?? 0;
+    }
+    return fresh;
+  }
+
+  async queueMedia(media: readonly ReportedMedia[], options: { requeue?: boolean } = {}): Promise<{ queued: number; known: number }> {
+    const queued = await this.#tx((client) => this.#insertMedia(client, media, options.requeue ?? false));
+    return { queued, known: uniqueMedia(media).length - queued };
+  }
+
+  async mediaCounts(): Promise<{ urls: number; done: number; pending: number }> {
+    const row = (await this.#q<{ urls: number; done: number; pending: number }>(
+      `SELECT COUNT(*)::bigint AS urls, COUNT(*) FILTER (WHERE m.item_id IS NULL)::bigint AS pending, COUNT(*) FILTER (WHERE i.state = 'done')::bigint AS done
+       FROM media_urls m LEFT JOIN items i ON i.id = m.item_id WHERE m.project = $1`,
+      [this.project],
+    ))[0]!;
+    return { urls: row.urls, done: row.done, pending: row.pending };
   }
 
   async #byLease(leaseId: string): Promise<LeaseRow | undefined> {
     const rows = await this.#q<LeaseRow>(
-      `SELECT id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count FROM items WHERE lease_id = $1 AND project = $2`,
+      `SELECT id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count, kind FROM items WHERE lease_id = $1 AND project = $2`,
       [leaseId, this.project],
     );
     return rows[0];
@@ -383,18 +500,37 @@ export class PostgresItemStore implements ItemStore {
     throw new StorageError(`lease ${leaseId}: too many concurrent updates; try again`);
   }
 
-  async heartbeat({ nodeId, leaseId, finished, now, leaseMs }: HeartbeatOptions) {
-    return this.#guarded(leaseId, async (found) => {
-      const row = this.#checkLive(found, leaseId, nodeId, now);
+  async heartbeat({ nodeId, leaseId, finished, now, leaseMs, media = [] }: HeartbeatOptions) {
+    const leaseExpiresAt = now + leaseMs;
+    const write = (row: LeaseRow) => {
       const all = parseStoredRanges(row.ranges);
       const before = parseStoredRanges(row.finished);
       const after = before.union(finished.intersect(all));
-      const leaseExpiresAt = now + leaseMs;
-      const rows = await this.#q<{ n: number }>(
-        `WITH u AS (UPDATE items SET finished = $10, finished_count = $11, lease_expires_at = $12 WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`,
-        [row.id, leaseId, nodeId, now, row.finished, after.size - before.size, 0, 0, this.project, storedRanges(after), after.size, leaseExpiresAt],
-      );
-      return rows[0]?.n === 1 ? { leaseExpiresAt, remaining: all.subtract(after) } : undefined;
+      const added = row.kind === 'posts' ? after.size - before.size : 0;
+      return {
+        remaining: all.subtract(after),
+        text: `WITH u AS (UPDATE items SET finished = $10, finished_count = $11, lease_expires_at = $12 WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`,
+        values: [row.id, leaseId, nodeId, now, row.finished, added, 0, 0, this.project, storedRanges(after), after.size, leaseExpiresAt],
+      };
+    };
+    if (media.length > 0) {
+      // Media and the finished IDs they came from in one transaction; the item row is locked first.
+      return this.#tx(async (client) => {
+        const found = (await client.query<LeaseRow>(
+          `SELECT id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count, kind FROM items WHERE lease_id = $1 AND project = $2 FOR UPDATE`,
+          [leaseId, this.project],
+        )).rows[0];
+        const row = this.#checkLive(found, leaseId, nodeId, now);
+        const mediaQueued = await this.#insertMedia(client, media, false);
+        const w = write(row);
+        await client.query(w.text, w.values);
+        return { leaseExpiresAt, remaining: w.remaining, mediaQueued };
+      });
+    }
+    return this.#guarded(leaseId, async (found) => {
+      const w = write(this.#checkLive(found, leaseId, nodeId, now));
+      const rows = await this.#q<{ n: number }>(w.text, w.values);
+      return rows[0]?.n === 1 ? { leaseExpiresAt, remaining: w.remaining, mediaQueued: 0 } : undefined;
     });
   }
 
@@ -411,7 +547,7 @@ export class PostgresItemStore implements ItemStore {
       const rows = await this.#q<{ n: number }>(
         `WITH u AS (UPDATE items SET state = 'done', finished = ranges, finished_count = id_count, done_at = $4, done_stats = $10
                     WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`,
-        [row.id, leaseId, nodeId, now, row.finished, row.id_count - row.finished_count, stats.bytes, 1, this.project, JSON.stringify(stats)],
+        [row.id, leaseId, nodeId, now, row.finished, row.kind === 'posts' ? row.id_count - row.finished_count : 0, stats.bytes, 1, this.project, JSON.stringify(stats)],
       );
       return rows[0]?.n === 1 ? { duplicate: false } : undefined;
     });
@@ -428,7 +564,7 @@ export class PostgresItemStore implements ItemStore {
                       finished = $10, finished_count = $11::bigint, lease_id = NULL, node_id = NULL, lease_expires_at = NULL,
                       last_error = COALESCE($12, last_error)
                     WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`,
-        [row.id, leaseId, nodeId, now, row.finished, after.size - before.size, 0, 0, this.project, storedRanges(after), after.size, error ?? null],
+        [row.id, leaseId, nodeId, now, row.finished, row.kind === 'posts' ? after.size - before.size : 0, 0, 0, this.project, storedRanges(after), after.size, error ?? null],
       );
       return rows[0]?.n === 1 ? { remaining: all.subtract(after) } : undefined;
     });
@@ -440,7 +576,7 @@ export class PostgresItemStore implements ItemStore {
     const [itemCounts, nickTotals, nickRates, active] = await Promise.all([
       this.#q<{ state: string; items: number; ids: number; finished: number }>(
         `SELECT state, COUNT(*) AS items, COALESCE(SUM(id_count), 0)::bigint AS ids, COALESCE(SUM(finished_count), 0)::bigint AS finished
-         FROM items WHERE project = $1 GROUP BY state`,
+         FROM items WHERE project = $1 AND kind = 'posts' GROUP BY state`,
         [this.project],
       ),
       this.#q<{ nick: string; items: number; ids: number; bytes: number }>(

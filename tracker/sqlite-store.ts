@@ -22,6 +22,7 @@ import {
   retryAfterMsFor,
   storedRanges,
 } from './item-store.js';
+import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, mediaPriority, mediaUrlHash, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
 import {
   type HistoryRow,
   type RatePoint,
@@ -74,6 +75,13 @@ CREATE TABLE IF NOT EXISTS settings (project TEXT NOT NULL, key TEXT NOT NULL, v
 CREATE TABLE IF NOT EXISTS rate_history (project TEXT NOT NULL, bucket INTEGER NOT NULL, ids INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (project, bucket));
 `;
 
+/** Schema 2 (issue 13): item kinds and priorities, and the project-wide media URL table. */
+const MEDIA_SCHEMA = `
+CREATE INDEX IF NOT EXISTS items_claim ON items (project, state, priority, id);
+CREATE TABLE IF NOT EXISTS media_urls (seq INTEGER PRIMARY KEY, project TEXT NOT NULL, url_hash BLOB NOT NULL UNIQUE, url TEXT NOT NULL, priority INTEGER NOT NULL, item_id INTEGER);
+CREATE INDEX IF NOT EXISTS media_urls_pending ON media_urls (project, priority, seq) WHERE item_id IS NULL;
+`;
+
 interface LeaseRow {
   id: number;
   node_id: number | null;
@@ -83,9 +91,18 @@ interface LeaseRow {
   finished: string;
   finished_count: number;
   id_count: number;
+  kind: string;
 }
 
 type Stmt = Database.Statement<unknown[], unknown>;
+
+interface QueuedRow {
+  id: number;
+  ranges: string;
+  finished: string;
+  kind: string;
+  priority: number;
+}
 
 /** The embedded store: one better-sqlite3 connection in WAL mode, statements prepared once. */
 export class SqliteItemStore implements ItemStore {
@@ -109,6 +126,10 @@ export class SqliteItemStore implements ItemStore {
 
   async init(): Promise<void> {
     this.#db.exec(SCHEMA);
+    const columns = new Set((this.#db.prepare(`PRAGMA table_info(items)`).all() as { name: string }[]).map((c) => c.name));
+    if (!columns.has('kind')) this.#db.exec(`ALTER TABLE items ADD COLUMN kind TEXT NOT NULL DEFAULT 'posts'`);
+    if (!columns.has('priority')) this.#db.exec(`ALTER TABLE items ADD COLUMN priority INTEGER NOT NULL DEFAULT 0`);
+    this.#db.exec(MEDIA_SCHEMA);
     const row = this.#db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
     if (row && Number(row.value) > SCHEMA_VERSION) {
       throw new StorageError(`tracker database schema ${row.value} is newer than this lifeboat (${SCHEMA_VERSION}); upgrade lifeboat`);
@@ -123,11 +144,20 @@ export class SqliteItemStore implements ItemStore {
       auth: `SELECT n.id, n.nick, b.nick IS NOT NULL AS banned FROM nodes n LEFT JOIN bans b ON b.project = n.project AND b.nick = n.nick WHERE n.token_hash = ? AND n.project = ?`,
       finishExpired: `UPDATE items SET state = 'done', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ? AND finished_count >= id_count`,
       expire: `UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ?`,
-      nextQueued: `SELECT id, ranges, finished FROM items WHERE project = ? AND state = 'queued' ORDER BY id LIMIT 1`,
+      nextQueued: `SELECT id, ranges, finished, kind, priority FROM items WHERE project = ? AND state = 'queued' AND priority BETWEEN ? AND ? ORDER BY priority, id LIMIT 1`,
+      queuedPosts: `SELECT 1 FROM items WHERE project = ? AND state = 'queued' AND priority = 0 LIMIT 1`,
+      pendingMin: `SELECT priority FROM media_urls WHERE project = ? AND item_id IS NULL ORDER BY priority, seq LIMIT 1`,
+      pendingTake: `SELECT seq FROM media_urls WHERE project = ? AND item_id IS NULL AND priority = ? ORDER BY seq LIMIT ?`,
+      insertMediaItem: `INSERT INTO items (project, ranges, id_count, kind, priority) VALUES (?, ?, ?, 'media', ?)`,
+      assignSeq: `UPDATE media_urls SET item_id = ? WHERE seq = ?`,
+      insertMedia: `INSERT INTO media_urls (project, url_hash, url, priority) VALUES (?, ?, ?, ?) ON CONFLICT (url_hash) DO NOTHING`,
+      requeueMedia: `UPDATE media_urls SET item_id = NULL WHERE url_hash = ? AND item_id IN (SELECT id FROM items WHERE state = 'done')`,
+      mediaCounts: `SELECT COUNT(*) AS urls, COALESCE(SUM(m.item_id IS NULL), 0) AS pending, COALESCE(SUM(i.state = 'done'), 0) AS done
+        FROM media_urls m LEFT JOIN items i ON i.id = m.item_id WHERE m.project = ?`,
       lease: `UPDATE items SET state = 'claimed', lease_id = ?, node_id = ?, lease_expires_at = ?, attempts = attempts + 1 WHERE id = ?`,
       extendLeases: `UPDATE items SET lease_expires_at = lease_expires_at + ? WHERE project = ? AND state = 'claimed' AND lease_expires_at >= ?`,
-      earliestExpiry: `SELECT MIN(lease_expires_at) AS at FROM items WHERE project = ? AND state = 'claimed'`,
-      byLease: `SELECT id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count FROM items WHERE lease_id = ? AND project = ?`,
+      earliestExpiry: `SELECT MIN(lease_expires_at) AS at FROM items WHERE project = ? AND state = 'claimed' AND priority BETWEEN ? AND ?`,
+      byLease: `SELECT id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count, kind FROM items WHERE lease_id = ? AND project = ?`,
       progress: `UPDATE items SET finished = ?, finished_count = ?, lease_expires_at = ? WHERE id = ?`,
       credit: `UPDATE nodes SET ids_done = ids_done + ?, bytes_done = MIN(bytes_done + ?, 9007199254740991), items_done = items_done + ?, last_seen_at = ? WHERE id = ?`,
       event: `INSERT INTO events (project, at, node_id, ids, bytes) VALUES (?, ?, ?, ?, ?)`,
@@ -145,7 +175,7 @@ export class SqliteItemStore implements ItemStore {
       pruneHistory: `DELETE FROM rate_history WHERE project = ? AND bucket < ?`,
       history: `SELECT bucket, ids, bytes FROM rate_history WHERE project = ? AND bucket >= ?
         UNION ALL SELECT (at / ${HISTORY_BUCKET_MS}) * ${HISTORY_BUCKET_MS}, SUM(ids), SUM(bytes) FROM events WHERE project = ? AND at >= ? GROUP BY 1`,
-      itemCounts: `SELECT state, COUNT(*) AS items, COALESCE(SUM(id_count), 0) AS ids, COALESCE(SUM(finished_count), 0) AS finished FROM items WHERE project = ? GROUP BY state`,
+      itemCounts: `SELECT state, COUNT(*) AS items, COALESCE(SUM(id_count), 0) AS ids, COALESCE(SUM(finished_count), 0) AS finished FROM items WHERE project = ? AND kind = 'posts' GROUP BY state`,
       nickTotals: `SELECT nick, SUM(items_done) AS items, SUM(ids_done) AS ids, SUM(bytes_done) AS bytes FROM nodes WHERE project = ? GROUP BY nick`,
       nickRates: `SELECT n.nick AS nick, SUM(e.ids) AS ids FROM events e JOIN nodes n ON n.id = e.node_id WHERE e.project = ? AND e.at >= ? GROUP BY n.nick`,
       activeNodes: `SELECT COUNT(DISTINCT node_id) AS n FROM items WHERE project = ? AND state = 'claimed' AND lease_expires_at >= ?`,
@@ -183,7 +213,7 @@ export class SqliteItemStore implements ItemStore {
 
   async seedNew(ids: RangeSet, itemSize: number): Promise<SeedResult> {
     const insert = this.#stmt('insertItem');
-    const held = this.#db.prepare<[string], { ranges: string }>(`SELECT ranges FROM items WHERE project = ? ORDER BY id`).pluck();
+    const held = this.#db.prepare<[string], { ranges: string }>(`SELECT ranges FROM items WHERE project = ? AND kind = 'posts' ORDER BY id`).pluck();
     // One IMMEDIATE transaction: reading what is held and adding the rest cannot interleave with another seed.
     const run = this.#db.transaction((): SeedResult => {
       const fresh = ids.subtract(heldIds(held.iterate(this.project) as Iterable<string>));
@@ -257,21 +287,66 @@ export class SqliteItemStore implements ItemStore {
     return this.#stmt('extendLeases').run(byMs, this.project, since).changes;
   }
 
-  async claim({ nodeId, now, leaseMs }: ClaimOptions): Promise<ClaimResult> {
+  async claim({ nodeId, now, leaseMs, only, mediaItemSize = DEFAULT_MEDIA_ITEM_SIZE }: ClaimOptions): Promise<ClaimResult> {
+    const [lo, hi] = only === 'posts' ? [0, 0] : only === 'media' ? [1, 99] : [0, 99];
     const run = this.#db.transaction((): ClaimResult => {
       const expired = this.#expire(now);
-      const row = this.#stmt('nextQueued').get(this.project) as { id: number; ranges: string; finished: string } | undefined;
+      let row = this.#stmt('nextQueued').get(this.project, lo, hi) as QueuedRow | undefined;
+      if (only !== 'posts') {
+        const pending = (this.#stmt('pendingMin').get(this.project) as { priority: number } | undefined)?.priority;
+        if (pending !== undefined && (!row || pending < row.priority)) row = this.#cutMediaItem(pending, mediaItemSize);
+      }
       if (!row) {
-        const earliest = (this.#stmt('earliestExpiry').get(this.project) as { at: number | null }).at;
-        return earliest === null ? { kind: 'done', expired } : { kind: 'later', retryAfterMs: retryAfterMsFor(earliest, now), expired };
+        const earliest = (this.#stmt('earliestExpiry').get(this.project, 0, hi) as { at: number | null }).at;
+        if (earliest !== null) return { kind: 'later', retryAfterMs: retryAfterMsFor(earliest, now), expired };
+        // Post items still queued will report media: a media-only node waits for them.
+        if (only === 'media' && this.#stmt('queuedPosts').get(this.project)) return { kind: 'later', retryAfterMs: 60_000, expired };
+        return { kind: 'done', expired };
       }
       const leaseId = randomUUID();
       const leaseExpiresAt = now + leaseMs;
       this.#stmt('lease').run(leaseId, nodeId, leaseExpiresAt, row.id);
       const ranges = parseStoredRanges(row.ranges).subtract(parseStoredRanges(row.finished));
-      return { kind: 'lease', lease: { itemId: row.id, ranges, leaseId, leaseExpiresAt }, expired };
+      const kind = row.kind === 'media' ? 'media' : 'posts';
+      const urls = kind === 'media' ? { urls: this.#urlsOf(ranges) } : {};
+      return { kind: 'lease', lease: { itemId: row.id, kind, ranges, leaseId, leaseExpiresAt, ...urls }, expired };
     });
     return run.immediate();
+  }
+
+  /** Cuts up to `size` pending URLs of one priority into a queued media item (inside a claim). */
+  #cutMediaItem(priority: number, size: number): QueuedRow {
+    const seqs = this.#stmt('pendingTake').pluck().all(this.project, priority, size) as number[];
+    const ranges = seqRanges(seqs);
+    const id = Number(this.#stmt('insertMediaItem').run(this.project, storedRanges(ranges), ranges.size, priority).lastInsertRowid);
+    for (const seq of seqs) this.#stmt('assignSeq').run(id, seq);
+    return { id, ranges: storedRanges(ranges), finished: '[]', kind: 'media', priority };
+  }
+
+  #urlsOf(ranges: RangeSet): MediaUrl[] {
+    const { sql, values } = seqFilter(ranges, () => '?');
+    return this.#db.prepare(`SELECT seq, url FROM media_urls WHERE project = ? AND (${sql}) ORDER BY seq`).all(this.project, ...values) as MediaUrl[];
+  }
+
+  /** Inserts never-seen URLs (one statement each, the unique hash is the dedupe); returns how many were new. */
+  #insertMedia(media: readonly ReportedMedia[], requeue: boolean): number {
+    let fresh = 0;
+    for (const m of uniqueMedia(media)) {
+      const hash = mediaUrlHash(this.project, m.url);
+      if (this.#stmt('insertMedia').run(this.project, hash, m.url, mediaPriority(m)).changes > 0) fresh++;
+      else if (requeue) fresh += this.#stmt('requeueMedia').run(hash).changes;
+    }
+    return fresh;
+  }
+
+  async queueMedia(media: readonly ReportedMedia[], options: { requeue?: boolean } = {}): Promise<{ queued: number; known: number }> {
+    const queued = this.#db.transaction(() => this.#insertMedia(media, options.requeue ?? false)).immediate();
+    return { queued, known: uniqueMedia(media).length - queued };
+  }
+
+  async mediaCounts(): Promise<{ urls: number; done: number; pending: number }> {
+    const row = this.#stmt('mediaCounts').get(this.project) as { urls: number; done: number; pending: number };
+    return { urls: row.urls, done: row.done, pending: row.pending };
   }
 
   /** Finds the live lease `leaseId` held by `nodeId`, or throws `LeaseError`. */
@@ -287,7 +362,8 @@ export class SqliteItemStore implements ItemStore {
     const all = parseStoredRanges(row.ranges);
     const before = parseStoredRanges(row.finished);
     const after = before.union(finished.intersect(all));
-    const added = after.size - before.size;
+    // Media seqs are not post IDs: they are not counted on the leaderboard's IDs.
+    const added = row.kind === 'posts' ? after.size - before.size : 0;
     this.#stmt('progress').run(storedRanges(after), after.size, expiresAt, row.id);
     if (added > 0) {
       this.#stmt('credit').run(added, 0, 0, now, nodeId);
@@ -296,12 +372,13 @@ export class SqliteItemStore implements ItemStore {
     return all.subtract(after);
   }
 
-  async heartbeat({ nodeId, leaseId, finished, now, leaseMs }: HeartbeatOptions) {
+  async heartbeat({ nodeId, leaseId, finished, now, leaseMs, media = [] }: HeartbeatOptions) {
     const run = this.#db.transaction(() => {
       const row = this.#liveLease(leaseId, nodeId, now);
       const leaseExpiresAt = now + leaseMs;
+      const mediaQueued = media.length > 0 ? this.#insertMedia(media, false) : 0;
       const remaining = this.#recordFinished(row, finished, nodeId, now, leaseExpiresAt);
-      return { leaseExpiresAt, remaining };
+      return { leaseExpiresAt, remaining, mediaQueued };
     });
     return run.immediate();
   }
@@ -317,7 +394,7 @@ export class SqliteItemStore implements ItemStore {
       const row = this.#stmt('byLease').get(leaseId, this.project) as LeaseRow | undefined;
       if (row?.state === 'done' && row.node_id === nodeId) return { duplicate: true };
       const live = this.#liveLease(leaseId, nodeId, now);
-      const added = live.id_count - live.finished_count;
+      const added = live.kind === 'posts' ? live.id_count - live.finished_count : 0;
       this.#stmt('finish').run(now, JSON.stringify(stats), live.id);
       this.#stmt('credit').run(added, stats.bytes, 1, now, nodeId);
       this.#stmt('event').run(this.project, now, nodeId, added, stats.bytes);
