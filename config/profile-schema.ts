@@ -5,8 +5,21 @@ import { z } from 'zod';
  * is strict, so a misspelt key is an error that names its path.
  */
 const jsonPath = z.string().min(1).describe('a JSONPath (RFC 9535) expression');
-const cssSelector = z.strictObject({ css: z.string().min(1), attr: z.string().min(1).default('src') });
-const selector = z.union([jsonPath, cssSelector]);
+/**
+ * A selector: a JSONPath string, or an object. `{css, attr}` on an HTML capture; on a JSON capture
+ * `{json}` picks a string field and then `css` + `attr` read it as HTML, `markdown` takes the image
+ * and/or link URLs of it as markdown, or `fill` sets fixed placeholders of a URL template it holds
+ * (Discourse `avatar_template`: `{json: "$.avatar_template", fill: {size: 240}}`). Which keys may
+ * go together is checked in config/profile.ts, with the key path.
+ */
+const selectorObject = z.strictObject({
+  css: z.string().min(1).optional(),
+  attr: z.string().min(1).default('src'),
+  json: jsonPath.optional(),
+  markdown: z.enum(['images', 'links', 'all']).optional(),
+  fill: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'fill names are [A-Za-z_][A-Za-z0-9_]*'), z.union([z.string(), z.number()])).optional(),
+});
+const selector = z.union([jsonPath, selectorObject]);
 
 export const extractSchema = z.strictObject({
   fields: z.record(z.string().regex(/^[a-z_][a-z0-9_]*$/, 'field names are [a-z_][a-z0-9_]*'), selector).default({}),
@@ -23,6 +36,30 @@ export const captureSchema = z.strictObject({
   if: z.enum(['always', 'archived']).optional(),
   extract: extractSchema.optional(),
   headers: z.record(z.string(), z.string()).default({}),
+  /**
+   * An HTML capture's page requisites to fetch like media (wget --page-requisites): `true` for
+   * all, or a list of kinds. Only those on the profile's scope hosts; stylesheets' own url()
+   * and @import references too.
+   */
+  requisites: z.union([z.boolean(), z.array(z.enum(['stylesheets', 'scripts', 'images', 'fonts'])).min(1)]).default(false),
+});
+
+const statusName = z.enum(['archived', 'missing', 'gone', 'restricted', 'failed', 'retry']);
+const httpCode = z.number().int().min(100).max(599);
+
+/**
+ * A status rule: when the primary's HTTP status is `code` (one or a list; any when left out) and
+ * the body matches — `json` selects something (`equals` a value or one of a list; or `exists`) and/or
+ * `body` (a regular expression) matches the decoded body — the ID's status is `then`. `retry` means
+ * "not now" (a rate limit in a 200 or 400 body): fetched again with backoff, `failed` when attempts run out.
+ */
+export const statusRuleSchema = z.strictObject({
+  code: z.union([httpCode, z.array(httpCode).min(1)]).optional(),
+  json: jsonPath.optional(),
+  equals: z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(z.union([z.string(), z.number(), z.boolean(), z.null()])).min(1)]).optional(),
+  exists: z.boolean().optional(),
+  body: z.string().min(1).optional(),
+  then: statusName,
 });
 
 const statusList = z.array(z.number().int().min(100).max(599));
@@ -49,8 +86,10 @@ export const profileSchema = z.strictObject({
       restricted: statusList.default([401, 403, 451]),
       /** Bodies (trimmed) of a primary 2xx response that mean "missing", e.g. `null` for Hacker News. */
       missing_body: z.array(z.string()).default([]),
+      /** Tried in order before the lists above; the first that matches decides. */
+      rules: z.array(statusRuleSchema).default([]),
     })
-    .default({ archived: [200], missing: [404], gone: [410], restricted: [401, 403, 451], missing_body: [] }),
+    .default({ archived: [200], missing: [404], gone: [410], restricted: [401, 403, 451], missing_body: [], rules: [] }),
   politeness: z
     .strictObject({
       concurrency: z.number().int().min(1).max(1024).default(32),
@@ -93,3 +132,4 @@ export type ProfileData = z.output<typeof profileSchema>;
 export type ExtractData = z.output<typeof extractSchema>;
 export type CaptureData = z.output<typeof captureSchema>;
 export type Selector = z.output<typeof selector>;
+export type StatusRuleData = z.output<typeof statusRuleSchema>;

@@ -1,12 +1,17 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { compile as compileCss } from 'css-select';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import parseJsonPath from 'jsonpath-rfc9535/parser';
 import { ConfigError } from './errors.js';
 import { formatKeyPath, issueMessage, primaryIssue } from './schema-issue.js';
 import { profileSchema, type ExtractData, type ProfileData, type Selector } from './profile-schema.js';
+import { resolveStatus, type StatusConfig } from './profile-status.js';
 
 export type { Selector } from './profile-schema.js';
+export type { StatusConfig, StatusRule, RuleVerdict } from './profile-status.js';
+export type RequisiteKind = 'stylesheets' | 'scripts' | 'images' | 'fonts';
+export const REQUISITE_KINDS: readonly RequisiteKind[] = ['stylesheets', 'scripts', 'images', 'fonts'];
 export type CodecSpec = ProfileData['ids']['codec'];
 
 export interface ExtractRules {
@@ -23,6 +28,8 @@ export interface CaptureSpec {
   when: 'always' | 'archived';
   extract: ExtractRules | undefined;
   headers: Record<string, string>;
+  /** Page requisites an HTML capture fetches like media; empty for none. */
+  requisites: RequisiteKind[];
 }
 
 export interface Politeness {
@@ -56,7 +63,7 @@ export interface Profile {
   codec: CodecSpec;
   discover: { urlTemplate: string; jsonPath: string } | undefined;
   captures: CaptureSpec[];
-  status: { archived: number[]; missing: number[]; gone: number[]; restricted: number[]; missingBodies: string[] };
+  status: StatusConfig;
   politeness: Politeness;
   media: { fetch: boolean; maxPerPost: number };
   scopeHosts: string[];
@@ -65,7 +72,7 @@ export interface Profile {
 const BUILTIN_DIR = fileURLToPath(new URL('./profiles/', import.meta.url));
 
 export function builtinProfileNames(): string[] {
-  return ['demo', 'demo-browser', 'hackernews', 'discourse', 'lemmy'];
+  return ['demo', 'demo-browser', 'hackernews', 'discourse', 'lemmy', 'mediawiki'];
 }
 
 /** Reads a built-in profile by name, or a YAML/JSON file by path. */
@@ -109,20 +116,44 @@ export function parseProfile(text: string, options: { source: string; label?: st
   return resolveProfile(parsed.data, { file, label: options.label ?? file, baseUrl: options.baseUrl });
 }
 
+function checkJsonPath(path: string, file: string, keyPath: string): void {
+  try {
+    parseJsonPath(path);
+  } catch (err) {
+    throw new ConfigError(`JSONPath "${path}" does not parse: ${(err as Error).message}`, { file, keyPath, cause: err });
+  }
+}
+
+function checkCss(css: string, file: string, keyPath: string): void {
+  try {
+    compileCss(css);
+  } catch (err) {
+    throw new ConfigError(`CSS selector "${css}" does not parse: ${(err as Error).message}`, { file, keyPath, cause: err });
+  }
+}
+
 function checkSelectors(rules: ExtractData, keyPath: string, file: string, captureType: string): void {
   const check = (sel: Selector, at: string): void => {
     if (typeof sel === 'string') {
-      try {
-        parseJsonPath(sel);
-      } catch (err) {
-        throw new ConfigError(`JSONPath "${sel}" does not parse: ${(err as Error).message}`, { file, keyPath: at, cause: err });
-      }
+      checkJsonPath(sel, file, at);
       if (captureType === 'html') {
         throw new ConfigError('an html capture extracts with {css, attr}, not JSONPath', { file, keyPath: at });
       }
-    } else if (captureType === 'json') {
-      throw new ConfigError('a json capture extracts with JSONPath, not {css}', { file, keyPath: at });
+      return;
     }
+    if (sel.json === undefined) {
+      if (captureType === 'json') throw new ConfigError('a json capture extracts with JSONPath, not {css} (HTML inside a JSON field: {json, css, attr})', { file, keyPath: at });
+      if (sel.css === undefined) throw new ConfigError('a selector object needs css (HTML) or json (JSON)', { file, keyPath: at });
+      const stray = sel.markdown !== undefined ? 'markdown' : sel.fill !== undefined ? 'fill' : undefined;
+      if (stray) throw new ConfigError(`${stray} applies to a JSON field: add json`, { file, keyPath: `${at}.${stray}` });
+      checkCss(sel.css, file, `${at}.css`);
+      return;
+    }
+    if (captureType === 'html') throw new ConfigError('an html capture extracts with {css, attr}, not {json}', { file, keyPath: `${at}.json` });
+    checkJsonPath(sel.json, file, `${at}.json`);
+    const modes = (['css', 'markdown', 'fill'] as const).filter((k) => sel[k] !== undefined);
+    if (modes.length > 1) throw new ConfigError(`use one of css, markdown, fill on a JSON field, not ${modes.join(' and ')}`, { file, keyPath: `${at}.${modes[1]}` });
+    if (sel.css !== undefined) checkCss(sel.css, file, `${at}.css`);
   };
   for (const [name, sel] of Object.entries(rules.fields)) check(sel, `${keyPath}.fields.${name}`);
   rules.media.forEach((sel, i) => check(sel, `${keyPath}.media[${i}]`));
@@ -131,9 +162,11 @@ function checkSelectors(rules: ExtractData, keyPath: string, file: string, captu
 
 function checkTemplate(template: string, known: Set<string>, keyPath: string, file: string): void {
   for (const m of template.matchAll(/\{([^{}]*)\}/g)) {
-    if (!known.has(m[1]!)) {
+    const [name, mode] = m[1]!.split(':', 2) as [string, string | undefined];
+    if (!known.has(name)) {
       throw new ConfigError(`unknown placeholder {${m[1]}} (known here: ${[...known].map((k) => `{${k}}`).join(', ')})`, { file, keyPath });
     }
+    if (mode !== undefined && mode !== 'path') throw new ConfigError(`placeholder {${m[1]}}: the only form is {${name}:path} (slashes kept)`, { file, keyPath });
   }
 }
 
@@ -170,6 +203,9 @@ function resolveProfile(data: ProfileData, ctx: { file: string; label: string; b
     if (i === 0 && c.if === 'archived') {
       throw new ConfigError('the primary capture cannot depend on itself (if: archived)', { file, keyPath: `${at}.if` });
     }
+    if (c.requisites !== false && (c.type !== 'html' || c.render !== 'http')) {
+      throw new ConfigError('requisites are for html captures over http (a browser capture records what the page loads)', { file, keyPath: `${at}.requisites` });
+    }
     return {
       name: c.name,
       urlTemplate: c.url,
@@ -178,6 +214,7 @@ function resolveProfile(data: ProfileData, ctx: { file: string; label: string; b
       when: c.if ?? (i === 0 ? 'always' : 'archived'),
       extract: rules,
       headers: c.headers,
+      requisites: c.requisites === true ? [...REQUISITE_KINDS] : c.requisites === false ? [] : [...new Set(c.requisites)],
     };
   });
   if (data.ids.discover) checkTemplate(data.ids.discover.url, new Set(['base_url']), 'ids.discover.url', file);
@@ -197,13 +234,7 @@ function resolveProfile(data: ProfileData, ctx: { file: string; label: string; b
     codec: data.ids.codec,
     discover: data.ids.discover ? { urlTemplate: data.ids.discover.url, jsonPath: data.ids.discover.json } : undefined,
     captures,
-    status: {
-      archived: data.status.archived,
-      missing: data.status.missing,
-      gone: data.status.gone,
-      restricted: data.status.restricted,
-      missingBodies: data.status.missing_body,
-    },
+    status: resolveStatus(data.status, file),
     politeness: {
       concurrency: p.concurrency,
       perHostConcurrency: p.per_host_concurrency,
@@ -235,11 +266,21 @@ function mergeRules(top: ExtractRules, own: ExtractData | undefined): ExtractRul
   return { fields: { ...top.fields, ...own.fields }, media: [...top.media, ...own.media], ids: [...top.ids, ...own.ids] };
 }
 
-/** Fills `{name}` placeholders; values are URL-encoded except `base_url`. */
+/**
+ * Fills `{name}` placeholders; values are URL-encoded except `base_url`. `{name:path}` keeps a
+ * path-shaped value's slashes (and its valid %XX escapes), encoding the rest as a path segment would.
+ */
 export function fillTemplate(template: string, values: Record<string, string | undefined>): string {
-  return template.replace(/\{([^{}]*)\}/g, (_, key: string) => {
+  return template.replace(/\{([^{}]*)\}/g, (_, placeholder: string) => {
+    const [key, mode] = placeholder.split(':', 2) as [string, string | undefined];
     const v = values[key];
-    if (v === undefined) throw new ConfigError(`template ${template}: no value for {${key}}`);
-    return key === 'base_url' ? v : encodeURIComponent(v);
+    if (v === undefined) throw new ConfigError(`template ${template}: no value for {${placeholder}}`);
+    if (key === 'base_url') return v;
+    return mode === 'path' ? encodePath(v) : encodeURIComponent(v);
   });
+}
+
+/** A path with its slashes and valid %XX escapes kept; everything a path may not hold escaped (`?` and `#` too). */
+export function encodePath(value: string): string {
+  return value.replace(/%[0-9A-Fa-f]{2}|[^A-Za-z0-9\-._~!$&'()*+,;=:@/]+/gu, (m) => (/^%[0-9A-Fa-f]{2}$/.test(m) ? m : encodeURIComponent(m)));
 }
