@@ -15,7 +15,7 @@ export const GROUPS = {
   },
   merge: {
     mutate: ['storage/merge-db.ts', 'storage/merge-output.ts'],
-    tests: ['test/merge-dedupe.test.ts', 'test/merge.test.ts'],
+    tests: ['test/merge-dedupe.test.ts', 'test/merge-records.test.ts', 'test/merge.test.ts'],
   },
   upload: {
     mutate: ['storage/upload-s3.ts:231-352', 'storage/upload-ia.ts:240-274', 'storage/upload-ia.ts:336-392'],
