@@ -11,7 +11,20 @@ type Issue = z.core.$ZodIssue;
  * "captures: expected array, received undefined" hides the real mistake.
  */
 export function primaryIssue(issues: readonly Issue[]): Issue {
-  return issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!;
+  const first = issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!;
+  if (first.code === 'invalid_key' && first.issues[0]) return { ...first.issues[0], path: first.path } as Issue; // the key's own rule, not "Invalid key in record"
+  return first.code === 'invalid_union' ? unionBranchIssue(first) ?? first : first;
+}
+
+/**
+ * A union (a selector is a JSONPath string or an object) fails as "Invalid input"; the branch
+ * whose type matched (not a bare type mismatch at the union's own path) says what is wrong.
+ */
+function unionBranchIssue(issue: Extract<Issue, { code: 'invalid_union' }>): Issue | undefined {
+  const branch = issue.errors.find((errs) => errs.length > 0 && !errs.every((e) => e.code === 'invalid_type' && e.path.length === 0));
+  if (!branch) return undefined;
+  const inner = primaryIssue(branch);
+  return { ...inner, path: [...issue.path, ...inner.path] } as Issue;
 }
 
 /** `captures[0].extract.media[2]`; undefined for the top level. */

@@ -1,11 +1,13 @@
 import { open } from 'node:fs/promises';
 import zlib from 'node:zlib';
 import { compile } from 'css-select';
-import type { AnyNode, Element } from 'domhandler';
+import type { AnyNode, Document, Element } from 'domhandler';
 import { jsonNesting, MAX_JSON_PARSE_DEPTH, ValueBounder, type ExtractLimits } from './extract-bounds.js';
 import { boundedText, parseHtmlBounded, selectSome } from './html-extract.js';
 import { jsonPathQuery } from './json-path.js';
-import type { ExtractRules, Selector } from '../config/profile.js';
+import { MAX_MARKDOWN_CHARS, markdownUrls } from './markdown-urls.js';
+import { pageRequisites } from './page-requisites.js';
+import type { ExtractRules, RequisiteKind, Selector } from '../config/profile.js';
 import type { Capture } from '../storage/capture.js';
 
 /**
@@ -17,6 +19,8 @@ export interface Extracted {
   fields: Record<string, unknown>;
   media: string[];
   ids: string[];
+  /** Page requisites of an HTML capture that asked for them: absolute http(s) URLs, each once. */
+  requisites: string[];
   /** The decoded body, for `missing_body` checks; undefined when not decodable. */
   text: string | undefined;
   /** What went wrong or was cut (bad JSON, a value too deep or long, too many values), one note each. */
@@ -79,17 +83,24 @@ function asStrings(values: unknown[], limit: number): string[] {
  * body, a selector the document breaks, a value too deep, long or many — each ends up in
  * `notes` (and `problem`), and what could be kept is kept, cut to `limits`.
  */
-export async function extract(capture: Capture, rules: ExtractRules | undefined, type: 'json' | 'html' | 'binary', limits: ExtractLimits, signal?: AbortSignal): Promise<Extracted> {
+export async function extract(capture: Capture, rules: ExtractRules | undefined, type: 'json' | 'html' | 'binary', limits: ExtractLimits, signal?: AbortSignal, requisites: readonly RequisiteKind[] = []): Promise<Extracted> {
   try {
-    return await extractOrThrow(capture, rules, type, limits, signal);
+    return await extractOrThrow(capture, rules, type, limits, signal, requisites);
   } catch (err) {
     // Whatever was missed above (a library's own limits, a bug): the ID's note, never the crawl's end.
-    return withNotes({ fields: {}, media: [], ids: [], text: undefined, notes: [] }, [`extraction failed: ${(err as Error).message}`]);
+    return withNotes({ fields: {}, media: [], ids: [], requisites: [], text: undefined, notes: [] }, [`extraction failed: ${(err as Error).message}`]);
   }
 }
 
-async function extractOrThrow(capture: Capture, rules: ExtractRules | undefined, type: 'json' | 'html' | 'binary', limits: ExtractLimits, signal?: AbortSignal): Promise<Extracted> {
-  const empty: Extracted = { fields: {}, media: [], ids: [], text: undefined, notes: [] };
+/** A fixed value put into a URL template a field holds (`{size}` of Discourse's avatar_template); undefined when a placeholder stays open. */
+function filled(template: string, fill: Record<string, string | number>): string | undefined {
+  const out = template.replace(/\{([^{}]*)\}/g, (whole, key: string) => (Object.prototype.hasOwnProperty.call(fill, key) ? encodeURIComponent(String(fill[key])) : whole));
+  return /\{[^{}]*\}/.test(out) ? undefined : out;
+}
+
+async function extractOrThrow(capture: Capture, rules: ExtractRules | undefined, type: 'json' | 'html' | 'binary', limits: ExtractLimits, signal: AbortSignal | undefined, requisites: readonly RequisiteKind[]): Promise<Extracted> {
+  const empty: Extracted = { fields: {}, media: [], ids: [], requisites: [], text: undefined, notes: [] };
+  const deadlineMs = Date.now() + limits.maxMs;
   if (type === 'binary') return empty;
   let text: string;
   try {
@@ -97,8 +108,8 @@ async function extractOrThrow(capture: Capture, rules: ExtractRules | undefined,
   } catch (err) {
     return withNotes(empty, [`cannot decode the body: ${(err as Error).message}`]);
   }
-  if (!rules) return { ...empty, text };
-  const out: Extracted = { fields: {}, media: [], ids: [], text, notes: [] };
+  if (!rules && (type !== 'html' || requisites.length === 0)) return { ...empty, text };
+  const out: Extracted = { fields: {}, media: [], ids: [], requisites: [], text, notes: [] };
   const notes: string[] = [];
   const bounder = new ValueBounder(limits);
   // A selector that fails (a stack overflow in a library, a value the walker cannot take) loses its own values only.
@@ -115,6 +126,13 @@ async function extractOrThrow(capture: Capture, rules: ExtractRules | undefined,
     const kept = values.length === 1 ? bounder.bound(name, values[0]) : bounder.bound(name, values);
     if (kept !== undefined) out.fields[name] = kept;
   };
+  /** The values of a CSS selector's attribute (or `text`) in a parsed document. */
+  const pickFrom = (what: string, dom: Document, sel: Exclude<Selector, string>, limit: number): string[] =>
+    guarded(what, () =>
+      selectSome(compiledSelector(sel.css ?? '*'), dom, limit)
+        .map((el) => (sel.attr === 'text' ? boundedText(el, limits.maxFieldChars + 1) : el.attribs[sel.attr]?.slice(0, limits.maxFieldChars + 1)))
+        .filter((v): v is string => typeof v === 'string' && v.length > 0),
+    );
   const pushMedia = (refs: string[]): void => {
     for (const ref of refs) if (out.media.length < limits.maxMedia) out.media.push(ref);
   };
@@ -128,40 +146,72 @@ async function extractOrThrow(capture: Capture, rules: ExtractRules | undefined,
     } catch (err) {
       return withNotes(out, [`not JSON: ${(err as Error).message}`]);
     }
-    for (const [name, sel] of Object.entries(rules.fields)) {
-      if (typeof sel === 'string') keep(name, guarded(`field ${name}`, () => jsonPathQuery(doc, sel, bounder.left + 1)));
-    }
-    for (const sel of rules.media) {
-      if (typeof sel !== 'string') continue;
-      const found = guarded(`media ${sel}`, () => jsonPathQuery(doc, sel, limits.maxMedia + 1));
+    /** What a JSON selector gives: the JSONPath's values, or what css/markdown/fill make of the strings among them. */
+    const select = async (what: string, sel: Selector, limit: number): Promise<unknown[]> => {
+      const path = typeof sel === 'string' ? sel : sel.json;
+      if (path === undefined) return [];
+      const found = guarded(what, () => jsonPathQuery(doc, path, typeof sel === 'string' || (!sel.css && !sel.markdown) ? limit : limits.maxFieldValues));
+      if (typeof sel === 'string') return found;
+      const strings = found.filter((v): v is string => typeof v === 'string');
+      if (sel.fill) {
+        const out = strings.map((t) => filled(t, sel.fill!)).filter((v): v is string => v !== undefined);
+        if (out.length < strings.length) notes.push(`${what}: ${strings.length - out.length} template(s) with a placeholder not in fill`);
+        return out.slice(0, limit);
+      }
+      if (sel.markdown) {
+        const urls: string[] = [];
+        for (const md of strings) {
+          if (urls.length >= limit) break;
+          const got = guarded(what, () => [markdownUrls(md, sel.markdown!, limit - urls.length)])[0];
+          if (got?.cut) notes.push(`${what}: markdown longer than ${MAX_MARKDOWN_CHARS} characters read up to there`);
+          urls.push(...(got?.urls ?? []));
+        }
+        return urls;
+      }
+      if (sel.css) {
+        const values: string[] = [];
+        for (const html of strings) {
+          if (values.length >= limit) break;
+          const parsed = await parseHtmlBounded(html, { maxDepth: limits.maxHtmlDepth, deadlineMs, signal });
+          if (parsed.problem) notes.push(`${what}: ${parsed.problem}`);
+          values.push(...pickFrom(what, parsed.dom, sel, limit - values.length));
+        }
+        return values;
+      }
+      return found.slice(0, limit);
+    };
+    for (const [name, sel] of Object.entries(rules?.fields ?? {})) keep(name, await select(`field ${name}`, sel, bounder.left + 1));
+    for (const sel of rules?.media ?? []) {
+      const found = await select(`media ${describe(sel)}`, sel, limits.maxMedia + 1);
       mediaSeen += found.length;
       pushMedia(asStrings(found, limits.maxMedia - out.media.length + 1));
     }
-    for (const sel of rules.ids) {
-      if (typeof sel === 'string') out.ids.push(...asStrings(guarded(`ids ${sel}`, () => jsonPathQuery(doc, sel, limits.maxFieldValues)), limits.maxFieldValues - out.ids.length));
+    for (const sel of rules?.ids ?? []) {
+      out.ids.push(...asStrings(await select(`ids ${describe(sel)}`, sel, limits.maxFieldValues - out.ids.length), limits.maxFieldValues - out.ids.length));
     }
   } else {
     // htmlparser2 + css-select with compiled selectors: ~4x less CPU per page than cheerio here.
-    const parsed = await parseHtmlBounded(text, { maxDepth: limits.maxHtmlDepth, deadlineMs: Date.now() + limits.maxMs, signal });
+    const parsed = await parseHtmlBounded(text, { maxDepth: limits.maxHtmlDepth, deadlineMs, signal });
     if (parsed.problem) notes.push(parsed.problem);
-    const pick = (what: string, sel: Selector, limit: number): string[] => {
-      if (typeof sel === 'string') return [];
-      return guarded(what, () =>
-        selectSome(compiledSelector(sel.css), parsed.dom, limit)
-          .map((el) => (sel.attr === 'text' ? boundedText(el, limits.maxFieldChars + 1) : el.attribs[sel.attr]?.slice(0, limits.maxFieldChars + 1)))
-          .filter((v): v is string => typeof v === 'string' && v.length > 0),
-      );
-    };
-    for (const [name, sel] of Object.entries(rules.fields)) keep(name, pick(`field ${name}`, sel, bounder.left + 1));
-    for (const sel of rules.media) {
+    const pick = (what: string, sel: Selector, limit: number): string[] => (typeof sel === 'string' ? [] : pickFrom(what, parsed.dom, sel, limit));
+    for (const [name, sel] of Object.entries(rules?.fields ?? {})) keep(name, pick(`field ${name}`, sel, bounder.left + 1));
+    for (const sel of rules?.media ?? []) {
       const found = pick('media', sel, limits.maxMedia + 1);
       mediaSeen += found.length;
       pushMedia(found.map((v) => v.slice(0, MAX_REF_CHARS)));
     }
-    for (const sel of rules.ids) out.ids.push(...pick('ids', sel, limits.maxFieldValues - out.ids.length));
+    for (const sel of rules?.ids ?? []) out.ids.push(...pick('ids', sel, limits.maxFieldValues - out.ids.length));
+    if (requisites.length > 0) out.requisites = guarded('requisites', () => pageRequisites(parsed.dom, capture.url, requisites));
   }
   if (mediaSeen > out.media.length) notes.push(`more than ${limits.maxMedia} media references (media.max_per_post): the first ${out.media.length} kept`);
   return withNotes(out, [...notes, ...bounder.notes]);
+}
+
+/** A selector as a note names it. */
+function describe(sel: Selector): string {
+  if (typeof sel === 'string') return sel;
+  const how = sel.css ? ` css ${sel.css}` : sel.markdown ? ` markdown ${sel.markdown}` : sel.fill ? ' fill' : '';
+  return `${sel.json ?? sel.css ?? ''}${sel.json ? how : ''}`;
 }
 
 function withNotes(ex: Extracted, notes: string[]): Extracted {

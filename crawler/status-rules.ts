@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { StatusConfig, StatusRule } from '../config/profile.js';
-import type { IdStatus } from '../storage/shard-db.js';
+import type { IdStatus } from '../config/id-status.js';
 import { jsonNesting, MAX_JSON_PARSE_DEPTH } from './extract-bounds.js';
 import { jsonPathQuery } from './json-path.js';
 

@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import { encodePath, fillTemplate, parseProfile } from '../config/profile.js';
+import { extractLimits } from '../crawler/extract-bounds.js';
+import { extract, resolveUrls } from '../crawler/extract.js';
+import { MAX_MARKDOWN_CHARS } from '../crawler/markdown-urls.js';
+import { httpCapture } from './fixtures/http-capture.js';
+
+/** A profile with one JSON capture and these extract rules (YAML flow), validated the real way. */
+function profileWith(extractYaml: string, captureExtra = '') {
+  return parseProfile(`name: t
+base_url: http://127.0.0.1:9
+captures:
+  - {name: post, url: "{base_url}/posts/{id}.json", type: json${captureExtra}}
+extract: ${extractYaml}
+`, { source: 'p.yaml' });
+}
+
+const DISCOURSE_COOKED = `<p>Look:</p>
+<div class="lightbox-wrapper"><a class="lightbox" href="/uploads/default/original/1X/abc123.png" data-download-href="/uploads/default/abc123" title="shot.png">
+<img src="/uploads/default/optimized/1X/abc123_2_690x388.png" alt="shot" width="690" height="388" srcset="/uploads/default/optimized/1X/abc123_2_690x388.png, /uploads/default/optimized/1X/abc123_2_1035x582.png 1.5x"></a></div>
+<p><img src="https://forum.example.org/images/emoji/twitter/smile.png?v=12" class="emoji" alt=":smile:"></p>`;
+
+async function run(extractYaml: string, body: unknown, url = 'http://127.0.0.1:9/posts/7.json') {
+  const p = profileWith(extractYaml);
+  return extract(httpCapture(url, JSON.stringify(body), { contentType: 'application/json' }), p.captures[0]!.extract, 'json', extractLimits(p));
+}
+
+describe('extraction: HTML and markdown inside JSON, URL templates with fixed parts', () => {
+  it('applies CSS selectors to HTML held in a JSON string (Discourse cooked), resolved against the capture URL', async () => {
+    const ex = await run('{media: [{json: "$.cooked", css: "a.lightbox", attr: href}, {json: "$.cooked", css: "img:not(.emoji)", attr: src}], fields: {text: {json: "$.cooked", css: "p", attr: text}}}', { cooked: DISCOURSE_COOKED });
+    expect(ex.media).toEqual(['/uploads/default/original/1X/abc123.png', '/uploads/default/optimized/1X/abc123_2_690x388.png']);
+    expect(ex.fields.text).toBe('Look:');
+    expect(resolveUrls(ex.media, 'http://127.0.0.1:9/posts/7.json')).toEqual(['http://127.0.0.1:9/uploads/default/original/1X/abc123.png', 'http://127.0.0.1:9/uploads/default/optimized/1X/abc123_2_690x388.png']);
+    expect(ex.notes).toEqual([]);
+  });
+
+  it('takes image and/or link URLs out of markdown (Lemmy post.body)', async () => {
+    const body = { post_view: { post: { body: 'Cat: ![a cat](/pictrs/image/cat.jpeg)\n\nsee [the source](https://example.org/src) and ![](https://127.0.0.1:9/pictrs/image/dog.webp "dog")\n\n    ![in code](no.png)\n' } } };
+    const images = await run('{media: [{json: "$.post_view.post.body", markdown: images}]}', body);
+    expect(images.media).toEqual(['/pictrs/image/cat.jpeg', 'https://127.0.0.1:9/pictrs/image/dog.webp']);
+    const links = await run('{media: [{json: "$.post_view.post.body", markdown: links}]}', body);
+    expect(links.media).toEqual(['https://example.org/src']);
+    const all = await run('{media: [{json: "$.post_view.post.body", markdown: all}]}', body);
+    expect(all.media).toHaveLength(3);
+  });
+
+  it('markdown longer than the bound is read up to it, with a note', async () => {
+    const long = `${'x'.repeat(MAX_MARKDOWN_CHARS - 20)} ![](/a.png) ${'y'.repeat(100)} ![](/b.png)`;
+    const ex = await run('{media: [{json: "$.body", markdown: images}]}', { body: long });
+    expect(ex.media).toEqual(['/a.png']);
+    expect(ex.problem).toMatch(/markdown longer than 1048576 characters read up to there/);
+  });
+
+  it('fills fixed placeholders of a URL template a field holds (Discourse avatar_template); drops one left open', async () => {
+    const ex = await run('{media: [{json: "$.avatar_template", fill: {size: 240}}, {json: "$.other", fill: {size: 240}}]}', {
+      avatar_template: '/user_avatar/forum.example.org/sam/{size}/12_2.png',
+      other: '/letter_avatar/{username}/{size}/5.png',
+    });
+    expect(ex.media).toEqual(['/user_avatar/forum.example.org/sam/240/12_2.png']);
+    expect(ex.problem).toMatch(/1 template\(s\) with a placeholder not in fill/);
+  });
+
+  it('HTML inside JSON is bounded like a page: too deep is parsed up to the limit, with a note', async () => {
+    const deep = `${'<div>'.repeat(2000)}<img src="/deep.png">${'</div>'.repeat(2000)}<img src="/after.png">`;
+    const ex = await run('{media: [{json: "$.cooked", css: img, attr: src}]}', { cooked: `<img src="/first.png">${deep}` });
+    expect(ex.media).toEqual(['/first.png']);
+    expect(ex.problem).toMatch(/HTML nested deeper than 512 levels/);
+  });
+
+  it('a value that is not a string is skipped by css/markdown/fill, not an error', async () => {
+    const ex = await run('{media: [{json: "$.cooked", css: img}, {json: "$.body", markdown: images}, {json: "$.t", fill: {size: 1}}]}', { cooked: 42, body: null, t: { x: 1 } });
+    expect(ex.media).toEqual([]);
+    expect(ex.notes).toEqual([]);
+  });
+});
+
+describe('profile validation of the new selector forms and templates', () => {
+  const bad = (extractYaml: string, captureExtra = '') => () => profileWith(extractYaml, captureExtra);
+  it('names the key path of each mistake', () => {
+    expect(bad('{media: [{json: "$.cooked[", css: img}]}')).toThrow(/^p\.yaml: extract\.media\[0\]\.json: JSONPath "\$\.cooked\[" does not parse/);
+    expect(bad('{media: [{json: "$.cooked", css: "a[href"}]}')).toThrow(/^p\.yaml: extract\.media\[0\]\.css: CSS selector "a\[href" does not parse/);
+    expect(bad('{media: [{json: "$.cooked", css: img, markdown: images}]}')).toThrow(/^p\.yaml: extract\.media\[0\]\.markdown: use one of css, markdown, fill on a JSON field, not css and markdown/);
+    expect(bad('{media: [{json: "$.body", markdown: pictures}]}')).toThrow(/^p\.yaml: extract\.media\[0\]\.markdown: /);
+    expect(bad('{media: [{jsn: "$.body", markdown: images}]}')).toThrow(/^p\.yaml: extract\.media\[0\]: unknown key "jsn" \(did you mean "json"\?\)/);
+    expect(bad('{media: [{css: img}]}')).toThrow(/^p\.yaml: extract\.media\[0\]: a json capture extracts with JSONPath, not \{css\} \(HTML inside a JSON field: \{json, css, attr\}\)/);
+    expect(bad('{media: [{json: "$.t", fill: {"bad name": 1}}]}')).toThrow(/^p\.yaml: extract\.media\[0\]\.fill\.bad name: fill names are/);
+    expect(bad('{}', ', requisites: true')).toThrow(/^p\.yaml: captures\[0\]\.requisites: requisites are for html captures over http/);
+    expect(bad('{}', ', requisites: [styles]')).toThrow(/^p\.yaml: captures\[0\]\.requisites/);
+    expect(() => parseProfile('name: t\nbase_url: http://127.0.0.1:9\ncaptures:\n  - {name: p, url: "{base_url}/{id:raw}"}\n', { source: 'p.yaml' })).toThrow(/^p\.yaml: captures\[0\]\.url: placeholder \{id:raw\}: the only form is \{id:path\}/);
+  });
+
+  it('turns requisites into a list of kinds', () => {
+    const p = parseProfile(`name: t
+base_url: http://127.0.0.1:9
+captures:
+  - {name: post, url: "{base_url}/{id}.json", type: json, extract: {fields: {path: "$.path"}}}
+  - {name: page, url: "{base_url}{path:path}", type: html, requisites: true}
+  - {name: page2, url: "{base_url}/p/{id}", type: html, requisites: [stylesheets, fonts, stylesheets]}
+`, { source: 'p.yaml' });
+    expect(p.captures.map((c) => c.requisites)).toEqual([[], ['stylesheets', 'scripts', 'images', 'fonts'], ['stylesheets', 'fonts']]);
+  });
+});
+
+describe('fillTemplate: path-shaped values keep their slashes when the profile says so', () => {
+  it('encodes a plain placeholder whole, a :path one per segment', () => {
+    const v = { base_url: 'http://h', p: '/t/some topic/12/3', q: 'a/b?c#d', pct: '/wiki/Caf%C3%A9 100%' };
+    expect(fillTemplate('{base_url}/x/{q}', v)).toBe('http://h/x/a%2Fb%3Fc%23d');
+    expect(fillTemplate('{base_url}{p:path}', v)).toBe('http://h/t/some%20topic/12/3');
+    expect(fillTemplate('{base_url}/r/{q:path}', v)).toBe('http://h/r/a/b%3Fc%23d');
+    expect(fillTemplate('{base_url}{pct:path}', v)).toBe('http://h/wiki/Caf%C3%A9%20100%25');
+    expect(encodePath("File:Ünïcode_(x)/y'z")).toBe("File:%C3%9Cn%C3%AFcode_(x)/y'z");
+    expect(() => fillTemplate('{base_url}{nope:path}', v)).toThrow(/no value for \{nope:path\}/);
+  });
+});
