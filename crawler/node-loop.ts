@@ -292,7 +292,11 @@ async function crawlItem(
     return { interrupted: false, finished, counts };
   }
   const manifest = await readManifest(dir);
-  const warcs = (manifest?.warcs ?? []).map(({ name, size, sha256 }) => ({ name, size, sha256 }));
+  const warcs = (manifest?.warcs ?? []).map(({ name, size, sha256 }) => {
+    // The node's own shard.json, written by this crawl: an entry without them was edited by hand.
+    if (size === undefined || sha256 === undefined) throw new InputError(`${join(dir, 'shard.json')}: ${name} has no size or sha256`, { code: 'E_MANIFEST' });
+    return { name, size, sha256 };
+  });
   const stats = {
     counts: { archived: counts.archived ?? 0, missing: counts.missing ?? 0, gone: counts.gone ?? 0, restricted: counts.restricted ?? 0, failed: counts.failed ?? 0 },
     bytes: warcs.reduce((n, w) => n + w.size, 0),
