@@ -1,5 +1,6 @@
 import { lstat, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { InputError } from '../config/errors.js';
 import { checkInputFile } from './input-file.js';
 
@@ -25,10 +26,31 @@ export async function writeManifest(dir: string, manifest: ShardManifest): Promi
 /** A manifest of 100,000 WARCs is ~20 MB; a larger "shard.json" is not one. */
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
-export async function readManifest(dir: string): Promise<ShardManifest | undefined> {
+/**
+ * A `shard.json` as read back: it may come from another version or another tool, so every field
+ * is optional, but a field that is there has its type (checked, not assumed).
+ */
+const ManifestOnDiskSchema = z.looseObject({
+  format: z.string().optional(),
+  software: z.string().optional(),
+  profile: z.string().optional(),
+  node: z.string().optional(),
+  ranges: z.union([z.string(), z.array(z.string())]).optional(),
+  counts: z.record(z.string(), z.number()).optional(),
+  warcs: z.array(z.looseObject({ name: z.string(), size: z.number().optional(), sha256: z.string().optional(), records: z.number().optional() })).optional(),
+  updated_at: z.string().optional(),
+});
+export type ManifestOnDisk = z.infer<typeof ManifestOnDiskSchema>;
+
+/**
+ * Reads `DIR/shard.json` (the one reader: crawl, node, merge, verify, status, export, upload);
+ * `undefined` when there is none. Anything else wrong with it is an InputError naming the file:
+ * not a regular file (a FIFO or a link to /dev/zero would hang or fill memory, issue 11 §4), too
+ * big, not JSON, a field of the wrong type, or a WARC name that is not a plain file name.
+ */
+export async function readManifest(dir: string): Promise<ManifestOnDisk | undefined> {
   const path = join(dir, 'shard.json');
   if (!(await lstat(path).catch(() => undefined))) return undefined;
-  // From a stranger: a FIFO or a link to /dev/zero would hang or fill memory (issue 11 §4).
   const check = await checkInputFile(path, dir);
   if (!check.ok) throw new InputError(`${path}: ${check.what}`, { code: 'E_MANIFEST' });
   if (check.size > MAX_MANIFEST_BYTES) throw new InputError(`${path}: ${check.size} bytes, more than a manifest can be (${MAX_MANIFEST_BYTES}); not read`, { code: 'E_MANIFEST' });
@@ -38,19 +60,25 @@ export async function readManifest(dir: string): Promise<ShardManifest | undefin
   } catch {
     return undefined;
   }
-  let manifest: ShardManifest;
+  let json: unknown;
   try {
-    manifest = JSON.parse(text) as ShardManifest;
+    json = JSON.parse(text);
   } catch (err) {
     throw new InputError(`${path}: not valid JSON: ${(err as Error).message}`, { code: 'E_MANIFEST', cause: err });
   }
   // Names in a manifest come from whoever made the shard; callers join them to DIR/warcs/.
-  for (const w of Array.isArray(manifest?.warcs) ? manifest.warcs : []) {
+  const warcs = (json as { warcs?: unknown } | null)?.warcs;
+  for (const w of Array.isArray(warcs) ? (warcs as { name?: unknown }[]) : []) {
     if (!isSafeWarcName(w?.name)) {
       throw new InputError(`${path}: WARC name ${JSON.stringify(w?.name)?.slice(0, 200)} is not a plain file name (NAME.warc.gz, no "/" or "..")`, { code: 'E_MANIFEST' });
     }
   }
-  return manifest;
+  const parsed = ManifestOnDiskSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InputError(`${path}: not a shard manifest: ${issue.path.join('.') || '(top level)'}: ${issue.message}`, { code: 'E_MANIFEST' });
+  }
+  return parsed.data;
 }
 
 /** A WARC file name that stays inside the directory it is joined to: no separators, no `..`, no NUL. */

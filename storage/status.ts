@@ -146,7 +146,7 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
         if (r.state === 'failed') mediaFailed = r.n;
       }
       const m = await readManifest(dir).catch(() => undefined);
-      provenance = { kind: 'shard', profile: m?.profile, node: m?.node, software: m?.software, ranges: m?.ranges, updatedAt: m?.updated_at };
+      provenance = { kind: 'shard', profile: m?.profile, node: m?.node, software: m?.software, ranges: Array.isArray(m?.ranges) ? m.ranges.join(',') : m?.ranges, updatedAt: m?.updated_at };
     }
     const holder = lockHolder(dir);
     return {

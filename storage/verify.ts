@@ -217,7 +217,7 @@ async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Prom
     for (const name of listed.keys()) out.add({ file: join(warcDir, name), what: 'listed in shard.json but missing' });
     if (input) checkIds(input.db, input.path, out, manifest?.counts);
     else if ((manifest?.counts?.archived ?? 0) > 0) {
-      out.add({ file: join(dir, 'shard.json'), what: `lists ${manifest!.counts.archived} archived IDs that no readable database confirms` });
+      out.add({ file: join(dir, 'shard.json'), what: `lists ${manifest!.counts!.archived} archived IDs that no readable database confirms` });
     }
   } finally {
     await input?.close();

@@ -145,14 +145,14 @@ describe('merge outputs (issue 15)', () => {
     expect(fields).toContain(`software: lifeboat/${version}\r\n`);
     expect(own[0]!.headers['WARC-Filename']).toBe(own[0]!.file);
     const manifest = (await readManifest(a))!;
-    expect(manifest.warcs.length).toBeGreaterThan(1);
+    expect(manifest.warcs!.length).toBeGreaterThan(1);
     const wgetSha = createHash('sha256').update(await readFile(join(tmp, 'prov-wget.warc.gz'))).digest('hex');
     const listed = [...fields.matchAll(/^input-\d+: (\S+) sha256:([0-9a-f]{64})/gm)].map((m) => `${m[1]} ${m[2]}`);
-    expect(listed).toEqual([...manifest.warcs.map((w) => `prov-a/warcs/${w.name} ${w.sha256}`), `prov-wget.warc.gz ${wgetSha}`]);
+    expect(listed).toEqual([...manifest.warcs!.map((w) => `prov-a/warcs/${w.name} ${w.sha256}`), `prov-wget.warc.gz ${wgetSha}`]);
     expect(fields).toContain(`input-count: ${listed.length}\r\n`);
     // Every input warcinfo is copied, marked with the input file it came from (its WARC-Filename).
     const copies = records.filter((x) => x.type === 'warcinfo' && x.headers['WARC-Lifeboat-Copied-From']);
-    expect(copies.map((c) => c.headers['WARC-Lifeboat-Copied-From']).sort()).toEqual([...manifest.warcs.map((w) => `prov-a/warcs/${w.name}`), 'prov-wget.warc.gz'].sort());
+    expect(copies.map((c) => c.headers['WARC-Lifeboat-Copied-From']).sort()).toEqual([...manifest.warcs!.map((w) => `prov-a/warcs/${w.name}`), 'prov-wget.warc.gz'].sort());
     for (const c of copies) {
       expect(c.headers['WARC-Lifeboat-Copied-From']!.endsWith(c.headers['WARC-Filename']!)).toBe(true);
       expect(c.blockDigestOk || !c.headers['WARC-Block-Digest']).toBe(true);
