@@ -16,8 +16,9 @@ import { pathToFileURL } from 'node:url';
 import { request } from 'undici';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { MIB } from '../storage/upload-common.js';
-import { createS3Client, uploadDirectory } from '../storage/upload-s3.js';
+import { MIB } from '../storage/upload/file-digests.js';
+import { createS3Client } from '../storage/upload/s3-client.js';
+import { uploadDirectory } from '../storage/upload/s3.js';
 
 export interface UploadBenchOptions {
   /** Size of the throughput file. Default 512 MiB. */

@@ -6,7 +6,7 @@ import { InputError } from '../config/errors.js';
 import { createCodec, type CodecSpec } from '../config/id-codec.js';
 import { SOFTWARE } from '../config/version.js';
 import { openForReading } from '../storage/sqlite-read.js';
-import type { UploadProgress } from '../storage/upload-common.js';
+import type { UploadProgress } from '../storage/upload/progress.js';
 import type { CliIo } from './cli-io.js';
 import { byteSize, positiveInt } from './cli-options.js';
 
@@ -115,7 +115,7 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
     .argument('<dir>', 'shard or merged directory')
     .option('--json', 'JSON output')
     .action(async (dir: string, o: { json?: boolean }) => {
-      const [{ formatStatus, shardStatus }, { listUploads }] = await Promise.all([import('../storage/status.js'), import('../storage/upload-ledger.js')]);
+      const [{ formatStatus, shardStatus }, { listUploads }] = await Promise.all([import('../storage/status.js'), import('../storage/upload/ledger.js')]);
       const s = await shardStatus(resolve(dir));
       const uploads = listUploads(resolve(dir));
       if (o.json) io.stdout.write(`${JSON.stringify({ ...s, uploads })}\n`);
@@ -142,7 +142,7 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
     .option('--collection <name>', 'IA collection')
     .option('--title <title>', 'IA item title')
     .action(async (dir: string, o: { to: string; endpoint?: string; concurrency?: number; partSize?: number; deleteAfterUpload?: boolean; includeDb?: boolean; collection?: string; title?: string }) => {
-      const { parseUploadTarget } = await import('../storage/upload-common.js');
+      const { parseUploadTarget } = await import('../storage/upload/target.js');
       const target = parseUploadTarget(o.to);
       const common = {
         dir: resolve(dir),
@@ -152,8 +152,8 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
         deleteAfterUpload: !!o.deleteAfterUpload,
         onProgress: uploadProgress(io),
       };
-      const { uploadDirectory } = await import('../storage/upload-s3.js');
-      const { defaultIaConfigFiles, readIaCredentials, uploadDirectoryToIa } = await import('../storage/upload-ia.js');
+      const { uploadDirectory } = await import('../storage/upload/s3.js');
+      const { defaultIaConfigFiles, readIaCredentials, uploadDirectoryToIa } = await import('../storage/upload/ia.js');
       const result =
         target.scheme === 's3'
           ? await uploadDirectory({ ...common, ...(o.partSize ? { partSizeBytes: o.partSize } : {}), includeDatabase: !!o.includeDb })

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
 import { acquireDirLock, DirInUseError, LOCK_FILE, lockHolder, processStartTime } from '../storage/dir-lock.js';
 import { verifyPaths } from '../storage/verify.js';
-import { UploadLedger } from '../storage/upload-ledger.js';
+import { UploadLedger } from '../storage/upload/ledger.js';
 import { mergeShards } from '../storage/merge.js';
 import { runNode } from '../crawler/node-loop.js';
 import { createLogger } from '../config/logger.js';

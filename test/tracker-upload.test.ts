@@ -15,7 +15,7 @@ import { uploadItemFiles, uploadThenDone } from '../crawler/node-upload.js';
 import { RangeSet } from '../config/id-ranges.js';
 import { runNode } from '../crawler/node-loop.js';
 import { startDemoPlatform } from '../scripts/demo-platform.js';
-import { createS3Client } from '../storage/upload-s3.js';
+import { createS3Client } from '../storage/upload/s3-client.js';
 import { TrackerClient } from '../tracker/client.js';
 import { TrackerRequestError } from '../tracker/errors.js';
 import { parseProject } from '../tracker/project.js';

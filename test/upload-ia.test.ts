@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, buildConnector } from 'undici';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MissingCredentialsError, UploadError } from '../storage/upload-common.js';
-import { encodeIaHeaderValue, iaMetadataHeaders, readIaCredentials, uploadDirectoryToIa, type IaUploadOptions } from '../storage/upload-ia.js';
-import { listUploads } from '../storage/upload-ledger.js';
-import { UploadIncompleteError } from '../storage/upload-result.js';
+import { MissingCredentialsError, UploadError } from '../storage/upload/errors.js';
+import { encodeIaHeaderValue, iaMetadataHeaders, readIaCredentials, uploadDirectoryToIa, type IaUploadOptions } from '../storage/upload/ia.js';
+import { listUploads } from '../storage/upload/ledger.js';
+import { UploadIncompleteError } from '../storage/upload/result.js';
 import { startIaServer, type IaServer } from './fixtures/ia-server.js';
 
 const root = mkdtempSync(join(tmpdir(), 'lifeboat-upload-ia-'));

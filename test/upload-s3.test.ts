@@ -11,11 +11,13 @@ import { Transform } from 'node:stream';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { InputError } from '../config/errors.js';
-import { MIB, MissingCredentialsError, UploadError } from '../storage/upload-common.js';
-import { listUploads } from '../storage/upload-ledger.js';
-import { presignPutUrls, uploadWithPresignedUrl, verifyObject } from '../storage/upload-presigned.js';
-import { UploadIncompleteError } from '../storage/upload-result.js';
-import { createS3Client, uploadDirectory, type UploadDirectoryOptions } from '../storage/upload-s3.js';
+import { MissingCredentialsError, UploadError } from '../storage/upload/errors.js';
+import { MIB } from '../storage/upload/file-digests.js';
+import { listUploads } from '../storage/upload/ledger.js';
+import { presignPutUrls, uploadWithPresignedUrl, verifyObject } from '../storage/upload/presigned.js';
+import { UploadIncompleteError } from '../storage/upload/result.js';
+import { createS3Client } from '../storage/upload/s3-client.js';
+import { uploadDirectory, type UploadDirectoryOptions } from '../storage/upload/s3.js';
 
 interface S3rverInstance {
   configureBuckets(): Promise<void>;

@@ -8,11 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MIB } from '../storage/upload-common.js';
-import { uploadDirectoryToIa } from '../storage/upload-ia.js';
-import { listUploads } from '../storage/upload-ledger.js';
-import { UploadIncompleteError } from '../storage/upload-result.js';
-import { createS3Client, uploadDirectory } from '../storage/upload-s3.js';
+import { MIB } from '../storage/upload/file-digests.js';
+import { uploadDirectoryToIa } from '../storage/upload/ia.js';
+import { listUploads } from '../storage/upload/ledger.js';
+import { UploadIncompleteError } from '../storage/upload/result.js';
+import { createS3Client } from '../storage/upload/s3-client.js';
+import { uploadDirectory } from '../storage/upload/s3.js';
 import { startIaServer } from './fixtures/ia-server.js';
 
 // Verification after upload must fail when the store lies: it answered the upload with success

@@ -1,7 +1,7 @@
 import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ConfigError, InputError } from '../config/errors.js';
-import { type PresignedPut, type PresignFile, type VerifyObjectResult, presignPutUrls, verifyObject } from '../storage/upload-presigned.js';
-import { createS3Client, describeS3Error } from '../storage/upload-s3.js';
+import { type PresignedPut, type PresignFile, type VerifyObjectResult, presignPutUrls, verifyObject } from '../storage/upload/presigned.js';
+import { createS3Client, describeS3Error } from '../storage/upload/s3-client.js';
 import * as api from './api-schemas.js';
 import { UploadStoreError, UploadUnverifiedError } from './errors.js';
 import type { ItemStore } from './item-store.js';

@@ -2,8 +2,8 @@
  * What an upload run returns (per file and in total), the error thrown when some files did
  * not make it, and the logger interface the upload modules accept.
  */
-import type { LifeboatError } from '../config/errors.js';
-import { UploadError } from './upload-common.js';
+import type { LifeboatError } from '../../config/errors.js';
+import { UploadError } from './errors.js';
 
 /** Structured logger: message + fields. Optional everywhere; uploads never write to the console. */
 export interface UploadLogger {

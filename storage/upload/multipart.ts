@@ -30,17 +30,11 @@ import {
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import {
-  backoffMs,
-  MIB,
-  mapLimit,
-  sleep,
-  stripEtag,
-  TransferMeter,
-  UploadError,
-  type FileDigests,
-} from './upload-common.js';
-import type { LedgerKey, LedgerPart, UploadLedger } from './upload-ledger.js';
+import { UploadError } from './errors.js';
+import { MIB, stripEtag, type FileDigests } from './file-digests.js';
+import { backoffMs, mapLimit, sleep } from './pacing.js';
+import { TransferMeter } from './progress.js';
+import type { LedgerKey, LedgerPart, UploadLedger } from './ledger.js';
 
 export interface MultipartFileOptions {
   s3: S3Client;

@@ -15,31 +15,16 @@ import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { request, type Dispatcher } from 'undici';
-import { InputError, LifeboatError } from '../config/errors.js';
-import {
-  assertUnchanged,
-  backoffMs,
-  checkAgainstManifest,
-  digestFile,
-  listShardFiles,
-  mapLimit,
-  meteredFileBody,
-  MissingCredentialsError,
-  networkCode,
-  parseUploadTarget,
-  readShardManifest,
-  sleep,
-  stripEtag,
-  TransferMeter,
-  UNREACHABLE_CODES,
-  UploadError,
-  type FileDigests,
-  type ProgressListener,
-  type ShardFile,
-  type ShardManifest,
-} from './upload-common.js';
-import { UploadLedger, type LedgerKey } from './upload-ledger.js';
-import { finishRun, type FileUploadResult, type UploadLogger, type UploadRunResult } from './upload-result.js';
+import { InputError, LifeboatError } from '../../config/errors.js';
+import { readManifest, type ManifestOnDisk } from '../shard-manifest.js';
+import { MissingCredentialsError, networkCode, UNREACHABLE_CODES, UploadError } from './errors.js';
+import { assertUnchanged, digestFile, meteredFileBody, stripEtag, type FileDigests } from './file-digests.js';
+import { backoffMs, mapLimit, sleep } from './pacing.js';
+import { TransferMeter, type ProgressListener } from './progress.js';
+import { checkAgainstManifest, listShardFiles, type ShardFile } from './shard-files.js';
+import { parseUploadTarget } from './target.js';
+import { UploadLedger, type LedgerKey } from './ledger.js';
+import { finishRun, type FileUploadResult, type UploadLogger, type UploadRunResult } from './result.js';
 
 export const IA_DEFAULT_ENDPOINT = 'https://s3.us.archive.org';
 
@@ -111,7 +96,7 @@ export interface IaItemMetadata {
 }
 
 /** Item metadata derived from the shard manifest and the WARC names; options override it. */
-export function iaMetadataFromManifest(manifest: ShardManifest | undefined, files: readonly ShardFile[], now = new Date()): IaItemMetadata {
+export function iaMetadataFromManifest(manifest: ManifestOnDisk | undefined, files: readonly ShardFile[], now = new Date()): IaItemMetadata {
   const profile = manifest?.profile ?? 'unknown';
   const ranges = Array.isArray(manifest?.ranges) ? manifest.ranges.join(',') : (manifest?.ranges ?? '');
   const stamps = files.map((f) => /-(\d{4})(\d{2})(\d{2})\d{6}-/.exec(f.name)).filter((m): m is RegExpExecArray => m !== null);
@@ -186,7 +171,7 @@ interface IaContext {
   endpoint: string;
   ledger: UploadLedger;
   meter: TransferMeter;
-  manifest: ShardManifest | undefined;
+  manifest: ManifestOnDisk | undefined;
 }
 
 /** Uploads a shard directory into an archive.org item. Same results and errors as uploadDirectory. */
@@ -195,7 +180,7 @@ export async function uploadDirectoryToIa(o: IaUploadOptions): Promise<UploadRun
   if (target.scheme !== 'ia') throw new InputError(`uploadDirectoryToIa handles ia:// targets, not ${o.target}`, { code: 'E_UPLOAD_SCHEME' });
   if (!o.credentials?.accessKey || !o.credentials.secretKey) throw new MissingCredentialsError('no Internet Archive S3 keys given; see readIaCredentials');
   const files = await listShardFiles(o.dir);
-  const manifest = await readShardManifest(o.dir);
+  const manifest = await readManifest(o.dir);
   const metadata = { ...iaMetadataFromManifest(manifest, files), ...o.metadata };
   const metaHeaders = iaMetadataHeaders(metadata);
   const started = performance.now();

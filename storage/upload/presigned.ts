@@ -13,17 +13,10 @@
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { request, type Dispatcher } from 'undici';
-import { InputError } from '../config/errors.js';
-import {
-  assertUnchanged,
-  backoffMs,
-  digestFile,
-  meteredFileBody,
-  networkCode,
-  sleep,
-  stripEtag,
-  UploadError,
-} from './upload-common.js';
+import { InputError } from '../../config/errors.js';
+import { networkCode, UploadError } from './errors.js';
+import { assertUnchanged, digestFile, meteredFileBody, stripEtag } from './file-digests.js';
+import { backoffMs, sleep } from './pacing.js';
 
 export interface PresignFile {
   /** Shard-relative name, e.g. `warcs/x.warc.gz` or `shard.json`. */

@@ -5,7 +5,7 @@
  * Per file: hash (sha256, md5, per-part md5) → skip if the store already holds it identical
  * (size, `x-amz-meta-sha256`, ETag) → upload (lib-storage `Upload` for files below one part — a
  * single PutObject with at most one part of memory; our own resumable multipart above, see
- * upload-multipart.ts) → check the local file did not change → HeadObject: size, sha256 metadata
+ * multipart.ts) → check the local file did not change → HeadObject: size, sha256 metadata
  * and ETag (MD5 of the whole file, or S3's md5-of-part-md5s `-N` form) → ledger `verified` →
  * optionally delete the local WARC.
  *
@@ -24,45 +24,26 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { HeadBucketCommand, HeadObjectCommand, S3Client, type HeadObjectCommandOutput, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { HeadBucketCommand, HeadObjectCommand, type HeadObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { InputError, LifeboatError } from '../config/errors.js';
-import {
-  assertUnchanged,
-  checkAgainstManifest,
-  digestFile,
-  listShardFiles,
-  mapLimit,
-  MAX_PARTS,
-  MIB,
-  MIN_PART_SIZE_BYTES,
-  MissingCredentialsError,
-  multipartEtag,
-  networkCode,
-  parseUploadTarget,
-  readShardManifest,
-  stripEtag,
-  TransferMeter,
-  UploadError,
-  type FileDigests,
-  type ProgressListener,
-  type ShardFile,
-} from './upload-common.js';
-import { UploadLedger, type LedgerKey } from './upload-ledger.js';
-import { uploadMultipartFile } from './upload-multipart.js';
-import { finishRun, type FileUploadResult, type UploadLogger, type UploadRunResult } from './upload-result.js';
+import { InputError } from '../../config/errors.js';
+import { readManifest } from '../shard-manifest.js';
+import { UploadError } from './errors.js';
+import { assertUnchanged, digestFile, MAX_PARTS, MIB, MIN_PART_SIZE_BYTES, multipartEtag, stripEtag, type FileDigests } from './file-digests.js';
+import { mapLimit } from './pacing.js';
+import { TransferMeter, type ProgressListener } from './progress.js';
+import { checkAgainstManifest, listShardFiles, type ShardFile } from './shard-files.js';
+import { createS3Client, describeS3Error, type S3ClientOptions } from './s3-client.js';
+import { parseUploadTarget } from './target.js';
+import { UploadLedger, type LedgerKey } from './ledger.js';
+import { uploadMultipartFile } from './multipart.js';
+import { finishRun, type FileUploadResult, type UploadLogger, type UploadRunResult } from './result.js';
 
-export interface UploadDirectoryOptions {
+export interface UploadDirectoryOptions extends S3ClientOptions {
   /** The shard directory (`warcs/`, `shard.json`, `shard.sqlite`). */
   dir: string;
   /** `s3://BUCKET/PREFIX`. */
   target: string;
-  /** S3-compatible endpoint URL; path-style addressing is used when given. Default: AWS. */
-  endpoint?: string;
-  /** Default `us-east-1` when an endpoint is given, else the SDK's region chain. */
-  region?: string;
-  /** Explicit credentials; default: the SDK's standard chain (env, shared config, SSO, IMDS…). */
-  credentials?: S3ClientConfig['credentials'];
   /** A ready client (owned by the caller, not destroyed here); overrides endpoint/region/credentials. */
   s3Client?: S3Client;
   /** Files uploaded at once. Default 2. */
@@ -96,7 +77,7 @@ interface S3Context {
   meter: TransferMeter;
   options: UploadDirectoryOptions;
   partSizeBytes: number;
-  manifest: Awaited<ReturnType<typeof readShardManifest>>;
+  manifest: Awaited<ReturnType<typeof readManifest>>;
 }
 
 /**
@@ -115,7 +96,7 @@ export async function uploadDirectory(options: UploadDirectoryOptions): Promise<
     throw new InputError(`partSizeBytes ${partSizeBytes}: must be an integer ≥ ${MIN_PART_SIZE_BYTES} (5 MiB)`, { code: 'E_UPLOAD_PART_SIZE' });
   }
   const files = await listShardFiles(options.dir);
-  const manifest = await readShardManifest(options.dir);
+  const manifest = await readManifest(options.dir);
   const s3 = options.s3Client ?? createS3Client(options);
   const started = performance.now();
   const ledger = UploadLedger.open(options.dir);
@@ -149,17 +130,6 @@ export async function uploadDirectory(options: UploadDirectoryOptions): Promise<
   }
 }
 
-/** The SDK client for `options`. Checksums only when required: many S3-compatible stores mishandle aws-chunked trailers. */
-export function createS3Client(options: Pick<UploadDirectoryOptions, 'endpoint' | 'region' | 'credentials'>): S3Client {
-  return new S3Client({
-    ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
-    region: options.region ?? (options.endpoint ? 'us-east-1' : undefined),
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-}
-
 /** Fails fast (before hashing gigabytes) when the endpoint, credentials or bucket are unusable. */
 async function preflight(ctx: S3Context): Promise<void> {
   try {
@@ -167,51 +137,6 @@ async function preflight(ctx: S3Context): Promise<void> {
   } catch (err) {
     throw describeS3Error(err, { where: `s3://${ctx.bucket}`, endpoint: ctx.endpoint, policy: 'stop' });
   }
-}
-
-/** Turns an SDK/network error into a LifeboatError whose message says what to do. */
-export function describeS3Error(err: unknown, at: { where: string; endpoint: string; file?: string; policy?: 'stop' | 'give-up' }): LifeboatError {
-  if (err instanceof LifeboatError) return err;
-  const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
-  const status = e.$metadata?.httpStatusCode;
-  const endpoint = at.endpoint || 'the AWS endpoint';
-  if (e.name === 'CredentialsProviderError' || /Could not load credentials/i.test(e.message ?? '')) {
-    return new MissingCredentialsError(
-      `${at.where}: no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE / ~/.aws/credentials)`,
-      { cause: err },
-    );
-  }
-  if (/Region is missing/i.test(e.message ?? '')) {
-    return new InputError(`${at.where}: no AWS region configured; set AWS_REGION or pass --endpoint`, { code: 'E_UPLOAD_REGION', cause: err });
-  }
-  const net = networkCode(err);
-  if (net && status === undefined) {
-    return new UploadError(`${at.where}: cannot reach ${endpoint} (${net}); check --endpoint and the network`, {
-      code: 'E_UPLOAD_UNREACHABLE',
-      file: at.file,
-      policy: at.policy ?? 'retry',
-      cause: err,
-    });
-  }
-  if (status === 403 || e.name === 'InvalidAccessKeyId' || e.name === 'SignatureDoesNotMatch' || e.name === 'AccessDenied') {
-    return new UploadError(`${at.where}: the store refused the credentials (${e.name ?? status}); check the access key, secret and bucket policy`, {
-      code: 'E_UPLOAD_AUTH',
-      file: at.file,
-      status,
-      policy: 'stop',
-      cause: err,
-    });
-  }
-  if (status === 404 || e.name === 'NoSuchBucket' || e.name === 'NotFound') {
-    return new InputError(`${at.where}: bucket not found on ${endpoint}; create it first`, { code: 'E_UPLOAD_NO_BUCKET', cause: err });
-  }
-  return new UploadError(`${at.where}: ${e.name ?? 'error'}${status ? ` (HTTP ${status})` : ''}: ${e.message ?? String(err)}`, {
-    code: 'E_UPLOAD_HTTP',
-    file: at.file,
-    status,
-    policy: at.policy ?? 'give-up',
-    cause: err,
-  });
 }
 
 function objectKey(ctx: S3Context, name: string): string {
