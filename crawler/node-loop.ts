@@ -10,6 +10,8 @@ import { ShardDb } from '../storage/shard-db.js';
 import { readManifest } from '../storage/shard-manifest.js';
 import { shardFailureReasons } from '../storage/status.js';
 import { TrackerClient, type TrackerItem } from '../tracker/client.js';
+import type { MediaUrl } from '../tracker/api-types.js';
+import type { ItemKind } from '../config/media-kinds.js';
 import { TrackerRequestError } from '../tracker/errors.js';
 import { runCrawl } from './crawl.js';
 import { uploadThenDoneWithRetry } from './node-upload.js';
@@ -53,7 +55,17 @@ interface NodeState {
   token: string;
   /** false while the registration with `token` is not known to have reached the tracker. */
   registered?: boolean;
-  current?: { itemId: number; leaseId: string; ranges: [number, number][]; profile: string; leaseSecs: number };
+  current?: {
+    itemId: number;
+    leaseId: string;
+    ranges: [number, number][];
+    profile: string;
+    leaseSecs: number;
+    /** Absent in node.json written before issue 13: a post item that fetched its media itself. */
+    kind?: ItemKind;
+    urls?: MediaUrl[];
+    media?: TrackerItem['media'];
+  };
 }
 
 export interface NodeResult {
@@ -162,7 +174,18 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
     let item: TrackerItem;
     if (state.current) {
       const c = state.current;
-      item = { id: c.itemId, leaseId: c.leaseId, ranges: RangeSet.fromJSON(c.ranges), leaseExpiresAt: new Date(0), leaseSecs: c.leaseSecs, profile: c.profile, upload: null };
+      item = {
+        id: c.itemId,
+        kind: c.kind ?? 'posts',
+        ...(c.urls ? { urls: c.urls } : {}),
+        media: c.media ?? { collect: false, inline: [] },
+        leaseId: c.leaseId,
+        ranges: RangeSet.fromJSON(c.ranges),
+        leaseExpiresAt: new Date(0),
+        leaseSecs: c.leaseSecs,
+        profile: c.profile,
+        upload: null,
+      };
       // Still ours? A heartbeat with what the shard already finished tells (and extends the lease).
       try {
         await client.heartbeat(item.leaseId, finishedIn(join(opts.outDir, 'items', String(item.id)), item.ranges));
@@ -198,7 +221,16 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
         continue;
       }
       item = answer.item;
-      state.current = { itemId: item.id, leaseId: item.leaseId, ranges: item.ranges.toJSON(), profile: item.profile, leaseSecs: item.leaseSecs };
+      state.current = {
+        itemId: item.id,
+        leaseId: item.leaseId,
+        ranges: item.ranges.toJSON(),
+        profile: item.profile,
+        leaseSecs: item.leaseSecs,
+        kind: item.kind,
+        ...(item.urls ? { urls: item.urls } : {}),
+        media: item.media,
+      };
       await writeState(statePath, state);
       log.log('info', `claimed item ${item.id}: ${item.ranges.format()} (lease ${item.leaseSecs} s)`);
     }

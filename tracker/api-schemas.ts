@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ITEM_KINDS, MAX_REPORTED_URLS, MAX_URL_CHARS, MEDIA_KINDS } from './media-urls.js';
 
 /**
  * The tracker's JSON API, version 1: request bodies (validated, strict — unknown keys are 400),
@@ -31,8 +32,16 @@ const itemBytes = count.max(MAX_ITEM_BYTES, `at most ${MAX_ITEM_BYTES} bytes (1 
  * registration repeated after a crash is recognised as the same node rather than a nick takeover.
  */
 export const registerBody = z.strictObject({ nick, token: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a token is 32 random bytes in base64url (43 characters)').optional() });
-export const claimBody = z.strictObject({});
-export const heartbeatBody = z.strictObject({ lease_id: leaseId, finished: rangeList });
+export const claimBody = z.strictObject({ only: z.enum(ITEM_KINDS).optional().describe('only this kind of item (node --only); default post items first, then media') });
+export const heartbeatBody = z.strictObject({
+  lease_id: leaseId,
+  finished: rangeList,
+  media: z
+    .array(z.string().min(1).max(MAX_URL_CHARS))
+    .max(MAX_REPORTED_URLS)
+    .optional()
+    .describe('media URLs extracted from the posts in `finished` (and before): http(s) on the media hosts; stored with `finished` in one transaction, or the whole report is refused'),
+});
 export const doneBody = z.strictObject({
   lease_id: leaseId,
   stats: z.strictObject({
@@ -75,15 +84,23 @@ const errorResponse = z.object({ error: z.string(), message: z.string() });
 const registerResponse = z.object({ node_id: z.number(), nick: z.string(), token: z.string() });
 const claimResponse = z.union([
   z.object({
-    item: z.object({ id: z.number(), ranges: rangeList, lease_id: z.string(), lease_expires_at: z.string() }),
+    item: z.object({
+      id: z.number(),
+      kind: z.enum(ITEM_KINDS),
+      ranges: rangeList.describe('post IDs, or for a media item the serial numbers of its URLs'),
+      urls: z.array(z.tuple([count, z.string()])).optional().describe('media items: [seq, url] still to fetch'),
+      lease_id: z.string(),
+      lease_expires_at: z.string(),
+    }),
     profile: z.string(),
+    media: z.object({ collect: z.boolean(), inline: z.array(z.enum(MEDIA_KINDS)) }).describe('collect: report media URLs in heartbeats instead of fetching them, except the inline kinds'),
     lease_secs: z.number(),
     upload: z.union([z.null(), z.object({ mode: z.literal('s3-presigned') })]),
   }),
   z.object({ item: z.null(), retry_after_secs: z.number() }),
   z.object({ item: z.null(), done: z.literal(true) }),
 ]);
-const heartbeatResponse = z.object({ lease_expires_at: z.string(), remaining: rangeList });
+const heartbeatResponse = z.object({ lease_expires_at: z.string(), remaining: rangeList, media_queued: count.describe('reported URLs the project had not seen') });
 const uploadUrlsResponse = z.object({
   urls: z.array(
     z.object({

@@ -18,3 +18,9 @@ export interface DoneStats {
   bytes: number;
   warcs: WarcReport[];
 }
+
+/** One URL of a leased media item (issue 13): fetch `url`, report `seq` finished. */
+export interface MediaUrl {
+  seq: number;
+  url: string;
+}

@@ -2,7 +2,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { type Dispatcher, request } from 'undici';
 import { RangeSet } from '../config/id-ranges.js';
 import { TrackerRequestError, TrackerUnavailableError } from './errors.js';
-import type { DoneStats } from './api-types.js';
+import { type ItemKind, type MediaKind, MEDIA_KINDS } from '../config/media-kinds.js';
+import type { DoneStats, MediaUrl } from './api-types.js';
 
 export interface TrackerClientOptions {
   /** The tracker's base URL, e.g. `http://127.0.0.1:8070`. */
@@ -36,7 +37,13 @@ export interface TrackerRetry {
 
 export interface TrackerItem {
   id: number;
+  /** `posts`: crawl the IDs in `ranges`; `media`: fetch `urls` (their seqs are `ranges`). */
+  kind: ItemKind;
   ranges: RangeSet;
+  /** Media items: the URLs still to fetch, each with its seq. */
+  urls?: MediaUrl[];
+  /** The project's media settings: report media instead of fetching them (except `inline` kinds). */
+  media: { collect: boolean; inline: MediaKind[] };
   leaseId: string;
   leaseExpiresAt: Date;
   leaseSecs: number;
@@ -64,7 +71,8 @@ export type ClaimAnswer = { kind: 'item'; item: TrackerItem } | { kind: 'later';
 const RETRY_STATUSES = [429, 500, 502, 503, 504] as const;
 
 interface WireItem {
-  item: { id: number; ranges: [number, number][]; lease_id: string; lease_expires_at: string } | null;
+  item: { id: number; kind?: string; ranges: [number, number][]; urls?: [number, string][]; lease_id: string; lease_expires_at: string } | null;
+  media?: { collect?: boolean; inline?: string[] };
   profile?: string;
   lease_secs?: number;
   retry_after_secs?: number;
@@ -120,18 +128,26 @@ export class TrackerClient {
   }
 
   /** One claim request: an item, "later" (with the wait the tracker asks for), or "done". */
-  async tryClaim(options: { signal?: AbortSignal } = {}): Promise<ClaimAnswer> {
-    const res = (await this.#call('POST', '/api/v1/claim', {}, options.signal)) as WireItem;
+  async tryClaim(options: { signal?: AbortSignal; only?: ItemKind } = {}): Promise<ClaimAnswer> {
+    const res = (await this.#call('POST', '/api/v1/claim', options.only ? { only: options.only } : {}, options.signal)) as WireItem;
     if (res.item) {
       const { item } = res;
       // The item ID names a directory (DIR/items/ID): only a plain integer may reach a path.
       if (!Number.isSafeInteger(item.id) || item.id < 0 || typeof item.lease_id !== 'string' || !Array.isArray(item.ranges)) {
         throw new TrackerRequestError(`tracker sent a malformed item (id ${JSON.stringify(item.id)?.slice(0, 80)}); refusing it`, { status: 502, code: 'E_TRACKER_REPLY' });
       }
+      const kind: ItemKind = item.kind === 'media' ? 'media' : 'posts';
+      const urls = kind === 'media' ? wireUrls(item.urls) : undefined;
       return {
         kind: 'item',
         item: {
           id: item.id,
+          kind,
+          ...(urls ? { urls } : {}),
+          media: {
+            collect: res.media?.collect === true,
+            inline: (res.media?.inline ?? []).filter((k): k is MediaKind => (MEDIA_KINDS as readonly string[]).includes(k)),
+          },
           ranges: RangeSet.fromJSON(item.ranges),
           leaseId: item.lease_id,
           leaseExpiresAt: new Date(item.lease_expires_at),
@@ -146,7 +162,7 @@ export class TrackerClient {
   }
 
   /** Claims an item, waiting as long as the tracker says "later"; `null` when nothing is left. */
-  async claim(options: { signal?: AbortSignal } = {}): Promise<TrackerItem | null> {
+  async claim(options: { signal?: AbortSignal; only?: ItemKind } = {}): Promise<TrackerItem | null> {
     for (;;) {
       const answer = await this.tryClaim(options);
       if (answer.kind === 'item') return answer.item;
@@ -155,13 +171,14 @@ export class TrackerClient {
     }
   }
 
-  /** Reports finished sub-ranges; the lease is extended. */
-  async heartbeat(leaseId: string, finished: RangeSet): Promise<{ leaseExpiresAt: Date; remaining: RangeSet }> {
-    const res = (await this.#call('POST', '/api/v1/heartbeat', { lease_id: leaseId, finished: finished.toJSON() })) as {
-      lease_expires_at: string;
-      remaining: [number, number][];
-    };
-    return { leaseExpiresAt: new Date(res.lease_expires_at), remaining: RangeSet.fromJSON(res.remaining) };
+  /**
+   * Reports finished sub-ranges, and with `media` (at most 500 URLs, under 64 KiB) the media URLs
+   * found in them; the lease is extended. A retried report is harmless: the tracker deduplicates.
+   */
+  async heartbeat(leaseId: string, finished: RangeSet, media?: readonly string[]): Promise<{ leaseExpiresAt: Date; remaining: RangeSet; mediaQueued: number }> {
+    const body = { lease_id: leaseId, finished: finished.toJSON(), ...(media && media.length > 0 ? { media } : {}) };
+    const res = (await this.#call('POST', '/api/v1/heartbeat', body)) as { lease_expires_at: string; remaining: [number, number][]; media_queued?: number };
+    return { leaseExpiresAt: new Date(res.lease_expires_at), remaining: RangeSet.fromJSON(res.remaining), mediaQueued: res.media_queued ?? 0 };
   }
 
   /** Finishes the item. Safe to repeat (a retried done is answered `duplicate: true`). */
@@ -237,6 +254,17 @@ export class TrackerClient {
     }
     throw new TrackerUnavailableError(`tracker at ${this.#baseUrl} unavailable after ${this.#maxAttempts} attempts (${lastProblem})`, { cause: lastCause });
   }
+}
+
+/** A media item's [seq, url] pairs; anything else is a malformed reply, refused. */
+function wireUrls(urls: unknown): MediaUrl[] {
+  if (!Array.isArray(urls)) throw new TrackerRequestError('tracker sent a media item without its URLs; refusing it', { status: 502, code: 'E_TRACKER_REPLY' });
+  return urls.map((pair) => {
+    if (!Array.isArray(pair) || !Number.isSafeInteger(pair[0]) || typeof pair[1] !== 'string') {
+      throw new TrackerRequestError('tracker sent a malformed media URL; refusing the item', { status: 502, code: 'E_TRACKER_REPLY' });
+    }
+    return { seq: pair[0] as number, url: pair[1] };
+  });
 }
 
 function safeJson(text: string): unknown {

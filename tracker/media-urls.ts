@@ -1,5 +1,10 @@
 import { createHash } from 'node:crypto';
+import { InputError } from '../config/errors.js';
 import { RangeSet } from '../config/id-ranges.js';
+import { type MediaKind, mediaKindOf } from '../config/media-kinds.js';
+
+export { ITEM_KINDS, MEDIA_KINDS, type ItemKind, type MediaKind, mediaKindOf } from '../config/media-kinds.js';
+export type { MediaUrl } from './api-types.js';
 
 /**
  * Media URLs as project-wide work (issue 13). Nodes crawling post items report the media URLs
@@ -11,35 +16,20 @@ import { RangeSet } from '../config/id-ranges.js';
  * Priorities (lower first): post items 0, then media items of images 1, other media 2, video 3.
  */
 
-export const ITEM_KINDS = ['posts', 'media'] as const;
-export type ItemKind = (typeof ITEM_KINDS)[number];
-
-export const MEDIA_KINDS = ['image', 'other', 'video'] as const;
-export type MediaKind = (typeof MEDIA_KINDS)[number];
-
 export const POSTS_PRIORITY = 0;
 export const MEDIA_PRIORITY: Record<MediaKind, number> = { image: 1, other: 2, video: 3 };
 
 /** Default URLs per media item (a project's `media.item_size`). */
 export const DEFAULT_MEDIA_ITEM_SIZE = 100;
-/** Most URLs one report (one heartbeat) may carry; more is refused (400), not stored. */
-export const MAX_REPORTED_URLS = 1000;
+/** Most URLs one report (one heartbeat) may carry; more is refused (400), not stored. A report also has to fit the body limit (64 KiB by default: 413). */
+export const MAX_REPORTED_URLS = 500;
 /** Longest reported URL, in characters. */
 export const MAX_URL_CHARS = 2048;
-
-const IMAGE_EXT = new Set(['jpg', 'jpeg', 'png', 'gif', 'webp', 'avif', 'svg', 'bmp', 'ico', 'heic', 'jxl', 'tif', 'tiff']);
-const VIDEO_EXT = new Set(['mp4', 'webm', 'mov', 'm4v', 'm3u8', 'mpd', 'mkv', 'avi', 'ogv', 'ts', '3gp']);
 
 /** A URL as reported by a node: normalised, with the kind it knows (a profile hint) or by extension. */
 export interface ReportedMedia {
   url: string;
   kind?: MediaKind;
-}
-
-/** One URL of a leased media item. */
-export interface MediaUrl {
-  seq: number;
-  url: string;
 }
 
 /**
@@ -52,20 +42,6 @@ export function normaliseMediaUrl(raw: string): URL {
   const url = new URL(raw);
   url.hash = '';
   return url;
-}
-
-/** The media kind a URL's path extension says, or `other`. */
-export function mediaKindOf(url: string): MediaKind {
-  let path: string;
-  try {
-    path = new URL(url).pathname;
-  } catch {
-    return 'other';
-  }
-  const ext = /\.([a-z0-9]{1,5})$/i.exec(path)?.[1]?.toLowerCase();
-  if (ext && IMAGE_EXT.has(ext)) return 'image';
-  if (ext && VIDEO_EXT.has(ext)) return 'video';
-  return 'other';
 }
 
 export function mediaPriority(m: ReportedMedia): number {
@@ -103,4 +79,62 @@ export function seqFilter(ranges: RangeSet, placeholder: (i: number) => string):
     values.push(r.start, r.end);
   }
   return { sql: parts.length > 0 ? parts.join(' OR ') : 'FALSE', values };
+}
+
+/**
+ * Which hosts reported URLs may be on: `example.org` exactly, `*.example.org` any subdomain (as
+ * the profile's scope.hosts). The tracker's check; every node checks again with its own guard.
+ */
+export class MediaScope {
+  readonly #exact = new Set<string>();
+  readonly #suffixes: string[] = [];
+
+  constructor(hosts: readonly string[]) {
+    for (const entry of hosts) {
+      const wildcard = entry.startsWith('*.');
+      const host = hostOf(wildcard ? entry.slice(2) : entry);
+      if (wildcard) this.#suffixes.push(`.${host}`);
+      else this.#exact.add(host);
+    }
+  }
+
+  allows(url: URL): boolean {
+    const host = hostOf(url.hostname);
+    return this.#exact.has(host) || this.#suffixes.some((s) => host.endsWith(s));
+  }
+
+  /**
+   * A report as the store takes it: every URL absolute http(s), without credentials, on a scope
+   * host, normalised. One bad URL refuses the whole report (an InputError naming it): nothing of
+   * it is stored.
+   */
+  check(urls: readonly string[]): ReportedMedia[] {
+    if (urls.length > 0 && this.#exact.size === 0 && this.#suffixes.length === 0) {
+      throw new InputError('this project has no media hosts (the tracker could not load its profile): the organisers should set media.hosts', { code: 'E_MEDIA_SCOPE' });
+    }
+    return urls.map((raw, i) => {
+      let url: URL;
+      try {
+        url = normaliseMediaUrl(raw);
+      } catch {
+        throw new InputError(`media[${i}]: not an absolute URL: ${raw.slice(0, 200)}`, { code: 'E_BAD_REQUEST' });
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InputError(`media[${i}]: only http(s) URLs are taken, not ${url.protocol} (${raw.slice(0, 200)})`, { code: 'E_BAD_REQUEST' });
+      if (url.username || url.password) throw new InputError(`media[${i}]: a URL with credentials is refused (${url.host})`, { code: 'E_BAD_REQUEST' });
+      if (!this.allows(url)) throw new InputError(`media[${i}]: host ${url.hostname} is not in this project's media hosts (${raw.slice(0, 200)})`, { code: 'E_MEDIA_SCOPE' });
+      if (url.href.length > MAX_URL_CHARS) throw new InputError(`media[${i}]: longer than ${MAX_URL_CHARS} characters once normalised`, { code: 'E_BAD_REQUEST' });
+      return { url: url.href };
+    });
+  }
+}
+
+function hostOf(host: string): string {
+  let h = host.trim().toLowerCase().replace(/\.+$/, '');
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  try {
+    const parsed = new URL(`http://${h.includes(':') ? `[${h}]` : h}/`).hostname;
+    return parsed.startsWith('[') ? parsed.slice(1, -1) : parsed;
+  } catch {
+    return h;
+  }
 }

@@ -1,6 +1,6 @@
 import type { TrackerStats } from './item-store.js';
 
-export const COUNTERS = ['claims_lease', 'claims_later', 'claims_done', 'heartbeats', 'done', 'done_duplicate', 'releases', 'fails', 'expired', 'registrations', 'upload_urls', 'done_unverified'] as const;
+export const COUNTERS = ['claims_lease', 'claims_later', 'claims_done', 'heartbeats', 'done', 'done_duplicate', 'releases', 'fails', 'expired', 'registrations', 'upload_urls', 'done_unverified', 'media_reported'] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
 /**
@@ -32,6 +32,7 @@ export class TrackerMetrics {
       [`{${p},result="done"}`, c('claims_done')],
     ]);
     metric('lifeboat_tracker_heartbeats_total', 'counter', 'Heartbeats accepted by this process.', [[`{${p}}`, c('heartbeats')]]);
+    metric('lifeboat_tracker_media_reported_total', 'counter', 'Media URLs reported in heartbeats accepted by this process (before dedupe).', [[`{${p}}`, c('media_reported')]]);
     metric('lifeboat_tracker_done_total', 'counter', 'Items finished through this process (duplicates excluded).', [[`{${p}}`, c('done')]]);
     metric('lifeboat_tracker_done_duplicate_total', 'counter', 'Repeated done reports ignored.', [[`{${p}}`, c('done_duplicate')]]);
     metric('lifeboat_tracker_upload_urls_total', 'counter', 'Pre-signed upload URLs handed out by this process.', [[`{${p}}`, c('upload_urls')]]);

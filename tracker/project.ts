@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../config/errors.js';
 import { formatKeyPath, issueMessage, primaryIssue } from '../config/schema-issue.js';
+import { DEFAULT_MEDIA_ITEM_SIZE, MEDIA_KINDS } from './media-urls.js';
 
 /**
  * A tracker project file (YAML or JSON). Every key, its unit and default:
@@ -24,6 +25,12 @@ import { formatKeyPath, issueMessage, primaryIssue } from '../config/schema-issu
  *                              #   (or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL from the environment)
  *   region: us-east-1          #   optional; default AWS_REGION / AWS_DEFAULT_REGION, or us-east-1 with an endpoint
  *   expires_secs: 3600         #   optional: how long a pre-signed URL stays valid, 1..604800 s; default 3600
+ * media:                       # optional: shared media as project-wide work (issue 13)
+ *   collect: true              #   default true: post items report the media URLs they find, and the tracker hands
+ *                              #   out each never-seen URL once, in media items; false: nodes fetch media inline
+ *   inline: []                 #   media kinds a post item still fetches itself (image, video, other); default none
+ *   item_size: 100             #   URLs per media item; default 100
+ *   hosts: [cdn.example.org]   #   hosts reported URLs may be on; default the profile's scope.hosts
  * ```
  * The upload credentials are the tracker's own, from the standard AWS environment
  * (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) or, failing that, the AWS SDK's
@@ -65,6 +72,14 @@ export const projectSchema = z.strictObject({
       expires_secs: z.number().int().min(1).max(7 * 24 * 3600).optional(),
     })
     .optional(),
+  media: z
+    .strictObject({
+      collect: z.boolean().default(true),
+      inline: z.array(z.enum(MEDIA_KINDS)).default([]),
+      item_size: z.number().int().min(1).max(10_000).default(DEFAULT_MEDIA_ITEM_SIZE),
+      hosts: z.array(z.string().min(1)).min(1).optional(),
+    })
+    .default({ collect: true, inline: [], item_size: DEFAULT_MEDIA_ITEM_SIZE }),
 });
 
 export type ProjectConfig = z.infer<typeof projectSchema>;

@@ -5,6 +5,7 @@ import { InputError } from '../config/errors.js';
 import { createCodec } from '../config/id-codec.js';
 import { RangeSet } from '../config/id-ranges.js';
 import type { AddressBudget } from './address-budget.js';
+import type { MediaScope } from './media-urls.js';
 import * as api from './api-schemas.js';
 import { HISTORY_BUCKET_MS } from './stats.js';
 import { type ItemStore, type NodeRecord, type TrackerStats, parseSeedRanges } from './item-store.js';
@@ -32,6 +33,8 @@ export interface RouteContext {
   uploader: TrackerUploader | undefined;
   /** Registrations allowed per client address (issue 11 §5). */
   registrations: AddressBudget;
+  /** Hosts reported media URLs may be on (the project's media.hosts or the profile's scope.hosts). */
+  mediaScope: MediaScope;
 }
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -113,9 +116,9 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
   app.route({
     ...route('/api/v1/claim'),
     handler: async (req) => {
-      parse(api.claimBody, req.body);
+      const { only } = parse(api.claimBody, req.body);
       const t = now();
-      const result = await store.claim({ nodeId: nodeOf(req).id, now: t, leaseMs });
+      const result = await store.claim({ nodeId: nodeOf(req).id, now: t, leaseMs, mediaItemSize: project.media.item_size, ...(only ? { only } : {}) });
       metrics.inc('expired', result.expired);
       if (result.kind === 'done') {
         metrics.inc('claims_done');
@@ -128,8 +131,16 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
       metrics.inc('claims_lease');
       const { lease } = result;
       return {
-        item: { id: lease.itemId, ranges: ranges(lease.ranges), lease_id: lease.leaseId, lease_expires_at: iso(lease.leaseExpiresAt) },
+        item: {
+          id: lease.itemId,
+          kind: lease.kind,
+          ranges: ranges(lease.ranges),
+          ...(lease.urls ? { urls: lease.urls.map((u) => [u.seq, u.url]) } : {}),
+          lease_id: lease.leaseId,
+          lease_expires_at: iso(lease.leaseExpiresAt),
+        },
         profile: project.profile,
+        media: { collect: project.media.collect, inline: project.media.inline },
         lease_secs: leaseMs / 1000,
         upload: ctx.uploader ? { mode: ctx.uploader.mode } : null,
       };
@@ -141,9 +152,15 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     handler: async (req) => {
       const body = parse(api.heartbeatBody, req.body);
       const finished = RangeSet.fromJSON(body.finished);
-      const result = await store.heartbeat({ nodeId: nodeOf(req).id, leaseId: body.lease_id, finished, now: now(), leaseMs });
+      if (body.media && body.media.length > 0 && !project.media.collect) {
+        throw new InputError(`project ${project.name} does not collect media (media.collect: false): fetch media inline`, { code: 'E_MEDIA_OFF' });
+      }
+      // Checked before anything is stored: one URL off scope refuses the whole report.
+      const media = body.media ? ctx.mediaScope.check(body.media) : undefined;
+      const result = await store.heartbeat({ nodeId: nodeOf(req).id, leaseId: body.lease_id, finished, now: now(), leaseMs, ...(media ? { media } : {}) });
       metrics.inc('heartbeats');
-      return { lease_expires_at: iso(result.leaseExpiresAt), remaining: ranges(result.remaining) };
+      if (media) metrics.inc('media_reported', media.length);
+      return { lease_expires_at: iso(result.leaseExpiresAt), remaining: ranges(result.remaining), media_queued: result.mediaQueued };
     },
   });
 
