@@ -20,11 +20,11 @@ async function projectFromFlag(value: string) {
   return loadProjectFile(file);
 }
 
-async function readRangesFile(path: string): Promise<string> {
+async function readRangesFile(path: string, flag = '--from-file'): Promise<string> {
   try {
     return await readFile(resolve(path), 'utf8');
   } catch (err) {
-    throw new InputError(`--from-file ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`, { code: 'E_USAGE', cause: err });
+    throw new InputError(`${flag} ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`, { code: 'E_USAGE', cause: err });
   }
 }
 
@@ -58,12 +58,23 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
     .requiredOption('--project <file>', 'project file (YAML or JSON), as for serve; the project name is read from it')
     .option('--ids <ranges>', 'ID ranges, e.g. 1-1000000')
     .option('--from-file <file>', 'a file of ranges, one per line (missing-ranges.txt)')
+    .option('--media-from-file <file>', 'a file of media URLs, one per line (a merge’s missing-media.txt): queued as media items again')
     .option('--item-size <n>', 'IDs per item (default: item_size in the project file)', positiveInt('--item-size'))
     .option('--create', 'start the project if the database does not hold it yet (the first seed)')
     .option('--db <url>', 'sqlite:PATH or postgres://…', 'sqlite:tracker.sqlite')
-    .action(async (o: { project: string; ids?: string; fromFile?: string; itemSize?: number; create?: boolean; db: string }) => {
-      if (!o.ids === !o.fromFile) throw new InputError('give exactly one of --ids or --from-file', { code: 'E_USAGE' });
+    .action(async (o: { project: string; ids?: string; fromFile?: string; mediaFromFile?: string; itemSize?: number; create?: boolean; db: string }) => {
+      if ([o.ids, o.fromFile, o.mediaFromFile].filter((v) => v !== undefined).length !== 1) {
+        throw new InputError('give exactly one of --ids, --from-file or --media-from-file', { code: 'E_USAGE' });
+      }
       const project = await projectFromFlag(o.project);
+      if (o.mediaFromFile) {
+        const text = await readRangesFile(o.mediaFromFile, '--media-from-file');
+        const { seedMediaCommand } = await import('../tracker/commands.js');
+        const r = await seedMediaCommand({ db: o.db, project, text, file: o.mediaFromFile, create: !!o.create });
+        io.stdout.write(`${r.summary}\n`);
+        setExit(0);
+        return;
+      }
       const ids = o.ids ?? (await readRangesFile(o.fromFile!));
       const { seedCommand } = await import('../tracker/commands.js');
       const r = await seedCommand({ db: o.db, project: project.name, ids, itemSize: o.itemSize ?? project.item_size, create: !!o.create });

@@ -14,6 +14,11 @@ import { versionConflicts, type VersionReport } from './version-conflicts.js';
  * as `START-END` (or `ID`) lines that `parseRanges` reads and a tracker can re-seed. Computed
  * from merged.sqlite alone; the missing ranges are a streaming difference of two sorted range
  * lists (requested, final), so a billion IDs cost nothing.
+ *
+ * Media across the project (issue 13): `missing-media.txt` lists, one per line, every media URL
+ * some input left queued or failed (its post item reported it, or a media item could not get it)
+ * that no input archived (no response or revisit record for it) — what `tracker seed
+ * --media-from-file` queues again, as missing-ranges.txt is for IDs.
  */
 export interface CoverageReport {
   generated_at: string;
@@ -22,6 +27,8 @@ export interface CoverageReport {
   final_ids_in_requested: number;
   missing_ids: number;
   missing_ranges: number;
+  /** Media URLs: `archived` fetched by some input (as media), `missing` queued somewhere and archived nowhere (missing-media.txt). */
+  media: { archived: number; missing: number };
   records: Record<string, number>;
   duplicates_dropped: number;
   inputs: {
@@ -115,6 +122,8 @@ export async function writeCoverage(db: Database.Database, dir: string, options:
   await once(out, 'finish');
   await rename(`${missingPath}.tmp`, missingPath);
 
+  const missingMedia = await writeMissingMedia(db, dir);
+
   const statuses: Record<string, number> = Object.fromEntries(ID_STATUSES.map((s) => [s, 0]));
   for (const r of db.prepare<[], { status: string; n: number }>('SELECT status, COUNT(*) AS n FROM ids GROUP BY status').iterate()) statuses[r.status] = r.n;
   const records: Record<string, number> = {};
@@ -129,6 +138,10 @@ export async function writeCoverage(db: Database.Database, dir: string, options:
     final_ids_in_requested: requestedIds - missingIds,
     missing_ids: missingIds,
     missing_ranges: missingRangeCount,
+    media: {
+      archived: db.prepare<[], { n: number }>(`SELECT COUNT(DISTINCT url) AS n FROM captures WHERE name = 'media'`).get()!.n,
+      missing: missingMedia,
+    },
     records,
     duplicates_dropped: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM duplicates').get()!.n,
     inputs: db
@@ -158,4 +171,35 @@ export async function writeCoverage(db: Database.Database, dir: string, options:
   await writeFile(join(dir, 'coverage.json.tmp'), `${JSON.stringify(report, null, 2)}\n`);
   await rename(join(dir, 'coverage.json.tmp'), join(dir, 'coverage.json'));
   return report;
+}
+
+/**
+ * Media URLs left queued or failed by some input and archived by none, sorted (streamed). A URL
+ * counts in the form it is fetched in: without its fragment (the tracker hands it out so).
+ */
+export function* missingMedia(db: Database.Database): Generator<string> {
+  // A 5xx or 429 answer was recorded, not archived: the URL is still missing.
+  const archived = db.prepare<[string], number>(`SELECT 1 FROM records WHERE url = ? AND type IN ('response', 'revisit') AND COALESCE(status, 200) < 500 AND COALESCE(status, 200) <> 429 LIMIT 1`).pluck();
+  let last: string | undefined;
+  for (const raw of db.prepare<[], string>('SELECT DISTINCT url FROM media_left ORDER BY url').pluck().iterate() as IterableIterator<string>) {
+    const url = raw.replace(/#.*$/s, '');
+    if (url === last) continue;
+    last = url;
+    if (archived.get(url) === undefined) yield url;
+  }
+}
+
+/** Writes DIR/missing-media.txt (one URL a line); returns how many URLs it lists. */
+async function writeMissingMedia(db: Database.Database, dir: string): Promise<number> {
+  const path = join(dir, 'missing-media.txt');
+  const out = createWriteStream(`${path}.tmp`);
+  let n = 0;
+  for (const url of missingMedia(db)) {
+    n++;
+    if (!out.write(`${url}\n`)) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'finish');
+  await rename(`${path}.tmp`, path);
+  return n;
 }

@@ -4,7 +4,8 @@ import { createCodec, type IdCodec } from '../config/id-codec.js';
 import type { RangeSet } from '../config/id-ranges.js';
 import { type ItemStore, type TrackerStats, parseSeedRanges } from './item-store.js';
 import { openItemStore } from './open-store.js';
-import { PROJECT_NAME, PROJECT_NAME_HINT } from './project.js';
+import { MediaScope, type ReportedMedia, mediaHostsOf } from './media-urls.js';
+import { PROJECT_NAME, PROJECT_NAME_HINT, type ProjectConfig } from './project.js';
 
 /**
  * The tracker's admin commands. Both take the project's name (the CLI reads it from the project
@@ -59,6 +60,46 @@ export async function seedCommand(options: {
     const skipped = result.skipped > 0 ? `; ${n(result.skipped)} IDs were already in the project and were left as they are` : '';
     const summary = `seeded ${n(result.items)} items (${n(result.ids)} IDs, up to ${itemSize} per item) into project ${project} in ${seconds.toFixed(2)} s${skipped}`;
     return { ...result, seconds, summary };
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * `lifeboat tracker seed --media-from-file`: queues the media URLs of `text` (one per line, `#`
+ * comments; a merge's missing-media.txt) as media work, including URLs the project has seen
+ * whose media items finished without archiving them. Every URL is checked as a node's report is
+ * (http(s), on the media hosts); a bad line is an InputError naming `file` and the line.
+ */
+export async function seedMediaCommand(options: { db: string; project: ProjectConfig; text: string; file: string; create?: boolean }): Promise<{ queued: number; known: number; summary: string }> {
+  const { db, project, text, file } = options;
+  checkName(project.name);
+  const scope = new MediaScope(mediaHostsOf(project));
+  const media: ReportedMedia[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    const url = line.replace(/#.*$/, '').trim();
+    if (!url) return;
+    try {
+      media.push(...scope.check([url]));
+    } catch (err) {
+      throw new InputError(`${file}:${i + 1}: ${(err as Error).message.replace(/^media\[0\]: /, '')}`, { code: 'E_USAGE', cause: err });
+    }
+  });
+  const missing = missingSqlite(db);
+  if (missing && !options.create) throw new InputError(`tracker database ${missing} does not exist; check --db, or add --create to start project ${project.name} in a new one`, { code: 'E_NO_DB' });
+  const store = await openItemStore({ db, project: project.name });
+  try {
+    if (!options.create) await requireProject(store, db, project.name, 'check the name and --db, or add --create to start it');
+    let queued = 0;
+    let known = 0;
+    for (let i = 0; i < media.length; i += 10_000) {
+      const r = await store.queueMedia(media.slice(i, i + 10_000), { requeue: true });
+      queued += r.queued;
+      known += r.known;
+    }
+    const n = (v: number) => v.toLocaleString('en-US');
+    const summary = `queued ${n(queued)} media URLs into project ${project.name}${known > 0 ? `; ${n(known)} were already queued or in a live media item and were left as they are` : ''}`;
+    return { queued, known, summary };
   } finally {
     await store.close();
   }

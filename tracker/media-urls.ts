@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { InputError } from '../config/errors.js';
 import { RangeSet } from '../config/id-ranges.js';
+import { loadProfile } from '../config/profile.js';
 import { type MediaKind, mediaKindOf } from '../config/media-kinds.js';
 
 export { ITEM_KINDS, MEDIA_KINDS, type ItemKind, type MediaKind, mediaKindOf } from '../config/media-kinds.js';
@@ -136,5 +137,19 @@ function hostOf(host: string): string {
     return parsed.startsWith('[') ? parsed.slice(1, -1) : parsed;
   } catch {
     return h;
+  }
+}
+
+/**
+ * Hosts reported media may be on: the project's media.hosts, else the scope hosts of its profile
+ * (a built-in name or a path). A profile the tracker cannot load (a path only nodes have) gives
+ * none: reports are then refused until the project lists media.hosts.
+ */
+export function mediaHostsOf(project: { profile: string; media: { hosts?: string[] | undefined } }): string[] {
+  if (project.media.hosts) return project.media.hosts;
+  try {
+    return loadProfile(project.profile).scopeHosts;
+  } catch {
+    return [];
   }
 }

@@ -3,9 +3,8 @@ import { readFileSync } from 'node:fs';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { ConfigError, InputError } from '../config/errors.js';
-import { loadProfile } from '../config/profile.js';
 import { AddressBudget } from './address-budget.js';
-import { MediaScope } from './media-urls.js';
+import { MediaScope, mediaHostsOf } from './media-urls.js';
 import { BannedError, LeaseError, NickTakenError, UploadStoreError, UploadUnverifiedError } from './errors.js';
 import { EVENT_RETENTION_MS, type ItemStore, type NodeRecord, type TrackerStats } from './item-store.js';
 import { TrackerMetrics } from './metrics.js';
@@ -220,7 +219,7 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
     openApi: buildOpenApi({ title: `lifeboat tracker: ${project.name}`, version: TRACKER_API_VERSION }),
     uploader,
     registrations: new AddressBudget({ max: limit.registrationsPerHour ?? 20, windowMs: 3_600_000, now }),
-    mediaScope: new MediaScope(options.mediaHosts ?? project.media.hosts ?? profileScopeHosts(project)),
+    mediaScope: new MediaScope(options.mediaHosts ?? mediaHostsOf(project)),
   });
 
   if (aliveEveryMs > 0) {
@@ -253,18 +252,6 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
 
 const ALIVE_KEY = 'alive_at';
 
-/**
- * The scope hosts of the project's profile (a built-in name or a path), for checking reported
- * media. A profile the tracker cannot load (a path only nodes have) gives none: reports are then
- * refused until the project lists media.hosts.
- */
-function profileScopeHosts(project: ProjectConfig): string[] {
-  try {
-    return loadProfile(project.profile).scopeHosts;
-  } catch {
-    return [];
-  }
-}
 
 /**
  * At start-up: if the tracker's last sign of life (any process of it: the setting is shared) is
