@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseHtmlBounded } from '../crawler/html-extract.js';
 import { cssReferences, pageRequisites, srcsetUrls } from '../crawler/page-requisites.js';
 import { extract } from '../crawler/extract.js';
+import { Requisites } from '../crawler/requisites.js';
 import { extractLimits } from '../crawler/extract-bounds.js';
 import { parseProfile } from '../config/profile.js';
 import { httpCapture } from './fixtures/http-capture.js';
@@ -96,5 +97,23 @@ captures:
     expect(ex.requisites).toEqual(['http://127.0.0.1:8931/load.php?lang=en&modules=startup&only=scripts&raw=1&skin=vector']);
     const bare = p.captures[2]!;
     expect((await extract(capture, bare.extract, bare.type, extractLimits(p), undefined, bare.requisites)).requisites).toEqual([]);
+  });
+
+  it('the crawl keeps requisites on the scope hosts and reads fetched stylesheets (text/css only) for theirs', async () => {
+    const p = parseProfile(`name: t
+base_url: http://127.0.0.1:8931
+scope: {hosts: ["127.0.0.1", "*.example.org"]}
+captures:
+  - {name: rev, url: "{base_url}/api.php?revids={id}", type: json}
+  - {name: page, url: "{base_url}/index.php?oldid={id}", type: html, requisites: [stylesheets, images]}
+`, { source: 'p.yaml' });
+    const req = new Requisites(p);
+    expect(req.kinds).toEqual(['stylesheets', 'images']);
+    expect(req.inScope(['http://127.0.0.1:8931/a.css', 'https://fonts.googleapis.com/x.css', 'https://cdn.example.org/b.png', 'https://example.org/apex.png', 'http://127.0.0.1:8931/a.css'])).toEqual(['http://127.0.0.1:8931/a.css', 'https://cdn.example.org/b.png']);
+    const css = '@import "more.css"; @font-face{src:url(/f.woff2)} .a{background:url(../img/a.svg?1)} .b{background:url(https://elsewhere.net/x.png)}';
+    const sheet = httpCapture('http://127.0.0.1:8931/skin/main.css', css, { contentType: 'text/css; charset=utf-8' });
+    expect(await req.ofStylesheet(sheet)).toEqual(['http://127.0.0.1:8931/skin/more.css', 'http://127.0.0.1:8931/img/a.svg?1']);
+    expect(await req.ofStylesheet(httpCapture('http://127.0.0.1:8931/x.js', css, { contentType: 'text/javascript' }))).toEqual([]);
+    expect(await req.ofStylesheet(httpCapture('http://127.0.0.1:8931/x.css', css, { contentType: 'text/css', status: 404 }))).toEqual([]);
   });
 });
