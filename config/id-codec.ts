@@ -1,10 +1,13 @@
+import { z } from 'zod';
 import { InputError } from './errors.js';
 
 /**
- * How a platform writes its post IDs. Internally an ID is a non-negative safe integer
- * (up to 2^53 - 1); `encode` gives the platform's notation used in URLs and on the command line.
+ * How a platform writes its post IDs (a profile's `ids.codec`). Internally an ID is a
+ * non-negative safe integer (up to 2^53 - 1); `encode` gives the platform's notation used in
+ * URLs and on the command line.
  */
-export type CodecSpec = 'integer' | 'base36' | 'hex' | { padded: number };
+export const codecSpecSchema = z.union([z.enum(['integer', 'base36', 'hex']), z.strictObject({ padded: z.number().int().min(1).max(16) })]);
+export type CodecSpec = z.infer<typeof codecSpecSchema>;
 
 export interface IdCodec {
   readonly name: string;
@@ -47,4 +50,12 @@ export function createCodec(spec: CodecSpec): IdCodec {
     encode: (id) => String(id).padStart(width, '0'),
     decode: (t) => checkedNumber(t, 10, /^[0-9]{1,16}$/, `zero-padded (${width} digits)`),
   };
+}
+
+/** The spec back from a codec's `name` (as a shard's meta stores it); undefined for a name it never gives. */
+export function codecSpecFromName(name: string): CodecSpec | undefined {
+  const padded = /^padded-(\d+)$/.exec(name);
+  const spec: unknown = padded ? { padded: Number(padded[1]) } : name;
+  const parsed = codecSpecSchema.safeParse(spec);
+  return parsed.success ? parsed.data : undefined;
 }

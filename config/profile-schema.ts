@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { codecSpecSchema } from './id-codec.js';
 
 /**
  * The profile format (DESIGN.md §4, a contract). Keys are snake_case in YAML/JSON; every object
@@ -70,9 +71,7 @@ export const profileSchema = z.strictObject({
   base_url: z.url().optional(),
   ids: z
     .strictObject({
-      codec: z
-        .union([z.enum(['integer', 'base36', 'hex']), z.strictObject({ padded: z.number().int().min(1).max(16) })])
-        .default('integer'),
+      codec: codecSpecSchema.default('integer'),
       discover: z.strictObject({ url: z.string().min(1), json: jsonPath }).optional(),
     })
     .default({ codec: 'integer' }),

@@ -4,6 +4,7 @@ import { compile as compileCss } from 'css-select';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import parseJsonPath from 'jsonpath-rfc9535/parser';
 import { ConfigError } from './errors.js';
+import type { CodecSpec } from './id-codec.js';
 import { formatKeyPath, issueMessage, primaryIssue } from './schema-issue.js';
 import { profileSchema, type ExtractData, type ProfileData, type Selector } from './profile-schema.js';
 import { resolveStatus, type StatusConfig } from './profile-status.js';
@@ -12,7 +13,6 @@ export type { Selector } from './profile-schema.js';
 export type { StatusConfig, StatusRule, RuleVerdict } from './profile-status.js';
 export type RequisiteKind = 'stylesheets' | 'scripts' | 'images' | 'fonts';
 export const REQUISITE_KINDS: readonly RequisiteKind[] = ['stylesheets', 'scripts', 'images', 'fonts'];
-export type CodecSpec = ProfileData['ids']['codec'];
 
 export interface ExtractRules {
   fields: Record<string, Selector>;

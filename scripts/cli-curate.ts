@@ -3,9 +3,9 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../config/errors.js';
-import { createCodec, type CodecSpec } from '../config/id-codec.js';
+import { codecSpecFromName, createCodec } from '../config/id-codec.js';
 import { SOFTWARE } from '../config/version.js';
-import { openForReading } from '../storage/sqlite-read.js';
+import { ShardDbReader } from '../storage/shard-db-read.js';
 import type { UploadProgress } from '../storage/upload/progress.js';
 import type { CliIo } from './cli-io.js';
 import { byteSize, positiveInt } from './cli-options.js';
@@ -14,17 +14,22 @@ import { byteSize, positiveInt } from './cli-options.js';
 function shardCodec(dir: string): ((id: number) => string) | undefined {
   const path = join(dir, 'shard.sqlite');
   if (!existsSync(path)) return undefined;
-  const db = openForReading(path);
+  let reader: ShardDbReader;
   try {
-    const row = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'codec'").get();
-    if (!row || row.value === 'integer') return undefined;
-    const spec: CodecSpec = row.value.startsWith('padded-') ? { padded: Number(row.value.slice(7)) } : (row.value as CodecSpec);
+    reader = ShardDbReader.open(path);
+  } catch {
+    return undefined;
+  }
+  try {
+    const name = reader.codecName();
+    const spec = name === undefined ? undefined : codecSpecFromName(name);
+    if (spec === undefined || spec === 'integer') return undefined;
     const codec = createCodec(spec);
     return (id) => codec.encode(id);
   } catch {
     return undefined;
   } finally {
-    db.close();
+    reader.close();
   }
 }
 

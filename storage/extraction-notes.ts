@@ -1,5 +1,3 @@
-import type Database from 'better-sqlite3';
-
 /**
  * Final IDs whose extraction was cut or failed (issue 11 §1): the response is archived, and
  * `ids.last_error` holds `extraction: …` saying what was left out. `status` lists them by note.
@@ -18,14 +16,14 @@ function noteKey(lastError: string): string {
     .replace(/after character \d+ of \d+/g, 'after character …');
 }
 
-export function extractionNotes(db: Pick<Database.Database, 'prepare'>, limit = 5): { total: number; notes: ExtractionNote[] } {
+/** The notes by cause, most common first, from a shard's `extraction: …` errors (`ShardDbReader.extractionErrors`). */
+export function extractionNotes(errors: Iterable<{ lastError: string; count: number }>, limit = 5): { total: number; notes: ExtractionNote[] } {
   const byNote = new Map<string, number>();
   let total = 0;
-  const rows = db.prepare<[], { e: string; n: number }>(`SELECT last_error AS e, COUNT(*) AS n FROM ids WHERE status != 'failed' AND last_error LIKE 'extraction: %' GROUP BY last_error`);
-  for (const r of rows.iterate()) {
-    total += r.n;
-    const key = noteKey(r.e);
-    byNote.set(key, (byNote.get(key) ?? 0) + r.n);
+  for (const r of errors) {
+    total += r.count;
+    const key = noteKey(r.lastError);
+    byNote.set(key, (byNote.get(key) ?? 0) + r.count);
   }
   const notes = [...byNote].map(([note, count]) => ({ note, count })).sort((a, b) => b.count - a.count || a.note.localeCompare(b.note));
   return { total, notes: notes.slice(0, limit) };

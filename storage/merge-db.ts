@@ -1,5 +1,8 @@
 import Database from 'better-sqlite3';
 import { StorageError } from '../config/errors.js';
+import { missingRanges } from './coverage.js';
+import { archivedWithoutCapture, idCounts, tableNames, type RecordLocation } from './shard-db-read.js';
+import { openForReading } from './sqlite-read.js';
 
 /**
  * The merged database (`OUT/merged.sqlite`): where every kept record is, what every dropped
@@ -157,11 +160,120 @@ export class MergedDb {
       .run(s.recordsRead, s.recordsKept, s.duplicates, s.defects, s.bytesRead, id);
   }
 
+  /** A `meta` value (`prefix`: the name merged WARCs start with). */
+  meta(key: string): string | undefined {
+    return this.db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(key)?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(key, value);
+  }
+
   transaction<T>(fn: () => T): T {
     return this.db.transaction(fn)();
   }
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+}
+
+/**
+ * The read side of a merged database for the curator commands (status, verify, export). The
+ * handle comes from `openForReading` (`MergedDbReader.open`) or an input snapshot (input-db.ts);
+ * `close` is for the first. The report builders that own one concern each — coverage.ts,
+ * cdxj.ts, wacz-pages.ts, post-search.ts — take `sqlite` and keep their queries to themselves.
+ */
+export class MergedDbReader {
+  readonly #db: Database.Database;
+
+  constructor(db: Database.Database) {
+    this.#db = db;
+  }
+
+  static open(path: string): MergedDbReader {
+    return new MergedDbReader(openForReading(path));
+  }
+
+  /** The handle, for the merged database's report modules (coverage, CDXJ, pages, search). */
+  get sqlite(): Database.Database {
+    return this.#db;
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  hasTables(...names: string[]): boolean {
+    const tables = tableNames(this.#db);
+    return names.every((n) => tables.has(n));
+  }
+
+  meta(key: string): string | undefined {
+    return this.#db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(key)?.value;
+  }
+
+  idCounts(): Record<string, number> {
+    return idCounts(this.#db);
+  }
+
+  /** IDs inside some input's requested ranges with no final status (coverage.ts), streamed. */
+  missingRanges(): Iterable<{ start: number; end: number }> {
+    return missingRanges(this.#db);
+  }
+
+  responseCount(): number {
+    return this.#db.prepare<[], { n: number }>(`SELECT COUNT(*) AS n FROM records WHERE type = 'response'`).get()!.n;
+  }
+
+  /** The first and last WARC-Date of the kept responses and resources. */
+  captureSpan(): { first: string | null; last: string | null } {
+    return this.#db.prepare<[], { first: string | null; last: string | null }>(`SELECT MIN(date) AS first, MAX(date) AS last FROM records WHERE type IN ('response', 'resource')`).get()!;
+  }
+
+  inputCount(): number {
+    return this.#db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM inputs').get()!.n;
+  }
+
+  /** The inputs merged so far, in merge order. */
+  inputSummaries(): { path: string; kind: string; node: string | null; mergedAt: string; recordsKept: number; defects: number }[] {
+    return this.#db
+      .prepare<[], { path: string; kind: string; node: string | null; mergedAt: string; recordsKept: number; defects: number }>(
+        'SELECT path, kind, node, merged_at AS mergedAt, records_kept AS recordsKept, defects FROM inputs ORDER BY id',
+      )
+      .all();
+  }
+
+  /** The earliest date `url` was captured with a usable answer (no 4xx/5xx), if it was. */
+  firstGoodCaptureDate(url: string): string | undefined {
+    return (
+      this.#db
+        .prepare<[string], { date: string | null }>(
+          `SELECT MIN(date) AS date FROM records WHERE url = ? AND type IN ('response', 'revisit', 'resource') AND (status IS NULL OR status < 400)`,
+        )
+        .get(url)?.date ?? undefined
+    );
+  }
+
+  /** Media URLs left over by the inputs (per state) that no input fetched after all. */
+  unfetchedMediaStates(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const rows = this.#db.prepare<[], { state: string; n: number }>(
+      `SELECT state, COUNT(DISTINCT url) AS n FROM media_left m
+       WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.url = m.url AND r.type IN ('response', 'revisit')) GROUP BY state`,
+    );
+    for (const r of rows.iterate()) out[r.state] = r.n;
+    return out;
+  }
+
+  /** Every kept record, sorted by (file, offset); streamed. */
+  recordLocations(): Iterable<RecordLocation> {
+    return this.#db
+      .prepare<[], RecordLocation>(`SELECT warc, offset, length, record_id AS recordId, type, url, 'records row' AS what FROM records ORDER BY warc, offset`)
+      .iterate();
+  }
+
+  archivedWithoutCapture(): Iterable<number> {
+    return archivedWithoutCapture(this.#db);
   }
 }

@@ -216,8 +216,8 @@ async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaite
   const warcDir = join(o.out, 'warcs');
   await repairOpenWarcs(warcDir); // a merge that crashed: cut its last file back to whole records
   const mdb = new MergedDb(join(o.out, 'merged.sqlite'));
-  const prefix = mdb.db.prepare<[], { value: string }>(`SELECT value FROM meta WHERE key = 'prefix'`).get()?.value ?? listings.find((l) => l.profile)?.profile ?? 'lifeboat';
-  mdb.db.prepare(`INSERT OR REPLACE INTO meta (key, value) VALUES ('prefix', ?)`).run(prefix);
+  const prefix = mdb.meta('prefix') ?? listings.find((l) => l.profile)?.profile ?? 'lifeboat';
+  mdb.setMeta('prefix', prefix);
   const writer = new WarcWriter({
     dir: warcDir,
     prefix,

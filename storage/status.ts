@@ -1,11 +1,11 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../config/errors.js';
-import { missingRanges } from './coverage.js';
 import { extractionNotes, formatExtractionNotes } from './extraction-notes.js';
 import { lockHolder } from './dir-lock.js';
 import { readManifest } from './shard-manifest.js';
-import { openForReading } from './sqlite-read.js';
+import { MergedDbReader } from './merge-db.js';
+import { ShardDbReader } from './shard-db-read.js';
 
 /**
  * `lifeboat status DIR`: what a shard or merged directory holds and what is left to do —
@@ -50,27 +50,27 @@ export function reasonOf(lastError: string | null): string {
 }
 
 /** The most common reasons why IDs of a shard failed, from an open shard database. */
-export function failureReasons(db: ReturnType<typeof openForReading>, limit = 5): FailureReason[] {
+export function failureReasons(shard: ShardDbReader, limit = 5): FailureReason[] {
   const byReason = new Map<string, number>();
-  for (const r of db.prepare<[], { e: string | null; n: number }>(`SELECT last_error AS e, COUNT(*) AS n FROM ids WHERE status = 'failed' GROUP BY last_error`).iterate()) {
-    const reason = reasonOf(r.e);
-    byReason.set(reason, (byReason.get(reason) ?? 0) + r.n);
+  for (const r of shard.failedErrors()) {
+    const reason = reasonOf(r.lastError);
+    byReason.set(reason, (byReason.get(reason) ?? 0) + r.count);
   }
   return [...byReason].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason)).slice(0, limit);
 }
 
 /** `failureReasons` of the shard in `dir` (read-only); empty when it has no database yet. */
 export function shardFailureReasons(dir: string, limit = 5): FailureReason[] {
-  let db: ReturnType<typeof openForReading>;
+  let shard: ShardDbReader;
   try {
-    db = openForReading(join(dir, 'shard.sqlite'));
+    shard = ShardDbReader.open(join(dir, 'shard.sqlite'));
   } catch {
     return [];
   }
   try {
-    return failureReasons(db, limit);
+    return failureReasons(shard, limit);
   } finally {
-    db.close();
+    shard.close();
   }
 }
 
@@ -99,52 +99,35 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
   for (const name of (await readdir(join(dir, 'warcs')).catch(() => [] as string[])).filter((n) => /\.warc(\.gz)?(\.open)?$/.test(n)).sort()) {
     warcs.push({ name, bytes: (await stat(join(dir, 'warcs', name))).size, open: name.endsWith('.open') });
   }
-  const db = openForReading(dbPath);
+  const db = kind === 'merged' ? MergedDbReader.open(dbPath) : ShardDbReader.open(dbPath);
   try {
-    const ids: Record<string, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 };
-    for (const r of db.prepare<[], { status: string; n: number }>('SELECT status, COUNT(*) AS n FROM ids GROUP BY status').iterate()) ids[r.status] = r.n;
-    // Merged databases keep no per-ID error text: notes are a shard's.
-    const notes = kind === 'shard' ? extractionNotes(db) : { total: 0, notes: [] };
+    const ids: Record<string, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0, ...db.idCounts() };
     const firstRanges: string[] = [];
     let idsToRetry = 0;
     let mediaQueued = 0;
     let mediaFailed = 0;
     let provenance: DirStatus['provenance'];
     let reasons: FailureReason[] = [];
-    if (kind === 'merged') {
-      for (const r of missingRanges(db)) {
+    // Merged databases keep no per-ID error text: notes are a shard's.
+    let notes: ReturnType<typeof extractionNotes> = { total: 0, notes: [] };
+    if (db instanceof MergedDbReader) {
+      for (const r of db.missingRanges()) {
         idsToRetry += r.end - r.start + 1;
         if (firstRanges.length < 20) firstRanges.push(...rangesOf([r]));
       }
-      for (const r of db
-        .prepare<[], { state: string; n: number }>(
-          `SELECT state, COUNT(DISTINCT url) AS n FROM media_left m
-           WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.url = m.url AND r.type IN ('response', 'revisit')) GROUP BY state`,
-        )
-        .iterate()) {
-        if (r.state === 'queued') mediaQueued = r.n;
-        else mediaFailed = r.n;
+      for (const [state, n] of Object.entries(db.unfetchedMediaStates())) {
+        if (state === 'queued') mediaQueued = n;
+        else mediaFailed = n;
       }
-      provenance = {
-        kind: 'merged',
-        inputs: db
-          .prepare<[], { path: string; kind: string; node: string | null; mergedAt: string; recordsKept: number; defects: number }>(
-            'SELECT path, kind, node, merged_at AS mergedAt, records_kept AS recordsKept, defects FROM inputs ORDER BY id',
-          )
-          .all(),
-      };
+      provenance = { kind: 'merged', inputs: db.inputSummaries() };
     } else {
+      notes = extractionNotes(db.extractionErrors());
       idsToRetry = ids.failed ?? 0;
       reasons = failureReasons(db);
-      const failed = db.prepare<[], { start: number; end: number }>(
-        `SELECT MIN(id) AS start, MAX(id) AS end FROM (SELECT id, id - ROW_NUMBER() OVER (ORDER BY id) AS grp FROM ids WHERE status = 'failed')
-         GROUP BY grp ORDER BY start LIMIT 20`,
-      );
-      firstRanges.push(...rangesOf(failed.iterate()));
-      for (const r of db.prepare<[], { state: string; n: number }>('SELECT state, COUNT(*) AS n FROM urls GROUP BY state').iterate()) {
-        if (r.state === 'queued') mediaQueued = r.n;
-        if (r.state === 'failed') mediaFailed = r.n;
-      }
+      firstRanges.push(...rangesOf(db.failedRanges(20)));
+      const media = db.mediaStates();
+      mediaQueued = media.queued ?? 0;
+      mediaFailed = media.failed ?? 0;
       const m = await readManifest(dir).catch(() => undefined);
       provenance = { kind: 'shard', profile: m?.profile, node: m?.node, software: m?.software, ranges: Array.isArray(m?.ranges) ? m.ranges.join(',') : m?.ranges, updatedAt: m?.updated_at };
     }

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { MERGED_TABLES, openInputDb, SHARD_TABLES } from './input-db.js';
+import { MergedDbReader } from './merge-db.js';
+import { ShardDbReader, type RecordLocation } from './shard-db-read.js';
 import { checkInputFile, hashRegularFile } from './input-file.js';
 import { readManifest } from './shard-manifest.js';
 import { readWarc, type ReadRecord } from './warc-reader.js';
@@ -36,16 +38,6 @@ export interface VerifyOptions {
   /** Where input databases are snapshotted (they are never opened in place); default the OS temp dir. */
   tmpDir?: string;
   onProgress?: (p: { file: string; records: number; bytes: number }) => void;
-}
-
-interface RowRef {
-  warc: string;
-  offset: number;
-  length: number;
-  recordId: string | null;
-  type: string;
-  url: string;
-  what: string;
 }
 
 class Collector {
@@ -89,26 +81,11 @@ async function verifyWarc(path: string, size: number, out: Collector, opts: Veri
   }
 }
 
-/** Rows of a shard's `captures` (or a merged `records`) table as record locations, sorted by (file, offset). */
-function locationQuery(db: Database.Database): string | undefined {
-  const tables = new Set(db.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table'`).all().map((r) => r.name));
-  if (tables.has('records')) {
-    return `SELECT warc, offset, length, record_id AS recordId, type, url, 'records row' AS what FROM records ORDER BY warc, offset`;
-  }
-  if (tables.has('captures')) {
-    return `SELECT warc, offset, length, record_id AS recordId, record_type AS type, url, 'captures row (' || name || ')' AS what FROM captures
-            UNION ALL
-            SELECT request_warc, request_offset, request_length, NULL, 'request', url, 'captures row (' || name || ', request)' FROM captures
-            ORDER BY 1, 2`;
-  }
-  return undefined;
-}
-
 /** Joins the sorted rows with the records of each file as they are read. */
 class RowJoin {
-  readonly #it: Iterator<RowRef>;
-  #row: RowRef | undefined;
-  constructor(rows: Iterable<RowRef>, private readonly out: Collector, private readonly dir: string) {
+  readonly #it: Iterator<RecordLocation>;
+  #row: RecordLocation | undefined;
+  constructor(rows: Iterable<RecordLocation>, private readonly out: Collector, private readonly dir: string) {
     this.#it = rows[Symbol.iterator]();
     this.#next();
   }
@@ -117,7 +94,7 @@ class RowJoin {
     this.#row = r.done ? undefined : r.value;
     if (this.#row) this.out.report.counts.dbRows++;
   }
-  #bad(row: RowRef, what: string): void {
+  #bad(row: RecordLocation, what: string): void {
     this.out.add({ file: join(this.dir, row.warc), offset: row.offset, what: `${row.what} for ${row.url}: ${what}` });
   }
   /** Rows for files that sort before `name` point at files that do not exist. */
@@ -155,15 +132,15 @@ class RowJoin {
 }
 
 /** The directory's database: `shard.sqlite` (or a merge's `merged.sqlite`), opened from a snapshot. */
-async function openDirDb(dir: string, out: Collector, opts: VerifyOptions): Promise<{ db: Database.Database; path: string; close: () => Promise<void> } | undefined> {
+async function openDirDb(dir: string, out: Collector, opts: VerifyOptions): Promise<{ db: ShardDbReader | MergedDbReader; path: string; close: () => Promise<void> } | undefined> {
   const candidates = [
-    { path: join(dir, 'shard.sqlite'), tables: SHARD_TABLES },
-    { path: join(dir, 'merged.sqlite'), tables: MERGED_TABLES },
+    { path: join(dir, 'shard.sqlite'), tables: SHARD_TABLES, reader: (db: Database.Database) => new ShardDbReader(db) },
+    { path: join(dir, 'merged.sqlite'), tables: MERGED_TABLES, reader: (db: Database.Database) => new MergedDbReader(db) },
   ];
   for (const c of candidates) {
     if (!(await lstat(c.path).catch(() => undefined))) continue;
     const opened = await openInputDb(c.path, { root: dir, tmpDir: opts.tmpDir ?? tmpdir(), tables: c.tables });
-    if (opened.ok) return { db: opened.db, path: c.path, close: opened.close };
+    if (opened.ok) return { db: c.reader(opened.db), path: c.path, close: opened.close };
     out.add({ file: c.path, what: `${opened.what}; the WARCs are checked on their own` });
     return undefined;
   }
@@ -187,8 +164,7 @@ async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Prom
   const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
   const input = await openDirDb(dir, out, opts);
   try {
-    const query = input ? locationQuery(input.db) : undefined;
-    const join_ = new RowJoin(query ? (input!.db.prepare(query).iterate() as Iterable<RowRef>) : [], out, warcDir);
+    const join_ = new RowJoin(input ? input.db.recordLocations() : [], out, warcDir);
     for (const name of names) {
       const path = join(warcDir, name);
       const finalName = name.replace(/\.open$/, '');
@@ -224,21 +200,15 @@ async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Prom
   }
 }
 
-function checkIds(db: Database.Database, dbPath: string, out: Collector, manifestCounts: Record<string, number> | undefined): void {
-  const tables = new Set(db.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table'`).all().map((r) => r.name));
-  if (!tables.has('ids') || !tables.has('captures')) return;
-  const ids: Record<string, number> = {};
-  for (const r of db.prepare<[], { status: string; n: number }>('SELECT status, COUNT(*) AS n FROM ids GROUP BY status').iterate()) ids[r.status] = r.n;
+function checkIds(db: ShardDbReader | MergedDbReader, dbPath: string, out: Collector, manifestCounts: Record<string, number> | undefined): void {
+  if (!db.hasTables('ids', 'captures')) return;
+  const ids = db.idCounts();
   out.report.counts.ids = ids;
   const listedArchived = manifestCounts?.archived;
   if (typeof listedArchived === 'number' && listedArchived > (ids.archived ?? 0)) {
     out.add({ file: dbPath, what: `${ids.archived ?? 0} archived IDs, but shard.json counts ${listedArchived}` });
   }
-  const missing = db.prepare<[], { id: number }>(
-    `SELECT id FROM ids WHERE status = 'archived' AND NOT EXISTS (
-       SELECT 1 FROM captures c WHERE c.post_id = ids.id AND c.http_status BETWEEN 200 AND 299)`,
-  );
-  for (const r of missing.iterate()) out.add({ file: dbPath, what: `ID ${r.id} is archived but has no 2xx capture` });
+  for (const id of db.archivedWithoutCapture()) out.add({ file: dbPath, what: `ID ${id} is archived but has no 2xx capture` });
 }
 
 /** Verifies shard directories, merge directories and bare WARC files. Non-zero `defectCount`: the CLI exits 1. */

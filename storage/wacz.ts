@@ -5,11 +5,10 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import Database from 'better-sqlite3';
 import { InputError } from '../config/errors.js';
 import { indexShard } from './shard-index.js';
 import { readManifest } from './shard-manifest.js';
-import { openForReading } from './sqlite-read.js';
+import { MergedDb, MergedDbReader } from './merge-db.js';
 import { pageLines } from './wacz-pages.js';
 import { ZipWriter } from './zip-writer.js';
 
@@ -111,29 +110,26 @@ interface Described {
 }
 
 /** datapackage.json's title, description, mainPageUrl and mainPageDate: as given, or what the merge says. */
-function describe(db: Database.Database, o: ExportWaczOptions, source: WaczResult['source'], firstPage: { url: string; ts: string } | undefined): Described {
-  const project = db.prepare<[], { value: string }>(`SELECT value FROM meta WHERE key = 'prefix'`).get()?.value ?? 'lifeboat';
-  const count = (status: string): number => db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM ids WHERE status = ?').get(status)!.n;
-  const span = db.prepare<[], { first: string | null; last: string | null }>(`SELECT MIN(date) AS first, MAX(date) AS last FROM records WHERE type IN ('response', 'resource')`).get()!;
-  const inputs = db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM inputs').get()!.n;
+function describe(db: MergedDbReader, o: ExportWaczOptions, source: WaczResult['source'], firstPage: { url: string; ts: string } | undefined): Described {
+  const project = db.meta('prefix') ?? 'lifeboat';
+  const ids = db.idCounts();
+  const count = (status: string): number => ids[status] ?? 0;
+  const span = db.captureSpan();
+  const inputs = db.inputCount();
   const day = (d: string | null): string => (d ?? '?').slice(0, 10);
   const archived = count('archived');
   const what =
     archived > 0
       ? `${archived} posts archived (${count('missing')} missing, ${count('gone')} gone, ${count('restricted')} restricted)`
-      : `${db.prepare<[], { n: number }>(`SELECT COUNT(*) AS n FROM records WHERE type = 'response'`).get()!.n} responses archived`;
+      : `${db.responseCount()} responses archived`;
   const from = source === 'shard' ? 'from one crawl shard' : `merged from ${inputs} input${inputs === 1 ? '' : 's'}`;
   let mainPageUrl = firstPage?.url ?? null;
   let mainPageDate = firstPage?.ts ?? null;
   if (o.mainPageUrl) {
-    const hit = db
-      .prepare<[string], { date: string | null }>(
-        `SELECT MIN(date) AS date FROM records WHERE url = ? AND type IN ('response', 'revisit', 'resource') AND (status IS NULL OR status < 400)`,
-      )
-      .get(o.mainPageUrl);
-    if (!hit?.date) throw new InputError(`--main-page ${o.mainPageUrl} is not archived in ${o.dir} (give a URL from its index)`, { code: 'E_EXPORT_MAIN_PAGE' });
+    const date = db.firstGoodCaptureDate(o.mainPageUrl);
+    if (!date) throw new InputError(`--main-page ${o.mainPageUrl} is not archived in ${o.dir} (give a URL from its index)`, { code: 'E_EXPORT_MAIN_PAGE' });
     mainPageUrl = o.mainPageUrl;
-    mainPageDate = hit.date;
+    mainPageDate = date;
   }
   return {
     title: o.title ?? `${project} archive`,
@@ -153,9 +149,9 @@ async function openSource(dir: string, work: string): Promise<{ source: WaczResu
     await indexShard(dir, dbPath, cdxjPath);
     const profile = (await readManifest(dir))?.profile;
     if (profile) {
-      const db = new Database(dbPath);
-      db.prepare(`INSERT OR REPLACE INTO meta (key, value) VALUES ('prefix', ?)`).run(profile);
-      db.close();
+      const mdb = new MergedDb(dbPath);
+      mdb.setMeta('prefix', profile);
+      mdb.close();
     }
     return { source: 'shard', dbPath, cdxjPath, warcDir: join(dir, 'warcs') };
   }
@@ -169,11 +165,11 @@ export async function exportWacz(o: ExportWaczOptions): Promise<WaczResult> {
   if (!existsSync(o.dir)) throw new InputError(`${o.dir} does not exist`, { code: 'E_EXPORT_INPUT' });
   const work = await mkdtemp(join(tmpdir(), 'lifeboat-wacz-'));
   const tmpFile = `${o.file}.tmp`;
-  let db: Database.Database | undefined;
+  let db: MergedDbReader | undefined;
   let zip: ZipWriter | undefined;
   try {
     const src = await openSource(o.dir, work);
-    db = openForReading(src.dbPath); // leaves no -wal/-shm behind (issue 10 §3)
+    db = MergedDbReader.open(src.dbPath); // leaves no -wal/-shm behind (issue 10 §3)
     const files: { src: string; path: string }[] = [];
     for (const name of (await readdir(src.warcDir)).filter((n) => n.endsWith('.warc.gz')).sort()) files.push({ src: join(src.warcDir, name), path: `archive/${name}` });
     if ((await stat(src.cdxjPath)).size > (o.compressIndexAboveBytes ?? 10 * 1024 * 1024)) {
@@ -181,7 +177,7 @@ export async function exportWacz(o: ExportWaczOptions): Promise<WaczResult> {
       files.push({ src: join(work, 'index.cdx.gz'), path: 'indexes/index.cdx.gz' }, { src: join(work, 'index.idx'), path: 'indexes/index.idx' });
     } else files.push({ src: src.cdxjPath, path: 'indexes/index.cdxj' });
     let firstPage: { url: string; ts: string } | undefined;
-    const lines = pageLines(db);
+    const lines = pageLines(db.sqlite);
     const pages = (await writeLines(join(work, 'pages.jsonl'), (function* () {
       for (const line of lines) {
         if (firstPage === undefined && !line.startsWith('{"format"')) firstPage = JSON.parse(line) as { url: string; ts: string };
