@@ -7,6 +7,9 @@
  * The same functions are exposed as ground truth (`post()`, `mediaBody()`) so a test can check
  * what a crawler archived without a second source of truth.
  *
+ * This file is the server (options, faults, sockets); the content is demo-content.ts and what
+ * each path answers is demo-routes.ts.
+ *
  * Faults are opt-in: `chaos` (5xx, resets, stalls, short bodies; never more than
  * MAX_CONSECUTIVE_CHAOS in a row on one path, so a retrying client always gets through) and
  * `rateLimit` (a global token bucket answering 429 + `Retry-After: 1`). /robots.txt is exempt
@@ -14,7 +17,10 @@
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { gzipSync } from 'node:zlib';
+import { DemoContent, hash, prng, unit, type DemoPost } from './demo-content.js';
+import { DEFAULT_ROBOTS, jsonReply, route, textReply, type Reply, type RouteContext } from './demo-routes.js';
+
+export type { DemoPost } from './demo-content.js';
 
 export const CHAOS_KINDS = ['5xx', 'reset', 'stall', 'short'] as const;
 export type ChaosKind = (typeof CHAOS_KINDS)[number];
@@ -57,17 +63,6 @@ export interface DemoPlatformStats {
   paths: Map<string, number>;
 }
 
-export interface DemoPost {
-  id: number;
-  status: 'public' | 'missing' | 'gone' | 'private';
-  /** The API object, for public posts only. */
-  json?: unknown;
-  /** Absolute URLs of the post's images, video and avatar (public posts only), deduplicated. */
-  mediaUrls: string[];
-  /** Private posts only: a marker that appears in the post's text. It must never be served. */
-  secret?: string;
-}
-
 export interface DemoPlatform {
   url: string;
   port: number;
@@ -81,405 +76,6 @@ export interface DemoPlatform {
   mediaBody(path: string): Buffer | undefined;
   /** Every absolute media URL referenced by public posts, deduplicated. Walks all IDs: O(posts). */
   publicMediaUrls(): string[];
-}
-
-// ---------------------------------------------------------------------------------------------
-// Deterministic content
-
-const SALT = { gap: 1, status: 2, author: 3, text: 4, media: 5, links: 6, time: 7, bytes: 8 } as const;
-const GAP_BLOCK = 64;
-const AUTHORS = 50;
-const ADJECTIVES = ['brave', 'calm', 'eager', 'fuzzy', 'gentle', 'happy', 'jolly', 'lucky', 'quiet', 'witty'] as const;
-const ANIMALS = ['otter', 'heron', 'badger', 'lynx', 'puffin'] as const;
-const WORDS = [
-  'the', 'a', 'boat', 'harbour', 'storm', 'light', 'archive', 'signal', 'tide', 'rope', 'deck', 'map',
-  'north', 'coffee', 'morning', 'rescue', 'crew', 'anchor', 'wave', 'night', 'is', 'was', 'and', 'to',
-  'we', 'saved', 'every', 'post', 'before', 'dark', 'café', 'naïve', 'Ünïcödé', '🚀', '⚓', '&', '<3',
-  '"quoted"', "it's", '#lifeboat', '#archive', 'déjà', 'vu', '日本語', 'ok', 'lol', 'again',
-] as const;
-const EPOCH_MS = Date.UTC(2021, 0, 1);
-
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/** A 32-bit hash of (seed, n, salt); n may exceed 2^32. */
-function hash(seed: number, n: number, salt: number): number {
-  const hi = Math.floor(n / 0x1_0000_0000) >>> 0;
-  let h = fmix32((seed >>> 0) ^ 0x9e3779b9);
-  h = fmix32(h ^ (n >>> 0));
-  h = fmix32((h + hi) ^ Math.imul(salt, 0x27d4eb2f));
-  return h;
-}
-
-const unit = (h: number): number => h / 0x1_0000_0000;
-
-/** mulberry32: a small seeded PRNG returning uint32s. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
-const authorHandle = (i: number): string => `${ADJECTIVES[i % 10]}_${ANIMALS[Math.floor(i / 10) % 5]}`;
-const HANDLES = new Set(Array.from({ length: AUTHORS }, (_, i) => authorHandle(i)));
-
-type PostStatus = DemoPost['status'];
-type UrlForm = 'abs' | 'rel' | 'ext';
-interface PostShape {
-  id: number;
-  handle: string;
-  images: UrlForm[];
-  video: UrlForm | undefined;
-}
-
-function statusOf(seed: number, posts: number, id: number): PostStatus {
-  if (!Number.isSafeInteger(id) || id < 1 || id > posts) return 'missing';
-  // Runs of missing IDs: in a quarter of the blocks of 64 IDs, a gap of 3-12 consecutive IDs (~2.9%).
-  const b = hash(seed, Math.floor((id - 1) / GAP_BLOCK), SALT.gap);
-  if ((b & 3) === 0) {
-    const len = 3 + ((b >>> 2) % 10);
-    const start = (b >>> 8) % (GAP_BLOCK - len);
-    const offset = (id - 1) % GAP_BLOCK;
-    if (offset >= start && offset < start + len) return 'missing';
-  }
-  const r = unit(hash(seed, id, SALT.status));
-  if (r < 0.03) return 'missing';
-  if (r < 0.05) return 'gone';
-  if (r < 0.07) return 'private';
-  return 'public';
-}
-
-/** Structure of a public post (what media it has): cheap, and all that mediaBody() needs. */
-function shapeOf(seed: number, id: number, external: boolean): PostShape {
-  const handle = authorHandle(hash(seed, id, SALT.author) % AUTHORS);
-  const m = hash(seed, id, SALT.media);
-  const r = m % 100;
-  const count = r < 40 ? 0 : r < 70 ? 1 : r < 90 ? 2 : 3;
-  const next = prng(m);
-  const form = (allowExt: boolean): UrlForm => {
-    const f = next() % 10;
-    return allowExt && external && f === 0 ? 'ext' : f < 5 ? 'abs' : 'rel';
-  };
-  const images = Array.from({ length: count }, () => form(true));
-  const video = unit(hash(seed, id, SALT.media + 100)) < 0.05 ? form(false) : undefined;
-  return { id, handle, images, video };
-}
-
-function textOf(seed: number, id: number, secret: string | undefined): string {
-  const next = prng(hash(seed, id, SALT.text));
-  const n = 6 + (next() % 25);
-  const words: string[] = [];
-  for (let i = 0; i < n; i++) words.push(WORDS[next() % WORDS.length]!);
-  if (secret) words.splice(next() % words.length, 0, secret);
-  return words.join(' ');
-}
-
-interface ContentOptions {
-  seed: number;
-  posts: number;
-  url: string;
-  mediaBaseUrl: string | undefined;
-}
-
-/** Pure functions from (seed, posts, url) to everything the platform serves. */
-class DemoContent {
-  readonly #o: ContentOptions;
-  readonly #cache = new Map<string, Buffer>();
-
-  constructor(o: ContentOptions) {
-    this.#o = o;
-  }
-
-  status(id: number): PostStatus {
-    return statusOf(this.#o.seed, this.#o.posts, id);
-  }
-
-  post(id: number): DemoPost {
-    const { seed, url, mediaBaseUrl } = this.#o;
-    const status = this.status(id);
-    if (status === 'private') return { id, status, mediaUrls: [], secret: `PRIVATE-${id}-SECRET` };
-    if (status !== 'public') return { id, status, mediaUrls: [] };
-    const shape = shapeOf(seed, id, mediaBaseUrl !== undefined);
-    const link = (form: UrlForm, path: string): string =>
-      form === 'abs' ? `${url}${path}` : form === 'ext' ? `${mediaBaseUrl}${path}` : path;
-    const media: { type: 'image' | 'video'; url: string }[] = shape.images.map((form, k) => ({
-      type: 'image',
-      url: link(form, `/media/img/${id}-${k}.jpg`),
-    }));
-    if (shape.video) media.push({ type: 'video', url: link(shape.video, `/media/video/${id}.mp4`) });
-    const l = hash(seed, id, SALT.links);
-    const lower = (salt: number): number => id - 1 - (hash(seed, id, salt) % Math.min(id - 1, 500));
-    const replyTo = id > 1 && l % 100 < 20 ? lower(SALT.links + 100) : null;
-    const repostOf = id > 1 && (l >>> 8) % 100 < 5 ? lower(SALT.links + 200) : null;
-    const i = HANDLE_INDEX.get(shape.handle)!;
-    const displayName = `${cap(ADJECTIVES[i % 10]!)} ${cap(ANIMALS[Math.floor(i / 10) % 5]!)}`;
-    const json = {
-      id,
-      author: {
-        handle: shape.handle,
-        display_name: displayName,
-        avatar_url: link((l >>> 16) & 1 ? 'abs' : 'rel', `/media/avatar/${shape.handle}.png`),
-      },
-      created_at: new Date(EPOCH_MS + id * 37_000 + (hash(seed, id, SALT.time) % 30_000)).toISOString(),
-      text: textOf(seed, id, undefined),
-      media,
-      reply_to: replyTo,
-      repost_of: repostOf,
-    };
-    const mediaUrls = [...new Set([...media.map((m) => m.url), json.author.avatar_url].map((u) => new URL(u, url).href))];
-    return { id, status, json, mediaUrls };
-  }
-
-  /** The would-be text of a private post (never served; used to prove the marker would leak). */
-  privateText(id: number): string {
-    return textOf(this.#o.seed, id, `PRIVATE-${id}-SECRET`);
-  }
-
-  mediaBody(path: string): Buffer | undefined {
-    const cached = this.#cache.get(path);
-    if (cached) return cached;
-    const body = this.#mediaBody(path);
-    if (body) {
-      if (this.#cache.size >= 32) this.#cache.delete(this.#cache.keys().next().value!);
-      this.#cache.set(path, body);
-    }
-    return body;
-  }
-
-  #mediaBody(path: string): Buffer | undefined {
-    const { seed } = this.#o;
-    const h = (fnv1a(path) ^ hash(seed, 0, SALT.bytes)) >>> 0;
-    let m = /^\/media\/img\/(\d+)-(\d)\.jpg$/.exec(path);
-    if (m) {
-      const id = Number(m[1]);
-      if (String(id) !== m[1] || this.status(id) !== 'public') return undefined;
-      if (Number(m[2]) >= shapeOf(seed, id, false).images.length) return undefined;
-      return withMagic(randomBytes(h, 2048 + (h % (38 * 1024))), JPEG_HEAD, JPEG_TAIL);
-    }
-    m = /^\/media\/video\/(\d+)\.mp4$/.exec(path);
-    if (m) {
-      const id = Number(m[1]);
-      if (String(id) !== m[1] || this.status(id) !== 'public' || !shapeOf(seed, id, false).video) return undefined;
-      return withMagic(randomBytes(h, 200 * 1024 + (h % (1300 * 1024))), MP4_HEAD);
-    }
-    m = /^\/media\/avatar\/([a-z_]+)\.png$/.exec(path);
-    if (m && HANDLES.has(m[1]!)) return withMagic(randomBytes(h, 4500 + (h % 1000)), PNG_HEAD);
-    return undefined;
-  }
-
-  publicMediaUrls(): string[] {
-    const out = new Set<string>();
-    for (let id = 1; id <= this.#o.posts; id++) {
-      if (this.status(id) === 'public') for (const u of this.post(id).mediaUrls) out.add(u);
-    }
-    return [...out];
-  }
-}
-
-const HANDLE_INDEX = new Map([...HANDLES].map((h, i) => [h, i] as const));
-const cap = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
-
-const JPEG_HEAD = Buffer.from('ffd8ffe000104a46494600010100000100010000', 'hex');
-const JPEG_TAIL = Buffer.from('ffd9', 'hex');
-const PNG_HEAD = Buffer.from('89504e470d0a1a0a0000000d4948445200000030000000300806000000', 'hex');
-const MP4_HEAD = Buffer.from('000000186674797069736f6d0000020069736f6d6d703432', 'hex');
-
-/** xorshift32 bytes: ~1 ms per MB, so even a 1.5 MB video is cheap to regenerate. */
-function randomBytes(seed: number, size: number): Buffer {
-  const words = new Uint32Array(Math.ceil(size / 4));
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return Buffer.from(words.buffer, 0, size);
-}
-
-function withMagic(body: Buffer, head: Buffer, tail?: Buffer): Buffer {
-  head.copy(body, 0);
-  if (tail) tail.copy(body, body.length - tail.length);
-  return body;
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP
-
-interface Reply {
-  status: number;
-  headers: Record<string, string>;
-  body: Buffer;
-}
-
-const JSON_TYPE = 'application/json; charset=utf-8';
-const DEFAULT_ROBOTS = 'User-agent: *\nDisallow: /admin/\n';
-const APP_JS = `// Client-side rendering for the demo platform: fills #rendered from the JSON API.
-// On the JS-only shell (/app/{id}, article[data-shell]) it renders the author and avatar too.
-(function () {
-  var article = document.querySelector('article.post');
-  var target = document.getElementById('rendered');
-  if (!article || !target) return;
-  fetch('/api/v1/posts/' + article.getAttribute('data-id'), { headers: { accept: 'application/json' } })
-    .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
-    .then(function (post) {
-      if (article.hasAttribute('data-shell')) {
-        var avatar = document.createElement('img');
-        avatar.className = 'rendered-avatar';
-        avatar.src = post.author.avatar_url;
-        target.appendChild(avatar);
-        var author = document.createElement('span');
-        author.className = 'rendered-author';
-        author.textContent = post.author.display_name + ' @' + post.author.handle;
-        target.appendChild(author);
-      }
-      var p = document.createElement('p');
-      p.className = 'rendered-text';
-      p.textContent = post.text;
-      target.appendChild(p);
-      post.media.forEach(function (m) {
-        var el = document.createElement(m.type === 'video' ? 'video' : 'img');
-        el.className = 'rendered-media';
-        el.src = m.url;
-        target.appendChild(el);
-        // Scripts also reach out on their own, past the Fetch layer a crawler may rely on: a
-        // WebSocket and a beacon to every other origin a post names (scope must stop both).
-        var other = new URL(m.url, location.href);
-        if (other.origin !== location.origin) {
-          try { new WebSocket(other.origin.replace(/^http/, 'ws') + '/live'); } catch (e) {}
-          try { navigator.sendBeacon(other.origin + '/beacon', 'seen'); } catch (e) {}
-        }
-      });
-      target.setAttribute('data-rendered', 'true');
-    })
-    .catch(function (e) { target.textContent = 'failed to load: ' + e.message; });
-})();
-`;
-
-const escapeHtml = (s: string): string =>
-  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-
-function acceptsGzip(req: IncomingMessage): boolean {
-  const ae = req.headers['accept-encoding'];
-  if (typeof ae !== 'string') return false;
-  return ae.split(',').some((part) => {
-    const [name, ...params] = part.split(';').map((s) => s.trim().toLowerCase());
-    if (name !== 'gzip' && name !== 'x-gzip') return false;
-    const q = params.find((p) => p.startsWith('q='));
-    return q === undefined || Number(q.slice(2)) > 0;
-  });
-}
-
-function jsonReply(req: IncomingMessage, status: number, value: unknown): Reply {
-  const raw = Buffer.from(JSON.stringify(value));
-  const headers: Record<string, string> = { 'content-type': JSON_TYPE, vary: 'Accept-Encoding' };
-  if (!acceptsGzip(req)) return { status, headers, body: raw };
-  return { status, headers: { ...headers, 'content-encoding': 'gzip' }, body: gzipSync(raw) };
-}
-
-const textReply = (status: number, text: string, type = 'text/plain; charset=utf-8'): Reply => ({
-  status,
-  headers: { 'content-type': type },
-  body: Buffer.from(text),
-});
-
-function postPage(post: DemoPost, url: string): string {
-  const p = post.json as {
-    id: number;
-    author: { handle: string; display_name: string; avatar_url: string };
-    created_at: string;
-    text: string;
-    media: { type: string; url: string }[];
-    reply_to: number | null;
-  };
-  const media = p.media
-    .map((m) =>
-      m.type === 'video'
-        ? `<video src="${escapeHtml(m.url)}" controls></video>`
-        : `<img class="media" src="${escapeHtml(m.url)}" alt="">`,
-    )
-    .join('\n');
-  const reply = p.reply_to === null ? '' : `<a class="reply-to" href="/p/${p.reply_to}">in reply to #${p.reply_to}</a>\n`;
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Post ${p.id} by @${p.author.handle}</title>
-<link rel="canonical" href="${url}/p/${p.id}"></head>
-<body>
-<article class="post" data-id="${p.id}">
-<header><img class="avatar" src="${escapeHtml(p.author.avatar_url)}" alt="" width="48" height="48">
-<span class="author">${escapeHtml(p.author.display_name)} @${p.author.handle}</span>
-<time datetime="${p.created_at}">${p.created_at}</time></header>
-<p class="text">${escapeHtml(p.text)}</p>
-${media}
-${reply}</article>
-<div id="rendered"></div>
-<script src="/static/app.js"></script>
-</body></html>
-`;
-}
-
-/**
- * The JS-only shell of a post (`/app/{id}`): no text, no media in the HTML; app.js fetches the
- * API and renders them, as many platforms do. `hang` adds a script that never returns.
- */
-function shellPage(id: number, hang: boolean): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Post ${id}</title></head>
-<body>
-<article class="post" data-id="${id}" data-shell></article>
-<div id="rendered"></div>
-<script src="/static/app.js"></script>
-${hang ? '<script>for (;;) {}</script>\n' : ''}</body></html>
-`;
-}
-
-function errorPage(status: number): Reply {
-  const title = status === 403 ? 'This post is private' : status === 410 ? 'This post was deleted' : 'Not found';
-  return textReply(status, `<!doctype html><title>${title}</title><h1>${title}</h1>\n`, 'text/html; charset=utf-8');
-}
-
-const POST_ERRORS = { missing: [404, 'not found'], gone: [410, 'gone'], private: [403, 'private'] } as const;
-
-function mediaReply(req: IncomingMessage, path: string, body: Buffer, etag: string): Reply {
-  const type = path.endsWith('.jpg') ? 'image/jpeg' : path.endsWith('.png') ? 'image/png' : 'video/mp4';
-  const headers = { 'content-type': type, etag, 'accept-ranges': 'bytes', 'cache-control': 'public, max-age=86400' };
-  if (req.headers['if-none-match'] === etag) return { status: 304, headers, body: Buffer.alloc(0) };
-  const range = req.headers.range;
-  const m = typeof range === 'string' ? /^bytes=(\d*)-(\d*)$/.exec(range.trim()) : null;
-  if (!m || (m[1] === '' && m[2] === '')) return { status: 200, headers, body };
-  const size = body.length;
-  let start: number;
-  let end: number;
-  if (m[1] === '') {
-    start = Math.max(0, size - Number(m[2]));
-    end = size - 1;
-  } else {
-    start = Number(m[1]);
-    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
-  }
-  if (start >= size || start > end) {
-    return { status: 416, headers: { ...headers, 'content-range': `bytes */${size}` }, body: Buffer.alloc(0) };
-  }
-  return {
-    status: 206,
-    headers: { ...headers, 'content-range': `bytes ${start}-${end}/${size}` },
-    body: body.subarray(start, end + 1),
-  };
 }
 
 class TokenBucket {
@@ -530,44 +126,10 @@ export async function startDemoPlatform(opts: DemoPlatformOptions = {}): Promise
   const stats: DemoPlatformStats = { requests: 0, byStatus: {}, chaos: 0, rateLimited: 0, paths: new Map() };
   const sockets = new Set<Socket>();
   const stalls = new Set<NodeJS.Timeout>();
-  let content: DemoContent | undefined;
+  let routes: RouteContext | undefined;
 
   const count = (status: number): void => {
     stats.byStatus[status] = (stats.byStatus[status] ?? 0) + 1;
-  };
-
-  const route = (req: IncomingMessage, path: string, c: DemoContent, url: string): Reply => {
-    if (path === '/robots.txt') return textReply(200, robotsTxt);
-    if (path === '/api/v1/latest') return jsonReply(req, 200, { max_id: posts });
-    if (path === '/admin' || path.startsWith('/admin/')) return textReply(200, 'secret admin\n');
-    if (path === '/static/app.js') return textReply(200, APP_JS, 'text/javascript; charset=utf-8');
-    if (path === '/') {
-      return textReply(200, `<!doctype html><title>demo platform</title><h1>demo platform</h1>\n<p>${posts} posts. <a href="/api/v1/latest">latest</a></p>\n`, 'text/html; charset=utf-8');
-    }
-    const shell = /^\/app\/(\d{1,16})$/.exec(path);
-    if (shell) {
-      const id = Number(shell[1]);
-      const status = String(id) === shell[1] ? c.status(id) : 'missing';
-      if (status !== 'public') return errorPage(POST_ERRORS[status][0]);
-      return textReply(200, shellPage(id, hangPages.has(id)), 'text/html; charset=utf-8');
-    }
-    const m = /^\/(api\/v1\/posts|p)\/(\d{1,16})$/.exec(path);
-    if (m) {
-      const id = Number(m[2]);
-      const isApi = m[1] !== 'p';
-      const status = String(id) === m[2] ? c.status(id) : 'missing';
-      if (status !== 'public') {
-        const [code, error] = POST_ERRORS[status];
-        return isApi ? jsonReply(req, code, { error }) : errorPage(code);
-      }
-      const post = c.post(id);
-      return isApi ? jsonReply(req, 200, post.json) : textReply(200, postPage(post, url), 'text/html; charset=utf-8');
-    }
-    if (path.startsWith('/media/')) {
-      const body = c.mediaBody(path);
-      if (body) return mediaReply(req, path, body, `"${((fnv1a(path) ^ seed) >>> 0).toString(16)}-${body.length.toString(16)}"`);
-    }
-    return path.startsWith('/api/') ? jsonReply(req, 404, { error: 'not found' }) : errorPage(404);
   };
 
   const sendNormally = (req: IncomingMessage, res: ServerResponse, reply: Reply): void => {
@@ -623,25 +185,24 @@ export async function startDemoPlatform(opts: DemoPlatformOptions = {}): Promise
     stats.requests++;
     const target = req.url ?? '/';
     if (trackPaths) stats.paths.set(target, (stats.paths.get(target) ?? 0) + 1);
-    const c = content!;
-    const url = publicUrl;
+    const ctx = routes!;
     let path: string;
     try {
-      path = new URL(target, url).pathname;
+      path = new URL(target, ctx.url).pathname;
     } catch {
       return sendNormally(req, res, textReply(400, 'bad request\n'));
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       return sendNormally(req, res, { ...textReply(405, 'method not allowed\n'), headers: { allow: 'GET, HEAD' } });
     }
-    if (path === '/robots.txt') return sendNormally(req, res, route(req, path, c, url));
+    if (path === '/robots.txt') return sendNormally(req, res, route(req, path, ctx));
     if (bucket && !bucket.take()) {
       stats.rateLimited++;
       const reply = jsonReply(req, 429, { error: 'rate limited' });
       if (rateLimit?.retryAfter !== false) reply.headers['retry-after'] = '1';
       return sendNormally(req, res, reply);
     }
-    const reply = route(req, path, c, url);
+    const reply = route(req, path, ctx);
     const streak = chaosStreak.get(target) ?? 0;
     if (chaos && chaos.rate > 0 && streak < MAX_CONSECUTIVE_CHAOS && unit(chaosRandom()) < chaos.rate) {
       chaosStreak.set(target, streak + 1);
@@ -667,8 +228,8 @@ export async function startDemoPlatform(opts: DemoPlatformOptions = {}): Promise
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('demo platform: unexpected server address');
   const publicUrl = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
-  content = new DemoContent({ seed, posts, url: publicUrl, mediaBaseUrl: opts.mediaBaseUrl?.replace(/\/+$/, '') });
-  const c = content;
+  const c = new DemoContent({ seed, posts, url: publicUrl, mediaBaseUrl: opts.mediaBaseUrl?.replace(/\/+$/, '') });
+  routes = { content: c, url: publicUrl, posts, seed, robotsTxt, hangPages };
 
   let closing: Promise<void> | undefined;
   return {
