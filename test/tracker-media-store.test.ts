@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
 import { LeaseError } from '../tracker/errors.js';
 import { type DoneStats, type ItemStore, type Lease, packItems } from '../tracker/item-store.js';
-import { type ReportedMedia, mediaKindOf, normaliseMediaUrl } from '../tracker/media-urls.js';
+import { type ReportedMedia, SeenUrls, mediaKindOf, mediaUrlHash, normaliseMediaUrl } from '../tracker/media-urls.js';
 import { PostgresItemStore } from '../tracker/postgres-store.js';
 import { SqliteItemStore } from '../tracker/sqlite-store.js';
 import { isPgReachable } from './fixtures/environment.js';
@@ -126,15 +126,19 @@ function mediaContract(makeHarness: () => Promise<Harness>) {
     await expect(store.heartbeat({ nodeId: a.id, leaseId: first.leaseId, finished: r([sa, sa]), now: late, leaseMs: LEASE_MS, media: [m('http://127.0.0.1/stale.png')] })).rejects.toBeInstanceOf(LeaseError);
     await expect(store.done({ nodeId: a.id, leaseId: first.leaseId, stats: stats(), now: late })).rejects.toBeInstanceOf(LeaseError);
     expect((await store.mediaCounts()).urls).toBe(4); // the stale lease's report was not stored
+    // …nor remembered as seen: the same URL from a live lease is queued.
+    const live = await store.seed(packItems(r([1, 1]), 1)).then(() => lease(store, a.id, { now: late, only: 'posts' }));
+    expect((await store.heartbeat({ nodeId: a.id, leaseId: live.leaseId, finished: r([1, 1]), now: late, leaseMs: LEASE_MS, media: [m('http://127.0.0.1/stale.png')] })).mediaQueued).toBe(1);
+    await store.done({ nodeId: a.id, leaseId: live.leaseId, stats: stats(), now: late });
+    expect(await store.claim({ nodeId: b.id, now: late, leaseMs: LEASE_MS, only: 'media', mediaItemSize: 3 })).toMatchObject({ kind: 'lease', lease: { urls: [{ url: 'http://127.0.0.1/stale.png' }] } });
     expect(await store.done({ nodeId: b.id, leaseId: second.leaseId, stats: stats(500), now: late })).toEqual({ duplicate: false });
     expect(await store.done({ nodeId: b.id, leaseId: second.leaseId, stats: stats(500), now: late })).toEqual({ duplicate: true });
-    expect(await store.mediaCounts()).toEqual({ urls: 4, done: 4, pending: 0 });
-    expect((await store.claim({ nodeId: b.id, now: late, leaseMs: LEASE_MS })).kind).toBe('done');
+    expect(await store.mediaCounts()).toEqual({ urls: 5, done: 4, pending: 0 });
     // Media seqs are not post IDs: the leaderboard's IDs stay the posts'; bytes still count.
     const s = await store.stats({ now: late, windowMs: 60_000 });
-    expect(s.ids).toEqual({ total: 0, done: 0 });
+    expect(s.ids).toEqual({ total: 1, done: 1 });
     expect(s.nodes.find((n) => n.nick === 'bob')).toMatchObject({ ids: 0, bytes: 500, items: 1 });
-    expect(s.nodes.find((n) => n.nick === 'alice')).toMatchObject({ ids: 0, items: 0 });
+    expect(s.nodes.find((n) => n.nick === 'alice')).toMatchObject({ ids: 1, items: 1 });
     // Released with a failure, the unfinished URLs go back too.
     await store.queueMedia([m('http://127.0.0.1/e.png'), m('http://127.0.0.1/f.png')]);
     const third = await lease(store, a.id, { now: late });
@@ -206,6 +210,16 @@ function mediaContract(makeHarness: () => Promise<Harness>) {
 }
 
 describe('media URL helpers', () => {
+  it('SeenUrls keeps the most recently met hashes, up to its bound', () => {
+    const seen = new SeenUrls(2);
+    const [a, b, c] = ['a', 'b', 'c'].map((x) => mediaUrlHash('p', x));
+    seen.addAll([a!, b!]);
+    expect(seen.has(a!)).toBe(true); // a is now the most recent
+    seen.addAll([c!]);
+    expect([seen.has(a!), seen.has(b!), seen.has(c!)]).toEqual([true, false, true]);
+    expect(new SeenUrls(0).has(a!)).toBe(false);
+  });
+
   it('normalises scheme, host and default port, drops the fragment, keeps the query', () => {
     expect(normaliseMediaUrl('HTTP://Example.ORG:80/a b/./c.png?b=1&a=2#top').href).toBe('http://example.org/a%20b/c.png?b=1&a=2');
     expect(mediaKindOf('http://h/x/y.JPG?size=2')).toBe('image');

@@ -153,3 +153,56 @@ export function mediaHostsOf(project: { profile: string; media: { hosts?: string
     return [];
   }
 }
+
+/** Entries a store's SeenUrls keeps by default: ~60 MB, the most recently reported URLs. */
+export const DEFAULT_SEEN_CACHE = 500_000;
+
+/**
+ * The hashes of URLs this process knows are in the table, most recently met last, bounded: a
+ * report's already-seen URLs (shared avatars above all) are turned away without a database round.
+ * Exact, not a Bloom filter: a filter's false positive would drop a never-seen URL for good. A
+ * hash is added only after the transaction that stored or met it committed, and rows are never
+ * deleted, so a hit is always right; several tracker processes each keep their own.
+ */
+export class SeenUrls {
+  readonly #keys = new Map<string, true>();
+  readonly #max: number;
+
+  constructor(max = DEFAULT_SEEN_CACHE) {
+    this.#max = max;
+  }
+
+  has(hash: Buffer): boolean {
+    const key = hash.toString('latin1');
+    if (!this.#keys.has(key)) return false;
+    this.#keys.delete(key);
+    this.#keys.set(key, true);
+    return true;
+  }
+
+  addAll(hashes: readonly Buffer[]): void {
+    if (this.#max === 0) return;
+    for (const hash of hashes) {
+      const key = hash.toString('latin1');
+      this.#keys.delete(key);
+      this.#keys.set(key, true);
+      if (this.#keys.size > this.#max) this.#keys.delete(this.#keys.keys().next().value!);
+    }
+  }
+}
+
+/**
+ * A report split for the store: the URLs to take to the database (all with `requeue`, else those
+ * SeenUrls does not know), with their hashes, and how many were turned away in memory.
+ */
+export function mediaToStore(project: string, media: readonly ReportedMedia[], seen: SeenUrls, requeue: boolean): { todo: ReportedMedia[]; hashes: Buffer[] } {
+  const todo: ReportedMedia[] = [];
+  const hashes: Buffer[] = [];
+  for (const m of uniqueMedia(media)) {
+    const hash = mediaUrlHash(project, m.url);
+    if (!requeue && seen.has(hash)) continue;
+    todo.push(m);
+    hashes.push(hash);
+  }
+  return { todo, hashes };
+}

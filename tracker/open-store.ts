@@ -12,20 +12,20 @@ import { SqliteItemStore } from './sqlite-store.js';
  *   (see PostgresItemStore).
  * The caller owns the returned store and must `close()` it.
  */
-export async function openItemStore(options: { db: string; project: string; maxConnections?: number }): Promise<ItemStore> {
-  const { db, project, maxConnections } = options;
+export async function openItemStore(options: { db: string; project: string; maxConnections?: number; seenCache?: number }): Promise<ItemStore> {
+  const { db, project, maxConnections, seenCache } = options;
   let store: ItemStore;
   if (db.startsWith('sqlite:')) {
     const path = db.slice('sqlite:'.length);
     if (!path) throw new InputError(`--db ${db}: give a file path after "sqlite:"`);
-    store = new SqliteItemStore({ path, project });
+    store = new SqliteItemStore({ path, project, ...(seenCache !== undefined ? { seenCache } : {}) });
   } else if (/^postgres(ql)?:\/\//.test(db)) {
     const url = new URL(db);
     const schema = url.searchParams.get('schema') ?? undefined;
     const synchronousCommit = url.searchParams.get('synchronous_commit') !== 'off';
     url.searchParams.delete('schema');
     url.searchParams.delete('synchronous_commit');
-    store = new PostgresItemStore({ connectionString: url.toString(), project, schema, maxConnections, synchronousCommit });
+    store = new PostgresItemStore({ connectionString: url.toString(), project, schema, maxConnections, synchronousCommit, ...(seenCache !== undefined ? { seenCache } : {}) });
   } else {
     throw new InputError(`--db ${db}: expected sqlite:PATH or postgres://USER@HOST:PORT/DATABASE`);
   }

@@ -21,7 +21,7 @@ import {
   retryAfterMsFor,
   storedRanges,
 } from './item-store.js';
-import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, mediaPriority, mediaUrlHash, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
+import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
 import { type HistoryRow, type RatePoint, HISTORY_BUCKET_MS, HISTORY_RETENTION_MS, ROLLUP_KEY, ROLLUP_LAG_MS, buildHistory, buildStats } from './stats.js';
 
 const SCHEMA = `
@@ -130,6 +130,7 @@ export class PostgresItemStore implements ItemStore {
   readonly project: string;
   #pool: pg.Pool;
   #schema: string;
+  #seen: SeenUrls;
 
   /**
    * `synchronousCommit: false` sets PostgreSQL's synchronous_commit=off for these sessions: a
@@ -137,8 +138,9 @@ export class PostgresItemStore implements ItemStore {
    * leases simply expire and their remainders are handed out again — in exchange for not
    * waiting on a WAL flush per transition. Default true.
    */
-  constructor(options: { connectionString: string; project: string; schema?: string; maxConnections?: number; synchronousCommit?: boolean }) {
+  constructor(options: { connectionString: string; project: string; schema?: string; maxConnections?: number; synchronousCommit?: boolean; seenCache?: number }) {
     const { connectionString, project, schema = 'public', maxConnections = 10, synchronousCommit = true } = options;
+    this.#seen = new SeenUrls(options.seenCache);
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new InputError(`bad PostgreSQL schema name "${schema}"`);
     this.project = project;
     this.#schema = schema;
@@ -446,11 +448,14 @@ export class PostgresItemStore implements ItemStore {
     }
   }
 
-  /** Inserts never-seen URLs in one statement (the unique hash is the dedupe); returns how many were new. */
-  async #insertMedia(client: pg.PoolClient, media: readonly ReportedMedia[], requeue: boolean): Promise<number> {
-    const unique = uniqueMedia(media);
-    const hashes = unique.map((m) => mediaUrlHash(this.project, m.url));
-    const inserted = await client.query(INSERT_MEDIA, [this.project, hashes, unique.map((m) => m.url), unique.map((m) => mediaPriority(m))]);
+  /**
+   * Inserts never-seen URLs in one statement (the unique hash is the dedupe) inside the caller's
+   * transaction; returns how many were new and the hashes to remember once it commits.
+   */
+  async #insertMedia(client: pg.PoolClient, media: readonly ReportedMedia[], requeue: boolean): Promise<{ fresh: number; hashes: Buffer[] }> {
+    const { todo, hashes } = mediaToStore(this.project, media, this.#seen, requeue);
+    if (todo.length === 0) return { fresh: 0, hashes };
+    const inserted = await client.query(INSERT_MEDIA, [this.project, hashes, todo.map((m) => m.url), todo.map((m) => mediaPriority(m))]);
     let fresh = inserted.rowCount ?? 0;
     if (requeue) {
       const requeued = await client.query(
@@ -459,12 +464,13 @@ export class PostgresItemStore implements ItemStore {
       );
       fresh += requeued.rowCount ?? 0;
     }
-    return fresh;
+    return { fresh, hashes };
   }
 
   async queueMedia(media: readonly ReportedMedia[], options: { requeue?: boolean } = {}): Promise<{ queued: number; known: number }> {
-    const queued = await this.#tx((client) => this.#insertMedia(client, media, options.requeue ?? false));
-    return { queued, known: uniqueMedia(media).length - queued };
+    const { fresh, hashes } = await this.#tx((client) => this.#insertMedia(client, media, options.requeue ?? false));
+    this.#seen.addAll(hashes);
+    return { queued: fresh, known: uniqueMedia(media).length - fresh };
   }
 
   async mediaCounts(): Promise<{ urls: number; done: number; pending: number }> {
@@ -513,7 +519,9 @@ export class PostgresItemStore implements ItemStore {
         values: [row.id, leaseId, nodeId, now, row.finished, added, 0, 0, this.project, storedRanges(after), after.size, leaseExpiresAt],
       };
     };
-    if (media.length > 0) {
+    // URLs this process knows are stored need no transaction: the one-statement path below serves.
+    const unseen = mediaToStore(this.project, media, this.#seen, false).todo;
+    if (unseen.length > 0) {
       // Media and the finished IDs they came from in one transaction; the item row is locked first.
       return this.#tx(async (client) => {
         const found = (await client.query<LeaseRow>(
@@ -521,10 +529,13 @@ export class PostgresItemStore implements ItemStore {
           [leaseId, this.project],
         )).rows[0];
         const row = this.#checkLive(found, leaseId, nodeId, now);
-        const mediaQueued = await this.#insertMedia(client, media, false);
+        const stored = await this.#insertMedia(client, unseen, false);
         const w = write(row);
         await client.query(w.text, w.values);
-        return { leaseExpiresAt, remaining: w.remaining, mediaQueued };
+        return { result: { leaseExpiresAt, remaining: w.remaining, mediaQueued: stored.fresh }, hashes: stored.hashes };
+      }).then(({ result, hashes }) => {
+        this.#seen.addAll(hashes); // committed: from now on these are turned away in memory
+        return result;
       });
     }
     return this.#guarded(leaseId, async (found) => {

@@ -22,7 +22,7 @@ import {
   retryAfterMsFor,
   storedRanges,
 } from './item-store.js';
-import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, mediaPriority, mediaUrlHash, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
+import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
 import {
   type HistoryRow,
   type RatePoint,
@@ -110,10 +110,13 @@ export class SqliteItemStore implements ItemStore {
   readonly project: string;
   #db: Database.Database;
   #s: Record<string, Stmt> = {};
+  #seen: SeenUrls;
 
   /** Opens (and owns) the database file at `path`; `close()` closes it. */
-  constructor(options: { path: string; project: string }) {
+  /** `seenCache`: URL hashes kept in memory to turn repeated reports away (SeenUrls); 0 turns it off. */
+  constructor(options: { path: string; project: string; seenCache?: number }) {
     this.project = options.project;
+    this.#seen = new SeenUrls(options.seenCache);
     try {
       this.#db = new Database(options.path);
     } catch (err) {
@@ -328,20 +331,25 @@ export class SqliteItemStore implements ItemStore {
     return this.#db.prepare(`SELECT seq, url FROM media_urls WHERE project = ? AND (${sql}) ORDER BY seq`).all(this.project, ...values) as MediaUrl[];
   }
 
-  /** Inserts never-seen URLs (one statement each, the unique hash is the dedupe); returns how many were new. */
-  #insertMedia(media: readonly ReportedMedia[], requeue: boolean): number {
+  /**
+   * Inserts never-seen URLs (one statement each, the unique hash is the dedupe) inside the
+   * caller's transaction; returns how many were new and the hashes to remember once it commits.
+   */
+  #insertMedia(media: readonly ReportedMedia[], requeue: boolean): { fresh: number; hashes: Buffer[] } {
+    const { todo, hashes } = mediaToStore(this.project, media, this.#seen, requeue);
     let fresh = 0;
-    for (const m of uniqueMedia(media)) {
-      const hash = mediaUrlHash(this.project, m.url);
+    todo.forEach((m, i) => {
+      const hash = hashes[i]!;
       if (this.#stmt('insertMedia').run(this.project, hash, m.url, mediaPriority(m)).changes > 0) fresh++;
       else if (requeue) fresh += this.#stmt('requeueMedia').run(hash).changes;
-    }
-    return fresh;
+    });
+    return { fresh, hashes };
   }
 
   async queueMedia(media: readonly ReportedMedia[], options: { requeue?: boolean } = {}): Promise<{ queued: number; known: number }> {
-    const queued = this.#db.transaction(() => this.#insertMedia(media, options.requeue ?? false)).immediate();
-    return { queued, known: uniqueMedia(media).length - queued };
+    const { fresh, hashes } = this.#db.transaction(() => this.#insertMedia(media, options.requeue ?? false)).immediate();
+    this.#seen.addAll(hashes);
+    return { queued: fresh, known: uniqueMedia(media).length - fresh };
   }
 
   async mediaCounts(): Promise<{ urls: number; done: number; pending: number }> {
@@ -376,11 +384,13 @@ export class SqliteItemStore implements ItemStore {
     const run = this.#db.transaction(() => {
       const row = this.#liveLease(leaseId, nodeId, now);
       const leaseExpiresAt = now + leaseMs;
-      const mediaQueued = media.length > 0 ? this.#insertMedia(media, false) : 0;
+      const stored = media.length > 0 ? this.#insertMedia(media, false) : { fresh: 0, hashes: [] };
       const remaining = this.#recordFinished(row, finished, nodeId, now, leaseExpiresAt);
-      return { leaseExpiresAt, remaining, mediaQueued };
+      return { result: { leaseExpiresAt, remaining, mediaQueued: stored.fresh }, hashes: stored.hashes };
     });
-    return run.immediate();
+    const { result, hashes } = run.immediate();
+    this.#seen.addAll(hashes); // committed: from now on these are turned away in memory
+    return result;
   }
 
   async lookupLease({ nodeId, leaseId, now }: { nodeId: number; leaseId: string; now: number }): Promise<LeaseLookup> {
