@@ -28,7 +28,8 @@ export interface BrowserFetcherOptions {
   idleMs?: number;
   maxBodyBytes: number;
   screenshots?: boolean;
-  backoffBaseMs?: number;
+  /** Upper bound of the first retry's delay (crawl settings). */
+  backoffBaseMs: number;
   events?: FetcherEvents & { onBlocked?: (url: string, reason: string) => void };
   signal?: AbortSignal;
 }
@@ -119,7 +120,7 @@ export class BrowserFetcher {
       }
       this.#o.events?.onRetry?.(url, lastError.message);
       if (attempt < maxAttempts) {
-        await sleep(backoffMs(attempt, { baseMs: this.#o.backoffBaseMs ?? 250 }), undefined, this.#o.signal ? { signal: this.#o.signal } : undefined);
+        await sleep(backoffMs(attempt, { baseMs: this.#o.backoffBaseMs }), undefined, this.#o.signal ? { signal: this.#o.signal } : undefined);
       }
     }
     throw lastError ?? new RetryableFetchError(`${url}: failed in the browser`, { code: 'E_BROWSER' });

@@ -4,7 +4,10 @@ const SCALARS = ['done', 'records', 'bytes', 'warcs', 'throttles', 'retries', 'e
 
 export type StatsCounters = { ids: Record<IdStatus, number> } & Record<(typeof SCALARS)[number], number>;
 
-/** Live counters of a run, read by the progress display and the summary line. */
+/**
+ * Live counters of a run, read by the progress display and the summary line. They change only
+ * through the methods below (and `setSum`, where a main thread adds up its workers' counters).
+ */
 export class CrawlStats {
   readonly started = Date.now();
   readonly ids: Record<IdStatus, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 };
@@ -36,9 +39,44 @@ export class CrawlStats {
     for (const k of SCALARS) this[k] = list.reduce((n, p) => n + p[k], 0);
   }
 
+  /** An ID became final (counted once its commit is done). */
   count(status: IdStatus): void {
     this.ids[status]++;
     this.done++;
+  }
+
+  /** Records written to the WARCs; `warcsClosed` is the recorder's running count of finished files. */
+  recorded(r: { records: number; bytes: number }, warcsClosed: number): void {
+    this.records += r.records;
+    this.bytes += r.bytes;
+    this.warcs = warcsClosed;
+  }
+
+  /** A media URL's fetch ended. */
+  media(outcome: 'done' | 'failed' | 'skipped'): void {
+    if (outcome === 'done') this.mediaDone++;
+    else if (outcome === 'failed') this.mediaFailed++;
+    else this.mediaSkipped++;
+  }
+
+  /** A capture's fetch failed for good (retries exhausted, refused by scope or robots). */
+  fetchError(): void {
+    this.errors++;
+  }
+
+  /** A host answered 429. */
+  throttled(): void {
+    this.throttles++;
+  }
+
+  /** A request is tried again. */
+  retried(): void {
+    this.retries++;
+  }
+
+  /** A final ID whose extraction was cut or failed. */
+  extractionNote(): void {
+    this.extractionNotes++;
   }
 
   snapshot(): Record<string, number> {

@@ -1,13 +1,11 @@
 /**
  * A crawl worker thread: one part of a shard (IDs with `id % count === index`), with its own HTTP
- * client, WARC writer and connection to the shard database. The main thread (crawl-workers.ts)
+ * client and ShardRecorder (its WARC files, its connection to the shard database). The main thread (crawl-workers.ts)
  * started it; everything it reports goes back as messages, never to the terminal directly.
  */
-import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage, LifeboatError } from '../config/errors.js';
 import { createLogger } from '../config/logger.js';
-import { ShardDb } from '../storage/shard-db.js';
 import { crawlPart } from './crawl-part.js';
 import { CrawlStats } from './crawl-stats.js';
 import type { FromWorker, ToWorker, WorkerInput } from './crawl-workers.js';
@@ -24,15 +22,12 @@ port.on('message', (m: ToWorker) => {
 
 const stats = new CrawlStats();
 const logger = createLogger((e) => send({ type: 'log', ...e }), 'root');
-let db: ShardDb | undefined;
 const statsTimer = setInterval(() => send({ type: 'stats', counters: stats.counters() }), input.statsIntervalMs);
 try {
-  db = new ShardDb(join(input.outDir, 'shard.sqlite'));
   const { aborted } = await crawlPart({
     ...input,
     ranges: RangeSet.fromJSON(input.ranges),
     logger,
-    db,
     stats,
     signal: controller.signal,
     onCommitted: (ids) => send({ type: 'committed', ids }),
@@ -50,6 +45,5 @@ try {
   });
 } finally {
   clearInterval(statsTimer);
-  db?.close();
   port.close();
 }

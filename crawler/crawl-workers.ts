@@ -2,19 +2,20 @@
  * A crawl spread over worker threads. The crawl is CPU-bound on one thread (hashing, deflate,
  * extraction, SQLite: see BENCHMARKS.md), so a shard's IDs are split by `id % count` among
  * `count` workers, each a full crawl loop (crawl-part.ts) with its own WARC files on the one
- * shard database (WAL; group commits take turns). Per-host limits are split evenly among them.
+ * shard database (WAL; group commits take turns). Per-host limits are split evenly among them
+ * (config/crawl-settings.ts `partSettings`).
  * The main thread only relays: progress counters, committed IDs, log lines, the first error.
  */
 import { Worker } from 'node:worker_threads';
 import { InputError, LifeboatError, ScopeError, StorageError } from '../config/errors.js';
 import type { Logger, LogLevel } from '../config/logger.js';
-import type { Profile } from '../config/profile.js';
+import type { CrawlSettings } from '../config/crawl-settings.js';
 import type { CrawlPartOptions } from './crawl-part.js';
 import type { CrawlStats, StatsCounters } from './crawl-stats.js';
 import type { RangeSet } from '../config/id-ranges.js';
 
-/** What a worker gets: the part's options, all of them structured-cloneable. */
-export type WorkerInput = Omit<CrawlPartOptions, 'ranges' | 'logger' | 'db' | 'stats' | 'signal' | 'onCommitted'> & {
+/** What a worker gets: its part's options less what cannot cross a thread (all structured-cloneable). */
+export type WorkerInput = Omit<CrawlPartOptions, 'ranges' | 'logger' | 'stats' | 'signal' | 'onCommitted'> & {
   ranges: [number, number][];
   statsIntervalMs: number;
 };
@@ -29,14 +30,12 @@ export type FromWorker =
   | { type: 'error'; counters: StatsCounters; error: { name: string; message: string; code: string | undefined } };
 
 export interface CrawlInWorkersOptions {
+  /** Each worker's share of the run's settings (`partSettings`). */
+  settings: CrawlSettings;
   count: number;
-  part: Omit<WorkerInput, 'partition' | 'queuedMedia' | 'ranges' | 'statsIntervalMs' | 'concurrency' | 'ratePerSec' | 'perHostConcurrency'> & { profile: Profile };
   ranges: RangeSet;
+  outDir: string;
   queuedMedia: { url: string; postId: number | null }[];
-  /** Totals for the whole run; split among the workers. */
-  concurrency: number;
-  ratePerSec: number;
-  perHostConcurrency: number;
   stats: CrawlStats;
   logger: Logger;
   signal?: AbortSignal;
@@ -56,8 +55,6 @@ function rebuildError(e: { name: string; message: string; code: string | undefin
   return new StorageError(e.message, { code: e.code ?? 'E_WORKER' });
 }
 
-const share = (total: number, count: number): number => Math.max(1, Math.ceil(total / count));
-
 export async function crawlInWorkers(o: CrawlInWorkersOptions): Promise<{ aborted: boolean }> {
   const counters: StatsCounters[] = [];
   const workers: Worker[] = [];
@@ -73,13 +70,11 @@ export async function crawlInWorkers(o: CrawlInWorkersOptions): Promise<{ aborte
 
   const runs = Array.from({ length: o.count }, (_, index) => {
     const input: WorkerInput = {
-      ...o.part,
+      settings: o.settings,
+      outDir: o.outDir,
       ranges: o.ranges.toJSON(),
       partition: { index, count: o.count },
       queuedMedia: o.queuedMedia.filter((_, i) => i % o.count === index),
-      concurrency: share(o.concurrency, o.count),
-      ratePerSec: o.ratePerSec / o.count,
-      perHostConcurrency: share(o.perHostConcurrency, o.count),
       statsIntervalMs: 250,
     };
     const worker = new Worker(workerScript(), { workerData: input });

@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError, LifeboatError, StorageError, errorMessage } from '../config/errors.js';
@@ -8,7 +7,8 @@ import { acquireDirLock } from '../storage/dir-lock.js';
 import { ShardDb, type IdStatus } from '../storage/shard-db.js';
 import { writeManifest } from '../storage/shard-manifest.js';
 import { describeWarc, repairOpenWarcs } from '../storage/warc-repair.js';
-import { crawlPart, type PartTuning } from './crawl-part.js';
+import { partSettings, resolveCrawlSettings, type CrawlFlags, type CrawlSettings } from '../config/crawl-settings.js';
+import { crawlPart } from './crawl-part.js';
 import { CrawlStats } from './crawl-stats.js';
 import { crawlInWorkers } from './crawl-workers.js';
 import { createCodec, type IdCodec } from '../config/id-codec.js';
@@ -16,27 +16,17 @@ import { RangeSet } from '../config/id-ranges.js';
 import { checkCrawlScope } from './scope-preflight.js';
 import { SOFTWARE } from '../config/version.js';
 
-export interface CrawlOptions extends PartTuning {
+/** A run: the flags (resolved once into CrawlSettings with the profile) and what is the run's own. */
+export interface CrawlOptions extends CrawlFlags {
   profile: Profile;
   ranges: RangeSet;
   outDir: string;
-  node: string;
   logger: Logger;
-  allowPrivateNetwork?: boolean;
-  concurrency?: number;
-  ratePerSec?: number;
-  warcSizeBytes?: number;
   signal?: AbortSignal;
   onProgress?: (stats: CrawlStats) => void;
   progressIntervalMs?: number;
-  /** Group commit: at most this long between a record's write and its ID becoming final. */
-  commitIntervalMs?: number;
-  /**
-   * Crawl worker threads, IDs split among them (crawl-workers.ts). Default 1: on the 2-core
-   * benchmark machine, where the platform shares the cores, 2 workers were no faster (BENCHMARKS.md).
-   * Always 1 for profiles with browser captures (one Chromium per crawl).
-   */
-  workers?: number;
+  /** Called after each group commit with the IDs that became final (the node loop reports them). */
+  onCommitted?: (ids: number[]) => void;
 }
 
 export interface CrawlResult {
@@ -51,8 +41,10 @@ export interface CrawlResult {
  * on the same directory resumes.
  */
 export async function runCrawl(opts: CrawlOptions): Promise<CrawlResult> {
+  const { profile, ranges, outDir, logger, signal, onProgress, progressIntervalMs, onCommitted, ...flags } = opts;
+  const settings = resolveCrawlSettings(profile, flags);
   // Refused before the directory is created: a profile whose every fetch would be refused.
-  await checkCrawlScope(opts.profile, { allowPrivateNetwork: opts.allowPrivateNetwork ?? false });
+  await checkCrawlScope(profile, { allowPrivateNetwork: settings.allowPrivateNetwork });
   try {
     await mkdir(join(opts.outDir, 'warcs'), { recursive: true });
   } catch (err) {
@@ -62,13 +54,13 @@ export async function runCrawl(opts: CrawlOptions): Promise<CrawlResult> {
   // before it touches the live .open WARC. --workers threads write under this one lock.
   const lock = acquireDirLock(opts.outDir, 'crawl');
   try {
-    return await crawlLocked(opts);
+    return await crawlLocked(settings, opts);
   } finally {
     lock.release();
   }
 }
 
-async function crawlLocked(opts: CrawlOptions): Promise<CrawlResult> {
+async function crawlLocked(settings: CrawlSettings, opts: CrawlOptions): Promise<CrawlResult> {
   const { profile, outDir, logger } = opts;
   const log = logger.child('crawl');
   const codec: IdCodec = createCodec(profile.codec);
@@ -103,66 +95,43 @@ async function crawlLocked(opts: CrawlOptions): Promise<CrawlResult> {
     db.recordWarc(await describeWarc(join(warcDir, name), name), 'closed');
   }
   const requeued = db.requeueFailedUrls();
-  const runId = db.startRun({ profile: profile.name, ranges: opts.ranges.format(codec), node: opts.node });
+  const runId = db.startRun({ profile: profile.name, ranges: opts.ranges.format(codec), node: settings.node });
 
   // Media an earlier run left queued: fetched first (read once here, before any part can add more).
   const queuedMedia = db.queuedUrls(Number.MAX_SAFE_INTEGER).map(({ url, postId }) => ({ url, postId }));
   const stats = new CrawlStats();
   stats.total = opts.ranges.subtract(new RangeSet(db.finalRanges())).size;
-  const pol = profile.politeness;
-  const browser = profile.captures.some((c) => c.render === 'browser');
-  const workers = browser ? 1 : Math.max(1, Math.min(availableParallelism() * 2, Math.floor(opts.workers ?? 1)));
+  const workers = settings.workers;
   log.log('info', `crawling ${stats.total} IDs of ${opts.ranges.size} requested (${opts.ranges.format(codec)}) into ${outDir}${workers > 1 ? ` with ${workers} workers` : ''}`, {
     requeued_media: requeued,
   });
   const progressTimer = opts.onProgress ? setInterval(() => opts.onProgress!(stats), opts.progressIntervalMs ?? 1000) : undefined;
-  const part = {
-    profile,
-    outDir,
-    node: opts.node,
-    allowPrivateNetwork: opts.allowPrivateNetwork ?? false,
-    warcSizeBytes: opts.warcSizeBytes ?? 1024 ** 3,
-    commitIntervalMs: opts.commitIntervalMs ?? 250,
-    contact: opts.contact,
-    backoffBaseMs: opts.backoffBaseMs,
-    browserConcurrency: opts.browserConcurrency,
-    chromiumPath: opts.chromiumPath,
-    screenshots: opts.screenshots,
-    browserPagesPerContext: opts.browserPagesPerContext,
-  };
-  const concurrency = opts.concurrency ?? pol.concurrency;
-  const ratePerSec = opts.ratePerSec ?? pol.ratePerSec;
   let fatalError: Error | undefined;
   let aborted = false;
   try {
     const result =
       workers === 1
         ? await crawlPart({
-            ...part,
+            settings,
             ranges: opts.ranges,
-            logger,
-            db,
-            stats,
+            outDir,
             partition: { index: 0, count: 1 },
             queuedMedia,
-            concurrency,
-            ratePerSec,
-            perHostConcurrency: pol.perHostConcurrency,
-            signal: opts.signal ?? new AbortController().signal,
-            onCommitted: opts.onCommitted,
-          })
-        : await crawlInWorkers({
-            count: workers,
-            part,
-            ranges: opts.ranges,
-            queuedMedia,
-            concurrency,
-            ratePerSec,
-            perHostConcurrency: pol.perHostConcurrency,
             stats,
             logger,
-            signal: opts.signal,
-            onCommitted: opts.onCommitted,
+            signal: opts.signal ?? new AbortController().signal,
+            ...(opts.onCommitted ? { onCommitted: opts.onCommitted } : {}),
+          })
+        : await crawlInWorkers({
+            settings: partSettings(settings, workers),
+            count: workers,
+            ranges: opts.ranges,
+            outDir,
+            queuedMedia,
+            stats,
+            logger,
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            ...(opts.onCommitted ? { onCommitted: opts.onCommitted } : {}),
           });
     aborted = result.aborted;
   } catch (err) {
@@ -175,7 +144,7 @@ async function crawlLocked(opts: CrawlOptions): Promise<CrawlResult> {
     format: 'lifeboat-shard-1',
     software: SOFTWARE,
     profile: profile.name,
-    node: opts.node,
+    node: settings.node,
     ranges: JSON.parse(db.getMeta('ranges') ?? '[]').map((r: [number, number]) => (r[0] === r[1] ? codec.encode(r[0]) : `${codec.encode(r[0])}-${codec.encode(r[1])}`)).join(','),
     counts: { ...counts, ...Object.fromEntries(Object.entries(db.urlCounts()).map(([k, v]) => [`media_${k}`, v])) },
     warcs: db.warcs().filter((w) => w.state === 'closed').map(({ name, size, sha256, records }) => ({ name, size, sha256, records })),

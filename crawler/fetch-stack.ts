@@ -2,8 +2,9 @@
  * The capture layers of one crawl part, composed (STYLE.md habit 8): scope guard → robots →
  * per-host limiter → undici capture → retries, and the browser pool for `render: browser`.
  */
-import { join } from 'node:path';
-import type { CrawlPartOptions } from './crawl-part.js';
+import type { CrawlSettings } from '../config/crawl-settings.js';
+import type { Logger } from '../config/logger.js';
+import type { CrawlStats } from './crawl-stats.js';
 import { Fetcher } from './fetcher.js';
 import { HostLimiter } from './host-limiter.js';
 import { HttpCapturer } from './http-capture.js';
@@ -12,27 +13,28 @@ import { robotsFetcher } from './robots-fetch.js';
 import { ScopeGuard } from './scope-guard.js';
 import { userAgent } from '../config/version.js';
 
-type StackOptions = Pick<
-  CrawlPartOptions,
-  | 'profile' | 'outDir' | 'allowPrivateNetwork' | 'contact' | 'concurrency' | 'perHostConcurrency' | 'ratePerSec' | 'backoffBaseMs' | 'stats' | 'logger'
-  | 'chromiumPath' | 'browserConcurrency' | 'browserPagesPerContext' | 'screenshots'
-> & { signal: AbortSignal };
+export type FetchStack = Awaited<ReturnType<typeof buildFetchStack>>;
 
-export async function buildFetchStack(opts: StackOptions) {
-  const { profile, stats, logger } = opts;
+/**
+ * Builds one part's stack from its settings. The caller owns what it returns and closes it with
+ * `closeFetchStack` (the HTTP client's connections, the browser pool).
+ */
+export async function buildFetchStack(settings: CrawlSettings, o: { spoolDir: string; stats: CrawlStats; logger: Logger; signal: AbortSignal }) {
+  const { profile } = settings;
+  const { stats, logger } = o;
   const pol = profile.politeness;
-  const guard = new ScopeGuard({ hosts: profile.scopeHosts, allowPrivateNetwork: opts.allowPrivateNetwork });
-  const ua = userAgent(opts.contact);
+  const guard = new ScopeGuard({ hosts: profile.scopeHosts, allowPrivateNetwork: settings.allowPrivateNetwork });
+  const ua = userAgent(settings.contact);
   const capturer = new HttpCapturer({
     userAgent: ua,
-    spoolDir: join(opts.outDir, 'tmp'),
+    spoolDir: o.spoolDir,
     connector: guard.connector({ timeout: pol.connectTimeoutMs }),
     connectTimeoutMs: pol.connectTimeoutMs,
     headersTimeoutMs: pol.timeoutMs,
     idleTimeoutMs: pol.idleTimeoutMs,
     totalTimeoutMs: pol.totalTimeoutMs,
     maxBodyBytes: pol.maxBodyBytes,
-    connections: Math.max(opts.concurrency, opts.perHostConcurrency),
+    connections: Math.max(settings.concurrency, settings.perHostConcurrency),
   });
   const robots = new RobotsPolicy({
     userAgent: 'lifeboat',
@@ -43,7 +45,8 @@ export async function buildFetchStack(opts: StackOptions) {
     onSlow: (origin, waitedMs) =>
       logger.child('robots').log('warn', `${origin}: waiting for robots.txt (still downloading after ${Math.round(waitedMs / 1000)} s); nothing is fetched from this host until it arrives`, { origin }),
   });
-  const limiter = new HostLimiter({ ratePerSec: opts.ratePerSec, perHostConcurrency: opts.perHostConcurrency });
+  const limiter = new HostLimiter({ ratePerSec: settings.ratePerSec, perHostConcurrency: settings.perHostConcurrency });
+  const events = { onThrottle: () => stats.throttled(), onRetry: () => stats.retried() };
   const fetcher = new Fetcher({
     capturer,
     guard,
@@ -52,12 +55,9 @@ export async function buildFetchStack(opts: StackOptions) {
     maxAttempts: pol.maxAttempts,
     maxRedirects: pol.maxRedirects,
     maxOutageMs: pol.maxOutageMs,
-    signal: opts.signal,
-    ...(opts.backoffBaseMs !== undefined ? { backoffBaseMs: opts.backoffBaseMs } : {}),
-    events: {
-      onThrottle: () => stats.throttles++,
-      onRetry: () => stats.retries++,
-    },
+    signal: o.signal,
+    backoffBaseMs: settings.backoffBaseMs,
+    events,
   });
   // Only profiles with `render: browser` captures get a browser pool (Chromium starts on first use);
   // playwright-core is loaded only then (loading it cost ~1.5 s of start-up for HTTP-only crawls).
@@ -66,9 +66,9 @@ export async function buildFetchStack(opts: StackOptions) {
     : undefined;
   const browserPool = browserMods
     ? new browserMods[0].BrowserPool({
-        ...(opts.chromiumPath ? { executablePath: opts.chromiumPath } : {}),
-        contexts: opts.browserConcurrency ?? 2,
-        ...(opts.browserPagesPerContext ? { pagesPerContext: opts.browserPagesPerContext } : {}),
+        ...(settings.chromiumPath ? { executablePath: settings.chromiumPath } : {}),
+        contexts: settings.browserConcurrency,
+        ...(settings.browserPagesPerContext ? { pagesPerContext: settings.browserPagesPerContext } : {}),
         extraArgs: [browserMods[0].hostResolverRules(profile.scopeHosts)],
         userAgentSuffix: ua,
         logger,
@@ -83,11 +83,17 @@ export async function buildFetchStack(opts: StackOptions) {
         maxAttempts: pol.maxAttempts,
         pageTimeoutMs: pol.timeoutMs,
         maxBodyBytes: pol.maxBodyBytes,
-        screenshots: opts.screenshots ?? false,
-        signal: opts.signal,
-        ...(opts.backoffBaseMs !== undefined ? { backoffBaseMs: opts.backoffBaseMs } : {}),
-        events: { onThrottle: () => stats.throttles++, onRetry: () => stats.retries++ },
+        screenshots: settings.screenshots,
+        signal: o.signal,
+        backoffBaseMs: settings.backoffBaseMs,
+        events,
       })
     : undefined;
   return { ua, guard, capturer, robots, limiter, fetcher, browserPool, browserFetcher, renderedDomCapture: browserMods?.[2].renderedDomCapture };
+}
+
+/** Closes what `buildFetchStack` opened; never throws (the crawl's own outcome matters more). */
+export async function closeFetchStack(stack: FetchStack): Promise<void> {
+  await stack.capturer.close().catch(() => undefined);
+  await stack.browserPool?.close().catch(() => undefined);
 }

@@ -33,12 +33,14 @@ export interface FetcherOptions {
   maxRedirects: number;
   events?: FetcherEvents;
   signal?: AbortSignal;
-  backoffBaseMs?: number;
+  /** Upper bound of the first retry's delay (crawl settings). */
+  backoffBaseMs: number;
   /**
    * How long a host may refuse connections (down, restarting) before attempts start to count:
    * during an outage requests wait (backoff capped at 10 s) instead of using up `maxAttempts`.
+   * The profile's `politeness.max_outage_ms`.
    */
-  maxOutageMs?: number;
+  maxOutageMs: number;
 }
 
 /** Errors that say the host is not there right now, as opposed to a bad response. */
@@ -152,16 +154,16 @@ export class Fetcher {
       this.#o.events?.onRetry?.(target.href, lastError.message);
       if (hostDown) {
         downSince ??= Date.now();
-        if (Date.now() - downSince < (this.#o.maxOutageMs ?? 300_000)) {
+        if (Date.now() - downSince < this.#o.maxOutageMs) {
           // The host is down: wait for it without using up an attempt.
           attempt--;
           downWaits++;
-          await sleep(Math.min(10_000, backoffMs(downWaits, { baseMs: this.#o.backoffBaseMs ?? 250 })), undefined, this.#o.signal ? { signal: this.#o.signal } : undefined);
+          await sleep(Math.min(10_000, backoffMs(downWaits, { baseMs: this.#o.backoffBaseMs })), undefined, this.#o.signal ? { signal: this.#o.signal } : undefined);
           continue;
         }
       } else downSince = undefined;
       if (attempt < maxAttempts) {
-        const delay = Math.max(waitMs ?? 0, backoffMs(attempt, { baseMs: this.#o.backoffBaseMs ?? 250 }));
+        const delay = Math.max(waitMs ?? 0, backoffMs(attempt, { baseMs: this.#o.backoffBaseMs }));
         await sleep(delay, undefined, this.#o.signal ? { signal: this.#o.signal } : undefined);
       }
     }

@@ -4,9 +4,12 @@ import { mkdir, open, readdir, rename, stat, type FileHandle } from 'node:fs/pro
 import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { StorageError } from '../config/errors.js';
-import { bodyLength, type BodySource, type Capture } from './capture.js';
-import { alreadyCompressed, compress, storedGzipMember, writeStoredMember } from './warc-compress.js';
-import { newRecordId, RECORD_END, recordHead, REVISIT_PROFILE, sha1Of, warcDate, warcFields, type WarcType } from './warc-record.js';
+import type { BodySource, Capture } from './capture.js';
+import { blockLength, captureRecords, extraRecord, recordHeadOf, warcinfoRecord, type BlockPart, type RecordSpec, type RevisitTarget } from './warc-build.js';
+import { compress, storedGzipMember, writeStoredMember } from './warc-compress.js';
+import { newRecordId, RECORD_END, type WarcType } from './warc-record.js';
+
+export type { BlockPart, RevisitTarget } from './warc-build.js';
 
 /** Where a record landed. `file` is always the final name (without `.open`). */
 export interface WrittenRecord {
@@ -22,12 +25,6 @@ export interface ClosedWarc {
   size: number;
   sha256: string;
   records: number;
-}
-
-export interface RevisitTarget {
-  recordId: string;
-  url: string;
-  date: string;
 }
 
 export interface WarcWriterOptions {
@@ -46,14 +43,14 @@ export interface WarcWriterOptions {
   serialStep?: { offset: number; step: number };
   /** Fields of each file's warcinfo record. */
   warcinfo: Record<string, string | undefined>;
-  /** Finds an earlier capture of the same URL with the same payload: the response becomes a revisit. */
-  lookupRevisit?: (url: string, payloadDigest: string) => RevisitTarget | undefined;
   onFileClosed?: (warc: ClosedWarc) => void | Promise<void>;
   onFileOpened?: (name: string) => void | Promise<void>;
   gzipLevel?: number;
   /** Bodies up to this size are compressed in one call on the thread pool; larger ones stream. */
   inMemoryLimitBytes?: number;
   now?: () => Date;
+  /** Makes each record's WARC-Record-ID. Default a random `<urn:uuid:…>` (tests inject fixed ones). */
+  newRecordId?: () => string;
 }
 
 interface OpenFile {
@@ -75,8 +72,6 @@ interface PreparedRecord {
   gz?: Buffer;
 }
 
-export type BlockPart = Buffer | BodySource;
-
 function timestamp(d: Date): string {
   return d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
 }
@@ -89,8 +84,7 @@ function timestamp(d: Date): string {
  * so far durable (fsync); an ID may be marked final only after a flush that covers its records.
  */
 export class WarcWriter {
-  readonly #opts: Required<Omit<WarcWriterOptions, 'lookupRevisit' | 'onFileClosed' | 'onFileOpened' | 'serialStep'>> &
-    Pick<WarcWriterOptions, 'lookupRevisit' | 'onFileClosed' | 'onFileOpened' | 'serialStep'>;
+  readonly #opts: Required<Omit<WarcWriterOptions, 'onFileClosed' | 'onFileOpened' | 'serialStep'>> & Pick<WarcWriterOptions, 'onFileClosed' | 'onFileOpened' | 'serialStep'>;
   #file: OpenFile | undefined;
   #serial = -1;
   #queue: Promise<unknown> = Promise.resolve();
@@ -100,7 +94,7 @@ export class WarcWriter {
   #recordsWritten = 0;
 
   constructor(options: WarcWriterOptions) {
-    this.#opts = { gzipLevel: 6, inMemoryLimitBytes: 1024 * 1024, now: () => new Date(), ...options };
+    this.#opts = { gzipLevel: 6, inMemoryLimitBytes: 1024 * 1024, now: () => new Date(), newRecordId, ...options };
   }
 
   get bytesWritten(): number {
@@ -151,30 +145,22 @@ export class WarcWriter {
     }
     const file: OpenFile = { name, path, fh, size: 0, records: 0, sha256: createHash('sha256') };
     this.#file = file;
-    const info = warcFields({ ...this.#opts.warcinfo, format: 'WARC File Format 1.1', conformsTo: 'http://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/' });
-    const warcinfoId = newRecordId();
-    await this.#write(file, [await this.#prepare('warcinfo', [
-      ['WARC-Type', 'warcinfo'],
-      ['WARC-Record-ID', warcinfoId],
-      ['WARC-Date', warcDate(this.#opts.now())],
-      ['WARC-Filename', name],
-      ['Content-Type', 'application/warc-fields'],
-    ], [info], warcinfoId)]);
+    const info = warcinfoRecord({ recordId: this.#opts.newRecordId(), date: this.#opts.now(), filename: name, fields: this.#opts.warcinfo });
+    await this.#write(file, [await this.#prepare(info)]);
     await this.#opts.onFileOpened?.(name);
     return file;
   }
 
   /**
-   * Builds one record. Bodies up to `inMemoryLimitBytes` are compressed here, on the thread pool
+   * Compresses one record into its gzip member. Bodies up to `inMemoryLimitBytes` are compressed here, on the thread pool
    * and outside the writer's queue, so many records compress in parallel while appends stay
    * serialised; larger bodies are streamed through gzip when their turn comes.
    */
-  async #prepare(type: WarcType, fields: [string, string | number | undefined][], block: BlockPart[], recordId: string, blockDigest?: string, level = this.#opts.gzipLevel): Promise<PreparedRecord> {
-    let length = 0;
-    for (const p of block) length += Buffer.isBuffer(p) ? p.length : bodyLength(p);
-    const digest = blockDigest ?? (block.every(Buffer.isBuffer) ? sha1Of(...(block as Buffer[])) : undefined);
-    const head = recordHead([...fields, ['WARC-Block-Digest', digest], ['Content-Length', length]]);
-    if (length > this.#opts.inMemoryLimitBytes) return { type, recordId, head, block, level };
+  async #prepare(spec: RecordSpec): Promise<PreparedRecord> {
+    const { type, recordId, block } = spec;
+    const level = spec.stored ? 0 : this.#opts.gzipLevel;
+    const head = recordHeadOf(spec);
+    if (blockLength(block) > this.#opts.inMemoryLimitBytes) return { type, recordId, head, block, level };
     const parts: Buffer[] = [head];
     for (const p of block) parts.push(Buffer.isBuffer(p) ? p : await readSmallBody(p));
     parts.push(RECORD_END);
@@ -274,52 +260,14 @@ export class WarcWriter {
   }
 
   /**
-   * Writes a response (or a revisit, when the shard already holds this URL with this payload)
-   * and its request. Records name no WARC-Warcinfo-ID: they are built before the file they land
-   * in is known, so that compression runs in parallel (each file still starts with warcinfo).
+   * Writes a capture as a response (or a revisit of `revisitOf`: the caller knows what the shard
+   * holds) and its request, in one file, one after the other.
    */
-  async writeCapture(capture: Capture, options: { allowRevisit?: boolean } = {}): Promise<{ request: WrittenRecord; response: WrittenRecord; revisitOf?: RevisitTarget }> {
+  async writeCapture(capture: Capture, options: { revisitOf?: RevisitTarget } = {}): Promise<{ request: WrittenRecord; response: WrittenRecord; revisitOf?: RevisitTarget }> {
     if (this.#broken) throw this.#broken;
-    const date = warcDate(capture.fetchedAt);
-    const responseId = newRecordId();
-    const requestId = newRecordId();
-    const revisitOf = options.allowRevisit !== false ? this.#opts.lookupRevisit?.(capture.url, capture.payloadDigest) : undefined;
-    const common: [string, string | undefined][] = [
-      ['WARC-Date', date],
-      ['WARC-Target-URI', capture.url],
-      ['WARC-IP-Address', capture.remoteAddress],
-    ];
-    const responsePromise = revisitOf
-      ? this.#prepare('revisit', [
-          ['WARC-Type', 'revisit'],
-          ['WARC-Record-ID', responseId],
-          ...common,
-          ['WARC-Profile', REVISIT_PROFILE],
-          ['WARC-Refers-To', revisitOf.recordId],
-          ['WARC-Refers-To-Target-URI', revisitOf.url],
-          ['WARC-Refers-To-Date', revisitOf.date],
-          ['WARC-Payload-Digest', capture.payloadDigest],
-          ['WARC-Truncated', 'length'],
-          ['Content-Type', 'application/http;msgtype=response'],
-        ], [capture.responseHead], responseId)
-      : this.#prepare('response', [
-          ['WARC-Type', 'response'],
-          ['WARC-Record-ID', responseId],
-          ...common,
-          ['WARC-Payload-Digest', capture.payloadDigest],
-          ['WARC-Truncated', capture.truncated],
-          ['Content-Type', 'application/http;msgtype=response'],
-        ], [capture.responseHead, capture.body], responseId, capture.blockDigest, alreadyCompressed(capture.responseHead) ? 0 : this.#opts.gzipLevel);
-    const requestBlock = capture.requestBody ? [capture.requestHead, capture.requestBody] : [capture.requestHead];
-    const requestPromise = this.#prepare('request', [
-      ['WARC-Type', 'request'],
-      ['WARC-Record-ID', requestId],
-      ...common,
-      ['WARC-Concurrent-To', responseId],
-      ['WARC-Payload-Digest', sha1Of(capture.requestBody ?? Buffer.alloc(0))],
-      ['Content-Type', 'application/http;msgtype=request'],
-    ], requestBlock, requestId);
-    const prepared = await Promise.all([responsePromise, requestPromise]);
+    const { revisitOf } = options;
+    const specs = captureRecords(capture, { response: this.#opts.newRecordId(), request: this.#opts.newRecordId() }, revisitOf);
+    const prepared = await Promise.all(specs.map((spec) => this.#prepare(spec)));
     return this.#enqueue(async () => {
       const file = await this.#openFile();
       const [response, request] = (await this.#write(file, prepared)) as [WrittenRecord, WrittenRecord];
@@ -330,16 +278,7 @@ export class WarcWriter {
 
   /** A `resource` (e.g. a screenshot) or `metadata` record (e.g. what extraction found). */
   async writeRecord(record: { type: 'resource' | 'metadata'; url: string; contentType: string; data: Buffer; concurrentTo?: string; date?: Date }): Promise<WrittenRecord> {
-    const id = newRecordId();
-    const prepared = await this.#prepare(record.type, [
-      ['WARC-Type', record.type],
-      ['WARC-Record-ID', id],
-      ['WARC-Date', warcDate(record.date ?? this.#opts.now())],
-      ['WARC-Target-URI', record.url],
-      ['WARC-Concurrent-To', record.concurrentTo],
-      ['WARC-Payload-Digest', record.type === 'resource' ? sha1Of(record.data) : undefined],
-      ['Content-Type', record.contentType],
-    ], [record.data], id);
+    const prepared = await this.#prepare(extraRecord({ ...record, recordId: this.#opts.newRecordId(), date: record.date ?? this.#opts.now() }));
     return this.#enqueue(async () => {
       const file = await this.#openFile();
       const [written] = await this.#write(file, [prepared]);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StorageError } from '../config/errors.js';
-import { GroupCommit } from '../crawler/group-commit.js';
+import { GroupCommit } from '../storage/group-commit.js';
 import { ShardDb } from '../storage/shard-db.js';
 import { WarcWriter } from '../storage/warc-writer.js';
 import { httpCapture } from './fixtures/http-capture.js';
@@ -92,7 +92,7 @@ describe('group commit durability order', () => {
     const committed: number[][] = [];
     const commits = new GroupCommit(writer, db, (ids) => committed.push([...ids]));
     await crawlId(commits, 1);
-    let second: Promise<void> | undefined;
+    let second: Promise<number[]> | undefined;
     duringFlush = async () => {
       await crawlId(commits, 2);
       second = commits.commit();

@@ -36,12 +36,10 @@ interface Item {
 
 async function warcOf(label: string, items: Item[]): Promise<string> {
   const dir = join(tmp, label);
-  let next: RevisitTarget | undefined;
-  const writer = new WarcWriter({ dir, prefix: 'demo', node: label, maxFileBytes: 1 << 30, warcinfo: { software: 'lifeboat-test' }, lookupRevisit: () => next });
+  const writer = new WarcWriter({ dir, prefix: 'demo', node: label, maxFileBytes: 1 << 30, warcinfo: { software: 'lifeboat-test' } });
   let at = Date.parse('2024-05-01T12:00:00Z');
   for (const it of items) {
-    next = it.revisitOf;
-    await writer.writeCapture(httpCapture(it.url, it.body, { status: it.status ?? 200, contentType: it.contentType, headers: it.headers, at: new Date((at += 1000)) }));
+    await writer.writeCapture(httpCapture(it.url, it.body, { status: it.status ?? 200, contentType: it.contentType, headers: it.headers, at: new Date((at += 1000)) }), it.revisitOf ? { revisitOf: it.revisitOf } : {});
   }
   await writer.close();
   const [name] = await readdir(dir);

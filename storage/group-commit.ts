@@ -1,10 +1,10 @@
 /**
- * Group commit for the crawl loop (DESIGN.md §7): an ID becomes final only in the transaction
- * that follows the fsync covering its records.
+ * Group commit (DESIGN.md §7), the ShardRecorder's engine: an ID becomes final only in the
+ * transaction that follows the fsync covering its records.
  */
-import type { ShardDb } from '../storage/shard-db.js';
-import type { RevisitTarget, WarcWriter } from '../storage/warc-writer.js';
+import type { ShardDb } from './shard-db.js';
 import { SeenFilter } from './seen-filter.js';
+import type { RevisitTarget, WarcWriter } from './warc-writer.js';
 
 /**
  * The shard's own record of what the run found for one ID or URL, applied in one transaction.
@@ -19,8 +19,10 @@ export type CommitOp = () => (() => void) | void;
  */
 export class GroupCommit {
   #ops: CommitOp[] = [];
+  #onFailed: ((err: Error) => void)[] = [];
   #finalIds: number[] = [];
   #running: Promise<void> = Promise.resolve();
+  #failed: Error | undefined;
   #revisits = new Map<string, RevisitTarget>();
   #committingRevisits = new Map<string, RevisitTarget>();
   readonly #seen: SeenFilter;
@@ -28,14 +30,16 @@ export class GroupCommit {
   constructor(
     private readonly writer: WarcWriter,
     private readonly db: ShardDb,
-    private readonly onCommitted: ((ids: number[]) => void) | undefined,
+    private readonly onCommitted?: (ids: number[]) => void,
   ) {
     this.#seen = new SeenFilter(db.captureCount() + 100_000);
     for (const p of db.capturedPairs()) this.#seen.add(p.url, p.payload_digest);
   }
 
-  add(op: CommitOp, finalId?: number): void {
+  /** Queues `op` for the next commit; `onFailed` hears if that commit fails. */
+  add(op: CommitOp, finalId?: number, onFailed?: (err: Error) => void): void {
     this.#ops.push(op);
+    if (onFailed) this.#onFailed.push(onFailed);
     if (finalId !== undefined) this.#finalIds.push(finalId);
   }
 
@@ -57,28 +61,47 @@ export class GroupCommit {
     return this.#seen.mayHave(url, digest) ? this.db.findRevisitTarget(url, digest) : undefined;
   }
 
-  /** fsync the WARC, then make the batch final in one transaction. */
-  commit(): Promise<void> {
-    this.#running = this.#running.then(async () => {
-      if (this.#ops.length === 0) return;
+  /** fsync the WARC, then make the batch final in one transaction; resolves with the IDs it made final. */
+  commit(): Promise<number[]> {
+    const run = this.#running.then(async (): Promise<number[]> => {
+      const failed = this.#onFailed;
+      this.#onFailed = [];
+      if (this.#failed) {
+        for (const f of failed) f(this.#failed);
+        throw this.#failed;
+      }
+      if (this.#ops.length === 0) return [];
       const ops = this.#ops;
       const ids = this.#finalIds;
       this.#ops = [];
       this.#finalIds = [];
       this.#committingRevisits = this.#revisits;
       this.#revisits = new Map();
-      await this.writer.flush();
       const after: (() => void)[] = [];
-      this.db.transaction(() => {
-        for (const op of ops) {
-          const then = op();
-          if (then) after.push(then);
-        }
-      });
+      try {
+        await this.writer.flush();
+        this.db.transaction(() => {
+          for (const op of ops) {
+            const then = op();
+            if (then) after.push(then);
+          }
+        });
+      } catch (err) {
+        for (const f of failed) f(err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      }
       this.#committingRevisits = new Map();
       if (ids.length > 0) this.onCommitted?.(ids);
       for (const then of after) then();
+      return ids;
     });
-    return this.#running;
+    // A failed commit fails its caller and every later one (the writer stays broken).
+    this.#running = run.then(
+      () => undefined,
+      (err: unknown) => {
+        this.#failed ??= err instanceof Error ? err : new Error(String(err));
+      },
+    );
+    return run;
   }
 }

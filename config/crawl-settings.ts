@@ -1,0 +1,82 @@
+/**
+ * The crawl's one resolved settings object (STYLE.md habit 2): built once from the profile, the
+ * run's flags and the defaults written here, then passed whole through the crawl, its parts, the
+ * worker threads and the fetch stack. Precedence: flags > profile > defaults. Every value is
+ * structured-cloneable (a worker thread receives it as it is).
+ */
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+import { InputError } from './errors.js';
+import type { Profile } from './profile.js';
+import { formatKeyPath } from './schema-issue.js';
+
+/** What a caller may set for a run (the CLI's flags, a node's options, tests); unknown keys are refused. */
+export const crawlFlagsSchema = z.strictObject({
+  /** Node name: the last part of each WARC file name. */
+  node: z.string().min(1),
+  /** Allow loopback and private addresses (the demo and tests). */
+  allowPrivateNetwork: z.boolean().default(false),
+  /** Requests in flight for the whole run. Default: the profile's `politeness.concurrency`. */
+  concurrency: z.number().int().min(1).optional(),
+  /** Requests per second per host for the whole run. Default: the profile's `politeness.rate`. */
+  ratePerSec: z.number().positive().optional(),
+  /** Crawl worker threads, IDs split among them. 1 for profiles with browser captures (one Chromium per crawl). */
+  workers: z.number().int().min(1).default(1),
+  /** Rotate WARC files at this size. */
+  warcSizeBytes: z.number().int().min(1).default(1024 ** 3),
+  /** Group commit: at most this long between a record's write and its ID becoming final. */
+  commitIntervalMs: z.number().int().min(1).default(250),
+  /** A URL or e-mail address for the User-Agent and warcinfo. */
+  contact: z.string().optional(),
+  /** Upper bound of the first retry's delay (full-jitter exponential backoff, HTTP and browser alike). */
+  backoffBaseMs: z.number().int().min(0).default(250),
+  /** Browser contexts (pages at once) for `render: browser` captures. */
+  browserConcurrency: z.number().int().min(1).default(2),
+  /** Chromium executable (the CLI resolves --chromium / LIFEBOAT_CHROMIUM). Default: the browser pool's. */
+  chromiumPath: z.string().min(1).optional(),
+  /** Store a PNG screenshot of each browser-captured page as a `resource` record. */
+  screenshots: z.boolean().default(false),
+  /** Pages a browser context serves before it is replaced. Default: the browser pool's. */
+  browserPagesPerContext: z.number().int().min(1).optional(),
+});
+
+export type CrawlFlags = z.input<typeof crawlFlagsSchema>;
+
+/** The resolved settings of a run, or of one part of it (`partSettings`). */
+export type CrawlSettings = Omit<z.output<typeof crawlFlagsSchema>, 'concurrency' | 'ratePerSec'> & {
+  profile: Profile;
+  /** Requests in flight (for this run, or this part). */
+  concurrency: number;
+  /** Requests per second per host (for this run, or this part). */
+  ratePerSec: number;
+  /** Requests in flight per host (for this run, or this part). */
+  perHostConcurrency: number;
+};
+
+/** Builds the run's settings; a bad value is an InputError naming the key. */
+export function resolveCrawlSettings(profile: Profile, flags: CrawlFlags): CrawlSettings {
+  const parsed = crawlFlagsSchema.safeParse(flags);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InputError(`crawl option ${formatKeyPath(issue.path) || '(root)'}: ${issue.message}`, { code: 'E_CRAWL_OPTION' });
+  }
+  const f = parsed.data;
+  const pol = profile.politeness;
+  const browser = profile.captures.some((c) => c.render === 'browser');
+  return {
+    ...f,
+    profile,
+    workers: browser ? 1 : Math.min(availableParallelism() * 2, f.workers),
+    concurrency: f.concurrency ?? pol.concurrency,
+    ratePerSec: f.ratePerSec ?? pol.ratePerSec,
+    perHostConcurrency: pol.perHostConcurrency,
+  };
+}
+
+const share = (total: number, count: number): number => Math.max(1, Math.ceil(total / count));
+
+/** One worker's share of a run's settings: the per-host and in-flight limits split evenly. */
+export function partSettings(s: CrawlSettings, count: number): CrawlSettings {
+  if (count === 1) return s;
+  return { ...s, concurrency: share(s.concurrency, count), ratePerSec: s.ratePerSec / count, perHostConcurrency: share(s.perHostConcurrency, count) };
+}
