@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import zlib from 'node:zlib';
-import type { RawRecordSink, WarcRecordInfo } from './warc-parser.js';
+import type { RawRecordSink, WarcRecordInfo } from './warc-item.js';
 
 /**
  * Re-compresses one record that is not its own gzip member (from a plain `.warc` or a

@@ -1,9 +1,10 @@
 import type { FileHandle } from 'node:fs/promises';
 import { GzipMemberError, inflateMemberInBuffer, readMember, type MemberInfo } from './gzip-members.js';
 import { openRegular } from './input-file.js';
-import { WarcParser, type RawRecordSink, type WarcDefect, type WarcRecordInfo } from './warc-parser.js';
+import type { RawRecordSink, WarcDefect, WarcRecordInfo } from './warc-item.js';
+import { WarcParser } from './warc-parser.js';
 
-export type { RawRecordSink, WarcDefect, WarcItem, WarcRecordInfo } from './warc-parser.js';
+export type { RawRecordSink, WarcDefect, WarcItem, WarcRecordInfo } from './warc-item.js';
 
 /**
  * Streaming WARC reading (DESIGN.md §9): every record of a file, its digests recomputed on the
