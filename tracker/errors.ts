@@ -2,7 +2,7 @@ import { LifeboatError } from '../config/errors.js';
 
 /**
  * Errors raised by the tracker's item store and server. Each carries a stable `code`; the
- * server maps codes to HTTP statuses (see `httpStatusFor` in server.ts) and the client turns
+ * server maps them to HTTP statuses (`describeError` in server.ts) and the client turns
  * a 4xx answer back into a `TrackerRequestError` with the same code and message.
  */
 
