@@ -38,9 +38,16 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
     .option('--db <url>', 'sqlite:PATH or postgres://…', 'sqlite:tracker.sqlite')
     .option('--port <n>', 'port', (v) => Number(v), 8070)
     .option('--host <addr>', 'address to bind', '127.0.0.1')
-    .action(async (o: { project: string; db: string; port: number; host: string }) => {
-      const { serveTracker } = await import('../tracker/server.js');
-      const running = await serveTracker({ projectFile: resolve(o.project), db: o.db, port: o.port, host: o.host, env: io.env, logger: { level: 'warn' } });
+    .option('--base-url <url>', "override the profile's base_url for the project's follow polls")
+    .option('--allow-private-network', 'let follow polls reach loopback and private addresses (demo and tests)')
+    .action(async (o: { project: string; db: string; port: number; host: string; baseUrl?: string; allowPrivateNetwork?: boolean }) => {
+      const [{ serveTracker }, { loadProfile }, { discoverMaxId }] = await Promise.all([import('../tracker/server.js'), import('../config/profile.js'), import('../crawler/discover.js')]);
+      // A project with `follow` polls its profile's ids.discover (issue 14); built here: the tracker never imports the crawler.
+      const discoverFor = (profileName: string) => {
+        const profile = loadProfile(profileName, o.baseUrl ? { baseUrl: o.baseUrl } : {});
+        return () => discoverMaxId(profile, { allowPrivateNetwork: !!o.allowPrivateNetwork });
+      };
+      const running = await serveTracker({ projectFile: resolve(o.project), db: o.db, port: o.port, host: o.host, env: io.env, logger: { level: 'warn' }, discoverFor });
       io.stdout.write(`tracker listening on ${running.url}\n`);
       await new Promise<void>((done) => {
         const remove = io.onInterrupt?.(() => {

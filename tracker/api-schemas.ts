@@ -127,6 +127,25 @@ export const statsResponse = z.object({
   rate_window_secs: z.number(),
   nodes: z.array(z.object({ nick: z.string(), items: count, ids: count, bytes: count, rate_ids_per_sec: z.number() })),
   generated_at: z.string(),
+  deadline: z
+    .object({
+      at: z.string(),
+      seconds_left: count,
+      bytes_per_sec: count,
+      fits: z.boolean().describe('every known post ID and media URL is projected done by the deadline'),
+      kinds: z.array(
+        z.object({
+          kind: z.enum(['posts', 'image', 'other', 'video']),
+          units: count,
+          finished: count,
+          projected: count.describe('units projected finished at the deadline, spending the live byte rate on kinds in claim order'),
+          coverage: z.number(),
+          bytes_per_unit: count.nullable(),
+        }),
+      ),
+    })
+    .optional()
+    .describe('only for a project with a deadline (issue 14)'),
 });
 export const historyQuery = z.strictObject({ hours: z.coerce.number().int().min(1).max(48).default(24) });
 export const historyResponse = z.object({

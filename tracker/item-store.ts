@@ -2,6 +2,7 @@ import type { IdCodec } from '../config/id-codec.js';
 import { RangeSet, parseRanges } from '../config/id-ranges.js';
 import type { ItemKind, MediaUrl, ReportedMedia } from './media-urls.js';
 import type { DoneStats } from './api-types.js';
+import type { DeadlineProjection, KindProgress } from './deadline.js';
 
 /**
  * The tracker's durable state: items (ID ranges) and their leases, nodes, bans, settings and
@@ -76,6 +77,8 @@ export interface TrackerStats {
   rateWindowSecs: number;
   nodes: NickStats[];
   generatedAt: number;
+  /** A project with a `deadline`: the countdown and the projected coverage per kind (issue 14). */
+  deadline?: DeadlineProjection;
 }
 
 /** One bucket of the rate history. */
@@ -94,6 +97,8 @@ export interface ClaimOptions {
   leaseMs: number;
   /** Only this kind of item (`node --only`); default either, post items first. */
   only?: ItemKind;
+  /** Within a priority: `oldest` (lowest item id first, the default) or `newest` (highest first; issue 14). */
+  order?: 'newest' | 'oldest';
   /** URLs per media item cut from the pending media URLs; default DEFAULT_MEDIA_ITEM_SIZE. */
   mediaItemSize?: number;
 }
@@ -183,6 +188,11 @@ export interface ItemStore {
    */
   extendLeases(options: { since: number; byMs: number }): Promise<number>;
   stats(options: { now: number; windowMs: number }): Promise<TrackerStats>;
+  /**
+   * Work per kind (post IDs, image/other/video URLs, pending ones included), the units and bytes
+   * of done items as the cost sample, and the bytes/s reported over `windowMs` (issue 14 deadline).
+   */
+  workProgress(options: { now: number; windowMs: number }): Promise<{ kinds: KindProgress[]; bytesPerSec: number }>;
   /**
    * IDs and bytes reported per HISTORY_BUCKET_MS over the last `sinceMs` (at most
    * HISTORY_RETENTION_MS), oldest first, every bucket present. `expireLeases` rolls progress

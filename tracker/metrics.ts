@@ -57,6 +57,12 @@ export class TrackerMetrics {
       [`{${p},state="claimed"}`, stats.items.claimed],
       [`{${p},state="done"}`, stats.items.done],
     ]);
+    if (stats.deadline) {
+      const d = stats.deadline;
+      metric('lifeboat_tracker_deadline_seconds', 'gauge', 'Seconds left until the project deadline.', [[`{${p}}`, d.secondsLeft]]);
+      metric('lifeboat_tracker_projected_coverage', 'gauge', 'Share of each kind of work projected done at the deadline (0..1).', d.kinds.map((k) => [`{${p},kind="${k.kind}"}`, k.coverage] as [string, number]));
+      metric('lifeboat_tracker_coverage', 'gauge', 'Share of each kind of work done now (0..1).', d.kinds.map((k) => [`{${p},kind="${k.kind}"}`, k.units > 0 ? k.finished / k.units : 1] as [string, number]));
+    }
     return `${lines.join('\n')}\n`;
   }
 }

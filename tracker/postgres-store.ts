@@ -22,6 +22,7 @@ import {
   storedRanges,
 } from './item-store.js';
 import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
+import { type KindProgress, type WorkRows, buildWorkProgress } from './deadline.js';
 import { type HistoryRow, type RatePoint, HISTORY_BUCKET_MS, HISTORY_RETENTION_MS, ROLLUP_KEY, ROLLUP_LAG_MS, buildHistory, buildStats } from './stats.js';
 
 const SCHEMA = `
@@ -90,6 +91,13 @@ SELECT (SELECT count(*) FROM finished) + (SELECT count(*) FROM requeued) AS n`;
 const CLAIM = `
 WITH picked AS (
   SELECT id FROM items WHERE project = $1 AND state = 'queued' AND priority BETWEEN $5 AND $6 ORDER BY priority, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+UPDATE items i SET state = 'claimed', lease_id = $2, node_id = $3, lease_expires_at = $4, attempts = attempts + 1
+FROM picked WHERE i.id = picked.id
+RETURNING i.id, i.ranges, i.finished, i.kind`;
+/** CLAIM with the highest item id first within a priority (project order `newest`, issue 14). */
+const CLAIM_NEWEST = `
+WITH picked AS (
+  SELECT id FROM items WHERE project = $1 AND state = 'queued' AND priority BETWEEN $5 AND $6 ORDER BY priority, id DESC LIMIT 1 FOR UPDATE SKIP LOCKED)
 UPDATE items i SET state = 'claimed', lease_id = $2, node_id = $3, lease_expires_at = $4, attempts = attempts + 1
 FROM picked WHERE i.id = picked.id
 RETURNING i.id, i.ranges, i.finished, i.kind`;
@@ -363,14 +371,15 @@ export class PostgresItemStore implements ItemStore {
     return Number(rows[0]?.n ?? 0);
   }
 
-  async claim({ nodeId, now, leaseMs, only, mediaItemSize = DEFAULT_MEDIA_ITEM_SIZE }: ClaimOptions): Promise<ClaimResult> {
+  async claim({ nodeId, now, leaseMs, only, order = 'oldest', mediaItemSize = DEFAULT_MEDIA_ITEM_SIZE }: ClaimOptions): Promise<ClaimResult> {
     const expired = await this.#expire(now);
+    const claimSql = order === 'newest' ? CLAIM_NEWEST : CLAIM;
     const leaseId = randomUUID();
     const leaseExpiresAt = now + leaseMs;
     type Row = { id: number; ranges: string; finished: string; kind: string };
     let row: Row | undefined;
     // Post items first; then whichever media work comes first: a queued media item or pending URLs.
-    if (only !== 'media') row = (await this.#q<Row>(CLAIM, [this.project, leaseId, nodeId, leaseExpiresAt, 0, 0]))[0];
+    if (only !== 'media') row = (await this.#q<Row>(claimSql, [this.project, leaseId, nodeId, leaseExpiresAt, 0, 0]))[0];
     if (!row && only !== 'posts') {
       const peek = (await this.#q<{ pending: number | null; queued: number | null }>(
         `SELECT (SELECT priority FROM media_urls WHERE project = $1 AND item_id IS NULL ORDER BY priority, seq LIMIT 1) AS pending,
@@ -380,7 +389,7 @@ export class PostgresItemStore implements ItemStore {
       if (peek.pending !== null && (peek.queued === null || peek.pending < peek.queued)) {
         row = await this.#cutMediaItem({ priority: peek.pending, size: mediaItemSize, leaseId, nodeId, leaseExpiresAt });
       }
-      row ??= (await this.#q<Row>(CLAIM, [this.project, leaseId, nodeId, leaseExpiresAt, 1, 99]))[0];
+      row ??= (await this.#q<Row>(claimSql, [this.project, leaseId, nodeId, leaseExpiresAt, 1, 99]))[0];
     }
     if (!row) {
       const hi = only === 'posts' ? 0 : 99;
@@ -605,6 +614,21 @@ export class PostgresItemStore implements ItemStore {
     ]);
     const rows = { itemCounts, nickTotals, nickRates, activeNodes: Number(active[0]?.n ?? 0) };
     return buildStats({ project: this.project, rows, now, windowMs });
+  }
+
+  async workProgress({ now, windowMs }: { now: number; windowMs: number }): Promise<{ kinds: KindProgress[]; bytesPerSec: number }> {
+    const [items, pending, windowBytes] = await Promise.all([
+      this.#q<WorkRows['items'][number]>(
+        `SELECT priority, SUM(id_count)::bigint AS units, SUM(finished_count)::bigint AS finished,
+                SUM(CASE WHEN state = 'done' THEN finished_count ELSE 0 END)::bigint AS sample_units,
+                SUM(CASE WHEN state = 'done' THEN COALESCE((done_stats::jsonb->>'bytes')::bigint, 0) ELSE 0 END)::bigint AS sample_bytes
+         FROM items WHERE project = $1 GROUP BY priority`,
+        [this.project],
+      ),
+      this.#q<WorkRows['pending'][number]>(`SELECT priority, COUNT(*)::bigint AS n FROM media_urls WHERE project = $1 AND item_id IS NULL GROUP BY priority`, [this.project]),
+      this.#q<{ n: string }>(`SELECT COALESCE(SUM(bytes), 0)::bigint AS n FROM events WHERE project = $1 AND at >= $2`, [this.project, now - windowMs]),
+    ]);
+    return buildWorkProgress({ items, pending, windowBytes: windowBytes[0]?.n ?? 0 }, windowMs);
   }
 
   async ban({ nick, reason, now }: { nick: string; reason: string; now: number }) {

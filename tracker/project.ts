@@ -31,6 +31,12 @@ import { DEFAULT_MEDIA_ITEM_SIZE, MEDIA_KINDS } from './media-urls.js';
  *   inline: []                 #   media kinds a post item still fetches itself (image, video, other); default none
  *   item_size: 100             #   URLs per media item; default 100
  *   hosts: [cdn.example.org]   #   hosts reported URLs may be on; default the profile's scope.hosts
+ * follow: {every_secs: 60}     # optional (issue 14): poll the profile's ids.discover every N s (>= 1) and seed
+ *                              #   the IDs above the highest held as items, as `tracker seed` would
+ * deadline: 2026-12-01T00:00:00Z   # optional (issue 14): RFC 3339; the tracker projects coverage per kind at
+ *                              #   this time and hands out the most valuable work per byte first
+ * order: newest                # optional (issue 14): within a kind, `newest` (highest IDs first) or `oldest`;
+ *                              #   default newest with a deadline, else oldest
  * ```
  * The upload credentials are the tracker's own, from the standard AWS environment
  * (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) or, failing that, the AWS SDK's
@@ -80,7 +86,15 @@ export const projectSchema = z.strictObject({
       hosts: z.array(z.string().min(1)).min(1).optional(),
     })
     .default({ collect: true, inline: [], item_size: DEFAULT_MEDIA_ITEM_SIZE }),
+  follow: z.strictObject({ every_secs: z.number().min(1).max(86_400) }).optional(),
+  deadline: z.iso.datetime({ offset: true }).optional(),
+  order: z.enum(['newest', 'oldest']).optional(),
 });
+
+/** The claim order within a kind: the project's `order`, else newest first under a deadline. */
+export function claimOrderOf(project: Pick<ProjectConfig, 'order' | 'deadline'>): 'newest' | 'oldest' {
+  return project.order ?? (project.deadline ? 'newest' : 'oldest');
+}
 
 export type ProjectConfig = z.infer<typeof projectSchema>;
 

@@ -11,7 +11,8 @@ import { HISTORY_BUCKET_MS } from './stats.js';
 import { type ItemStore, type NodeRecord, type TrackerStats, parseSeedRanges } from './item-store.js';
 import { LeaseError, UploadUnverifiedError } from './errors.js';
 import type { TrackerMetrics } from './metrics.js';
-import { type ProjectConfig, compareVersions } from './project.js';
+import { type ProjectConfig, claimOrderOf, compareVersions } from './project.js';
+import type { DeadlineProjection } from './deadline.js';
 import { type TrackerUploader, callUploadStore, checkUploads, itemKeyPrefix } from './uploader.js';
 
 /** What the route handlers share; built once by `buildTrackerApp`. */
@@ -118,7 +119,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     handler: async (req) => {
       const { only } = parse(api.claimBody, req.body);
       const t = now();
-      const result = await store.claim({ nodeId: nodeOf(req).id, now: t, leaseMs, mediaItemSize: project.media.item_size, ...(only ? { only } : {}) });
+      const result = await store.claim({ nodeId: nodeOf(req).id, now: t, leaseMs, mediaItemSize: project.media.item_size, order: claimOrderOf(project), ...(only ? { only } : {}) });
       metrics.inc('expired', result.expired);
       if (result.kind === 'done') {
         metrics.inc('claims_done');
@@ -308,5 +309,17 @@ export function statsJson(s: TrackerStats) {
     rate_window_secs: s.rateWindowSecs,
     nodes: s.nodes.map((n) => ({ nick: n.nick, items: n.items, ids: n.ids, bytes: n.bytes, rate_ids_per_sec: n.rateIdsPerSec })),
     generated_at: iso(s.generatedAt),
+    ...(s.deadline ? { deadline: deadlineJson(s.deadline) } : {}),
+  };
+}
+
+/** The deadline block of /api/v1/stats: countdown and projected coverage per kind (issue 14). */
+function deadlineJson(d: DeadlineProjection) {
+  return {
+    at: iso(d.deadline),
+    seconds_left: d.secondsLeft,
+    bytes_per_sec: d.bytesPerSec,
+    fits: d.fits,
+    kinds: d.kinds.map((k) => ({ kind: k.kind, units: k.units, finished: k.finished, projected: k.projected, coverage: k.coverage, bytes_per_unit: k.bytesPerUnit })),
   };
 }

@@ -8,6 +8,8 @@ import { MediaScope, mediaHostsOf } from './media-urls.js';
 import { BannedError, LeaseError, NickTakenError, UploadStoreError, UploadUnverifiedError } from './errors.js';
 import { EVENT_RETENTION_MS, type ItemStore, type NodeRecord, type TrackerStats } from './item-store.js';
 import { TrackerMetrics } from './metrics.js';
+import { projectDeadline } from './deadline.js';
+import { FollowSeeder } from './follow.js';
 import { openItemStore } from './open-store.js';
 import { buildOpenApi } from './openapi.js';
 import { type ProjectConfig, compareVersions, loadProjectFile } from './project.js';
@@ -62,6 +64,11 @@ export interface TrackerAppOptions {
   uploader?: TrackerUploader;
   /** Hosts reported media URLs may be on; default the project's media.hosts, else the scope.hosts of its profile. */
   mediaHosts?: string[];
+  /**
+   * The platform's highest ID now (the profile's ids.discover): required by a project with
+   * `follow`, whose new IDs the app then seeds every `follow.every_secs` (issue 14).
+   */
+  discoverMaxId?: () => Promise<number>;
 }
 
 const registeredRoutes = new WeakMap<FastifyInstance, string[]>();
@@ -110,6 +117,7 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
   } = options;
   if (project.upload && !uploader) throw new ConfigError(`project ${project.name} has an upload section: pass an uploader (serveTracker builds one)`);
   if (adminToken.length < 16) throw new ConfigError('the admin token must be at least 16 characters');
+  if (project.follow && !options.discoverMaxId) throw new ConfigError(`project ${project.name} has a follow section: pass discoverMaxId (serveTracker builds one)`);
   if (rateWindowMs > EVENT_RETENTION_MS) throw new ConfigError(`rateWindowMs must be at most ${EVENT_RETENTION_MS} ms (the event retention)`);
 
   const app = Fastify({ logger, bodyLimit: bodyLimitBytes });
@@ -120,7 +128,7 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
   const stats = () => {
     const t = Date.now();
     if (!statsCache || t - statsCache.at >= statsCacheMs) {
-      const value = store.stats({ now: now(), windowMs: rateWindowMs });
+      const value = withDeadline(store, project, now(), rateWindowMs);
       value.catch(() => (statsCache = undefined));
       statsCache = { at: t, value };
     }
@@ -237,6 +245,19 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
     });
   }
 
+  if (project.follow && options.discoverMaxId) {
+    const log = app.log.child({ component: 'follow' });
+    const seeder = new FollowSeeder({
+      store,
+      discover: options.discoverMaxId,
+      itemSize: project.item_size,
+      everyMs: project.follow.every_secs * 1000,
+      log: { info: (msg, fields) => log.info(fields ?? {}, msg), warn: (msg, fields) => log.warn(fields ?? {}, msg) },
+    });
+    seeder.start();
+    app.addHook('onClose', async () => seeder.stop());
+  }
+
   if (expireEveryMs > 0) {
     const timer = setInterval(() => {
       store.expireLeases(now()).then(
@@ -251,6 +272,14 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
 }
 
 const ALIVE_KEY = 'alive_at';
+
+/** The store's stats plus, for a project with a deadline, the projection at the deadline (issue 14). */
+async function withDeadline(store: ItemStore, project: ProjectConfig, now: number, windowMs: number): Promise<TrackerStats> {
+  const stats = await store.stats({ now, windowMs });
+  if (!project.deadline) return stats;
+  const work = await store.workProgress({ now, windowMs });
+  return { ...stats, deadline: projectDeadline({ deadline: Date.parse(project.deadline), now, ...work }) };
+}
 
 
 /**
@@ -279,6 +308,8 @@ export interface ServeTrackerOptions {
   /** Where the admin token (and, with an `upload` section, the AWS_* settings) are read from; default `process.env`. */
   env?: Record<string, string | undefined>;
   logger?: FastifyServerOptions['logger'];
+  /** Builds the discover call of a profile (by name or path), for a project with `follow`. */
+  discoverFor?: (profile: string) => () => Promise<number>;
 }
 
 export interface RunningTracker {
@@ -314,6 +345,7 @@ export async function serveTracker(options: ServeTrackerOptions): Promise<Runnin
       },
       logger,
       ...(upload ? { uploader: upload.uploader } : {}),
+      ...(project.follow && options.discoverFor ? { discoverMaxId: options.discoverFor(project.profile) } : {}),
     });
     const opened = store;
     const url = await app.listen({ port, host });

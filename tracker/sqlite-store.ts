@@ -23,6 +23,7 @@ import {
   storedRanges,
 } from './item-store.js';
 import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
+import { type KindProgress, type WorkRows, buildWorkProgress } from './deadline.js';
 import {
   type HistoryRow,
   type RatePoint,
@@ -148,6 +149,7 @@ export class SqliteItemStore implements ItemStore {
       finishExpired: `UPDATE items SET state = 'done', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ? AND finished_count >= id_count`,
       expire: `UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ?`,
       nextQueued: `SELECT id, ranges, finished, kind, priority FROM items WHERE project = ? AND state = 'queued' AND priority BETWEEN ? AND ? ORDER BY priority, id LIMIT 1`,
+      nextQueuedNewest: `SELECT id, ranges, finished, kind, priority FROM items WHERE project = ? AND state = 'queued' AND priority BETWEEN ? AND ? ORDER BY priority, id DESC LIMIT 1`,
       queuedPosts: `SELECT 1 FROM items WHERE project = ? AND state = 'queued' AND priority = 0 LIMIT 1`,
       pendingMin: `SELECT priority FROM media_urls WHERE project = ? AND item_id IS NULL ORDER BY priority, seq LIMIT 1`,
       pendingTake: `SELECT seq FROM media_urls WHERE project = ? AND item_id IS NULL AND priority = ? ORDER BY seq LIMIT ?`,
@@ -182,6 +184,10 @@ export class SqliteItemStore implements ItemStore {
       nickTotals: `SELECT nick, SUM(items_done) AS items, SUM(ids_done) AS ids, SUM(bytes_done) AS bytes FROM nodes WHERE project = ? GROUP BY nick`,
       nickRates: `SELECT n.nick AS nick, SUM(e.ids) AS ids FROM events e JOIN nodes n ON n.id = e.node_id WHERE e.project = ? AND e.at >= ? GROUP BY n.nick`,
       activeNodes: `SELECT COUNT(DISTINCT node_id) AS n FROM items WHERE project = ? AND state = 'claimed' AND lease_expires_at >= ?`,
+      workItems: `SELECT priority, SUM(id_count) AS units, SUM(finished_count) AS finished, SUM(CASE WHEN state = 'done' THEN finished_count ELSE 0 END) AS sample_units,
+        SUM(CASE WHEN state = 'done' THEN COALESCE(json_extract(done_stats, '$.bytes'), 0) ELSE 0 END) AS sample_bytes FROM items WHERE project = ? GROUP BY priority`,
+      workPending: `SELECT priority, COUNT(*) AS n FROM media_urls WHERE project = ? AND item_id IS NULL GROUP BY priority`,
+      windowBytes: `SELECT COALESCE(SUM(bytes), 0) AS n FROM events WHERE project = ? AND at >= ?`,
     };
     for (const [name, text] of Object.entries(sql)) this.#s[name] = this.#db.prepare(text);
   }
@@ -290,11 +296,11 @@ export class SqliteItemStore implements ItemStore {
     return this.#stmt('extendLeases').run(byMs, this.project, since).changes;
   }
 
-  async claim({ nodeId, now, leaseMs, only, mediaItemSize = DEFAULT_MEDIA_ITEM_SIZE }: ClaimOptions): Promise<ClaimResult> {
+  async claim({ nodeId, now, leaseMs, only, order = 'oldest', mediaItemSize = DEFAULT_MEDIA_ITEM_SIZE }: ClaimOptions): Promise<ClaimResult> {
     const [lo, hi] = only === 'posts' ? [0, 0] : only === 'media' ? [1, 99] : [0, 99];
     const run = this.#db.transaction((): ClaimResult => {
       const expired = this.#expire(now);
-      let row = this.#stmt('nextQueued').get(this.project, lo, hi) as QueuedRow | undefined;
+      let row = this.#stmt(order === 'newest' ? 'nextQueuedNewest' : 'nextQueued').get(this.project, lo, hi) as QueuedRow | undefined;
       if (only !== 'posts') {
         const pending = (this.#stmt('pendingMin').get(this.project) as { priority: number } | undefined)?.priority;
         if (pending !== undefined && (!row || pending < row.priority)) row = this.#cutMediaItem(pending, mediaItemSize);
@@ -434,6 +440,15 @@ export class SqliteItemStore implements ItemStore {
       activeNodes: Number((this.#stmt('activeNodes').get(this.project, now) as { n: number }).n),
     };
     return buildStats({ project: this.project, rows, now, windowMs });
+  }
+
+  async workProgress({ now, windowMs }: { now: number; windowMs: number }): Promise<{ kinds: KindProgress[]; bytesPerSec: number }> {
+    const read = this.#db.transaction((): WorkRows => ({
+      items: this.#stmt('workItems').all(this.project) as WorkRows['items'],
+      pending: this.#stmt('workPending').all(this.project) as WorkRows['pending'],
+      windowBytes: (this.#stmt('windowBytes').get(this.project, now - windowMs) as { n: number }).n,
+    }));
+    return buildWorkProgress(read(), windowMs);
   }
 
   async ban({ nick, reason, now }: { nick: string; reason: string; now: number }) {

@@ -1,0 +1,165 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RangeSet } from '../config/id-ranges.js';
+import { projectDeadline } from '../tracker/deadline.js';
+import { type ClaimOptions, type DoneStats, type ItemStore, type Lease } from '../tracker/item-store.js';
+import { PostgresItemStore } from '../tracker/postgres-store.js';
+import { SqliteItemStore } from '../tracker/sqlite-store.js';
+import { isPgReachable } from './fixtures/environment.js';
+
+/**
+ * Issue 14: the claim order under a deadline (kinds in value-per-byte order, newest first within
+ * a kind) and the per-kind work the projection reads, on both stores (one contract).
+ */
+
+const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
+const requireAll = process.env.LIFEBOAT_REQUIRE_ALL === '1';
+const pgReachable = await isPgReachable(PG_URL);
+const LEASE_MS = 60_000;
+const T0 = 1_700_000_000_000;
+const r = (start: number, end: number) => new RangeSet([{ start, end }]);
+const stats = (bytes: number): DoneStats => ({ counts: { archived: 1, missing: 0, gone: 0, restricted: 0, failed: 0 }, bytes, warcs: [] });
+let serial = 0;
+
+async function lease(store: ItemStore, nodeId: number, extra: Partial<ClaimOptions> = {}): Promise<Lease> {
+  const result = await store.claim({ nodeId, now: T0, leaseMs: LEASE_MS, ...extra });
+  if (result.kind !== 'lease') throw new Error(`expected a lease, got ${result.kind}`);
+  return result.lease;
+}
+const describeLease = (l: Lease) => (l.kind === 'posts' ? l.ranges.toJSON() : l.urls!.map((u) => u.url));
+
+function deadlineContract(open: (project: string) => Promise<ItemStore>) {
+  const stores: ItemStore[] = [];
+  const fresh = async () => {
+    const s = await open(`dl-${Date.now().toString(36)}-${serial++}`);
+    stores.push(s);
+    return s;
+  };
+  afterAll(async () => {
+    for (const s of stores) await s.close();
+  });
+
+  it('newest first within a kind; post items before images before video whatever the order', async () => {
+    const store = await fresh();
+    await store.seedNew(r(1, 30), 10);
+    await store.queueMedia([{ url: 'http://127.0.0.1/v.mp4' }, { url: 'http://127.0.0.1/a.png' }]);
+    const node = await store.registerNode({ nick: 'n', tokenHash: 'h-newest', now: T0 });
+    const got: unknown[] = [];
+    for (let i = 0; i < 5; i++) got.push(describeLease(await lease(store, node.id, { order: 'newest' })));
+    expect(got).toEqual([[[21, 30]], [[11, 20]], [[1, 10]], ['http://127.0.0.1/a.png'], ['http://127.0.0.1/v.mp4']]);
+  });
+
+  it('oldest first is the default order', async () => {
+    const store = await fresh();
+    await store.seedNew(r(1, 30), 10);
+    const node = await store.registerNode({ nick: 'n', tokenHash: 'h-oldest', now: T0 });
+    expect((await lease(store, node.id)).ranges.toJSON()).toEqual([[1, 10]]);
+    expect((await lease(store, node.id, { order: 'oldest' })).ranges.toJSON()).toEqual([[11, 20]]);
+  });
+
+  it('a killed node’s remainder goes back and, being the newest, is handed out next', async () => {
+    const store = await fresh();
+    await store.seedNew(r(1, 30), 10);
+    const a = await store.registerNode({ nick: 'a', tokenHash: 'h-a', now: T0 });
+    const b = await store.registerNode({ nick: 'b', tokenHash: 'h-b', now: T0 });
+    const first = await lease(store, a.id, { order: 'newest' });
+    await store.heartbeat({ nodeId: a.id, leaseId: first.leaseId, finished: r(21, 24), now: T0, leaseMs: LEASE_MS });
+    // a is killed (-9): no release, no heartbeat; its lease runs out.
+    const after = await store.claim({ nodeId: b.id, now: T0 + LEASE_MS + 1, leaseMs: LEASE_MS, order: 'newest' });
+    expect(after.kind === 'lease' && after.lease.ranges.toJSON()).toEqual([[25, 30]]);
+  });
+
+  it('workProgress counts units per kind, pending media included, and the cost of done items', async () => {
+    const store = await fresh();
+    await store.seedNew(r(1, 20), 10);
+    await store.queueMedia([{ url: 'http://127.0.0.1/a.png' }, { url: 'http://127.0.0.1/b.png' }, { url: 'http://127.0.0.1/v.webm' }]);
+    const node = await store.registerNode({ nick: 'n', tokenHash: 'h-work', now: T0 });
+    const l = await lease(store, node.id);
+    await store.done({ nodeId: node.id, leaseId: l.leaseId, stats: stats(5000), now: T0 + 1000 });
+    const work = await store.workProgress({ now: T0 + 2000, windowMs: 10_000 });
+    expect(work.bytesPerSec).toBe(500);
+    expect(work.kinds).toEqual([
+      { kind: 'posts', units: 20, finished: 10, sampleUnits: 10, sampleBytes: 5000 },
+      { kind: 'image', units: 2, finished: 0, sampleUnits: 0, sampleBytes: 0 },
+      { kind: 'other', units: 0, finished: 0, sampleUnits: 0, sampleBytes: 0 },
+      { kind: 'video', units: 1, finished: 0, sampleUnits: 0, sampleBytes: 0 },
+    ]);
+    // The rate window excludes older reports.
+    expect((await store.workProgress({ now: T0 + 20_000, windowMs: 10_000 })).bytesPerSec).toBe(0);
+  });
+}
+
+describe('projectDeadline', () => {
+  const kinds = [
+    { kind: 'video' as const, units: 10, finished: 0, sampleUnits: 2, sampleBytes: 2_000_000 },
+    { kind: 'posts' as const, units: 1000, finished: 100, sampleUnits: 100, sampleBytes: 100_000 },
+    { kind: 'image' as const, units: 100, finished: 0, sampleUnits: 10, sampleBytes: 100_000 },
+  ];
+
+  it('spends the time left on the kinds in claim order, each unit at its measured cost', () => {
+    // 1000 B/s × 1000 s = 1 MB: 900 posts (900 kB), then 10 images (100 kB), no video.
+    const p = projectDeadline({ deadline: T0 + 1_000_000, now: T0, bytesPerSec: 1000, kinds });
+    expect(p.secondsLeft).toBe(1000);
+    expect(p.fits).toBe(false);
+    expect(p.kinds.map((k) => [k.kind, k.projected, k.coverage])).toEqual([
+      ['posts', 1000, 1],
+      ['image', 10, 0.1],
+      ['video', 0, 0],
+    ]);
+  });
+
+  it('a kind with no sample borrows the mean cost; nothing measured projects nothing more', () => {
+    const unsampled = [
+      { kind: 'posts' as const, units: 10, finished: 5, sampleUnits: 5, sampleBytes: 500 },
+      { kind: 'image' as const, units: 10, finished: 0, sampleUnits: 0, sampleBytes: 0 },
+    ];
+    const p = projectDeadline({ deadline: T0 + 1000, now: T0, bytesPerSec: 1000, kinds: unsampled });
+    expect(p.kinds.map((k) => k.projected)).toEqual([10, 5]);
+    expect(p.kinds[1]!.bytesPerUnit).toBe(100);
+    const none = projectDeadline({ deadline: T0 + 1000, now: T0, bytesPerSec: 1000, kinds: [{ kind: 'posts', units: 10, finished: 0, sampleUnits: 0, sampleBytes: 0 }] });
+    expect(none.kinds[0]!.projected).toBe(0);
+    expect(none.kinds[0]!.bytesPerUnit).toBeNull();
+  });
+
+  it('past the deadline the projection is what is done', () => {
+    const p = projectDeadline({ deadline: T0 - 1, now: T0, bytesPerSec: 1e9, kinds });
+    expect(p.secondsLeft).toBe(0);
+    expect(p.kinds.map((k) => k.projected)).toEqual([100, 0, 0]);
+  });
+
+  it('fits when the budget covers everything', () => {
+    expect(projectDeadline({ deadline: T0 + 1e9, now: T0, bytesPerSec: 1e6, kinds }).fits).toBe(true);
+  });
+});
+
+describe('SqliteItemStore deadline contract', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-deadline-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  deadlineContract(async (project) => {
+    const s = new SqliteItemStore({ path: path.join(dir, 'tracker.sqlite'), project });
+    await s.init();
+    return s;
+  });
+});
+
+describe.skipIf(!pgReachable && !requireAll)('PostgresItemStore deadline contract', () => {
+  it.runIf(!pgReachable)('needs PostgreSQL at 127.0.0.1:5432 (LIFEBOAT_REQUIRE_ALL=1)', () => {
+    throw new Error(`PostgreSQL is not reachable at ${PG_URL}`);
+  });
+  const schema = `lb_deadline_${process.pid}_${Date.now().toString(36)}`;
+  beforeAll(() => undefined);
+  afterAll(async () => {
+    const client = new pg.Client({ connectionString: PG_URL });
+    await client.connect();
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await client.end();
+  });
+  deadlineContract(async (project) => {
+    const s = new PostgresItemStore({ connectionString: PG_URL, project, schema, maxConnections: 4 });
+    await s.init();
+    return s;
+  });
+});

@@ -1,0 +1,117 @@
+import { MEDIA_PRIORITY, POSTS_PRIORITY } from './media-urls.js';
+
+/**
+ * What a project with a `deadline` will have done by then (issue 14). Work kinds in the order the
+ * tracker hands them out — post IDs, then images, other media, video: the most valuable work per
+ * byte first — and the bytes the project's nodes move per second now. The time left is spent on
+ * the kinds in that order, each unit costing the bytes a unit of its kind has cost so far.
+ */
+
+export const WORK_KINDS = ['posts', 'image', 'other', 'video'] as const;
+export type WorkKind = (typeof WORK_KINDS)[number];
+
+/** The claim priority of each work kind (the stores' `priority` column). */
+export const KIND_PRIORITY: Record<WorkKind, number> = { posts: POSTS_PRIORITY, ...MEDIA_PRIORITY };
+
+/** One kind's work as the store counts it: units (IDs or media URLs) known, finished, and the bytes finished ones cost. */
+export interface KindProgress {
+  kind: WorkKind;
+  /** Units known: seeded post IDs; media URLs in items or pending. */
+  units: number;
+  finished: number;
+  /** Units of done items of this kind and the bytes their nodes reported (the cost sample). */
+  sampleUnits: number;
+  sampleBytes: number;
+}
+
+export interface KindProjection {
+  kind: WorkKind;
+  units: number;
+  finished: number;
+  /** Units projected finished at the deadline. */
+  projected: number;
+  /** projected / units (1 when there are no units). */
+  coverage: number;
+  /** Bytes one unit costs (the sample's mean, or the mean over all kinds); null when nothing was measured yet. */
+  bytesPerUnit: number | null;
+}
+
+export interface DeadlineProjection {
+  deadline: number;
+  secondsLeft: number;
+  /** Bytes per second the nodes moved over the rate window. */
+  bytesPerSec: number;
+  /** True when every known unit is projected done by the deadline. */
+  fits: boolean;
+  kinds: KindProjection[];
+}
+
+/**
+ * Spends `bytesPerSec × secondsLeft` on the kinds in claim order. A kind with no cost sample yet
+ * borrows the mean over all kinds measured; with nothing measured at all nothing more is projected
+ * (an honest "unknown" is 0 extra, not a guess). Past the deadline the projection is what is done.
+ */
+export function projectDeadline(options: { deadline: number; now: number; bytesPerSec: number; kinds: readonly KindProgress[] }): DeadlineProjection {
+  const { deadline, now, bytesPerSec } = options;
+  const secondsLeft = Math.max(0, (deadline - now) / 1000);
+  let budget = Math.max(0, bytesPerSec) * secondsLeft;
+  let sampleUnits = 0;
+  let sampleBytes = 0;
+  for (const k of options.kinds) {
+    sampleUnits += k.sampleUnits;
+    sampleBytes += k.sampleBytes;
+  }
+  const meanCost = sampleUnits > 0 ? sampleBytes / sampleUnits : null;
+  const ordered = [...options.kinds].sort((a, b) => KIND_PRIORITY[a.kind] - KIND_PRIORITY[b.kind]);
+  let fits = true;
+  const kinds = ordered.map((k): KindProjection => {
+    const left = Math.max(0, k.units - k.finished);
+    const cost = k.sampleUnits > 0 ? k.sampleBytes / k.sampleUnits : meanCost;
+    let more: number;
+    if (left === 0) more = 0;
+    else if (cost === null) more = 0;
+    else if (cost === 0) more = budget > 0 ? left : 0;
+    else more = Math.min(left, Math.floor(budget / cost));
+    if (cost !== null && cost > 0) budget -= more * cost;
+    if (more < left) fits = false;
+    const projected = k.finished + more;
+    return { kind: k.kind, units: k.units, finished: k.finished, projected, coverage: k.units > 0 ? round4(projected / k.units) : 1, bytesPerUnit: cost === null ? null : Math.round(cost) };
+  });
+  return { deadline, secondsLeft: Math.round(secondsLeft), bytesPerSec: Math.round(bytesPerSec), fits, kinds };
+}
+
+function round4(n: number): number {
+  return Math.round(n * 10_000) / 10_000;
+}
+
+/** The raw rows both stores read for `workProgress()`; numbers may arrive as strings (PostgreSQL bigint). */
+export interface WorkRows {
+  items: { priority: number | string; units: number | string; finished: number | string; sample_units: number | string; sample_bytes: number | string }[];
+  /** Media URLs not cut into an item yet, per priority. */
+  pending: { priority: number | string; n: number | string }[];
+  /** Bytes nodes reported over the window. */
+  windowBytes: number | string;
+}
+
+/** Every work kind's progress (kinds with no work give zeros) and the bytes/s over the window. */
+export function buildWorkProgress(rows: WorkRows, windowMs: number): { kinds: KindProgress[]; bytesPerSec: number } {
+  const byPriority = new Map<number, KindProgress>();
+  const kinds = WORK_KINDS.map((kind) => {
+    const k: KindProgress = { kind, units: 0, finished: 0, sampleUnits: 0, sampleBytes: 0 };
+    byPriority.set(KIND_PRIORITY[kind], k);
+    return k;
+  });
+  for (const r of rows.items) {
+    const k = byPriority.get(Number(r.priority));
+    if (!k) continue;
+    k.units += Number(r.units);
+    k.finished += Number(r.finished);
+    k.sampleUnits += Number(r.sample_units);
+    k.sampleBytes += Number(r.sample_bytes);
+  }
+  for (const r of rows.pending) {
+    const k = byPriority.get(Number(r.priority));
+    if (k) k.units += Number(r.n);
+  }
+  return { kinds, bytesPerSec: Number(rows.windowBytes) / (windowMs / 1000) };
+}
