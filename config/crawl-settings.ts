@@ -8,7 +8,8 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { InputError } from './errors.js';
 import type { Profile } from './profile.js';
-import { formatKeyPath } from './schema-issue.js';
+import { MEDIA_KINDS, mediaKindOf } from './media-kinds.js';
+import { formatKeyPath, issueMessage } from './schema-issue.js';
 
 /** What a caller may set for a run (the CLI's flags, a node's options, tests); unknown keys are refused. */
 export const crawlFlagsSchema = z.strictObject({
@@ -20,7 +21,11 @@ export const crawlFlagsSchema = z.strictObject({
   concurrency: z.number().int().min(1).optional(),
   /** Requests per second per host for the whole run. Default: the profile's `politeness.rate`. */
   ratePerSec: z.number().positive().optional(),
-  /** Crawl worker threads, IDs split among them. 1 for profiles with browser captures (one Chromium per crawl). */
+  /**
+   * Crawl worker threads, IDs split among them (crawl-workers.ts). Default 1: on the 2-core
+   * benchmark machine, where the platform shares the cores, 2 workers were no faster
+   * (BENCHMARKS.md). Always 1 for profiles with browser captures (one Chromium per crawl).
+   */
   workers: z.number().int().min(1).default(1),
   /** Rotate WARC files at this size. */
   warcSizeBytes: z.number().int().min(1).default(1024 ** 3),
@@ -38,6 +43,11 @@ export const crawlFlagsSchema = z.strictObject({
   screenshots: z.boolean().default(false),
   /** Pages a browser context serves before it is replaced. Default: the browser pool's. */
   browserPagesPerContext: z.number().int().min(1).optional(),
+  /**
+   * Which extracted media this run fetches itself (issue 13): `all` (a standalone crawl), or only
+   * these kinds — the others stay queued in the shard for a node to report to its tracker.
+   */
+  inlineMedia: z.union([z.literal('all'), z.array(z.enum(MEDIA_KINDS))]).default('all'),
 });
 
 export type CrawlFlags = z.input<typeof crawlFlagsSchema>;
@@ -58,7 +68,8 @@ export function resolveCrawlSettings(profile: Profile, flags: CrawlFlags): Crawl
   const parsed = crawlFlagsSchema.safeParse(flags);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new InputError(`crawl option ${formatKeyPath(issue.path) || '(root)'}: ${issue.message}`, { code: 'E_CRAWL_OPTION' });
+    const at = formatKeyPath(issue.path);
+    throw new InputError(`crawl options${at ? ` ${at}` : ''}: ${issueMessage(issue, crawlFlagsSchema)}`, { code: 'E_CRAWL_OPTION' });
   }
   const f = parsed.data;
   const pol = profile.politeness;
@@ -71,6 +82,11 @@ export function resolveCrawlSettings(profile: Profile, flags: CrawlFlags): Crawl
     ratePerSec: f.ratePerSec ?? pol.ratePerSec,
     perHostConcurrency: pol.perHostConcurrency,
   };
+}
+
+/** Whether a run with these settings fetches this extracted media URL itself (`inlineMedia`). */
+export function fetchesInline(settings: Pick<CrawlSettings, 'inlineMedia'>, url: string): boolean {
+  return settings.inlineMedia === 'all' || settings.inlineMedia.includes(mediaKindOf(url));
 }
 
 const share = (total: number, count: number): number => Math.max(1, Math.ceil(total / count));

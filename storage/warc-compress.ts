@@ -2,8 +2,13 @@
  * How WARC records become gzip members (DESIGN.md §6: one member per record): deflated in one
  * call for small records, stored deflate blocks for bytes that are already compressed.
  */
-import zlib from 'node:zlib';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import type { BodySource } from './capture.js';
+import type { BlockPart } from './warc-build.js';
+import { RECORD_END } from './warc-record.js';
 
 const gzipAsync = promisify(zlib.gzip);
 
@@ -99,4 +104,20 @@ export async function writeStoredMember(chunks: AsyncIterable<Buffer>, write: (d
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE(total % 2 ** 32, 4);
   await write(trailer);
+}
+
+/** A record's bytes in order: its head, its block parts (buffers or spooled files) and the end marker. */
+export async function* blockChunks(head: Buffer, block: BlockPart[]): AsyncGenerator<Buffer> {
+  yield head;
+  for (const p of block) {
+    if (Buffer.isBuffer(p)) yield p;
+    else if (p.kind === 'buffer') yield p.data;
+    else yield* createReadStream(p.path, { highWaterMark: 4 * 65535 }) as AsyncIterable<Buffer>;
+  }
+  yield RECORD_END;
+}
+
+export async function readSmallBody(body: BodySource): Promise<Buffer> {
+  if (body.kind === 'buffer') return body.data;
+  return readFile(body.path);
 }

@@ -1,12 +1,12 @@
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, writeSync } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, type FileHandle } from 'node:fs/promises';
+import { writeSync } from 'node:fs';
+import { mkdir, open, readdir, rename, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { StorageError } from '../config/errors.js';
-import type { BodySource, Capture } from './capture.js';
+import type { Capture } from './capture.js';
 import { blockLength, captureRecords, extraRecord, recordHeadOf, warcinfoRecord, type BlockPart, type RecordSpec, type RevisitTarget } from './warc-build.js';
-import { compress, storedGzipMember, writeStoredMember } from './warc-compress.js';
+import { blockChunks, compress, readSmallBody, storedGzipMember, writeStoredMember } from './warc-compress.js';
 import { newRecordId, RECORD_END, type WarcType } from './warc-record.js';
 
 export type { BlockPart, RevisitTarget } from './warc-build.js';
@@ -391,23 +391,6 @@ export class WarcWriter {
   }
 }
 
-/** A record's bytes in order: its head, its block parts (buffers or spooled files) and the end marker. */
-async function* blockChunks(head: Buffer, block: BlockPart[]): AsyncGenerator<Buffer> {
-  yield head;
-  for (const p of block) {
-    if (Buffer.isBuffer(p)) yield p;
-    else if (p.kind === 'buffer') yield p.data;
-    else yield* createReadStream(p.path, { highWaterMark: 4 * 65535 }) as AsyncIterable<Buffer>;
-  }
-  yield RECORD_END;
-}
-
-async function readSmallBody(body: BodySource): Promise<Buffer> {
-  if (body.kind === 'buffer') return body.data;
-  const { readFile } = await import('node:fs/promises');
-  return readFile(body.path);
-}
-
 export async function syncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try {
@@ -417,8 +400,4 @@ export async function syncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
-}
-
-export async function fileSize(path: string): Promise<number> {
-  return (await stat(path)).size;
 }

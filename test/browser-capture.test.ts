@@ -48,6 +48,12 @@ function crawlOptions(profile: Profile, dir: string, ids: string, extra: Partial
   };
 }
 
+/** The options alone (runCrawl refuses keys it does not know, such as the test's `lines`). */
+function crawlOf(o: CrawlOptions & { lines: LogLine[] }): CrawlOptions {
+  const { lines: _lines, ...options } = o;
+  return options;
+}
+
 function publicIds(platform: DemoPlatform, from: number, to: number): number[] {
   const out: number[] = [];
   for (let id = from; id <= to; id++) if (platform.post(id).status === 'public') out.push(id);
@@ -87,7 +93,7 @@ describe('browser capture: response heads', () => {
     const dir = await mkdtemp(join(tmpdir(), 'lifeboat-nochromium-'));
     try {
       const profile = loadProfile('demo-browser', { baseUrl: platform.url });
-      const err = await runCrawl({ ...crawlOptions(profile, dir, '1-3'), chromiumPath: '/nonexistent/chromium' }).catch((e: unknown) => e);
+      const err = await runCrawl(crawlOf({ ...crawlOptions(profile, dir, '1-3'), chromiumPath: '/nonexistent/chromium' })).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(InputError);
       expect((err as Error).message).toMatch(/apt-get install -y chromium.*--chromium PATH/);
     } finally {
@@ -121,7 +127,7 @@ describeBrowser(`browser capture in Chromium (${CHROMIUM})`, () => {
     const dir = join(tmp, 'crawl');
     const profile = loadProfile('demo-browser', { baseUrl: platform.url });
     const opts = crawlOptions(profile, dir, '1-30', { screenshots: true });
-    const result = await runCrawl(opts);
+    const result = await runCrawl(crawlOf(opts));
     expect(result.counts.failed).toBe(0);
     expect(result.counts.archived).toBe(ids.length);
 
@@ -219,7 +225,7 @@ describeBrowser(`browser capture in Chromium (${CHROMIUM})`, () => {
         }
       },
     });
-    const result = await runCrawl(opts);
+    const result = await runCrawl(crawlOf(opts));
     expect(killed).toBeGreaterThan(0);
     expect(opts.lines.filter((l) => l.message.startsWith('launched Chromium')).length).toBeGreaterThanOrEqual(2);
     const db = new Database(join(dir, 'shard.sqlite'), { readonly: true });
