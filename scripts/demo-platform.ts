@@ -70,6 +70,11 @@ export interface DemoPlatform {
   close(): Promise<void>;
   setChaos(chaos: DemoPlatformOptions['chaos'] | undefined): void;
   setRateLimit(r: DemoPlatformOptions['rateLimit'] | undefined): void;
+  /**
+   * A live platform (issue 14): the highest post ID becomes `posts` (what /api/v1/latest answers);
+   * posts 1..old keep their content, the new ones appear. Also lowers it (a discover that goes backwards).
+   */
+  setPosts(posts: number): void;
   stats: DemoPlatformStats;
   post(id: number): DemoPost;
   /** The exact bytes served for a media path such as /media/img/12-0.jpg; undefined when none. */
@@ -236,6 +241,10 @@ export async function startDemoPlatform(opts: DemoPlatformOptions = {}): Promise
     url: publicUrl,
     port: address.port,
     stats,
+    setPosts: (n) => {
+      if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`posts must be a non-negative integer, got ${n}`);
+      routes = { ...routes!, posts: n, content: new DemoContent({ seed, posts: n, url: publicUrl, mediaBaseUrl: opts.mediaBaseUrl?.replace(/\/+$/, '') }) };
+    },
     close: () => {
       closing ??= new Promise<void>((resolve) => {
         for (const timer of stalls) clearTimeout(timer);
@@ -255,12 +264,12 @@ export async function startDemoPlatform(opts: DemoPlatformOptions = {}): Promise
       rateLimit = next;
       bucket = next ? new TokenBucket(next.rps, next.burst ?? Math.max(1, next.rps)) : undefined;
     },
-    post: (id) => c.post(id),
+    post: (id) => routes!.content.post(id),
     mediaBody: (path) => {
-      const body = c.mediaBody(path);
+      const body = routes!.content.mediaBody(path);
       return body && Buffer.from(body);
     },
-    publicMediaUrls: () => c.publicMediaUrls(),
+    publicMediaUrls: () => routes!.content.publicMediaUrls(),
   };
 }
 
