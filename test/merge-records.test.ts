@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,9 +10,12 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { surtOf } from '../storage/cdxj.js';
 import { mergeShards } from '../storage/merge.js';
+import { scanMembers } from '../storage/gzip-members.js';
 import { sha1Of } from '../storage/warc-record.js';
 import { WarcWriter, type RevisitTarget } from '../storage/warc-writer.js';
 import { httpCapture } from './fixtures/http-capture.js';
+import { makeShard } from './fixtures/make-shard.js';
+import { readWarcDir } from './fixtures/warc-records.js';
 
 // What merge writes about each record it keeps (merged.sqlite and the CDXJ), how revisits are
 // weighed against full responses, and how a foreign tool's records that come before their
@@ -105,6 +108,10 @@ describe('merge: what is recorded for each kept record', () => {
     const files = (await readdir(join(out, 'warcs'))).sort();
     expect(warcs.map((w) => w.name)).toEqual(files);
     for (const w of warcs) expect([w.state, w.size]).toEqual(['closed', (await stat(join(out, 'warcs', w.name))).size]);
+    // The input's own warcinfo is kept, marked with where it came from; nothing else is marked.
+    const out1 = await readWarcDir(join(out, 'warcs'));
+    const copied = out1.filter((x) => x.headers['WARC-Lifeboat-Copied-From']);
+    expect(copied.map((x) => [x.type, x.headers['WARC-Lifeboat-Copied-From']])).toEqual([['warcinfo', input.split('/').at(-1)]]);
     // The input's counts.
     expect(rows(out, 'SELECT kind, profile, records_read, records_kept, duplicates FROM inputs')).toEqual([
       { kind: 'warc', profile: null, records_read: 7, records_kept: 7, duplicates: 0 },
@@ -125,8 +132,12 @@ describe('merge: revisits against full responses', () => {
     expect(r.defects).toEqual([]);
     const kept = rows<{ type: string; record_id: string }>(out, `SELECT type, record_id FROM records WHERE url = '${B}/media/x.gif' AND type != 'request' ORDER BY type`);
     expect(kept.map((k) => k.type)).toEqual(['response', 'revisit']);
-    const dropped = rows<{ type: string; kept_record_id: string; payload_digest: string }>(out, `SELECT type, kept_record_id, payload_digest FROM duplicates WHERE type != 'request'`);
-    expect(dropped).toEqual([{ type: 'revisit', kept_record_id: kept.find((k) => k.type === 'response')!.record_id, payload_digest: sha1Of(Buffer.from('GIF89a-x')) }]);
+    const dropped = rows<{ type: string; kept_record_id: string; payload_digest: string; date: string }>(out, `SELECT type, kept_record_id, payload_digest, date FROM duplicates WHERE type != 'request'`);
+    expect(dropped).toEqual([{ type: 'revisit', kept_record_id: kept.find((k) => k.type === 'response')!.record_id, payload_digest: sha1Of(Buffer.from('GIF89a-x')), date: '2024-05-01T12:00:01.000Z' }]);
+    // The kept revisit is indexed like a response (replay tools resolve it to the payload).
+    expect(rows<{ surt: string }>(out, `SELECT surt FROM records WHERE type = 'revisit'`)).toEqual([{ surt: surtOf(`${B}/media/x.gif`) }]);
+    const cdxj = (await readFile(join(out, 'indexes', 'index.cdxj'), 'utf8')).trimEnd().split('\n');
+    expect(cdxj).toHaveLength(2);
   });
 });
 
@@ -146,5 +157,67 @@ describe('merge: records written before their anchor (wget)', () => {
     expect(kept.map((k) => `${k.type} ${k.url.slice(base.length)}`)).toEqual(['request /a', 'response /a', 'request /b', 'response /b', 'request /c', 'response /c']);
     const dropped = rows<{ type: string; url: string }>(out, `SELECT type, url FROM duplicates WHERE url LIKE 'http%' ORDER BY url, type`);
     expect(dropped.map((k) => `${k.type} ${k.url.slice(base.length)}`)).toEqual(['request /a', 'response /a', 'request /b', 'response /b']);
+  });
+});
+
+describe('merge: inputs, defects and what was merged before', () => {
+  it('records a shard input with its profile, node and software', async () => {
+    const shard = join(tmp, 'shard-prov');
+    await makeShard({ dir: shard, start: 1, end: 5, node: 'dora' });
+    const out = join(tmp, 'out-prov');
+    await mergeShards({ inputs: [shard], out });
+    expect(rows(out, 'SELECT kind, profile, node, software FROM inputs')).toEqual([{ kind: 'shard', profile: 'demo', node: 'dora', software: 'lifeboat-test' }]);
+  });
+
+  it('a record met again in another file (same WARC-Record-ID) is merged once, not copied twice', async () => {
+    const input = await warcOf('again', [
+      { url: `${B}/p/1`, body: 'one' },
+      { url: `${B}/p/2`, body: 'two' },
+    ]);
+    const members: { offset: number; length: number }[] = [];
+    for await (const m of scanMembers(input)) members.push(m);
+    // A second file holding the first three members (warcinfo, response, request of /p/1): another sha256.
+    const part = join(tmp, 'again-part.warc.gz');
+    await writeFile(part, (await readFile(input)).subarray(0, members[2]!.offset + members[2]!.length));
+    const out = join(tmp, 'out-again');
+    const r = await mergeShards({ inputs: [input, part], out });
+    expect(r.defects).toEqual([]);
+    expect(r.alreadyMerged).toBe(3);
+    expect(rows<{ n: number }>(out, 'SELECT COUNT(*) AS n FROM records')[0]!.n).toBe(5);
+  });
+
+  it('keeps the defects it met in merged.sqlite, with file and offset', async () => {
+    const input = await warcOf('damaged', [
+      { url: `${B}/p/1`, body: 'one '.repeat(100) },
+      { url: `${B}/p/2`, body: 'two '.repeat(100) },
+    ]);
+    const members: { offset: number; length: number }[] = [];
+    for await (const m of scanMembers(input)) members.push(m);
+    const bad = join(tmp, 'damaged-copy.warc.gz');
+    const bytes = Buffer.from(await readFile(input));
+    bytes[members[3]!.offset + 30]! ^= 0xff; // the response of /p/2
+    await writeFile(bad, bytes);
+    const out = join(tmp, 'out-damaged');
+    const r = await mergeShards({ inputs: [bad], out });
+    expect(r.defects.map((d) => [d.file, d.offset])).toEqual([[bad, members[3]!.offset]]);
+    const stored = rows<{ file: string; offset: number; what: string }>(out, 'SELECT file, offset, what FROM defects');
+    expect(stored.map((d) => [d.file, d.offset])).toEqual([[bad, members[3]!.offset]]);
+    expect(stored[0]!.what).toBeTruthy();
+  });
+
+  it('merges into a merged.sqlite made before the records had an encoding column', async () => {
+    const input = await warcOf('old-db-1', [{ url: `${B}/p/1`, body: 'one' }]);
+    const out = join(tmp, 'out-old-db');
+    await mergeShards({ inputs: [input], out });
+    const db = new Database(join(out, 'merged.sqlite'));
+    db.exec('ALTER TABLE records DROP COLUMN encoding');
+    db.close();
+    const next = await warcOf('old-db-2', [{ url: `${B}/p/2`, body: 'two', headers: { 'Content-Encoding': 'br' } }]);
+    const r = await mergeShards({ inputs: [next], out });
+    expect(r.defects).toEqual([]);
+    expect(rows(out, `SELECT url, encoding FROM records WHERE type = 'response' ORDER BY url`)).toEqual([
+      { url: `${B}/p/1`, encoding: null },
+      { url: `${B}/p/2`, encoding: 'br' },
+    ]);
   });
 });
