@@ -2,6 +2,9 @@
 // Not in CI: too slow for 2 cores. Run it when the modules below change.
 import { chosenGroups } from './stryker.groups.mjs';
 
+/** Reports (and the sandbox) are named after the groups run, so two groups can run side by side. */
+const label = process.env.MUTATE_GROUP ? process.env.MUTATE_GROUP.split(',').map((s) => s.trim()).join('+') : 'all';
+
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
   testRunner: 'vitest',
@@ -9,13 +12,13 @@ export default {
   vitest: { configFile: 'stryker.vitest.config.mjs', related: false },
   coverageAnalysis: 'perTest',
   mutate: [...new Set(chosenGroups().flatMap((g) => g.mutate))],
-  ignorePatterns: ['dist', 'reports', 'demo-archive', 'bench-output', 'test-output', '.bench-build*', 'RELIABILITY.md', 'BENCHMARKS.md'],
+  ignorePatterns: ['.stryker-tmp', 'dist', 'reports', 'demo-archive', 'bench-output', 'test-output', '.bench-build*', 'RELIABILITY.md', 'BENCHMARKS.md'],
   concurrency: 2,
   timeoutMS: 15_000,
   reporters: ['clear-text', 'progress', 'html', 'json'],
-  htmlReporter: { fileName: 'reports/mutation/mutation.html' },
-  jsonReporter: { fileName: 'reports/mutation/mutation.json' },
-  incrementalFile: 'reports/stryker-incremental.json',
-  tempDirName: '.stryker-tmp',
+  htmlReporter: { fileName: `reports/mutation/${label}.html` },
+  jsonReporter: { fileName: `reports/mutation/${label}.json` },
+  incrementalFile: `reports/stryker-incremental-${label}.json`,
+  tempDirName: `.stryker-tmp/${label}`,
   cleanTempDir: 'always',
 };

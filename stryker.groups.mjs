@@ -18,7 +18,7 @@ export const GROUPS = {
     tests: ['test/merge-dedupe.test.ts', 'test/merge-records.test.ts', 'test/merge.test.ts'],
   },
   upload: {
-    mutate: ['storage/upload-s3.ts:231-352', 'storage/upload-ia.ts:240-274', 'storage/upload-ia.ts:336-392'],
+    mutate: ['storage/upload/s3.ts:156-272', 'storage/upload/ia.ts:225-259', 'storage/upload/ia.ts:321-377'],
     tests: ['test/upload-verify.test.ts', 'test/upload-ia.test.ts', 'test/upload-s3.test.ts'],
   },
   'scope-guard': {
@@ -31,11 +31,11 @@ export const GROUPS = {
   },
   'warc-writer': {
     mutate: ['storage/warc-writer.ts'],
-    tests: ['test/warc-repair.test.ts', 'test/durability.test.ts', 'test/warc-compress.test.ts', 'test/warc-reader.test.ts', 'test/merge-dedupe.test.ts', 'test/revisit.test.ts'],
+    tests: ['test/warc-writer.test.ts', 'test/warc-repair.test.ts', 'test/durability.test.ts', 'test/warc-compress.test.ts', 'test/warc-reader.test.ts', 'test/merge-dedupe.test.ts', 'test/revisit.test.ts'],
   },
   'tracker-stores': {
     mutate: ['tracker/sqlite-store.ts', 'tracker/postgres-store.ts'],
-    tests: ['test/tracker-store.test.ts'],
+    tests: ['test/tracker-store.test.ts', 'test/tracker-media-store.test.ts'],
   },
 };
 

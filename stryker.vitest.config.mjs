@@ -53,6 +53,7 @@ class GroupOrder extends BaseSequencer {
 export default defineConfig({
   test: {
     include: tests,
+    setupFiles: ['./stryker.vitest.setup.mjs'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     sequence: { sequencer: GroupOrder },
