@@ -48,6 +48,8 @@ export const crawlFlagsSchema = z.strictObject({
    * these kinds — the others stay queued in the shard for a node to report to its tracker.
    */
   inlineMedia: z.union([z.literal('all'), z.array(z.enum(MEDIA_KINDS))]).default('all'),
+  /** `--max-bandwidth` (issue 14): response body bytes per second over all requests of the run (smoothed over ~1 s). Default: no cap. */
+  maxBandwidthBytesPerSec: z.number().positive().optional(),
 });
 
 export type CrawlFlags = z.input<typeof crawlFlagsSchema>;
@@ -94,5 +96,11 @@ const share = (total: number, count: number): number => Math.max(1, Math.ceil(to
 /** One worker's share of a run's settings: the per-host and in-flight limits split evenly. */
 export function partSettings(s: CrawlSettings, count: number): CrawlSettings {
   if (count === 1) return s;
-  return { ...s, concurrency: share(s.concurrency, count), ratePerSec: s.ratePerSec / count, perHostConcurrency: share(s.perHostConcurrency, count) };
+  return {
+    ...s,
+    concurrency: share(s.concurrency, count),
+    ratePerSec: s.ratePerSec / count,
+    perHostConcurrency: share(s.perHostConcurrency, count),
+    ...(s.maxBandwidthBytesPerSec ? { maxBandwidthBytesPerSec: s.maxBandwidthBytesPerSec / count } : {}),
+  };
 }

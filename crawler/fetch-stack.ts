@@ -8,6 +8,7 @@ import type { CrawlStats } from './crawl-stats.js';
 import { Fetcher } from './fetcher.js';
 import { HostLimiter } from './host-limiter.js';
 import { HttpCapturer } from './http-capture.js';
+import { BandwidthCap } from './bandwidth-cap.js';
 import { RobotsPolicy } from './robots.js';
 import { robotsFetcher } from './robots-fetch.js';
 import { ScopeGuard } from './scope-guard.js';
@@ -35,6 +36,7 @@ export async function buildFetchStack(settings: CrawlSettings, o: { spoolDir: st
     totalTimeoutMs: pol.totalTimeoutMs,
     maxBodyBytes: pol.maxBodyBytes,
     connections: Math.max(settings.concurrency, settings.perHostConcurrency),
+    ...(settings.maxBandwidthBytesPerSec ? { bandwidthCap: new BandwidthCap({ bytesPerSec: settings.maxBandwidthBytesPerSec }) } : {}),
   });
   const robots = new RobotsPolicy({
     userAgent: 'lifeboat',

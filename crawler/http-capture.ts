@@ -8,6 +8,7 @@ import { threadId } from 'node:worker_threads';
 import { Agent, type Dispatcher } from 'undici';
 import { LifeboatError, RetryableFetchError } from '../config/errors.js';
 import { sha1Label, type BodySource, type Capture } from '../storage/capture.js';
+import type { BandwidthCap } from './bandwidth-cap.js';
 
 /**
  * HTTP capture with undici (DESIGN.md §3, issue: capture layer). One request, no redirects
@@ -29,6 +30,8 @@ export interface HttpCaptureOptions {
   maxBodyBytes: number;
   spoolThresholdBytes?: number;
   connections?: number;
+  /** `--max-bandwidth` (issue 14): every body chunk is charged to it, and reading pauses while it is ahead. */
+  bandwidthCap?: BandwidthCap;
 }
 
 export interface FetchRequest {
@@ -54,7 +57,7 @@ dc.subscribe('undici:client:sendHeaders', (message) => {
 let spoolCounter = 0;
 
 export class HttpCapturer {
-  readonly #opts: Required<Omit<HttpCaptureOptions, 'connector'>> & Pick<HttpCaptureOptions, 'connector'>;
+  readonly #opts: Required<Omit<HttpCaptureOptions, 'connector' | 'bandwidthCap'>> & Pick<HttpCaptureOptions, 'connector' | 'bandwidthCap'>;
   readonly #agent: Agent;
 
   constructor(options: HttpCaptureOptions) {
@@ -212,6 +215,15 @@ export class HttpCapturer {
             // Keep what we have; the WARC record says WARC-Truncated: length.
             void finish().catch(fail);
             abortFn?.(new LifeboatError('body limit reached', { code: 'E_BODY_LIMIT', policy: 'give-up' }));
+            return false;
+          }
+          const capWaitMs = opts.bandwidthCap?.take(data.length) ?? 0;
+          if (capWaitMs > 0) {
+            // Over the bandwidth cap: pause until it has caught up (and the spool has drained).
+            let waits = !ok && spool ? 2 : 1;
+            const go = () => --waits === 0 && resumeFn?.();
+            setTimeout(go, capWaitMs);
+            if (!ok && spool) spool.stream.once('drain', go);
             return false;
           }
           if (!ok && spool) spool.stream.once('drain', () => resumeFn?.());

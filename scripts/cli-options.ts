@@ -30,6 +30,24 @@ export function byteSize(value: string): number {
   return n;
 }
 
+/** A cap flag's size (`--max-bandwidth 20M`, `--max-disk 50G`; issue 14): the --warc-size syntax, at least 1 byte. */
+export function capSize(name: string) {
+  return (value: string): number => {
+    const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$/i.exec(value.trim());
+    const unit = (m?.[2] ?? 'b').toLowerCase()[0]!;
+    const n = m ? Math.floor(Number(m[1]) * ({ b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit] ?? 1)) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a size such as 20M or 50G, got "${value}"`);
+    return n;
+  };
+}
+
+/** `--max-hours` (issue 14): a positive number of hours, fractions allowed. */
+export function positiveHours(value: string): number {
+  const n = Number(value);
+  if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`--max-hours must be a positive number of hours, got "${value}"`);
+  return n;
+}
+
 export function nodeName(raw?: string): string {
   const name = (raw ?? hostname()).replace(/[^A-Za-z0-9_]+/g, '_').slice(0, 40);
   return name || 'node';
