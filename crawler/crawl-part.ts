@@ -9,7 +9,7 @@
 import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
-import type { CrawlSettings } from '../config/crawl-settings.js';
+import { type CrawlSettings, fetchesInline } from '../config/crawl-settings.js';
 import { LifeboatError, StorageError, errorMessage } from '../config/errors.js';
 import { createCodec } from '../config/id-codec.js';
 import type { RangeSet } from '../config/id-ranges.js';
@@ -103,7 +103,8 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
   const finalize = (outcome: IdFinal): void => {
     recorder.finalizeId(outcome).then((media) => {
       stats.count(outcome.status);
-      for (const url of media) scheduleMedia(url, outcome.id);
+      // Media the run does not fetch inline stay queued in the shard: the node reports them.
+      for (const url of media) if (fetchesInline(settings, url)) scheduleMedia(url, outcome.id);
     }, () => undefined);
   };
 

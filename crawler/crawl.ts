@@ -7,7 +7,7 @@ import { acquireDirLock } from '../storage/dir-lock.js';
 import { ShardDb, type IdStatus } from '../storage/shard-db.js';
 import { writeManifest } from '../storage/shard-manifest.js';
 import { describeWarc, repairOpenWarcs } from '../storage/warc-repair.js';
-import { partSettings, resolveCrawlSettings, type CrawlFlags, type CrawlSettings } from '../config/crawl-settings.js';
+import { fetchesInline, partSettings, resolveCrawlSettings, type CrawlFlags, type CrawlSettings } from '../config/crawl-settings.js';
 import { crawlPart } from './crawl-part.js';
 import { CrawlStats } from './crawl-stats.js';
 import { crawlInWorkers } from './crawl-workers.js';
@@ -98,7 +98,7 @@ async function crawlLocked(settings: CrawlSettings, opts: CrawlOptions): Promise
   const runId = db.startRun({ profile: profile.name, ranges: opts.ranges.format(codec), node: settings.node });
 
   // Media an earlier run left queued: fetched first (read once here, before any part can add more).
-  const queuedMedia = db.queuedUrls(Number.MAX_SAFE_INTEGER).map(({ url, postId }) => ({ url, postId }));
+  const queuedMedia = db.queuedUrls(Number.MAX_SAFE_INTEGER).filter(({ url }) => fetchesInline(settings, url)).map(({ url, postId }) => ({ url, postId }));
   const stats = new CrawlStats();
   stats.total = opts.ranges.subtract(new RangeSet(db.finalRanges())).size;
   const workers = settings.workers;

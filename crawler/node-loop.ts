@@ -14,6 +14,7 @@ import type { MediaUrl } from '../tracker/api-types.js';
 import type { ItemKind } from '../config/media-kinds.js';
 import { TrackerRequestError } from '../tracker/errors.js';
 import { runCrawl } from './crawl.js';
+import { MediaReporter, mediaFinished, mediaCounts, queueMediaItem } from './node-media.js';
 import { uploadThenDoneWithRetry } from './node-upload.js';
 import type { CrawlStats } from './crawl-stats.js';
 import { RangeSet } from '../config/id-ranges.js';
@@ -45,8 +46,12 @@ export interface NodeOptions {
   exitWhenDone?: boolean;
   onProgress?: (stats: CrawlStats) => void;
   client?: TrackerClient;
+  /** Claim only this kind of item (`--only posts|media`); default either, post items first. */
+  only?: ItemKind;
   /** First wait after an upload or `done` failed for a passing reason; doubles up to 10 min. Default 15 s. */
   uploadRetryBaseMs?: number;
+  /** `--max-disk`, `--max-hours` (issue 14): checked before each claim and, for the disk, during an item. */
+  caps?: NodeCaps;
 }
 
 interface NodeState {
@@ -187,8 +192,11 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
         upload: null,
       };
       // Still ours? A heartbeat with what the shard already finished tells (and extends the lease).
+      // A post item whose media go to the tracker names no IDs here: their media are reported first, by crawlItem.
+      const itemDir = join(opts.outDir, 'items', String(item.id));
+      const resumed = item.kind === 'media' ? mediaFinished(itemDir, item.urls ?? []) : item.media.collect ? new RangeSet() : finishedIn(itemDir, item.ranges);
       try {
-        await client.heartbeat(item.leaseId, finishedIn(join(opts.outDir, 'items', String(item.id)), item.ranges));
+        await client.heartbeat(item.leaseId, resumed);
         log.log('info', `resuming item ${item.id} on lease ${item.leaseId}`);
       } catch (err) {
         if (!(err instanceof TrackerRequestError)) throw err;
@@ -198,9 +206,14 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
         continue;
       }
     } else {
+      const capped = await opts.caps?.beforeClaim();
+      if (capped) {
+        log.log('info', `${capped}; not claiming more work`);
+        break;
+      }
       let answer;
       try {
-        answer = await client.tryClaim(opts.signal ? { signal: opts.signal } : {});
+        answer = await client.tryClaim({ ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.only ? { only: opts.only } : {}) });
       } catch (err) {
         if (opts.signal?.aborted) break;
         if (err instanceof TrackerRequestError) throw err;
@@ -232,10 +245,19 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
         media: item.media,
       };
       await writeState(statePath, state);
-      log.log('info', `claimed item ${item.id}: ${item.ranges.format()} (lease ${item.leaseSecs} s)`);
+      const what = item.kind === 'media' ? `${item.urls?.length ?? 0} media URLs` : item.ranges.format();
+      log.log('info', `claimed ${item.kind === 'media' ? 'media ' : ''}item ${item.id}: ${what} (lease ${item.leaseSecs} s)`);
     }
 
     const result = await crawlItem(item, opts, client, log);
+    if (result.interrupted && result.diskFull) {
+      // At --max-disk mid-item: the rest goes back; the next claim check frees room or stops.
+      await client.release(item.leaseId, result.finished).catch((err: unknown) => log.log('warn', `could not release item ${item.id} (${errorMessage(err)}); its lease will expire`));
+      log.log('info', `--max-disk reached during item ${item.id}: ${result.finished.size} IDs final, the rest given back`);
+      delete state.current;
+      await writeState(statePath, state);
+      continue;
+    }
     if (result.interrupted) {
       // Ctrl-C: report what is final and give the rest back, so nobody waits for the lease.
       try {
@@ -248,7 +270,11 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
       }
       return { items, counts, interrupted: true };
     }
-    for (const [k, v] of Object.entries(result.counts)) counts[k] = (counts[k] ?? 0) + v;
+    // A media item's URLs are not post IDs: they count apart (media_archived, media_failed, …).
+    for (const [k, v] of Object.entries(result.counts)) {
+      const key = item.kind === 'media' ? `media_${k}` : k;
+      counts[key] = (counts[key] ?? 0) + v;
+    }
     items++;
     delete state.current;
     await writeState(statePath, state);
@@ -261,10 +287,19 @@ async function crawlItem(
   opts: NodeOptions,
   client: TrackerClient,
   log: Logger,
-): Promise<{ interrupted: boolean; finished: RangeSet; counts: Record<string, number> }> {
+): Promise<{ interrupted: boolean; finished: RangeSet; counts: Record<string, number>; diskFull?: boolean }> {
   const dir = join(opts.outDir, 'items', String(item.id));
   const profile = loadProfile(item.profile, opts.baseUrl ? { baseUrl: opts.baseUrl } : {});
-  let finished = finishedIn(dir, item.ranges);
+  const media = item.kind === 'media';
+  if (media) {
+    await mkdir(dir, { recursive: true });
+    queueMediaItem({ dir, urls: item.urls ?? [], profile, allowPrivateNetwork: opts.allowPrivateNetwork ?? false, log });
+  }
+  // Post IDs final in the shard, or a media item's seqs whose URL is final.
+  const progress = (): RangeSet => (media ? mediaFinished(dir, item.urls ?? []) : finishedIn(dir, item.ranges));
+  // A post item of a project that collects media reports them before (or with) their IDs.
+  const reporter = !media && item.media.collect ? new MediaReporter({ client, leaseId: item.leaseId, dir, inline: item.media.inline }) : undefined;
+  let finished = progress();
   let heartbeatError: Error | undefined;
   const heartbeatMs = opts.heartbeatMs ?? Math.min(30_000, Math.max(1000, (item.leaseSecs * 1000) / 3));
   const controller = new AbortController();
@@ -272,10 +307,11 @@ async function crawlItem(
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   let beating: Promise<void> = Promise.resolve();
   const beat = (): void => {
-    const snapshot = finished;
+    const snapshot = media ? progress() : finished;
     beating = beating.then(async () => {
       try {
-        await client.heartbeat(item.leaseId, snapshot);
+        if (reporter) await reporter.report(snapshot);
+        else await client.heartbeat(item.leaseId, snapshot);
       } catch (err) {
         if (err instanceof TrackerRequestError) {
           // The tracker took the item back (lease expired, ban): stop working on it.
@@ -289,11 +325,24 @@ async function crawlItem(
     });
   };
   const timer = setInterval(beat, heartbeatMs);
+  let diskFull = false;
+  const caps = opts.caps;
+  const diskTimer = caps
+    ? setInterval(() => {
+        void caps.diskFull().then((full) => {
+          if (!full || controller.signal.aborted) return;
+          diskFull = true;
+          controller.abort(new Error('--max-disk reached'));
+        }, () => undefined);
+      }, 1000)
+    : undefined;
   let counts: Record<string, number> = {};
   try {
     const result = await runCrawl({
       profile,
-      ranges: item.ranges,
+      // A media item has no IDs: the crawl fetches the URLs queued in its shard, as media left by an earlier run.
+      ranges: media ? new RangeSet() : item.ranges,
+      ...(reporter ? { inlineMedia: item.media.inline } : {}),
       outDir: dir,
       node: opts.nodeName,
       logger: opts.logger,
@@ -309,16 +358,32 @@ async function crawlItem(
     counts = { ...result.counts };
   } finally {
     clearInterval(timer);
+    clearInterval(diskTimer);
     opts.signal?.removeEventListener('abort', onAbort);
     await beating;
   }
   if (heartbeatError) return { interrupted: false, finished, counts: {} };
-  if (controller.signal.aborted) return { interrupted: true, finished, counts };
-  finished = finishedIn(dir, item.ranges);
+  if (controller.signal.aborted) {
+    // Ctrl-C: the release may name only IDs whose media the tracker holds.
+    if (!reporter) return { interrupted: true, finished, counts, diskFull };
+    await reporter.report(finished).catch((err: unknown) => log.log('warn', `could not report the media of item ${item.id} (${errorMessage(err)})`));
+    return { interrupted: true, finished: reporter.acked, counts, diskFull };
+  }
+  finished = progress();
+  if (reporter) {
+    try {
+      await reporter.report(finished);
+    } catch (err) {
+      if (!(err instanceof TrackerRequestError)) throw err;
+      log.log('warn', `tracker refused the media report for item ${item.id}: ${errorMessage(err)}; stopping this item`);
+      return { interrupted: false, finished, counts };
+    }
+  }
   const left = item.ranges.subtract(finished);
+  if (media) counts = mediaItemCounts(dir);
   if (!left.isEmpty) {
     // Some IDs failed (retries exhausted): hand them back for another try, keep what is final.
-    const why = shardFailureReasons(dir, 3).map((x) => `${x.count} × ${x.reason}`).join('; ');
+    const why = media ? `${counts.failed ?? 0} media URLs failed` : shardFailureReasons(dir, 3).map((x) => `${x.count} × ${x.reason}`).join('; ');
     const r = await client.fail(item.leaseId, `${left.size} IDs failed after all retries${why ? `; most common: ${why}` : ''}`, finished);
     log.log('warn', `item ${item.id}: ${left.size} IDs failed${why ? ` (${why})` : ''}; returned ${r.remaining.format()} to the tracker`);
     return { interrupted: false, finished, counts };
@@ -349,6 +414,15 @@ async function crawlItem(
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
   if (outcome === 'lease-lost') return { interrupted: false, finished, counts };
+  // Accepted with uploads configured: the tracker found every WARC in the bucket (size, sha256).
+  if (item.upload) await markUploaded(dir, warcs);
+  caps?.noteItemBytes(await dirBytes(dir));
   log.log('info', `item ${item.id} done: ${Object.entries(stats.counts).map(([k, v]) => `${k} ${v}`).join(', ')}; ${warcs.length} WARCs`);
   return { interrupted: false, finished, counts };
+}
+
+/** A media item's URLs in the done stats' terms: fetched ones archived, refused ones restricted. */
+function mediaItemCounts(dir: string): Record<string, number> {
+  const c = mediaCounts(dir);
+  return { archived: c.done ?? 0, missing: 0, gone: 0, restricted: c.skipped ?? 0, failed: c.failed ?? 0 };
 }

@@ -113,12 +113,14 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
     .option('--allow-private-network', 'allow loopback and private addresses (demo and tests)')
     .option('--items <n>', 'stop after this many items', positiveInt('--items'))
     .option('--exit-when-idle', 'stop when the tracker has nothing to hand out right now')
+    .option('--only <kind>', 'take only post items (little bandwidth) or only media items (a big pipe): posts | media')
     .option('--heartbeat-secs <n>', 'seconds between heartbeats (default: a third of the lease)', positiveInt('--heartbeat-secs'))
     .option('--node <name>', 'node name in WARC file names (default: host name)')
     .option('--contact <url-or-email>', 'operator contact added to the User-Agent')
     .option('--quiet', 'only the summary line')
     .option('--json', 'JSON output')
-    .action(async (o: { tracker: string; nick: string; out: string; concurrency?: number; baseUrl?: string; allowPrivateNetwork?: boolean; items?: number; exitWhenIdle?: boolean; heartbeatSecs?: number; node?: string; contact?: string; quiet?: boolean; json?: boolean }) => {
+    .action(async (o: { tracker: string; nick: string; out: string; concurrency?: number; baseUrl?: string; allowPrivateNetwork?: boolean; items?: number; exitWhenIdle?: boolean; only?: string; heartbeatSecs?: number; node?: string; contact?: string; quiet?: boolean; json?: boolean }) => {
+      if (o.only !== undefined && o.only !== 'posts' && o.only !== 'media') throw new InputError(`--only ${o.only}: use posts or media`, { code: 'E_USAGE' });
       const interrupt = gracefulInterrupt(io, 'finishing the IDs in flight, then giving the rest of the item back');
       try {
         const { runNode } = await import('../crawler/node-loop.js');
@@ -133,6 +135,7 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
           ...(o.baseUrl ? { baseUrl: o.baseUrl } : {}),
           ...(o.items ? { maxItems: o.items } : {}),
           ...(o.exitWhenIdle ? { exitWhenDone: true } : {}),
+          ...(o.only ? { only: o.only as 'posts' | 'media' } : {}),
           ...(o.heartbeatSecs ? { heartbeatMs: o.heartbeatSecs * 1000 } : {}),
           ...(o.contact ? { contact: o.contact } : {}),
           onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet, signal: interrupt.signal }),
