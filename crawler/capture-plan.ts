@@ -18,6 +18,8 @@ import { extractLimits } from './extract-bounds.js';
 import type { FetchStack } from './fetch-stack.js';
 import { attemptsOf } from './fetcher.js';
 import { releaseBody } from './http-capture.js';
+import { Requisites } from './requisites.js';
+import { decideStatus, fetchWithStatusRules, RateLimitGate, type StatusDecision } from './status-rules.js';
 
 export interface CapturePlanOptions {
   profile: Profile;
@@ -45,19 +47,15 @@ interface CaptureResult {
   text: string | undefined;
   /** What extraction could not do or had to cut. */
   problem?: string;
+  /** In-scope page requisites (profile `requisites`), queued like media. */
+  requisites?: string[];
+  /** The primary's status as its profile's status rules decided it. */
+  decision?: StatusDecision;
 }
 
 /** A capture that recorded nothing (its fetch failed or its URL could not be filled in). */
 function nothing(): CaptureResult {
   return { rows: [], attempts: 0, status: 0, fields: {}, media: [], ids: [], text: undefined };
-}
-
-function statusFor(profile: Profile, http: number): IdStatus | undefined {
-  if (profile.status.archived.includes(http)) return 'archived';
-  if (profile.status.missing.includes(http)) return 'missing';
-  if (profile.status.gone.includes(http)) return 'gone';
-  if (profile.status.restricted.includes(http)) return 'restricted';
-  return undefined;
 }
 
 function fieldText(v: unknown): string | undefined {
@@ -73,11 +71,15 @@ export class CapturePlan {
   readonly #o: CapturePlanOptions;
   readonly #limits;
   readonly #log: Logger;
+  /** A "retry later" answer (status rules) holds back every primary of this part for a while. */
+  readonly #gate = new RateLimitGate();
+  readonly #requisites: Requisites;
 
   constructor(o: CapturePlanOptions) {
     this.#o = o;
     this.#limits = extractLimits(o.profile);
     this.#log = o.logger.child('crawl');
+    this.#requisites = new Requisites(o.profile);
   }
 
   /** Runs the profile's captures for `id`; undefined when stopped before the primary answered. */
@@ -89,6 +91,7 @@ export class CapturePlan {
     const rows: CaptureRow[] = [];
     const media: string[] = [];
     const related: string[] = [];
+    const requisites: string[] = [];
     const notes: string[] = [];
     let status: IdStatus | undefined;
     let httpStatus: number | null = null;
@@ -97,7 +100,7 @@ export class CapturePlan {
     try {
       for (const [i, spec] of profile.captures.entries()) {
         if (i > 0 && spec.when === 'archived' && status !== 'archived') break;
-        const one = await this.#capture(spec, values, id);
+        const one = i === 0 ? await this.#primary(spec, values, id) : await this.#capture(spec, values, id);
         attempts += one.attempts;
         rows.push(...one.rows);
         if (one.error) {
@@ -108,15 +111,16 @@ export class CapturePlan {
         }
         if (i === 0) {
           httpStatus = one.status;
-          status = statusFor(profile, one.status) ?? 'failed';
-          if (status === 'failed') lastError = `unexpected HTTP ${one.status}${one.stopped ? ` (${one.stopped})` : ''}`;
-          if (status === 'archived' && one.text !== undefined && profile.status.missingBodies.includes(one.text.trim())) status = 'missing';
+          const decision = one.decision ?? decideStatus(profile.status, { code: one.status, text: one.text });
+          status = decision.kind === 'final' ? decision.status : 'failed';
+          if (status === 'failed') lastError = `${decision.kind === 'final' && decision.reason ? decision.reason : `HTTP ${one.status}`}${one.stopped ? ` (${one.stopped})` : ''}`;
         }
         if (one.problem) notes.push(`${spec.name}: ${one.problem}`);
         if (status === 'archived' || i === 0) {
           Object.assign(fields, one.fields);
           for (const [k, v] of Object.entries(one.fields)) values[k] = fieldText(v);
           media.push(...one.media);
+          requisites.push(...(one.requisites ?? []));
           related.push(...one.ids);
         }
       }
@@ -151,7 +155,8 @@ export class CapturePlan {
       ...(fieldsJson !== undefined ? { fieldsJson } : {}),
       rows,
       relatedIds: archived ? this.#relatedIds(id, related) : [],
-      media: archived && profile.media.fetch ? media.slice(0, profile.media.maxPerPost) : [],
+      // Requisites were asked for by name (a capture's `requisites`): queued even when media.fetch is off.
+      media: archived ? [...(profile.media.fetch ? media.slice(0, profile.media.maxPerPost) : []), ...requisites] : [],
     };
   }
 
@@ -159,18 +164,32 @@ export class CapturePlan {
   async fetchMedia(url: string, postId: number | null): Promise<MediaFinal | undefined> {
     const { stack, stats, signal } = this.#o;
     if (signal.aborted) return undefined;
+    let done: MediaFinal;
+    let references: string[] = [];
     try {
       const outcome = await stack.fetcher.fetch(url);
-      const { rows } = await this.#record(outcome.hops, 'media', postId);
       const last = outcome.hops[outcome.hops.length - 1]!;
+      references = await this.#requisites.ofStylesheet(last); // read before #record releases the body
+      const { rows } = await this.#record(outcome.hops, 'media', postId);
       stats.media('done');
-      return { url, state: 'done', rows, attempts: outcome.attempts, httpStatus: last.status, lastError: outcome.stopped ?? null };
+      done = { url, state: 'done', rows, attempts: outcome.attempts, httpStatus: last.status, lastError: outcome.stopped ?? null };
     } catch (err) {
       if (signal.aborted) return undefined;
       if (err instanceof StorageError) throw err;
       const state = err instanceof ScopeError ? 'skipped' : 'failed';
       stats.media(state);
       return { url, state, rows: [], attempts: attemptsOf(err), lastError: errorMessage(err) };
+    }
+    if (references.length > 0) await this.#fetchReferenced(references, postId);
+    return done;
+  }
+
+  /** What a fetched stylesheet refers to (page requisites): queued in the shard, once per shard, and fetched now. */
+  async #fetchReferenced(urls: string[], postId: number | null): Promise<void> {
+    const fresh = await this.#o.recorder.queueMedia(urls, postId);
+    for (const url of fresh) {
+      const done = await this.fetchMedia(url, postId);
+      if (done) this.#o.recorder.finalizeMedia(done).catch(() => undefined); // a failed commit is reported by commit()
     }
   }
 
@@ -198,17 +217,46 @@ export class CapturePlan {
     }
   }
 
-  async #capture(spec: CaptureSpec, values: Record<string, string | undefined>, id: number): Promise<CaptureResult> {
+  /**
+   * The primary capture, decided by the profile's status rules (crawler/status-rules.ts) and
+   * fetched again, after a pause for the whole part, while they say "retry later" (a rate limit
+   * in a 200 or 400 body); a retried answer is never recorded.
+   */
+  async #primary(spec: CaptureSpec, values: Record<string, string | undefined>, id: number): Promise<CaptureResult> {
+    const { profile, signal } = this.#o;
+    let attempts = 0;
+    const got = await fetchWithStatusRules<CaptureResult>({
+      attempt: async () => {
+        const one = await this.#capture(spec, values, id, true);
+        attempts += one.attempts;
+        return one;
+      },
+      decide: (one) => {
+        if (one.error) return { kind: 'final', status: 'failed' };
+        const d = one.decision ?? decideStatus(profile.status, { code: one.status, text: one.text });
+        // A browser capture was recorded as it loaded: it is not fetched again within this run.
+        return d.kind === 'retry' && one.rows.length > 0 ? { kind: 'final', status: 'failed', rule: d.rule, reason: d.reason } : d;
+      },
+      discard: async () => undefined,
+      maxAttempts: profile.politeness.maxAttempts,
+      gate: this.#gate,
+      signal,
+      onRetry: (d) => this.#log.log('info', `ID ${this.#o.codec.encode(id)}: ${d.reason}; trying again`, { id }),
+    });
+    return { ...got.result, attempts, decision: got.decision };
+  }
+
+  async #capture(spec: CaptureSpec, values: Record<string, string | undefined>, id: number, primary = false): Promise<CaptureResult> {
     let url: string;
     try {
       url = fillTemplate(spec.urlTemplate, values);
     } catch (err) {
       return { ...nothing(), error: `capture "${spec.name}": ${errorMessage(err)}`, skippable: true };
     }
-    return spec.render === 'browser' && this.#o.stack.browserFetcher ? this.#browserCapture(spec, url, id) : this.#httpCapture(spec, url, id);
+    return spec.render === 'browser' && this.#o.stack.browserFetcher ? this.#browserCapture(spec, url, id) : this.#httpCapture(spec, url, id, primary);
   }
 
-  async #httpCapture(spec: CaptureSpec, url: string, id: number): Promise<CaptureResult> {
+  async #httpCapture(spec: CaptureSpec, url: string, id: number, primary: boolean): Promise<CaptureResult> {
     const { stack, stats, signal } = this.#o;
     let outcome;
     try {
@@ -221,10 +269,15 @@ export class CapturePlan {
     const last = outcome.hops[outcome.hops.length - 1]!;
     let ex: Extracted;
     try {
-      ex = await extract(last, spec.extract, spec.type, this.#limits, signal);
+      ex = await extract(last, spec.extract, spec.type, this.#limits, signal, spec.requisites);
     } catch (err) {
       for (const hop of outcome.hops) await releaseBody(hop.body);
       throw err;
+    }
+    const decision = primary ? decideStatus(this.#o.profile.status, { code: last.status, text: ex.text }) : undefined;
+    if (decision?.kind === 'retry') {
+      for (const hop of outcome.hops) await releaseBody(hop.body);
+      return { ...nothing(), attempts: outcome.attempts, status: last.status, text: ex.text, decision };
     }
     if (ex.problem) this.#log.log('debug', `extraction of ${last.url}: ${ex.problem}`, { id });
     const { rows } = await this.#record(outcome.hops, spec.name, id);
@@ -238,6 +291,8 @@ export class CapturePlan {
       ids: ex.ids,
       text: ex.text,
       ...(ex.problem ? { problem: ex.problem } : {}),
+      ...(ex.requisites.length > 0 ? { requisites: this.#requisites.inScope(ex.requisites) } : {}),
+      ...(decision ? { decision } : {}),
     };
   }
 

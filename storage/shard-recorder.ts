@@ -155,6 +155,24 @@ export class ShardRecorder {
     });
   }
 
+  /**
+   * Queues URLs a fetched media file refers to (a stylesheet's @import, fonts and images) in the
+   * next commit; resolves with those new to the shard — the same shard-wide dedupe as an ID's media.
+   */
+  queueMedia(urls: string[], postId: number | null): Promise<string[]> {
+    const db = this.#db;
+    return new Promise((resolve, reject) => {
+      this.#commits.add(
+        () => {
+          const fresh = urls.filter((url) => db.queueUrl(url, postId));
+          return () => resolve(fresh);
+        },
+        undefined,
+        reject,
+      );
+    });
+  }
+
   /** fsync, then one transaction for everything finalised since the last commit; resolves with the IDs made final. */
   commit(): Promise<number[]> {
     return this.#commits.commit();
