@@ -16,6 +16,7 @@ import { TrackerRequestError } from '../tracker/errors.js';
 import { runCrawl } from './crawl.js';
 import { MediaReporter, mediaFinished, mediaCounts, queueMediaItem } from './node-media.js';
 import { uploadThenDoneWithRetry } from './node-upload.js';
+import { type NodeCaps, markUploaded } from './node-caps.js';
 import type { CrawlStats } from './crawl-stats.js';
 import { RangeSet } from '../config/id-ranges.js';
 import { VERSION } from '../config/version.js';
@@ -52,6 +53,8 @@ export interface NodeOptions {
   uploadRetryBaseMs?: number;
   /** `--max-disk`, `--max-hours` (issue 14): checked before each claim and, for the disk, during an item. */
   caps?: NodeCaps;
+  /** `--max-bandwidth` (issue 14): response body bytes per second over all requests. */
+  maxBandwidthBytesPerSec?: number;
 }
 
 interface NodeState {
@@ -327,6 +330,7 @@ async function crawlItem(
   const timer = setInterval(beat, heartbeatMs);
   let diskFull = false;
   const caps = opts.caps;
+  await caps?.itemStarted(dir);
   const diskTimer = caps
     ? setInterval(() => {
         void caps.diskFull().then((full) => {
@@ -334,7 +338,7 @@ async function crawlItem(
           diskFull = true;
           controller.abort(new Error('--max-disk reached'));
         }, () => undefined);
-      }, 1000)
+      }, 250)
     : undefined;
   let counts: Record<string, number> = {};
   try {
@@ -349,6 +353,7 @@ async function crawlItem(
       allowPrivateNetwork: opts.allowPrivateNetwork ?? false,
       ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
       ...(opts.contact ? { contact: opts.contact } : {}),
+      ...(opts.maxBandwidthBytesPerSec ? { maxBandwidthBytesPerSec: opts.maxBandwidthBytesPerSec } : {}),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       signal: controller.signal,
       onCommitted: (ids) => {
@@ -361,6 +366,7 @@ async function crawlItem(
     clearInterval(diskTimer);
     opts.signal?.removeEventListener('abort', onAbort);
     await beating;
+    await caps?.itemFinished();
   }
   if (heartbeatError) return { interrupted: false, finished, counts: {} };
   if (controller.signal.aborted) {
@@ -416,7 +422,6 @@ async function crawlItem(
   if (outcome === 'lease-lost') return { interrupted: false, finished, counts };
   // Accepted with uploads configured: the tracker found every WARC in the bucket (size, sha256).
   if (item.upload) await markUploaded(dir, warcs);
-  caps?.noteItemBytes(await dirBytes(dir));
   log.log('info', `item ${item.id} done: ${Object.entries(stats.counts).map(([k, v]) => `${k} ${v}`).join(', ')}; ${warcs.length} WARCs`);
   return { interrupted: false, finished, counts };
 }

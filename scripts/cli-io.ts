@@ -60,7 +60,7 @@ function fmtEta(secs: number): string {
  * The progress line's fields in display order, each with its rank (0 = kept longest). When the
  * line is wider than the terminal, the lowest-ranked fields go first; the rest keep their order.
  */
-export function progressLine(s: Record<string, number | undefined>, options: { columns?: number; stopping?: boolean } = {}): string {
+export function progressLine(s: Record<string, number | undefined>, options: { columns?: number; stopping?: boolean; caps?: string } = {}): string {
   const n = (k: string): number => s[k] ?? 0;
   const pct = n('total') > 0 ? ` ${Math.floor((n('done') / n('total')) * 100)}%` : '';
   const fields: [text: string, rank: number][] = [
@@ -73,6 +73,8 @@ export function progressLine(s: Record<string, number | undefined>, options: { c
     [`429s ${n('throttles')}`, 5],
     [`errors ${n('errors')}`, 6],
     [`failed ${n('failed')}`, 3],
+    // --max-disk / --max-hours / --max-bandwidth (issue 14), e.g. "caps: disk 1.20/50.0 GiB, 0.5/8 h".
+    ...(options.caps ? [[`caps: ${options.caps}`, 3] as [string, number]] : []),
   ];
   // One column spare: some terminals wrap when the last column is written.
   const width = Math.max(1, (options.columns ?? Infinity) - 1);
@@ -87,20 +89,21 @@ export function progressLine(s: Record<string, number | undefined>, options: { c
 }
 
 /** The live progress line on a terminal, a plain line every 10 s otherwise, JSON with --json. */
-export function progressReporter(io: CliIo, options: { json: boolean; quiet: boolean; signal?: AbortSignal }): (stats: CrawlStats) => void {
+export function progressReporter(io: CliIo, options: { json: boolean; quiet: boolean; signal?: AbortSignal; caps?: () => string }): (stats: CrawlStats) => void {
   let lastPlain = 0;
   return (stats) => {
     if (options.quiet) return;
     const s = stats.snapshot();
     const stopping = options.signal?.aborted ?? false;
+    const caps = options.caps?.() || undefined;
     if (options.json) {
-      io.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), progress: s, ...(stopping ? { stopping } : {}) })}\n`);
+      io.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), progress: s, ...(stopping ? { stopping } : {}), ...(caps ? { caps } : {}) })}\n`);
       return;
     }
-    if (io.stderr.isTTY) io.stderr.write(`\r\x1b[2K${progressLine(s, { columns: io.stderr.columns ?? 80, stopping })}`);
+    if (io.stderr.isTTY) io.stderr.write(`\r\x1b[2K${progressLine(s, { columns: io.stderr.columns ?? 80, stopping, ...(caps ? { caps } : {}) })}`);
     else if (Date.now() - lastPlain >= 10_000) {
       lastPlain = Date.now();
-      io.stderr.write(`${new Date().toISOString()} ${progressLine(s, { stopping })}\n`);
+      io.stderr.write(`${new Date().toISOString()} ${progressLine(s, { stopping, ...(caps ? { caps } : {}) })}\n`);
     }
   };
 }

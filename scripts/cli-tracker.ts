@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../config/errors.js';
 import { cliLogger, gracefulInterrupt, progressReporter, type CliIo } from './cli-io.js';
-import { nodeName, positiveInt } from './cli-options.js';
+import { capSize, nodeName, positiveHours, positiveInt } from './cli-options.js';
 
 /**
  * `--project` is the project file for serve, seed and status alike (issue 10 §5). A bare name
@@ -117,18 +117,32 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
     .option('--heartbeat-secs <n>', 'seconds between heartbeats (default: a third of the lease)', positiveInt('--heartbeat-secs'))
     .option('--node <name>', 'node name in WARC file names (default: host name)')
     .option('--contact <url-or-email>', 'operator contact added to the User-Agent')
+    .option('--max-bandwidth <size>', 'cap on response bytes per second over all requests, smoothed (e.g. 20M)', capSize('--max-bandwidth'))
+    .option('--max-disk <size>', 'stop claiming when the --out folder reaches this size (e.g. 50G); with uploads, delete verified-uploaded WARCs first', capSize('--max-disk'))
+    .option('--max-hours <h>', 'stop claiming new items after this many hours', positiveHours)
     .option('--quiet', 'only the summary line')
     .option('--json', 'JSON output')
-    .action(async (o: { tracker: string; nick: string; out: string; concurrency?: number; baseUrl?: string; allowPrivateNetwork?: boolean; items?: number; exitWhenIdle?: boolean; only?: string; heartbeatSecs?: number; node?: string; contact?: string; quiet?: boolean; json?: boolean }) => {
+    .action(async (o: { tracker: string; nick: string; out: string; concurrency?: number; baseUrl?: string; allowPrivateNetwork?: boolean; items?: number; exitWhenIdle?: boolean; only?: string; heartbeatSecs?: number; node?: string; contact?: string; maxBandwidth?: number; maxDisk?: number; maxHours?: number; quiet?: boolean; json?: boolean }) => {
       if (o.only !== undefined && o.only !== 'posts' && o.only !== 'media') throw new InputError(`--only ${o.only}: use posts or media`, { code: 'E_USAGE' });
       const interrupt = gracefulInterrupt(io, 'finishing the IDs in flight, then giving the rest of the item back');
       try {
-        const { runNode } = await import('../crawler/node-loop.js');
+        const [{ runNode }, { NodeCaps }] = await Promise.all([import('../crawler/node-loop.js'), import('../crawler/node-caps.js')]);
+        const logger = cliLogger(io, { json: !!o.json, quiet: !!o.quiet });
+        const caps =
+          o.maxDisk !== undefined || o.maxHours !== undefined || o.maxBandwidth !== undefined
+            ? new NodeCaps({
+                outDir: resolve(o.out),
+                log: logger,
+                ...(o.maxDisk !== undefined ? { maxDiskBytes: o.maxDisk } : {}),
+                ...(o.maxHours !== undefined ? { maxHours: o.maxHours } : {}),
+                ...(o.maxBandwidth !== undefined ? { maxBandwidthBytesPerSec: o.maxBandwidth } : {}),
+              })
+            : undefined;
         const r = await runNode({
           trackerUrl: o.tracker,
           nick: o.nick,
           outDir: resolve(o.out),
-          logger: cliLogger(io, { json: !!o.json, quiet: !!o.quiet }),
+          logger,
           nodeName: nodeName(o.node ?? o.nick),
           allowPrivateNetwork: !!o.allowPrivateNetwork,
           ...(o.concurrency ? { concurrency: o.concurrency } : {}),
@@ -138,7 +152,9 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
           ...(o.only ? { only: o.only as 'posts' | 'media' } : {}),
           ...(o.heartbeatSecs ? { heartbeatMs: o.heartbeatSecs * 1000 } : {}),
           ...(o.contact ? { contact: o.contact } : {}),
-          onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet, signal: interrupt.signal }),
+          ...(caps ? { caps } : {}),
+          ...(o.maxBandwidth ? { maxBandwidthBytesPerSec: o.maxBandwidth } : {}),
+          onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet, signal: interrupt.signal, ...(caps ? { caps: () => caps.describe() } : {}) }),
           signal: interrupt.signal,
         });
         const c = r.counts;
