@@ -1,0 +1,105 @@
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RangeSet } from '../config/id-ranges.js';
+import { MediaReporter, reportChunks } from '../crawler/node-media.js';
+import { ShardDb } from '../storage/shard-db.js';
+import { TrackerClient } from '../tracker/client.js';
+import { TrackerRequestError } from '../tracker/errors.js';
+import { packItems } from '../tracker/item-store.js';
+import { parseProject } from '../tracker/project.js';
+import { buildTrackerApp } from '../tracker/server.js';
+import { SqliteItemStore } from '../tracker/sqlite-store.js';
+
+/**
+ * Issue 13: a post item's media reach the tracker before, or with, the IDs they came from — a
+ * refused report leaves those IDs unfinished on the tracker — in reports it accepts (≤ 500 URLs,
+ * < 64 KiB), the project's inline kinds left out.
+ */
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-media-report-'));
+let store: SqliteItemStore;
+let app: FastifyInstance;
+let base: string;
+
+beforeAll(async () => {
+  const project = parseProject({ name: 'report', profile: 'demo' });
+  store = new SqliteItemStore({ path: path.join(dir, 't.sqlite'), project: project.name });
+  await store.init();
+  app = await buildTrackerApp({ store, project, adminToken: 'admin-token-for-tests-0123456789', leaseMs: 60_000, rateLimit: { max: 10_000, timeWindowMs: 60_000 }, expireEveryMs: 0, aliveEveryMs: 0 });
+  base = await app.listen({ port: 0, host: '127.0.0.1' });
+});
+
+afterAll(async () => {
+  await app.close();
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function shardWith(name: string, media: Record<number, string[]>): string {
+  const shard = path.join(dir, name);
+  mkdirSync(shard, { recursive: true });
+  const db = new ShardDb(path.join(shard, 'shard.sqlite'));
+  for (const [id, urls] of Object.entries(media)) {
+    db.recordOutcome({ id: Number(id), status: 'archived', httpStatus: 200, attempts: 1, lastError: null });
+    for (const url of urls) db.queueUrl(url, Number(id));
+  }
+  db.close();
+  return shard;
+}
+
+describe('MediaReporter (issue 13)', () => {
+  it('sends the media first and the IDs with the last report; a refused report leaves the IDs unfinished', async () => {
+    await store.seed(packItems(new RangeSet([{ start: 1, end: 20 }]), 10));
+    const client = new TrackerClient({ baseUrl: base, clientVersion: '0.1.0', retry: { maxAttempts: 1 } });
+    await client.register('alice');
+    const item = (await client.claim())!;
+    // Posts 1-3 found a URL off the project's hosts (a profile bug): the report is refused…
+    const bad = shardWith('bad', { 1: ['http://127.0.0.1:8080/a.png'], 2: ['http://127.0.0.2/x.png'], 3: [] });
+    const reporter = new MediaReporter({ client, leaseId: item.leaseId, dir: bad, inline: [] });
+    await expect(reporter.report(new RangeSet([{ start: 1, end: 3 }]))).rejects.toBeInstanceOf(TrackerRequestError);
+    // …and the tracker does not count those posts finished, nor may a release name them.
+    expect((await client.heartbeat(item.leaseId, new RangeSet())).remaining.toJSON()).toEqual([[1, 10]]);
+    expect(reporter.acked.isEmpty).toBe(true);
+    expect(await store.mediaCounts()).toMatchObject({ urls: 0 });
+
+    // 1,200 URLs (some long) from posts 4-10: several reports, the IDs only with the last.
+    const many: Record<number, string[]> = {};
+    for (let i = 0; i < 1200; i++) (many[4 + (i % 7)] ??= []).push(`http://127.0.0.1:8080/m/${i}/${i % 3 === 0 ? 'x'.repeat(150) : ''}.jpg`);
+    many[4]!.push('http://127.0.0.1:8080/v/clip.mp4');
+    const good = shardWith('good', many);
+    const sent: { finished: number; media: number }[] = [];
+    const spy = new Proxy(client, {
+      get(target, prop, receiver) {
+        if (prop !== 'heartbeat') return Reflect.get(target, prop, receiver);
+        return async (leaseId: string, finished: RangeSet, media?: string[]) => {
+          sent.push({ finished: finished.size, media: media?.length ?? 0 });
+          return target.heartbeat(leaseId, finished, media);
+        };
+      },
+    });
+    const r2 = new MediaReporter({ client: spy, leaseId: item.leaseId, dir: good, inline: ['video'] });
+    await r2.report(new RangeSet([{ start: 4, end: 10 }]));
+    expect(sent.length).toBeGreaterThanOrEqual(3);
+    expect(sent.slice(0, -1).every((s) => s.finished === 0)).toBe(true);
+    expect(sent.at(-1)!.finished).toBe(7);
+    expect(sent.reduce((n, s) => n + s.media, 0)).toBe(1200); // the inline video is fetched by the item itself
+    expect(await store.mediaCounts()).toMatchObject({ urls: 1200 });
+    expect(r2.acked.toJSON()).toEqual([[4, 10]]);
+    // A second round sends only the finished set: nothing is reported twice.
+    sent.length = 0;
+    await r2.report(new RangeSet([{ start: 4, end: 10 }]));
+    expect(sent).toEqual([{ finished: 7, media: 0 }]);
+  });
+
+  it('cuts reports at 500 URLs or about 48,000 characters', () => {
+    const short = Array.from({ length: 1001 }, (_, i) => `http://h/${i}`);
+    expect(reportChunks(short).map((c) => c.length)).toEqual([500, 500, 1]);
+    const long = Array.from({ length: 100 }, () => `http://h/${'y'.repeat(1990)}`);
+    const chunks = reportChunks(long);
+    expect(chunks.every((c) => JSON.stringify(c).length < 64 * 1024 - 1024)).toBe(true);
+    expect(chunks.flat()).toHaveLength(100);
+  });
+});
