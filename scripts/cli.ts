@@ -7,7 +7,7 @@ import { VERSION } from '../config/version.js';
 import { DISK_FULL_MESSAGE, isDiskFull } from '../storage/disk-full.js';
 import { processIo, type CliIo } from './cli-io.js';
 import { registerMoreCommands } from './cli-commands.js';
-import { byteSize, EXIT, ExitCode, positiveInt } from './cli-options.js';
+import { byteSize, capSize, EXIT, ExitCode, positiveHours, positiveInt } from './cli-options.js';
 import { crawlCommand, type CrawlCommandOptions } from './crawl-command.js';
 
 export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
@@ -37,6 +37,12 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .option('--browser-concurrency <n>', 'browser contexts (pages at once) for render: browser captures (default 2)', positiveInt('--browser-concurrency'))
     .option('--chromium <path>', 'Chromium executable (default: $LIFEBOAT_CHROMIUM, else /usr/bin/chromium)')
     .option('--screenshots', 'store a PNG screenshot of each browser-captured page as a WARC resource record')
+    .option('--follow', 'with --ids …-latest: keep crawling the new IDs the platform publishes, until Ctrl-C or --until')
+    .option('--follow-secs <n>', 'seconds between asks for the latest ID with --follow (default 60)', positiveInt('--follow-secs'))
+    .option('--until <time>', 'stop at this time (RFC 3339, e.g. 2026-12-01T18:00:00Z)')
+    .option('--max-bandwidth <size>', 'cap on response bytes per second over all requests, smoothed (e.g. 20M)', capSize('--max-bandwidth'))
+    .option('--max-disk <size>', 'stop when the --out folder reaches this size (e.g. 50G)', capSize('--max-disk'))
+    .option('--max-hours <h>', 'stop after this many hours', positiveHours)
     .action(async (o: CrawlCommandOptions) => setExit(await crawlCommand(o, io)));
 
   registerMoreCommands(program, io, setExit);
