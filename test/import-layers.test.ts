@@ -31,12 +31,6 @@ const MAY_IMPORT: Record<Folder, readonly Folder[]> = {
 /** The tracker modules a node (crawler/) may use: the client and what it says, never a store or the server. */
 const TRACKER_CLIENT_SIDE = new Set(['tracker/client.ts', 'tracker/errors.ts', 'tracker/api-types.ts']);
 
-/**
- * Cycles that exist today in files being reworked elsewhere (issue 12, the crawl's data path).
- * Each must still exist — when one is gone, take it off this list so it cannot come back.
- */
-const KNOWN_CYCLES: readonly string[][] = [['crawler/crawl-part.ts', 'crawler/fetch-stack.ts']];
-
 type ImportGraph = Map<string, string[]>;
 
 /** Every `.ts` file under the folders, with the project files it imports (paths relative to ROOT, posix). */
@@ -148,9 +142,8 @@ describe('import layers', () => {
     expect(layerViolations(graph)).toEqual([]);
   });
 
-  it('has no import cycles (apart from the listed ones being reworked, which must still be there)', () => {
-    const cycles = importCycles(graph).map((c) => c.join(' <-> '));
-    expect(cycles).toEqual(KNOWN_CYCLES.map((c) => [...c].sort().join(' <-> ')));
+  it('has no import cycles', () => {
+    expect(importCycles(graph).map((c) => c.join(' <-> '))).toEqual([]);
   });
 
   it('resolves every import to a source file (a path it cannot follow would hide an edge)', () => {
