@@ -6,8 +6,8 @@
  */
 export const GROUPS = {
   'group-commit': {
-    mutate: ['crawler/group-commit.ts'],
-    tests: ['test/durability.test.ts', 'test/revisit.test.ts'],
+    mutate: ['storage/group-commit.ts', 'storage/shard-recorder.ts'],
+    tests: ['test/durability.test.ts', 'test/shard-recorder.test.ts', 'test/revisit.test.ts'],
   },
   'warc-repair': {
     mutate: ['storage/warc-repair.ts'],

@@ -1,11 +1,10 @@
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { RetryableFetchError, ScopeError, errorMessage } from '../config/errors.js';
 import { capturePage, type BrowserCaptureResult } from './browser-capture.js';
 import type { BrowserPool } from './browser-pool.js';
 import type { FetcherEvents } from './fetcher.js';
 import type { HostLimiter } from './host-limiter.js';
-import { backoffMs, isRetryable, isRetryableStatus } from './retry-policy.js';
+import { isRetryable, isRetryableStatus, retrying } from './retry-policy.js';
 import type { RobotsPolicy } from './robots.js';
 import type { ScopeGuard } from './scope-guard.js';
 
@@ -82,47 +81,50 @@ export class BrowserFetcher {
     const refused = await this.allowRequest(url);
     if (refused) throw new ScopeError(`${url}: ${refused}`, { code: 'E_SCOPE' });
     const host = new URL(url).host;
-    let lastError: Error | undefined;
-    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      this.#o.signal?.throwIfAborted();
-      try {
-        const result = await pool.withPage(
-          (page, context) =>
-            capturePage(page, context, {
-              url,
-              allowRequest: async (u) => {
-                const reason = await this.allowRequest(u);
-                if (reason) this.#o.events?.onBlocked?.(u, reason);
-                return reason;
-              },
-              navigationTimeoutMs: pageTimeoutMs,
-              idleMaxMs: this.#o.idleMaxMs ?? Math.min(10_000, pageTimeoutMs / 2),
-              ...(this.#o.idleMs !== undefined ? { idleMs: this.#o.idleMs } : {}),
-              maxBodyBytes: this.#o.maxBodyBytes,
-              screenshot: this.#o.screenshots ?? false,
-              // A token, not a slot: the page's own sub-requests are not counted one by one.
-              beforeNavigate: () => limiter.run(host, async () => undefined),
-            }),
-          { timeoutMs: pageTimeoutMs, ...(this.#o.signal ? { signal: this.#o.signal } : {}) },
-        );
-        if (!isRetryableStatus(result.status)) {
-          limiter.succeeded(host);
-          return { result, attempts: attempt };
+    const { value: result, attempts } = await retrying<BrowserCaptureResult>(
+      {
+        maxAttempts,
+        backoffBaseMs: this.#o.backoffBaseMs,
+        ...(this.#o.signal ? { signal: this.#o.signal } : {}),
+        onRetry: (reason) => this.#o.events?.onRetry?.(url, reason),
+        giveUp: (last) => last,
+      },
+      async () => {
+        try {
+          const result = await pool.withPage(
+            (page, context) =>
+              capturePage(page, context, {
+                url,
+                allowRequest: async (u) => {
+                  const reason = await this.allowRequest(u);
+                  if (reason) this.#o.events?.onBlocked?.(u, reason);
+                  return reason;
+                },
+                navigationTimeoutMs: pageTimeoutMs,
+                idleMaxMs: this.#o.idleMaxMs ?? Math.min(10_000, pageTimeoutMs / 2),
+                ...(this.#o.idleMs !== undefined ? { idleMs: this.#o.idleMs } : {}),
+                maxBodyBytes: this.#o.maxBodyBytes,
+                screenshot: this.#o.screenshots ?? false,
+                // A token, not a slot: the page's own sub-requests are not counted one by one.
+                beforeNavigate: () => limiter.run(host, async () => undefined),
+              }),
+            { timeoutMs: pageTimeoutMs, ...(this.#o.signal ? { signal: this.#o.signal } : {}) },
+          );
+          if (!isRetryableStatus(result.status)) {
+            limiter.succeeded(host);
+            return { ok: result };
+          }
+          if (result.status === 429) {
+            limiter.throttled(host, undefined);
+            this.#o.events?.onThrottle?.(host);
+          }
+          return { retry: new RetryableFetchError(`${url}: HTTP ${result.status} (browser)`, { code: `E_HTTP_${result.status}` }) };
+        } catch (err) {
+          if (err instanceof ScopeError || !isRetryable(err)) throw err;
+          return { retry: err as Error };
         }
-        if (result.status === 429) {
-          limiter.throttled(host, undefined);
-          this.#o.events?.onThrottle?.(host);
-        }
-        lastError = new RetryableFetchError(`${url}: HTTP ${result.status} (browser)`, { code: `E_HTTP_${result.status}` });
-      } catch (err) {
-        if (err instanceof ScopeError || !isRetryable(err)) throw err;
-        lastError = err as Error;
-      }
-      this.#o.events?.onRetry?.(url, lastError.message);
-      if (attempt < maxAttempts) {
-        await sleep(backoffMs(attempt, { baseMs: this.#o.backoffBaseMs }), undefined, this.#o.signal ? { signal: this.#o.signal } : undefined);
-      }
-    }
-    throw lastError ?? new RetryableFetchError(`${url}: failed in the browser`, { code: 'E_BROWSER' });
+      },
+    );
+    return { result, attempts };
   }
 }

@@ -8,7 +8,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { InputError, LifeboatError, ScopeError, StorageError } from '../config/errors.js';
-import type { Logger, LogLevel } from '../config/logger.js';
+import type { LogEntry, Logger } from '../config/logger.js';
 import type { CrawlSettings } from '../config/crawl-settings.js';
 import type { CrawlPartOptions } from './crawl-part.js';
 import type { CrawlStats, StatsCounters } from './crawl-stats.js';
@@ -23,7 +23,7 @@ export type WorkerInput = Omit<CrawlPartOptions, 'ranges' | 'logger' | 'stats' |
 export type ToWorker = { type: 'abort'; reason: string };
 
 export type FromWorker =
-  | { type: 'log'; level: LogLevel; component: string; message: string; fields?: Record<string, unknown> }
+  | ({ type: 'log' } & LogEntry)
   | { type: 'stats'; counters: StatsCounters }
   | { type: 'committed'; ids: number[] }
   | { type: 'done'; aborted: boolean; counters: StatsCounters }

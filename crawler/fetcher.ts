@@ -1,9 +1,8 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { LifeboatError, RetryableFetchError, ScopeError } from '../config/errors.js';
 import type { Capture } from '../storage/capture.js';
 import type { HostLimiter } from './host-limiter.js';
 import { releaseBody, type HttpCapturer } from './http-capture.js';
-import { backoffMs, isRetryable, parseRetryAfter, RETRYABLE_STATUSES } from './retry-policy.js';
+import { isRetryable, parseRetryAfter, retrying, RETRYABLE_STATUSES } from './retry-policy.js';
 import type { RobotsPolicy } from './robots.js';
 import type { ScopeGuard } from './scope-guard.js';
 
@@ -120,53 +119,41 @@ export class Fetcher {
     const { guard, robots, limiter, capturer, maxAttempts } = this.#o;
     const target = guard.checkUrl(url);
     const host = target.host;
-    let lastError: Error | undefined;
-    let downSince: number | undefined;
-    let downWaits = 0;
-    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      this.#o.signal?.throwIfAborted();
-      let waitMs: number | undefined;
-      let hostDown = false;
-      try {
-        // Robots per attempt: an unreachable robots.txt means "not now" (RFC 9309), retried like a 5xx.
-        await robots.assertAllowed(target.href);
-        const capture = await limiter.run(host, () => capturer.fetch({ url: target.href, headers }));
-        if (!RETRY_STATUS.has(capture.status)) {
-          limiter.succeeded(host);
-          return { capture, tries: attempt };
+    const { value: capture, attempts: tries } = await retrying<Capture>(
+      {
+        maxAttempts,
+        backoffBaseMs: this.#o.backoffBaseMs,
+        maxOutageMs: this.#o.maxOutageMs,
+        ...(this.#o.signal ? { signal: this.#o.signal } : {}),
+        onRetry: (reason) => this.#o.events?.onRetry?.(target.href, reason),
+        giveUp: (last, attempts) => withAttempts(last, attempts) as Error,
+      },
+      async (attempt) => {
+        try {
+          // Robots per attempt: an unreachable robots.txt means "not now" (RFC 9309), retried like a 5xx.
+          await robots.assertAllowed(target.href);
+          const capture = await limiter.run(host, () => capturer.fetch({ url: target.href, headers }));
+          if (!RETRY_STATUS.has(capture.status)) {
+            limiter.succeeded(host);
+            return { ok: capture };
+          }
+          await releaseBody(capture.body);
+          const retryAfter = parseRetryAfter(retryAfterOf(capture));
+          if (capture.status === 429) {
+            limiter.throttled(host, retryAfter);
+            this.#o.events?.onThrottle?.(host);
+          }
+          const retry = new RetryableFetchError(`${target.href}: HTTP ${capture.status}`, { code: `E_HTTP_${capture.status}`, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) });
+          return retryAfter !== undefined ? { retry, waitMs: retryAfter } : { retry };
+        } catch (err) {
+          // A refusal by scope or robots sent nothing; any other error ends this attempt.
+          if (err instanceof ScopeError) throw withAttempts(err, attempt - 1);
+          if (!isRetryable(err)) throw withAttempts(err, attempt);
+          const waitMs = (err as { retryAfterMs?: number }).retryAfterMs;
+          return { retry: err as Error, hostDown: errorCode(err) !== undefined, ...(waitMs !== undefined ? { waitMs } : {}) };
         }
-        await releaseBody(capture.body);
-        const retryAfter = parseRetryAfter(retryAfterOf(capture));
-        if (capture.status === 429) {
-          limiter.throttled(host, retryAfter);
-          this.#o.events?.onThrottle?.(host);
-        }
-        waitMs = retryAfter;
-        lastError = new RetryableFetchError(`${target.href}: HTTP ${capture.status}`, { code: `E_HTTP_${capture.status}`, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) });
-      } catch (err) {
-        // A refusal by scope or robots sent nothing; any other error ends this attempt.
-        if (err instanceof ScopeError) throw withAttempts(err, attempt - 1);
-        if (!isRetryable(err)) throw withAttempts(err, attempt);
-        lastError = err as Error;
-        waitMs = (err as { retryAfterMs?: number }).retryAfterMs;
-        hostDown = errorCode(err) !== undefined;
-      }
-      this.#o.events?.onRetry?.(target.href, lastError.message);
-      if (hostDown) {
-        downSince ??= Date.now();
-        if (Date.now() - downSince < this.#o.maxOutageMs) {
-          // The host is down: wait for it without using up an attempt.
-          attempt--;
-          downWaits++;
-          await sleep(Math.min(10_000, backoffMs(downWaits, { baseMs: this.#o.backoffBaseMs })), undefined, this.#o.signal ? { signal: this.#o.signal } : undefined);
-          continue;
-        }
-      } else downSince = undefined;
-      if (attempt < maxAttempts) {
-        const delay = Math.max(waitMs ?? 0, backoffMs(attempt, { baseMs: this.#o.backoffBaseMs }));
-        await sleep(delay, undefined, this.#o.signal ? { signal: this.#o.signal } : undefined);
-      }
-    }
-    throw withAttempts(lastError ?? new RetryableFetchError(`${target.href}: failed`, { code: 'E_FETCH' }), maxAttempts);
+      },
+    );
+    return { capture, tries };
   }
 }

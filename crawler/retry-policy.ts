@@ -1,9 +1,11 @@
-import { LifeboatError, RetryableFetchError } from '../config/errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffMs } from '../config/backoff.js';
+import { LifeboatError } from '../config/errors.js';
 
 /**
  * Retry rules as data (DESIGN §3: 429, 5xx, resets, timeouts and truncated bodies are retried
- * with backoff; 404/410/401/403/451 are final). The crawl loop decides *whether* with
- * `isRetryable` and *when* with `retryDelayMs`; it owns the attempt count and `max_attempts`.
+ * with backoff; 404/410/401/403/451 are final), and the one retry loop that applies them for the
+ * HTTP fetcher and the browser fetcher alike (`retrying`).
  */
 
 /** HTTP statuses that are worth another attempt later. 520–524 are Cloudflare's origin errors. */
@@ -73,34 +75,53 @@ function isRetryableAt(err: unknown, depth: number): boolean {
   return cause !== undefined && isRetryableAt(cause, depth + 1);
 }
 
-export interface BackoffOptions {
-  /** Upper bound of the first attempt's delay. Default 1,000 ms. */
-  baseMs?: number;
-  /** Upper bound of any delay. Default 60,000 ms. */
-  maxMs?: number;
-  /** Returns a number in [0, 1). Default `Math.random`; inject for deterministic tests. */
-  random?: () => number;
+/** What one attempt came to: a result, or a failure worth another attempt. Anything else is thrown. */
+export type AttemptOutcome<T> = { ok: T } | { retry: Error; /** The server's Retry-After. */ waitMs?: number; /** Connection refused and the like: the host is down. */ hostDown?: boolean };
+
+export interface RetryLoopOptions {
+  maxAttempts: number;
+  /** Upper bound of the first retry's delay (full-jitter exponential backoff). */
+  backoffBaseMs: number;
+  /**
+   * While the host is down, attempts do not count for this long: the loop waits (backoff capped
+   * at 10 s) for it to come back instead of using up `maxAttempts`. 0 (default): every attempt counts.
+   */
+  maxOutageMs?: number;
+  signal?: AbortSignal;
+  onRetry?: (reason: string) => void;
+  /** The error to throw when every attempt failed (`last` is the last attempt's). */
+  giveUp: (last: Error, attempts: number) => Error;
 }
 
 /**
- * Exponential backoff with full jitter: a uniform delay in [0, min(maxMs, baseMs·2^(attempt−1))).
- * `attempt` is the number of the attempt that just failed, starting at 1.
+ * Runs `attempt(n)` for n = 1… until it gives a result, throws, or `maxAttempts` failed; waits
+ * between attempts the longer of the server's Retry-After and the backoff. Resolves with the
+ * result and the attempt that gave it.
  */
-export function backoffMs(attempt: number, opts: BackoffOptions = {}): number {
-  const { baseMs = 1000, maxMs = 60_000, random = Math.random } = opts;
-  const exponent = Math.min(Math.max(Math.floor(attempt), 1) - 1, 52);
-  const ceilingMs = Math.min(maxMs, baseMs * 2 ** exponent);
-  const r = Math.min(Math.max(random(), 0), 1);
-  return Math.floor(r * ceilingMs);
-}
-
-/**
- * When to try a failed fetch again: the server's Retry-After when the error carries one
- * (`RetryableFetchError.retryAfterMs`), otherwise `backoffMs(attempt)`.
- */
-export function retryDelayMs(err: unknown, attempt: number, opts: BackoffOptions = {}): number {
-  if (err instanceof RetryableFetchError && err.retryAfterMs !== undefined) return err.retryAfterMs;
-  return backoffMs(attempt, opts);
+export async function retrying<T>(o: RetryLoopOptions, attempt: (n: number) => Promise<AttemptOutcome<T>>): Promise<{ value: T; attempts: number }> {
+  const wait = (ms: number): Promise<void> => sleep(ms, undefined, o.signal ? { signal: o.signal } : undefined);
+  let last: Error | undefined;
+  let downSince: number | undefined;
+  let downWaits = 0;
+  for (let n = 1; n <= o.maxAttempts; n++) {
+    o.signal?.throwIfAborted();
+    const out = await attempt(n);
+    if ('ok' in out) return { value: out.ok, attempts: n };
+    last = out.retry;
+    o.onRetry?.(last.message);
+    if (out.hostDown) {
+      downSince ??= Date.now();
+      if (Date.now() - downSince < (o.maxOutageMs ?? 0)) {
+        // The host is down: wait for it without using up an attempt.
+        n--;
+        downWaits++;
+        await wait(Math.min(10_000, backoffMs(downWaits, { baseMs: o.backoffBaseMs })));
+        continue;
+      }
+    } else downSince = undefined;
+    if (n < o.maxAttempts) await wait(Math.max(out.waitMs ?? 0, backoffMs(n, { baseMs: o.backoffBaseMs })));
+  }
+  throw o.giveUp(last ?? new Error('no attempt was made'), o.maxAttempts);
 }
 
 const MONTH = '(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)';

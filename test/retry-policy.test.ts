@@ -1,15 +1,16 @@
 import { errors as undiciErrors } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { InputError, RetryableFetchError, ScopeError, StorageError } from '../config/errors.js';
+import { backoffMs } from '../config/backoff.js';
 import {
-  backoffMs,
   isRetryable,
   isRetryableStatus,
   parseRetryAfter,
   RETRY_AFTER_MAX_MS,
   RETRYABLE_ERROR_CODES,
   RETRYABLE_STATUSES,
-  retryDelayMs,
+  retrying,
+  type AttemptOutcome,
 } from '../crawler/retry-policy.js';
 
 const withCode = (code: string): Error => Object.assign(new Error(code), { code });
@@ -90,10 +91,6 @@ describe('backoffMs', () => {
     expect(backoffMs(0, { random: () => 0.999 })).toBe(999); // attempt < 1 counts as 1
   });
 
-  it('retryDelayMs prefers the server Retry-After', () => {
-    expect(retryDelayMs(new RetryableFetchError('429', { code: 'E_HTTP_429', retryAfterMs: 7000 }), 1)).toBe(7000);
-    expect(retryDelayMs(withCode('ECONNRESET'), 2, { baseMs: 100, random: () => 0.5 })).toBe(100);
-  });
 });
 
 describe('parseRetryAfter', () => {
@@ -121,5 +118,42 @@ describe('parseRetryAfter', () => {
     for (const value of [undefined, '', '  ', '-5', '1.5', '1e3', '0x10', 'soon', '2024-01-01T00:01:30Z', 'Mon, 01 Jan 2024', 'Mon, 41 Foo 2024 00:00:00 GMT']) {
       expect(parseRetryAfter(value, now), String(value)).toBeUndefined();
     }
+  });
+});
+
+describe('retrying (the one loop of the HTTP and browser fetchers)', () => {
+  const giveUp = (last: Error, attempts: number): Error => Object.assign(new Error(`gave up after ${attempts}: ${last.message}`), { last });
+  const base = { maxAttempts: 3, backoffBaseMs: 0, giveUp };
+
+  it('tries again until an attempt gives a result, and says which attempt it was', async () => {
+    const seen: string[] = [];
+    const out = await retrying({ ...base, onRetry: (r) => seen.push(r) }, async (n): Promise<AttemptOutcome<string>> => (n < 3 ? { retry: new Error(`HTTP 503 #${n}`) } : { ok: 'body' }));
+    expect(out).toEqual({ value: 'body', attempts: 3 });
+    expect(seen).toEqual(['HTTP 503 #1', 'HTTP 503 #2']);
+  });
+
+  it('gives up after maxAttempts with the last failure, and passes a thrown error through at once', async () => {
+    let calls = 0;
+    await expect(retrying(base, async (n) => ((calls = n), { retry: new Error(`reset #${n}`) }))).rejects.toThrow('gave up after 3: reset #3');
+    expect(calls).toBe(3);
+    calls = 0;
+    await expect(retrying(base, async () => { calls++; throw new ScopeError('out of scope', { code: 'E_SCOPE' }); })).rejects.toThrow('out of scope');
+    expect(calls).toBe(1);
+  });
+
+  it('while the host is down, attempts do not count (within maxOutageMs); without it they do', async () => {
+    let calls = 0;
+    const down = async (): Promise<AttemptOutcome<never>> => ((calls++), { retry: new Error('ECONNREFUSED'), hostDown: true });
+    await expect(retrying({ ...base, maxOutageMs: 0 }, down)).rejects.toThrow('gave up after 3');
+    expect(calls).toBe(3);
+    calls = 0;
+    const out = await retrying({ ...base, maxOutageMs: 60_000 }, async (n) => (++calls < 6 ? { retry: new Error('ECONNREFUSED'), hostDown: true } : { ok: n }));
+    expect(out.value, 'the sixth call is still attempt 1').toBe(1);
+    expect(calls).toBe(6);
+  });
+
+  it('stops when its signal is aborted', async () => {
+    const stop = new AbortController();
+    await expect(retrying({ ...base, signal: stop.signal }, async () => (stop.abort(new Error('stopped')), { retry: new Error('503') }))).rejects.toThrow(/aborted|stopped/);
   });
 });

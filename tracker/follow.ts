@@ -1,5 +1,6 @@
 import { errorMessage } from '../config/errors.js';
 import { RangeSet } from '../config/id-ranges.js';
+import type { Logger } from '../config/logger.js';
 import type { ItemStore, SeedResult } from './item-store.js';
 
 /**
@@ -11,10 +12,8 @@ import type { ItemStore, SeedResult } from './item-store.js';
  * logged and asked again at the next tick.
  */
 
-export interface FollowLog {
-  info(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-}
+/** The logger the follower reports to (config/logger.ts). */
+export type FollowLog = Pick<Logger, 'info' | 'warn'>;
 
 export interface FollowSeederOptions {
   store: ItemStore;

@@ -19,7 +19,8 @@ import { InputError, LifeboatError } from '../../config/errors.js';
 import { readManifest, type ManifestOnDisk } from '../shard-manifest.js';
 import { MissingCredentialsError, networkCode, UNREACHABLE_CODES, UploadError } from './errors.js';
 import { assertUnchanged, digestFile, meteredFileBody, stripEtag, type FileDigests } from './file-digests.js';
-import { backoffMs, mapLimit, sleep } from './pacing.js';
+import { backoffMs } from '../../config/backoff.js';
+import { mapLimit, sleep } from './pacing.js';
 import { TransferMeter, type ProgressListener } from './progress.js';
 import { checkAgainstManifest, listShardFiles, type ShardFile } from './shard-files.js';
 import { parseUploadTarget } from './target.js';
@@ -312,7 +313,7 @@ async function putWithBackoff(ctx: IaContext, file: ShardFile, digests: FileDige
     }
     meter.rewind(sent);
     if (error.policy !== 'retry' || attempt >= maxAttempts) throw error;
-    const wait = Math.max(retryAfterMs, backoffMs(attempt - 1, { baseMs: o.retryBaseMs ?? 2000, capMs: 60_000, random: o.random }));
+    const wait = Math.max(retryAfterMs, backoffMs(attempt, { baseMs: o.retryBaseMs ?? 2000, maxMs: 60_000, ...(o.random ? { random: o.random } : {}) }));
     o.logger?.info('archive asked to slow down; retrying', { file: file.name, status: error.status, attempt, waitMs: wait });
     await sleep(wait);
   }

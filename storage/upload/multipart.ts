@@ -32,7 +32,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { UploadError } from './errors.js';
 import { MIB, stripEtag, type FileDigests } from './file-digests.js';
-import { backoffMs, mapLimit, sleep } from './pacing.js';
+import { backoffMs } from '../../config/backoff.js';
+import { mapLimit, sleep } from './pacing.js';
 import { TransferMeter } from './progress.js';
 import type { LedgerKey, LedgerPart, UploadLedger } from './ledger.js';
 
@@ -224,7 +225,7 @@ async function sendPart(o: MultipartFileOptions, uploadId: string, n: number, si
       source.destroy();
       o.meter.rewind(sent);
       if (o.signal?.aborted || !isRetryablePartError(err) || attempt >= o.maxAttempts) throw err;
-      await sleep(backoffMs(attempt - 1, { baseMs: 200, capMs: 10_000 }));
+      await sleep(backoffMs(attempt, { baseMs: 200, maxMs: 10_000 }));
     }
   }
 }

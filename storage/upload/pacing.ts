@@ -1,11 +1,4 @@
-/** How an upload waits before a retry and runs files side by side. */
-
-/** Full-jitter exponential backoff: a random delay in [0, min(cap, base·2^attempt)). */
-export function backoffMs(attempt: number, options: { baseMs?: number; capMs?: number; random?: () => number } = {}): number {
-  const base = options.baseMs ?? 500;
-  const cap = options.capMs ?? 30_000;
-  return Math.floor((options.random ?? Math.random)() * Math.min(cap, base * 2 ** attempt));
-}
+/** How an upload waits before a retry (its backoff is config/backoff.ts) and runs files side by side. */
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -16,7 +16,8 @@ import { request, type Dispatcher } from 'undici';
 import { InputError } from '../../config/errors.js';
 import { networkCode, UploadError } from './errors.js';
 import { assertUnchanged, digestFile, meteredFileBody, stripEtag } from './file-digests.js';
-import { backoffMs, sleep } from './pacing.js';
+import { backoffMs } from '../../config/backoff.js';
+import { sleep } from './pacing.js';
 
 export interface PresignFile {
   /** Shard-relative name, e.g. `warcs/x.warc.gz` or `shard.json`. */
@@ -174,7 +175,7 @@ export async function uploadWithPresignedUrl(options: {
       });
     }
     if (!retryable || attempt >= maxAttempts) throw error;
-    await sleep(backoffMs(attempt - 1, { baseMs: 250, capMs: 15_000 }));
+    await sleep(backoffMs(attempt, { baseMs: 250, maxMs: 15_000 }));
   }
 }
 

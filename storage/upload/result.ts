@@ -3,13 +3,11 @@
  * not make it, and the logger interface the upload modules accept.
  */
 import type { LifeboatError } from '../../config/errors.js';
+import type { Logger } from '../../config/logger.js';
 import { UploadError } from './errors.js';
 
-/** Structured logger: message + fields. Optional everywhere; uploads never write to the console. */
-export interface UploadLogger {
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-}
+/** The logger an upload reports to (config/logger.ts): optional everywhere; uploads never write to the console. */
+export type UploadLogger = Pick<Logger, 'info' | 'warn'>;
 
 export const FILE_OUTCOMES = ['uploaded', 'skipped', 'failed'] as const;
 export type FileOutcome = (typeof FILE_OUTCOMES)[number];
