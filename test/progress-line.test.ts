@@ -71,3 +71,24 @@ describe('progressLine', () => {
     expect(lines[1]).toContain('stopping…');
   });
 });
+
+describe('progressLine with caps (issue 14)', () => {
+  it('shows the caps on a wide terminal, and drops them before the ETA and the rate on a narrow one', () => {
+    const caps = 'disk 1.20/50.0 GiB, 0.5/8 h, ≤ 20.0 MiB/s';
+    expect(progressLine(busy, { columns: 200, caps })).toContain(`caps: ${caps}`);
+    const narrow = progressLine(busy, { columns: 80, caps });
+    expect(narrow.length).toBeLessThanOrEqual(79);
+    expect(narrow).toMatch(/ETA 1h58m {2}1234\.5\/s/);
+    expect(progressLine(busy, { columns: 200 })).not.toContain('caps:');
+  });
+
+  it('the reporter asks for the caps each time it writes', () => {
+    const lines: string[] = [];
+    let n = 0;
+    const report = progressReporter({ stdout: { write: () => true }, stderr: { write: (s: string) => lines.push(s), isTTY: true, columns: 300 }, env: {} }, { json: false, quiet: false, caps: () => `disk ${++n}` });
+    const stats = new CrawlStats();
+    report(stats);
+    report(stats);
+    expect(lines.join('')).toMatch(/caps: disk 1[\s\S]*caps: disk 2/);
+  });
+});
