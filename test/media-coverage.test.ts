@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -37,6 +37,14 @@ function queue(shard: string, urls: [string, 'queued' | 'failed' | 'done'][]) {
 }
 
 describe('media in merge and coverage (issue 13)', () => {
+  it('node --only takes posts or media, nothing else (exit 2 before anything is created)', async () => {
+    const out = path.join(dir, 'never');
+    const r = await run(['node', '--tracker', 'http://127.0.0.1:9', '--nick', 'x', '--out', out, '--only', 'video']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--only video: use posts or media/);
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('missing-media.txt lists media queued somewhere and archived nowhere; seed --media-from-file queues them again', async () => {
     const a = path.join(dir, 'a');
     const b = path.join(dir, 'b');

@@ -100,6 +100,30 @@ describe('shared media across nodes (issue 13)', () => {
     expect((await verifyPaths(shards)).defects).toEqual([]);
   }, 300_000);
 
+  it('media.inline: post items still fetch the listed kinds themselves and report only the others', async () => {
+    const p2 = await startDemoPlatform({ posts: 80 });
+    const project = join(tmp, 'inline.yaml');
+    await writeFile(project, 'name: inline\nprofile: demo\nitem_size: 40\nmedia: {inline: [image]}\n');
+    const db2 = `sqlite:${join(tmp, 'inline.sqlite')}`;
+    await seedCommand({ db: db2, project: 'inline', ids: '1-80', itemSize: 40, create: true });
+    const t2 = await serveTracker({ projectFile: project, db: db2, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-media-e2e' }, logger: false });
+    try {
+      const out = join(tmp, 'inline-node');
+      await runNode({ trackerUrl: t2.url, nick: 'i', outDir: out, logger: silentLogger, nodeName: 'i', baseUrl: p2.url, allowPrivateNetwork: true, exitWhenDone: true, heartbeatMs: 200, only: 'posts' });
+      const images = new Set<string>();
+      const videos = new Set<string>();
+      for (let id = 1; id <= 80; id++) for (const u of p2.post(id).mediaUrls) (u.endsWith('.mp4') ? videos : images).add(new URL(u).pathname);
+      expect(videos.size).toBeGreaterThan(0);
+      // Videos went to the tracker, images were fetched by the post items.
+      expect(await t2.store.mediaCounts()).toMatchObject({ urls: videos.size, pending: videos.size });
+      const fetched = [...p2.stats.paths.keys()].filter((path) => path.startsWith('/media/'));
+      expect(new Set(fetched)).toEqual(images);
+    } finally {
+      await t2.close();
+      await p2.close();
+    }
+  }, 120_000);
+
   it('a node refuses a media URL outside its scope even when the tracker hands it out (canary sees nothing)', async () => {
     // A tampered tracker database: a URL on 127.0.0.2 queued as media work directly, past the API's check.
     await tracker.store.queueMedia([{ url: `${canary.url}/steal.png` }]);
