@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../config/logger.js';
 import { runNode } from '../crawler/node-loop.js';
+import { main } from '../scripts/cli.js';
 import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
 import { verifyPaths } from '../storage/verify.js';
 import { seedCommand } from '../tracker/commands.js';
@@ -98,6 +99,15 @@ describe('shared media across nodes (issue 13)', () => {
     expect([...fetchedBy.values()].every((n) => n === 1)).toBe(true);
     expect(fetchedBy.size).toBe(expected.size);
     expect((await verifyPaths(shards)).defects).toEqual([]);
+
+    // Merged, the post items' queued URLs are matched by the media items' captures: nothing missing.
+    const merged = join(tmp, 'merged');
+    const code = await main(['merge', ...shards, '--out', merged], { stdout: { write: () => true }, stderr: { write: () => true }, env: process.env });
+    expect(code).toBe(0);
+    const coverage = JSON.parse(await readFile(join(merged, 'coverage.json'), 'utf8'));
+    expect(coverage.media).toEqual({ archived: expected.size, missing: 0 });
+    expect(coverage.missing_ids).toBe(0);
+    expect(await readFile(join(merged, 'missing-media.txt'), 'utf8')).toBe('');
   }, 300_000);
 
   it('media.inline: post items still fetch the listed kinds themselves and report only the others', async () => {
