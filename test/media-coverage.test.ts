@@ -78,6 +78,8 @@ describe('media in merge and coverage (issue 13)', () => {
     expect(seeded.stderr).toBe('');
     expect(seeded.stdout).toBe('queued 2 media URLs into project rescue\n');
     expect(await store.mediaCounts()).toMatchObject({ urls: 2, pending: 2 });
+    const status = await run(['tracker', 'status', '--project', project, '--db', db]);
+    expect(status.stdout).toContain('media: 0 / 2 URLs done, 2 not yet in a media item');
     const again = await run(['tracker', 'seed', '--project', project, '--db', db, '--media-from-file', path.join(out, 'missing-media.txt')]);
     expect(again.stdout).toMatch(/^queued 0 media URLs into project rescue; 2 were already queued/);
     await store.close();

@@ -120,18 +120,20 @@ export async function statusCommand(options: {
   try {
     await requireProject(store, db, project, 'check the name in the project file and --db');
     const stats = await store.stats({ now, windowMs: rateWindowMs });
-    return { stats, summary: formatStatus(stats) };
+    return { stats, summary: formatStatus(stats, await store.mediaCounts()) };
   } finally {
     await store.close();
   }
 }
 
-export function formatStatus(s: TrackerStats): string {
+/** `media`: the project's media URLs (issue 13), a line of their own when there are any. */
+export function formatStatus(s: TrackerStats, media?: { urls: number; done: number; pending: number }): string {
   const n = (v: number) => v.toLocaleString('en-US');
   const pct = s.ids.total === 0 ? 0 : (100 * s.ids.done) / s.ids.total;
   const lines = [
     `project ${s.project}: ${n(s.ids.done)} / ${n(s.ids.total)} IDs done (${pct.toFixed(2)} %)`,
     `items: ${n(s.items.done)} done, ${n(s.items.claimed)} leased, ${n(s.items.queued)} queued (${n(s.items.total)} total)`,
+    ...(media && media.urls > 0 ? [`media: ${n(media.done)} / ${n(media.urls)} URLs done, ${n(media.pending)} not yet in a media item`] : []),
     `bytes ${n(s.bytes)}; ${n(s.activeNodes)} active nodes; ${s.rateIdsPerSec} IDs/s over the last ${s.rateWindowSecs} s; ${s.etaSecs === null ? 'no ETA (nothing moving)' : s.etaSecs === 0 ? 'all done' : `ETA ${duration(s.etaSecs)}`}`,
   ];
   if (s.nodes.length > 0) {
