@@ -1,17 +1,23 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CHROMIUM_ARGS } from '../crawler/browser-pool.js';
 import { cli, crawl, readShard } from './fixtures/crawl-run.js';
+import { CHROMIUM, chromiumMissingReason, requireAll } from './fixtures/environment.js';
 import { describeWithMediaWiki, mediawikiMissingReason, png, startMediaWiki, uploadImages, type Wiki } from './fixtures/mediawiki.js';
+import { replayFrame, serveReplay } from './fixtures/replay-web-page.js';
 
 /**
  * The `mediawiki` built-in against real MediaWiki (Debian's package, its installer and maintenance
  * scripts, PHP's built-in server): every revision ID crawled; live revisions archived with their
  * API JSON, their oldid page, its stylesheets/scripts and the images they reference; deleted and
- * never-used revision IDs missing; the WARCs verified.
+ * never-used revision IDs missing; the WARCs verified; a revision's page replays styled, with its
+ * images, from the exported WACZ in ReplayWeb.page (Chromium; skipped with the reason without it).
  */
 const reason = await mediawikiMissingReason();
+if (!reason && chromiumMissingReason && !requireAll) console.warn(`MediaWiki replay test skipped: ${chromiumMissingReason}`);
 
 interface Revisions {
   all: number[];
@@ -106,5 +112,41 @@ describeWithMediaWiki(reason, 'MediaWiki')('mediawiki built-in against a real Me
     const s = await readShard(dir);
     expect(Math.max(...s.status.keys())).toBe(Math.max(...revs.live));
     expect([...s.status.values()].filter((x) => x === 'archived').length).toBe([...revs.live].length);
+  }, 300_000);
+
+  it.skipIf(chromiumMissingReason !== undefined && !requireAll)('a revision page replays from the WACZ, styled by its archived stylesheet, with its images', async () => {
+    const wacz = join(tmp, 'wiki.wacz');
+    const x = await cli(['export', join(tmp, 'shard'), '--wacz', wacz]);
+    expect(x.code, x.stderr).toBe(0);
+    await wiki.close(); // from here on, the page can only come from the WACZ
+    const alpha = (await readShard(join(tmp, 'shard'))).fields;
+    const rev = [...alpha.entries()].find(([, f]) => f.title === 'Alpha' && String(f.comment) === 'second')![0];
+    const pageUrl = `${wiki.url}/index.php?oldid=${rev}`;
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'] });
+    const served = await serveReplay({ wacz, pageUrl });
+    const offsite: string[] = [];
+    try {
+      const context = await browser.newContext();
+      await context.route('**/*', (route) => {
+        const url = route.request().url();
+        if (url.startsWith(`${served.url}/`)) return route.continue();
+        offsite.push(url);
+        return route.abort('blockedbyclient');
+      });
+      const page = await context.newPage();
+      await page.goto(served.url);
+      await expect.poll(() => replayFrame(page, pageUrl)?.url(), { timeout: 90_000, interval: 500 }).toBeDefined();
+      const frame = replayFrame(page, pageUrl)!;
+      await frame.locator('#content').waitFor({ timeout: 30_000 });
+      // Vector's stylesheet (load.php?only=styles) sets the content box beside the sidebar; unstyled it starts at 0.
+      await expect.poll(() => frame.evaluate(() => getComputedStyle(document.querySelector('#content')!).marginLeft), { timeout: 30_000 }).not.toBe('0px');
+      const imgs = () => frame.evaluate(() => [...document.querySelectorAll('#mw-content-text img')].map((i) => (i as HTMLImageElement).naturalWidth));
+      await expect.poll(imgs, { timeout: 30_000 }).toEqual([40, 30]);
+      expect(await frame.title()).toBe('Alpha - Lifeboat Test Wiki');
+      expect(offsite).toEqual([]);
+    } finally {
+      await served.close();
+      await browser.close();
+    }
   }, 300_000);
 });

@@ -7,112 +7,20 @@
  * with the reason shown, unless LIFEBOAT_REQUIRE_ALL=1 (CI), where that is a failure.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { createRequire } from 'node:module';
-import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
+import { join } from 'node:path';
+import { chromium, type Browser, type Frame } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { main } from '../scripts/cli.js';
 import { CHROMIUM_ARGS } from '../crawler/browser-pool.js';
 import { CHROMIUM, describeWithChromium } from './fixtures/environment.js';
+import { replayFrame, serveReplay } from './fixtures/replay-web-page.js';
 import { startDemoPlatform } from '../scripts/demo-platform.js';
 import { mergeShards } from '../storage/merge.js';
 import { exportWacz } from '../storage/wacz.js';
 
 const describeBrowser = describeWithChromium('wacz-replay');
-
-/** ui.js and sw.js ship prebuilt in the npm package. */
-const RWP = dirname(createRequire(import.meta.url).resolve('replaywebpage/index.html'));
-
-interface Served {
-  url: string;
-  /** Paths requested, in order. */
-  hits: string[];
-  close(): Promise<void>;
-}
-
-/** Sends a file, honouring a single `Range: bytes=` range (how ReplayWeb.page reads a WACZ). */
-async function sendFile(req: IncomingMessage, res: ServerResponse, file: string, type: string): Promise<void> {
-  const size = (await stat(file)).size;
-  const headers: Record<string, string | number> = { 'content-type': type, 'accept-ranges': 'bytes', 'cache-control': 'no-store' };
-  let start = 0;
-  let end = size - 1;
-  const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
-  if (m && (m[1] || m[2])) {
-    if (m[1]) {
-      start = Number(m[1]);
-      if (m[2]) end = Math.min(Number(m[2]), size - 1);
-    } else start = Math.max(0, size - Number(m[2]));
-    if (start > end || start >= size) {
-      res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
-      return;
-    }
-    res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${end}/${size}`, 'content-length': end - start + 1 });
-  } else res.writeHead(200, { ...headers, 'content-length': size });
-  if (req.method === 'HEAD' || size === 0) {
-    res.end();
-    return;
-  }
-  createReadStream(file, { start, end }).pipe(res);
-}
-
-async function serveReplay(o: { wacz: string; pageUrl: string }): Promise<Served> {
-  const hits: string[] = [];
-  // The embed registers /replay/sw.js?serveIndex=1 and reloads its frame (3 times, 100 ms apart)
-  // until the worker controls it; on a loaded machine activation can take longer, so the page
-  // registers the same worker first and adds the embed once it is active.
-  const embed = `<!doctype html>
-<html><head><meta charset="utf-8"><title>lifeboat replay test</title>
-<script src="/ui.js"></script></head>
-<body style="margin:0">
-<script type="module">
-const reg = await navigator.serviceWorker.register('/replay/sw.js?serveIndex=1', { scope: '/replay/' });
-const sw = reg.installing || reg.waiting || reg.active;
-if (sw.state !== 'activated') await new Promise((ok) => sw.addEventListener('statechange', () => sw.state === 'activated' && ok()));
-const rwp = document.createElement('replay-web-page');
-rwp.setAttribute('style', 'display:block;width:100%;height:100vh');
-rwp.setAttribute('source', '/archive.wacz');
-rwp.setAttribute('url', ${JSON.stringify(o.pageUrl)});
-rwp.setAttribute('replayBase', '/replay/');
-rwp.setAttribute('embed', 'replayonly');
-document.body.append(rwp);
-</script>
-</body></html>
-`;
-  const server: Server = createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    hits.push(`${req.method} ${path}${req.headers.range ? ` ${req.headers.range}` : ''}`);
-    const fail = (e: unknown): void => void res.destroy(e as Error);
-    if (path === '/' || path === '/index.html') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(embed);
-    // The replay frame's page (served by the service worker) asks for ui.js beside itself.
-    else if (path === '/ui.js' || path === '/replay/ui.js') sendFile(req, res, join(RWP, 'ui.js'), 'application/javascript').catch(fail);
-    else if (path === '/replay/sw.js') sendFile(req, res, join(RWP, 'sw.js'), 'application/javascript').catch(fail);
-    else if (path === '/archive.wacz') sendFile(req, res, o.wacz, 'application/wacz').catch(fail);
-    else res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    hits,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-/** The frame showing the replayed page: its URL ends with the archived URL. */
-function replayFrame(page: Page, archivedUrl: string): Frame | undefined {
-  return page.frames().find((f) => f.url().endsWith(archivedUrl));
-}
 
 describeBrowser('the exported WACZ in ReplayWeb.page (real Chromium)', () => {
   let tmp: string;
