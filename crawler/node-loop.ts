@@ -3,6 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage, InputError } from '../config/errors.js';
+import type { CrawlFlags } from '../config/crawl-settings.js';
 import type { Logger } from '../config/logger.js';
 import { loadProfile } from '../config/profile.js';
 import { acquireDirLock } from '../storage/dir-lock.js';
@@ -28,16 +29,14 @@ import { VERSION } from '../config/version.js';
  * the token and the lease in hand, so a node killed with -9 and started again continues its
  * item on the same lease (when the lease has not expired) and never redoes what is final.
  */
-export interface NodeOptions {
+/** A node's own options; the crawl flags it passes on to each item's crawl are the crawl settings' own (config/crawl-settings.ts). */
+export interface NodeOptions extends Pick<CrawlFlags, 'concurrency' | 'allowPrivateNetwork' | 'contact' | 'maxBandwidthBytesPerSec'> {
   trackerUrl: string;
   nick: string;
   outDir: string;
   logger: Logger;
   nodeName: string;
-  concurrency?: number;
   baseUrl?: string;
-  allowPrivateNetwork?: boolean;
-  contact?: string;
   signal?: AbortSignal;
   /** How often finished sub-ranges are reported (and the lease extended). Default: a third of the lease, at most 30 s. */
   heartbeatMs?: number;
@@ -53,8 +52,6 @@ export interface NodeOptions {
   uploadRetryBaseMs?: number;
   /** `--max-disk`, `--max-hours` (issue 14): checked before each claim and, for the disk, during an item. */
   caps?: NodeCaps;
-  /** `--max-bandwidth` (issue 14): response body bytes per second over all requests. */
-  maxBandwidthBytesPerSec?: number;
 }
 
 interface NodeState {
@@ -350,7 +347,7 @@ async function crawlItem(
       outDir: dir,
       node: opts.nodeName,
       logger: opts.logger,
-      allowPrivateNetwork: opts.allowPrivateNetwork ?? false,
+      ...(opts.allowPrivateNetwork ? { allowPrivateNetwork: true } : {}),
       ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
       ...(opts.contact ? { contact: opts.contact } : {}),
       ...(opts.maxBandwidthBytesPerSec ? { maxBandwidthBytesPerSec: opts.maxBandwidthBytesPerSec } : {}),
