@@ -64,6 +64,7 @@ describe('classifyAddress', () => {
     for (const bad of ['localhost', '', '10.0.0', '1.2.3.256', ':::1', 'example.org', '[::1', '1::1]']) {
       expect(() => classifyAddress(bad)).toThrow(expect.objectContaining({ code: 'E_SCOPE_ADDRESS' }));
     }
+    expect(() => classifyAddress('localhost')).toThrow('not an IP address: "localhost"');
   });
 });
 
