@@ -82,17 +82,20 @@ export class NodeCaps {
   }
 
   /**
-   * During an item (called every few hundred ms): true when the folder is at the disk cap (the
-   * item should stop and give the rest back). Only the item's folder is walked; the rest of the
-   * folder is taken as it was when the item started.
+   * During an item (called every few hundred ms): true when the folder is at the disk cap, or
+   * would be within two more intervals at the growth since the last call (what is in flight
+   * still lands after a stop), so the item should stop and give the rest back. Only the item's
+   * folder is walked; the rest of the folder is taken as it was when the item started.
    */
   async diskFull(): Promise<boolean> {
     const item = this.#item;
     if (this.#o.maxDiskBytes === undefined || !item) return false;
     const own = await dirBytes(item.dir);
     item.peakBytes = Math.max(item.peakBytes, own);
-    this.#usedBytes = item.baseBytes + own;
-    return this.#usedBytes >= this.#o.maxDiskBytes;
+    const used = item.baseBytes + own;
+    const growth = Math.max(0, used - this.#usedBytes);
+    this.#usedBytes = used;
+    return used + 2 * growth >= this.#o.maxDiskBytes;
   }
 
   /**
