@@ -45,13 +45,14 @@ describe('a project with a deadline', () => {
     expect((await node.claim())?.ranges.format()).toBe('801-900');
 
     const stats = (await (await request(`${base}/api/v1/stats`)).body.json()) as { deadline: { at: string; seconds_left: number; bytes_per_sec: number; fits: boolean; kinds: { kind: string; units: number; finished: number; projected: number; coverage: number }[] } };
-    // 1 MB over the 100 s window: 10 kB/s; 80 s left: 800 kB = 80 more posts at 10 kB each.
-    expect(stats.deadline).toMatchObject({ at: DEADLINE, seconds_left: 80, bytes_per_sec: 10_000, fits: false });
-    expect(stats.deadline.kinds[0]).toMatchObject({ kind: 'posts', units: 1000, finished: 100, projected: 180, coverage: 0.18 });
+    // 1 MB in the 20 s the tracker has been up (shorter than its 100 s window): 50 kB/s; 80 s left:
+    // 4 MB = 400 more posts at 10 kB each.
+    expect(stats.deadline).toMatchObject({ at: DEADLINE, seconds_left: 80, bytes_per_sec: 50_000, fits: false });
+    expect(stats.deadline.kinds[0]).toMatchObject({ kind: 'posts', units: 1000, finished: 100, projected: 500, coverage: 0.5 });
 
     const metrics = await (await request(`${base}/metrics`)).body.text();
     expect(metrics).toContain('lifeboat_tracker_deadline_seconds{project="dl"} 80');
-    expect(metrics).toContain('lifeboat_tracker_projected_coverage{project="dl",kind="posts"} 0.18');
+    expect(metrics).toContain('lifeboat_tracker_projected_coverage{project="dl",kind="posts"} 0.5');
     expect(metrics).toContain('lifeboat_tracker_coverage{project="dl",kind="posts"} 0.1');
   });
 

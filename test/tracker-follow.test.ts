@@ -127,3 +127,25 @@ describe('tracker app with follow', () => {
     }
   });
 });
+
+describe('claims of a followed project', () => {
+  it('say "later" (after the next poll), never "done", when everything seeded is finished', async () => {
+    platform.setPosts(5);
+    const store = await openStore();
+    const project = parseProject({ name: 'follow-later', profile: 'demo', item_size: 10, follow: { every_secs: 7 } });
+    const app = await buildTrackerApp({ store, project, adminToken: 'x'.repeat(16), leaseMs: 60_000, rateLimit: { max: 1000, timeWindowMs: 60_000 }, expireEveryMs: 0, aliveEveryMs: 0, discoverMaxId: discover });
+    const base = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const { TrackerClient } = await import('../tracker/client.js');
+      const node = new TrackerClient({ baseUrl: base, clientVersion: '0.1.0', retry: { maxAttempts: 2, baseDelayMs: 1 } });
+      await node.register('f');
+      let item = await node.claim();
+      for (let i = 0; i < 100 && !item; i++) item = (await new Promise((r) => setTimeout(r, 50)), await node.claim());
+      await node.done(item!.leaseId, { counts: { archived: 5, missing: 0, gone: 0, restricted: 0, failed: 0 }, bytes: 1, warcs: [] });
+      expect(await node.tryClaim()).toEqual({ kind: 'later', retryAfterSecs: 7 });
+    } finally {
+      await app.close();
+      await store.close();
+    }
+  });
+});

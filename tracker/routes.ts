@@ -121,6 +121,11 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
       const t = now();
       const result = await store.claim({ nodeId: nodeOf(req).id, now: t, leaseMs, mediaItemSize: project.media.item_size, order: claimOrderOf(project), ...(only ? { only } : {}) });
       metrics.inc('expired', result.expired);
+      // A followed platform keeps publishing (issue 14): nothing left now means "ask again after the next poll".
+      if (result.kind === 'done' && project.follow) {
+        metrics.inc('claims_later');
+        return { item: null, retry_after_secs: Math.ceil(project.follow.every_secs) };
+      }
       if (result.kind === 'done') {
         metrics.inc('claims_done');
         return { item: null, done: true };

@@ -123,12 +123,13 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
   const app = Fastify({ logger, bodyLimit: bodyLimitBytes });
   const metrics = new TrackerMetrics();
 
+  const startedAt = now();
   let statsCache: { at: number; value: Promise<TrackerStats> } | undefined;
   let versionCache: { at: number; value: string } | undefined;
   const stats = () => {
     const t = Date.now();
     if (!statsCache || t - statsCache.at >= statsCacheMs) {
-      const value = withDeadline(store, project, now(), rateWindowMs);
+      const value = withDeadline(store, project, now(), rateWindowMs, startedAt);
       value.catch(() => (statsCache = undefined));
       statsCache = { at: t, value };
     }
@@ -274,10 +275,12 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
 const ALIVE_KEY = 'alive_at';
 
 /** The store's stats plus, for a project with a deadline, the projection at the deadline (issue 14). */
-async function withDeadline(store: ItemStore, project: ProjectConfig, now: number, windowMs: number): Promise<TrackerStats> {
+async function withDeadline(store: ItemStore, project: ProjectConfig, now: number, windowMs: number, startedAt: number): Promise<TrackerStats> {
   const stats = await store.stats({ now, windowMs });
   if (!project.deadline) return stats;
-  const work = await store.workProgress({ now, windowMs });
+  // The byte rate over the window, or over the time this process has been up when that is shorter
+  // (a window reaching back before the start would count time in which nothing could be reported).
+  const work = await store.workProgress({ now, windowMs: Math.max(1000, Math.min(windowMs, now - startedAt)) });
   return { ...stats, deadline: projectDeadline({ deadline: Date.parse(project.deadline), now, ...work }) };
 }
 
