@@ -41,8 +41,9 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-function startNode(out: string): { child: ChildProcess; exited: Promise<number | null>; stderr: () => string } {
-  const child = spawn(process.execPath, [CLI, 'node', '--tracker', tracker.url, '--nick', 'killed', '--out', out, '--base-url', platform.url, '--allow-private-network', '--exit-when-idle', '--only', 'media', '--heartbeat-secs', '1', '--concurrency', '2', '--quiet'], {
+function startNode(out: string, options: { url?: string; nick?: string; only?: string } = {}): { child: ChildProcess; exited: Promise<number | null>; stderr: () => string } {
+  const { url = tracker.url, nick = 'killed', only = 'media' } = options;
+  const child = spawn(process.execPath, [CLI, 'node', '--tracker', url, '--nick', nick, '--out', out, '--base-url', platform.url, '--allow-private-network', '--exit-when-idle', '--only', only, '--heartbeat-secs', '1', '--concurrency', '2', '--quiet'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -97,5 +98,49 @@ describe('a node killed mid-media-item (issue 13)', () => {
     // What was final before the kill was not requested again.
     for (const [path, hits] of hitsAtKill) expect(platform.stats.paths.get(path), path).toBe(hits);
     expect((await verifyPaths([shard])).defects).toEqual([]);
+  }, 120_000);
+
+  it('a node killed mid-post-item and restarted reports every medium its shard holds: none is lost', async () => {
+    const project = join(tmp, 'posts.yaml');
+    await writeFile(project, 'name: posts-killed\nprofile: demo\nitem_size: 60\nlease_secs: 60\n');
+    const db = `sqlite:${join(tmp, 'posts.sqlite')}`;
+    const { seedCommand } = await import('../tracker/commands.js');
+    await seedCommand({ db, project: 'posts-killed', ids: '1-60', itemSize: 60, create: true });
+    const t = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-media-faults' }, logger: false });
+    try {
+      const out = join(tmp, 'poster');
+      const first = startNode(out, { url: t.url, nick: 'poster', only: 'posts' });
+      const shard = join(out, 'items');
+      let final = 0;
+      for (let i = 0; i < 600 && (final < 10 || final >= 50); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        const items = existsSync(shard) ? await readdir(shard) : [];
+        if (items.length === 0 || !existsSync(join(shard, items[0]!, 'shard.sqlite'))) continue;
+        const sdb = new Database(join(shard, items[0]!, 'shard.sqlite'), { readonly: true });
+        try {
+          final = (sdb.prepare(`SELECT COUNT(*) AS n FROM ids`).get() as { n: number }).n;
+        } catch {
+          final = 0;
+        } finally {
+          sdb.close();
+        }
+      }
+      first.child.kill('SIGKILL');
+      await first.exited;
+      expect(final).toBeGreaterThanOrEqual(10);
+      const second = startNode(out, { url: t.url, nick: 'poster', only: 'posts' });
+      expect(await second.exited, second.stderr()).toBe(0);
+      const expected = new Set<string>();
+      for (let id = 1; id <= 60; id++) for (const u of platform.post(id).mediaUrls) expected.add(new URL(u).href);
+      const stats = await t.store.stats({ now: Date.now(), windowMs: 60_000 });
+      expect(stats.ids).toEqual({ total: 60, done: 60 });
+      // Every medium of the 60 posts reached the tracker, none fetched by the post item.
+      expect(await t.store.mediaCounts()).toEqual({ urls: expected.size, done: 0, pending: expected.size });
+      const sdb = new Database(join(shard, (await readdir(shard))[0]!, 'shard.sqlite'), { readonly: true });
+      expect((sdb.prepare(`SELECT COUNT(*) AS n FROM captures WHERE name = 'media'`).get() as { n: number }).n).toBe(0);
+      sdb.close();
+    } finally {
+      await t.close();
+    }
   }, 120_000);
 });
