@@ -96,7 +96,7 @@ function statusOf(seed: number, posts: number, id: number): PostStatus {
 }
 
 /** Structure of a public post (what media it has): cheap, and all that mediaBody() needs. */
-function shapeOf(seed: number, id: number, external: boolean): PostShape {
+function shapeOf(seed: number, id: number, external: boolean, heavyVideos = false): PostShape {
   const handle = authorHandle(hash(seed, id, SALT.author) % AUTHORS);
   const m = hash(seed, id, SALT.media);
   const r = m % 100;
@@ -107,7 +107,7 @@ function shapeOf(seed: number, id: number, external: boolean): PostShape {
     return allowExt && external && f === 0 ? 'ext' : f < 5 ? 'abs' : 'rel';
   };
   const images = Array.from({ length: count }, () => form(true));
-  const video = unit(hash(seed, id, SALT.media + 100)) < 0.05 ? form(false) : undefined;
+  const video = unit(hash(seed, id, SALT.media + 100)) < (heavyVideos ? 0.5 : 0.05) ? form(false) : undefined;
   return { id, handle, images, video };
 }
 
@@ -125,6 +125,8 @@ export interface ContentOptions {
   posts: number;
   url: string;
   mediaBaseUrl: string | undefined;
+  /** Half the public posts carry a 1-3 MiB video (the media-heavy benchmark, issue 17); default 5% of 0.2-1.5 MB. */
+  heavyVideos?: boolean;
 }
 
 /** Pure functions from (seed, posts, url) to everything the platform serves. */
@@ -145,7 +147,7 @@ export class DemoContent {
     const status = this.status(id);
     if (status === 'private') return { id, status, mediaUrls: [], secret: `PRIVATE-${id}-SECRET` };
     if (status !== 'public') return { id, status, mediaUrls: [] };
-    const shape = shapeOf(seed, id, mediaBaseUrl !== undefined);
+    const shape = shapeOf(seed, id, mediaBaseUrl !== undefined, this.#o.heavyVideos);
     const link = (form: UrlForm, path: string): string =>
       form === 'abs' ? `${url}${path}` : form === 'ext' ? `${mediaBaseUrl}${path}` : path;
     const media: { type: 'image' | 'video'; url: string }[] = shape.images.map((form, k) => ({
@@ -205,8 +207,9 @@ export class DemoContent {
     m = /^\/media\/video\/(\d+)\.mp4$/.exec(path);
     if (m) {
       const id = Number(m[1]);
-      if (String(id) !== m[1] || this.status(id) !== 'public' || !shapeOf(seed, id, false).video) return undefined;
-      return withMagic(randomBytes(h, 200 * 1024 + (h % (1300 * 1024))), MP4_HEAD);
+      if (String(id) !== m[1] || this.status(id) !== 'public' || !shapeOf(seed, id, false, this.#o.heavyVideos).video) return undefined;
+      const size = this.#o.heavyVideos ? 1024 * 1024 + (h % (2 * 1024 * 1024)) : 200 * 1024 + (h % (1300 * 1024));
+      return withMagic(randomBytes(h, size), MP4_HEAD);
     }
     m = /^\/media\/avatar\/([a-z_]+)\.png$/.exec(path);
     if (m && HANDLES.has(m[1]!)) return withMagic(randomBytes(h, 4500 + (h % 1000)), PNG_HEAD);

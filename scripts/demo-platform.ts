@@ -52,6 +52,8 @@ export interface DemoPlatformOptions {
    * for browser-capture tests). The API and `/p/{id}` answer normally.
    */
   hangPages?: number[];
+  /** Half the public posts carry a 1-3 MiB video (the media-heavy benchmark). Default false. */
+  heavyVideos?: boolean;
 }
 
 export interface DemoPlatformStats {
@@ -233,7 +235,7 @@ export async function startDemoPlatform(opts: DemoPlatformOptions = {}): Promise
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('demo platform: unexpected server address');
   const publicUrl = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
-  const c = new DemoContent({ seed, posts, url: publicUrl, mediaBaseUrl: opts.mediaBaseUrl?.replace(/\/+$/, '') });
+  const c = new DemoContent({ seed, posts, url: publicUrl, mediaBaseUrl: opts.mediaBaseUrl?.replace(/\/+$/, ''), heavyVideos: opts.heavyVideos ?? false });
   routes = { content: c, url: publicUrl, posts, seed, robotsTxt, hangPages };
 
   let closing: Promise<void> | undefined;
@@ -243,7 +245,7 @@ export async function startDemoPlatform(opts: DemoPlatformOptions = {}): Promise
     stats,
     setPosts: (n) => {
       if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`posts must be a non-negative integer, got ${n}`);
-      routes = { ...routes!, posts: n, content: new DemoContent({ seed, posts: n, url: publicUrl, mediaBaseUrl: opts.mediaBaseUrl?.replace(/\/+$/, '') }) };
+      routes = { ...routes!, posts: n, content: new DemoContent({ seed, posts: n, url: publicUrl, mediaBaseUrl: opts.mediaBaseUrl?.replace(/\/+$/, ''), heavyVideos: opts.heavyVideos ?? false }) };
     },
     close: () => {
       closing ??= new Promise<void>((resolve) => {

@@ -3,6 +3,7 @@
  *
  *   node dist/scripts/demo-server.js --port 8080 --posts 1000 [--seed 1] [--chaos 0.05]
  *        [--chaos-kinds 5xx,reset,stall,short] [--stall-ms 5000] [--rate-limit 200] [--host 127.0.0.1]
+ *        [--heavy-videos]   (half the posts carry a 1-3 MiB video: the media-heavy benchmark)
  *
  * Prints exactly one line to stdout when ready (`demo platform listening on URL`), closes on
  * SIGTERM/SIGINT and then writes its request counters as one JSON line to stderr.
@@ -15,7 +16,7 @@ import { CHAOS_KINDS, startDemoPlatform, type ChaosKind, type DemoPlatformOption
 export class DemoServerUsageError extends Error {}
 
 const USAGE =
-  'usage: demo-server [--port N] [--posts N] [--seed N] [--chaos RATE] [--chaos-kinds LIST] [--stall-ms N] [--rate-limit RPS] [--host ADDR]';
+  'usage: demo-server [--port N] [--posts N] [--seed N] [--chaos RATE] [--chaos-kinds LIST] [--stall-ms N] [--rate-limit RPS] [--host ADDR] [--heavy-videos]';
 
 function integer(name: string, value: string | undefined, min: number): number | undefined {
   if (value === undefined) return undefined;
@@ -41,12 +42,14 @@ export function parseDemoServerArgs(argv: string[]): DemoPlatformOptions {
         'stall-ms': { type: 'string' },
         'rate-limit': { type: 'string' },
         host: { type: 'string' },
+        'heavy-videos': { type: 'boolean' },
       },
     }));
   } catch (err) {
     throw new DemoServerUsageError(`${(err as Error).message}\n${USAGE}`);
   }
   const opts: DemoPlatformOptions = { host: values.host ?? '127.0.0.1', trackPaths: false };
+  if (values['heavy-videos']) opts.heavyVideos = true;
   const port = integer('port', values.port, 0);
   if (port !== undefined && port > 65535) throw new DemoServerUsageError(`--port must be <= 65535, got ${port}`);
   if (port !== undefined) opts.port = port;
