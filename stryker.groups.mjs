@@ -31,7 +31,7 @@ export const GROUPS = {
   },
   'warc-writer': {
     mutate: ['storage/warc-writer.ts'],
-    tests: ['test/warc-writer.test.ts', 'test/warc-repair.test.ts', 'test/durability.test.ts', 'test/warc-compress.test.ts', 'test/warc-reader.test.ts', 'test/merge-dedupe.test.ts', 'test/revisit.test.ts'],
+    tests: ['test/warc-writer.test.ts', 'test/warc-writer-paths.test.ts', 'test/warc-repair.test.ts', 'test/durability.test.ts', 'test/warc-compress.test.ts', 'test/warc-reader.test.ts', 'test/merge-dedupe.test.ts', 'test/revisit.test.ts'],
   },
   'tracker-stores': {
     mutate: ['tracker/sqlite-store.ts', 'tracker/postgres-store.ts'],
