@@ -7,6 +7,7 @@
  * recorder and fetch stack on the one shard directory.
  */
 import { setMaxListeners } from 'node:events';
+import { setImmediate } from 'node:timers/promises';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
 import { type CrawlSettings, fetchesInline } from '../config/crawl-settings.js';
@@ -125,10 +126,12 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
         if (outcome) finalize(outcome);
       }).catch(fatal);
     }
-    // A commit may start media fetches, whose commits end the run.
+    // A commit may start media fetches, whose commits end the run. The media a commit answers
+    // are scheduled in its finalizeId callbacks: let them all run before looking at the queue.
     do {
       await queue.onIdle();
       await commit();
+      await setImmediate();
     } while (queue.size + queue.pending > 0);
   } catch (err) {
     fatal(err);
