@@ -89,6 +89,10 @@ function deadlineContract(open: (project: string) => Promise<ItemStore>) {
     ]);
     // The rate window excludes older reports.
     expect((await store.workProgress({ now: T0 + 20_000, windowMs: 10_000 })).bytesPerSec).toBe(0);
+    // Work reported by heartbeats (no bytes until done) counts at the mean cost of a unit: 5 IDs × 500 B in 10 s.
+    const next = await lease(store, node.id);
+    await store.heartbeat({ nodeId: node.id, leaseId: next.leaseId, finished: r(11, 15), now: T0 + 21_000, leaseMs: LEASE_MS });
+    expect((await store.workProgress({ now: T0 + 22_000, windowMs: 10_000 })).bytesPerSec).toBe(250);
   });
 }
 

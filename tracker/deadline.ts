@@ -89,11 +89,18 @@ export interface WorkRows {
   items: { priority: number | string; units: number | string; finished: number | string; sample_units: number | string; sample_bytes: number | string }[];
   /** Media URLs not cut into an item yet, per priority. */
   pending: { priority: number | string; n: number | string }[];
-  /** Bytes nodes reported over the window. */
+  /** Bytes nodes reported over the window (with `done`, so an item's bytes arrive at its end). */
   windowBytes: number | string;
+  /** Units nodes reported finished over the window (heartbeats too: these arrive as the work is done). */
+  windowUnits: number | string;
 }
 
-/** Every work kind's progress (kinds with no work give zeros) and the bytes/s over the window. */
+/**
+ * Every work kind's progress (kinds with no work give zeros) and the bytes/s over the window: the
+ * bytes reported, or the units reported at the mean cost of a unit, whichever is more. Bytes
+ * arrive only with an item's `done`, so early in a run (or with long items) they lag the work by
+ * about an item; units arrive with every heartbeat.
+ */
 export function buildWorkProgress(rows: WorkRows, windowMs: number): { kinds: KindProgress[]; bytesPerSec: number } {
   const byPriority = new Map<number, KindProgress>();
   const kinds = WORK_KINDS.map((kind) => {
@@ -113,5 +120,13 @@ export function buildWorkProgress(rows: WorkRows, windowMs: number): { kinds: Ki
     const k = byPriority.get(Number(r.priority));
     if (k) k.units += Number(r.n);
   }
-  return { kinds, bytesPerSec: Number(rows.windowBytes) / (windowMs / 1000) };
+  let sampleUnits = 0;
+  let sampleBytes = 0;
+  for (const k of kinds) {
+    sampleUnits += k.sampleUnits;
+    sampleBytes += k.sampleBytes;
+  }
+  const secs = windowMs / 1000;
+  const byUnits = sampleUnits > 0 ? (Number(rows.windowUnits) * (sampleBytes / sampleUnits)) / secs : 0;
+  return { kinds, bytesPerSec: Math.max(Number(rows.windowBytes) / secs, byUnits) };
 }

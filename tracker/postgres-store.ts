@@ -626,9 +626,9 @@ export class PostgresItemStore implements ItemStore {
         [this.project],
       ),
       this.#q<WorkRows['pending'][number]>(`SELECT priority, COUNT(*)::bigint AS n FROM media_urls WHERE project = $1 AND item_id IS NULL GROUP BY priority`, [this.project]),
-      this.#q<{ n: string }>(`SELECT COALESCE(SUM(bytes), 0)::bigint AS n FROM events WHERE project = $1 AND at >= $2`, [this.project, now - windowMs]),
+      this.#q<{ n: string; units: string }>(`SELECT COALESCE(SUM(bytes), 0)::bigint AS n, COALESCE(SUM(ids), 0)::bigint AS units FROM events WHERE project = $1 AND at >= $2`, [this.project, now - windowMs]),
     ]);
-    return buildWorkProgress({ items, pending, windowBytes: windowBytes[0]?.n ?? 0 }, windowMs);
+    return buildWorkProgress({ items, pending, windowBytes: windowBytes[0]?.n ?? 0, windowUnits: windowBytes[0]?.units ?? 0 }, windowMs);
   }
 
   async ban({ nick, reason, now }: { nick: string; reason: string; now: number }) {
