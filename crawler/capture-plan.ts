@@ -19,6 +19,7 @@ import type { FetchStack } from './fetch-stack.js';
 import { attemptsOf } from './fetcher.js';
 import { releaseBody } from './http-capture.js';
 import { Requisites } from './requisites.js';
+import { parseRetryAfter } from './retry-policy.js';
 import { decideStatus, fetchWithStatusRules, RateLimitGate, type StatusDecision } from './status-rules.js';
 
 export interface CapturePlanOptions {
@@ -51,6 +52,8 @@ interface CaptureResult {
   requisites?: string[];
   /** The primary's status as its profile's status rules decided it. */
   decision?: StatusDecision;
+  /** A "retry later" answer's Retry-After, when it had one. */
+  retryAfterMs?: number;
 }
 
 /** A capture that recorded nothing (its fetch failed or its URL could not be filled in). */
@@ -238,6 +241,7 @@ export class CapturePlan {
         return d.kind === 'retry' && one.rows.length > 0 ? { kind: 'final', status: 'failed', rule: d.rule, reason: d.reason } : d;
       },
       discard: async () => undefined,
+      retryAfterMs: (one) => one.retryAfterMs,
       maxAttempts: profile.politeness.maxAttempts,
       gate: this.#gate,
       signal,
@@ -277,7 +281,8 @@ export class CapturePlan {
     const decision = primary ? decideStatus(this.#o.profile.status, { code: last.status, text: ex.text }) : undefined;
     if (decision?.kind === 'retry') {
       for (const hop of outcome.hops) await releaseBody(hop.body);
-      return { ...nothing(), attempts: outcome.attempts, status: last.status, text: ex.text, decision };
+      const retryAfterMs = parseRetryAfter(/^retry-after:[ \t]*(.*)$/im.exec(last.responseHead.toString('latin1'))?.[1]);
+      return { ...nothing(), attempts: outcome.attempts, status: last.status, text: ex.text, decision, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
     }
     if (ex.problem) this.#log.log('debug', `extraction of ${last.url}: ${ex.problem}`, { id });
     const { rows } = await this.#record(outcome.hops, spec.name, id);

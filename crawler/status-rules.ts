@@ -133,6 +133,8 @@ export interface StatusRetryOptions<T> {
   discard: (result: T) => Promise<void>;
   maxAttempts: number;
   gate: RateLimitGate;
+  /** The wait the answer itself asks for (Retry-After, as MediaWiki sends with `maxlag`): the pause is at least this. */
+  retryAfterMs?: (result: T) => number | undefined;
   backoffBaseMs?: number;
   signal?: AbortSignal;
   onRetry?: (decision: Extract<StatusDecision, { kind: 'retry' }>, attempt: number) => void;
@@ -153,6 +155,7 @@ export async function fetchWithStatusRules<T>(o: StatusRetryOptions<T>): Promise
     }
     o.onRetry?.(decision, attempt);
     await o.discard(result);
-    o.gate.pause(rateLimitBackoffMs(attempt, o.backoffBaseMs !== undefined ? { baseMs: o.backoffBaseMs } : {}));
+    const backoff = rateLimitBackoffMs(attempt, o.backoffBaseMs !== undefined ? { baseMs: o.backoffBaseMs } : {});
+    o.gate.pause(Math.max(backoff, o.retryAfterMs?.(result) ?? 0));
   }
 }

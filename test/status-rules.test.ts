@@ -117,6 +117,34 @@ describe('status rules: retry later', () => {
     expect(got.decision).toEqual({ kind: 'final', status: 'failed', rule: 'status.rules[1]', reason: 'HTTP 400 $.error = "rate_limit_error" (status.rules[1]: retry): still so after 3 attempts' });
   });
 
+  it('pauses at least as long as the answer’s Retry-After asks', async () => {
+    class RecordingGate extends RateLimitGate {
+      readonly pauses: number[] = [];
+      override pause(ms: number): void {
+        this.pauses.push(ms);
+      }
+    }
+    const gate = new RecordingGate();
+    const answers = [
+      { code: 200, text: '{"error":{"code":"ratelimited"}}', retryAfterMs: 7000 },
+      { code: 200, text: '{"error":{"code":"ratelimited"}}' },
+      { code: 200, text: '{"query":{"pages":[]}}' },
+    ];
+    let n = 0;
+    const got = await fetchWithStatusRules({
+      attempt: async () => answers[n++]!,
+      decide: (r) => decideStatus(lemmy, r),
+      discard: async () => undefined,
+      retryAfterMs: (r) => r.retryAfterMs,
+      maxAttempts: 5,
+      gate,
+      backoffBaseMs: 4,
+    });
+    expect(got.decision).toMatchObject({ status: 'archived' });
+    expect(gate.pauses[0]).toBe(7000);
+    expect(gate.pauses[1]).toBeLessThan(8);
+  });
+
   it('the gate holds every waiter until the longest pause asked is over', () => {
     const gate = new RateLimitGate();
     gate.pause(1000, 10_000);
