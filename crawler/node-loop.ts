@@ -16,6 +16,7 @@ import type { ItemKind } from '../config/media-kinds.js';
 import { TrackerRequestError } from '../tracker/errors.js';
 import { runCrawl } from './crawl.js';
 import { MediaReporter, mediaFinished, mediaCounts, queueMediaItem } from './node-media.js';
+import { ScopeGuard } from './scope-guard.js';
 import { uploadThenDoneWithRetry } from './node-upload.js';
 import { type NodeCaps, markUploaded } from './node-caps.js';
 import type { CrawlStats } from './crawl-stats.js';
@@ -298,7 +299,7 @@ async function crawlItem(
   // Post IDs final in the shard, or a media item's seqs whose URL is final.
   const progress = (): RangeSet => (media ? mediaFinished(dir, item.urls ?? []) : finishedIn(dir, item.ranges));
   // A post item of a project that collects media reports them before (or with) their IDs.
-  const reporter = !media && item.media.collect ? new MediaReporter({ client, leaseId: item.leaseId, dir, inline: item.media.inline }) : undefined;
+  const reporter = !media && item.media.collect ? new MediaReporter({ client, leaseId: item.leaseId, dir, inline: item.media.inline, scope: reportScope(item, profile, opts) }) : undefined;
   let finished = progress();
   let heartbeatError: Error | undefined;
   const heartbeatMs = opts.heartbeatMs ?? Math.min(30_000, Math.max(1000, (item.leaseSecs * 1000) / 3));
@@ -427,4 +428,14 @@ async function crawlItem(
 function mediaItemCounts(dir: string): Record<string, number> {
   const c = mediaCounts(dir);
   return { archived: c.done ?? 0, missing: 0, gone: 0, restricted: c.skipped ?? 0, failed: c.failed ?? 0 };
+}
+
+/** The hosts a post item may report media on: the tracker's list (older trackers: the profile's scope), as this node checks them. */
+function reportScope(item: TrackerItem, profile: { scopeHosts: string[] }, opts: NodeOptions): ScopeGuard {
+  const allowPrivateNetwork = opts.allowPrivateNetwork ?? false;
+  try {
+    return new ScopeGuard({ hosts: item.media.hosts ?? profile.scopeHosts, allowPrivateNetwork });
+  } catch {
+    return new ScopeGuard({ hosts: profile.scopeHosts, allowPrivateNetwork }); // a host entry this node cannot read
+  }
 }

@@ -21,6 +21,8 @@ import { ScopeGuard } from './scope-guard.js';
 /** At most this many URLs, and about this many characters of them, per report (the tracker takes 500 in 64 KiB). */
 const REPORT_URLS = 500;
 const REPORT_CHARS = 48_000;
+/** The tracker's longest URL (2048) less room for its normalisation. */
+const MAX_REPORT_URL_CHARS = 2000;
 
 /** Rows of the shard's URL table, read without changing it; none when there is no shard yet. */
 function readUrls(dir: string, where: string): { url: string; state: string }[] {
@@ -66,14 +68,21 @@ export class MediaReporter {
   readonly #leaseId: string;
   readonly #dir: string;
   readonly #inline: readonly MediaKind[];
+  readonly #scope: ScopeGuard | undefined;
   readonly #reported = new Set<string>();
   #acked = new RangeSet();
 
-  constructor(options: { client: TrackerClient; leaseId: string; dir: string; inline: readonly MediaKind[] }) {
+  /**
+   * `scope`: the project's media hosts as this node checks them. A URL off them (a profile that
+   * extracts a link to another site) is not reported — the tracker would refuse the whole report,
+   * and the item could never finish — but recorded `skipped` in the shard, saying why.
+   */
+  constructor(options: { client: TrackerClient; leaseId: string; dir: string; inline: readonly MediaKind[]; scope?: ScopeGuard }) {
     this.#client = options.client;
     this.#leaseId = options.leaseId;
     this.#dir = options.dir;
     this.#inline = options.inline;
+    this.#scope = options.scope;
   }
 
   get acked(): RangeSet {
@@ -89,7 +98,18 @@ export class MediaReporter {
     const fresh = readUrls(this.#dir, `state = 'queued'`)
       .map((r) => r.url)
       .filter((url) => !this.#reported.has(url) && !this.#inline.includes(mediaKindOf(url)));
-    const chunks = reportChunks(fresh);
+    const refused = new Map<string, string>();
+    for (const url of fresh) {
+      try {
+        if (url.length > MAX_REPORT_URL_CHARS) throw new ScopeError(`longer than ${MAX_REPORT_URL_CHARS} characters`);
+        this.#scope?.checkUrl(url);
+      } catch (err) {
+        if (!(err instanceof ScopeError)) throw err;
+        refused.set(url, errorMessage(err));
+      }
+    }
+    if (refused.size > 0) this.#skip(refused);
+    const chunks = reportChunks(fresh.filter((url) => !refused.has(url)));
     for (const [i, chunk] of chunks.entries()) {
       const last = i === chunks.length - 1;
       await this.#client.heartbeat(this.#leaseId, last ? finished : this.#acked, chunk);
@@ -97,6 +117,19 @@ export class MediaReporter {
     }
     if (chunks.length === 0) await this.#client.heartbeat(this.#leaseId, finished);
     this.#acked = this.#acked.union(finished);
+  }
+
+  /** Marks URLs the tracker would not take as skipped in the shard (a short write beside the crawl's). */
+  #skip(refused: Map<string, string>): void {
+    const db = new ShardDb(join(this.#dir, 'shard.sqlite'));
+    try {
+      for (const [url, why] of refused) {
+        db.setUrlState(url, 'skipped', { lastError: `not reported to the tracker: ${why}`.slice(0, 2000) });
+        this.#reported.add(url);
+      }
+    } finally {
+      db.close();
+    }
   }
 }
 

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
 import { MediaReporter, reportChunks } from '../crawler/node-media.js';
+import { ScopeGuard } from '../crawler/scope-guard.js';
 import { ShardDb } from '../storage/shard-db.js';
 import { TrackerClient } from '../tracker/client.js';
 import { TrackerRequestError } from '../tracker/errors.js';
@@ -92,6 +93,30 @@ describe('MediaReporter (issue 13)', () => {
     sent.length = 0;
     await r2.report(new RangeSet([{ start: 4, end: 10 }]));
     expect(sent).toEqual([{ finished: 7, media: 0 }]);
+  });
+
+  it("with the project's media hosts, an off-host or overlong URL is not reported but recorded skipped: the item still finishes", async () => {
+    await store.seed(packItems(new RangeSet([{ start: 101, end: 110 }]), 10));
+    const client = new TrackerClient({ baseUrl: base, clientVersion: '0.1.0', retry: { maxAttempts: 1 } });
+    await client.register('bob');
+    const item = (await client.claim({ only: 'posts' }))!;
+    expect(item.media.hosts).toEqual(['127.0.0.1']); // the demo profile's scope, sent with the claim
+    const long = `http://127.0.0.1:8080/${'z'.repeat(2100)}.png`;
+    const shard = shardWith('scoped', { 101: ['http://127.0.0.1:8080/kept.png', 'http://127.0.0.2/elsewhere.png'], 102: [long] });
+    const scope = new ScopeGuard({ hosts: item.media.hosts!, allowPrivateNetwork: true });
+    const reporter = new MediaReporter({ client, leaseId: item.leaseId, dir: shard, inline: [], scope });
+    const before = (await store.mediaCounts()).urls;
+    await reporter.report(new RangeSet([{ start: 101, end: 110 }]));
+    expect((await store.mediaCounts()).urls).toBe(before + 1);
+    expect(reporter.acked.toJSON()).toEqual([[101, 110]]);
+    const db = new ShardDb(path.join(shard, 'shard.sqlite'));
+    const states = Object.fromEntries(db.db.prepare('SELECT url, state, last_error FROM urls').all().map((r: any) => [r.url.slice(0, 40), `${r.state}: ${r.last_error ?? ''}`]));
+    db.close();
+    expect(states).toEqual({
+      'http://127.0.0.1:8080/kept.png': 'queued: ',
+      'http://127.0.0.2/elsewhere.png': expect.stringMatching(/^skipped: not reported to the tracker: host 127\.0\.0\.2 is not in the profile's scope/),
+      [long.slice(0, 40)]: 'skipped: not reported to the tracker: longer than 2000 characters',
+    });
   });
 
   it('cuts reports at 500 URLs or about 48,000 characters', () => {

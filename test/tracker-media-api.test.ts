@@ -64,7 +64,7 @@ describe('media reports over HTTP (issue 13)', () => {
     const ia = (await a.claim({ only: 'posts' }))!;
     const ib = (await b.claim())!;
     expect([ia.kind, ib.kind]).toEqual(['posts', 'posts']);
-    expect(ia.media).toEqual({ collect: true, inline: [] });
+    expect(ia.media).toEqual({ collect: true, inline: [], hosts: ['127.0.0.1'] });
     const shared = ['http://127.0.0.1:8080/avatars/1.png', 'HTTP://127.0.0.1:8080/avatars/2.png#x'];
     expect((await a.heartbeat(ia.leaseId, r(1, 10), [...shared, 'http://127.0.0.1:8080/v/1.mp4'])).mediaQueued).toBe(3);
     expect((await b.heartbeat(ib.leaseId, r(11, 20), ['http://127.0.0.1:8080/avatars/2.png', ...shared])).mediaQueued).toBe(0);

@@ -93,7 +93,9 @@ const claimResponse = z.union([
       lease_expires_at: z.string(),
     }),
     profile: z.string(),
-    media: z.object({ collect: z.boolean(), inline: z.array(z.enum(MEDIA_KINDS)) }).describe('collect: report media URLs in heartbeats instead of fetching them, except the inline kinds'),
+    media: z
+      .object({ collect: z.boolean(), inline: z.array(z.enum(MEDIA_KINDS)), hosts: z.array(z.string()) })
+      .describe('collect: report media URLs in heartbeats instead of fetching them, except the inline kinds; only URLs on `hosts` are taken'),
     lease_secs: z.number(),
     upload: z.union([z.null(), z.object({ mode: z.literal('s3-presigned') })]),
   }),

@@ -42,8 +42,8 @@ export interface TrackerItem {
   ranges: RangeSet;
   /** Media items: the URLs still to fetch, each with its seq. */
   urls?: MediaUrl[];
-  /** The project's media settings: report media instead of fetching them (except `inline` kinds). */
-  media: { collect: boolean; inline: MediaKind[] };
+  /** The project's media settings: report media instead of fetching them (except `inline` kinds), those on `hosts` (absent from older trackers). */
+  media: { collect: boolean; inline: MediaKind[]; hosts?: string[] };
   leaseId: string;
   leaseExpiresAt: Date;
   leaseSecs: number;
@@ -72,7 +72,7 @@ const RETRY_STATUSES = [429, 500, 502, 503, 504] as const;
 
 interface WireItem {
   item: { id: number; kind?: string; ranges: [number, number][]; urls?: [number, string][]; lease_id: string; lease_expires_at: string } | null;
-  media?: { collect?: boolean; inline?: string[] };
+  media?: { collect?: boolean; inline?: string[]; hosts?: unknown };
   profile?: string;
   lease_secs?: number;
   retry_after_secs?: number;
@@ -147,6 +147,7 @@ export class TrackerClient {
           media: {
             collect: res.media?.collect === true,
             inline: (res.media?.inline ?? []).filter((k): k is MediaKind => (MEDIA_KINDS as readonly string[]).includes(k)),
+            ...(Array.isArray(res.media?.hosts) ? { hosts: res.media.hosts.filter((h): h is string => typeof h === 'string') } : {}),
           },
           ranges: RangeSet.fromJSON(item.ranges),
           leaseId: item.lease_id,

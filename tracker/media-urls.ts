@@ -89,8 +89,11 @@ export function seqFilter(ranges: RangeSet, placeholder: (i: number) => string):
 export class MediaScope {
   readonly #exact = new Set<string>();
   readonly #suffixes: string[] = [];
+  /** The host entries as given: claims send them, so an honest node reports only what is taken. */
+  readonly hosts: readonly string[];
 
   constructor(hosts: readonly string[]) {
+    this.hosts = [...hosts];
     for (const entry of hosts) {
       const wildcard = entry.startsWith('*.');
       const host = hostOf(wildcard ? entry.slice(2) : entry);

@@ -146,7 +146,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
           lease_expires_at: iso(lease.leaseExpiresAt),
         },
         profile: project.profile,
-        media: { collect: project.media.collect, inline: project.media.inline },
+        media: { collect: project.media.collect, inline: project.media.inline, hosts: ctx.mediaScope.hosts },
         lease_secs: leaseMs / 1000,
         upload: ctx.uploader ? { mode: ctx.uploader.mode } : null,
       };
