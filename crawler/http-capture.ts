@@ -141,7 +141,8 @@ export class HttpCapturer {
           body = { kind: 'file', path: s.path, length: received };
           spool = undefined;
         } else {
-          body = { kind: 'buffer', data: Buffer.concat(memory) };
+          // Most bodies arrive in one chunk (already a copy of undici's): no second copy for them.
+          body = { kind: 'buffer', data: memory.length === 1 ? memory[0]! : Buffer.concat(memory) };
         }
         settled = true;
         clearTimeout(timer);

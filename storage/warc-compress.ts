@@ -67,6 +67,52 @@ export function storedGzipMember(data: Buffer): Buffer {
   return out;
 }
 
+/** Below this a stored member is built as one buffer: a copy costs less than the extra iovecs and hash updates. */
+const PARTS_FROM_BYTES = 64 * 1024;
+
+/**
+ * The same gzip member as `storedGzipMember(Buffer.concat(parts))`, byte for byte, as buffers to
+ * write in order: block headers between views of `parts`, so a large body is not copied (each copy
+ * of a fresh buffer cost ~0.6 ms per MiB here, as much as a SHA-1 of it).
+ */
+export function storedGzipMemberParts(parts: Buffer[]): Buffer[] {
+  let total = 0;
+  let crc = 0;
+  for (const p of parts) {
+    total += p.length;
+    crc = zlib.crc32(p, crc);
+  }
+  if (total < PARTS_FROM_BYTES) return [storedGzipMember(parts.length === 1 ? parts[0]! : Buffer.concat(parts, total))];
+  const out: Buffer[] = [GZIP_HEADER];
+  const blocks = Math.ceil(total / STORED_BLOCK);
+  let part = 0;
+  let at = 0;
+  for (let i = 0; i < blocks; i++) {
+    const len = Math.min(STORED_BLOCK, total - i * STORED_BLOCK);
+    const head = Buffer.allocUnsafe(5);
+    head[0] = i === blocks - 1 ? 1 : 0;
+    head.writeUInt16LE(len, 1);
+    head.writeUInt16LE(~len & 0xffff, 3);
+    out.push(head);
+    for (let need = len; need > 0; ) {
+      const p = parts[part]!;
+      const take = Math.min(need, p.length - at);
+      if (take > 0) out.push(p.subarray(at, at + take));
+      at += take;
+      need -= take;
+      if (at === p.length) {
+        part++;
+        at = 0;
+      }
+    }
+  }
+  const trailer = Buffer.allocUnsafe(8);
+  trailer.writeUInt32LE(crc >>> 0, 0);
+  trailer.writeUInt32LE(total % 2 ** 32, 4);
+  out.push(trailer);
+  return out;
+}
+
 /**
  * A large record of already-compressed bytes as one gzip member of stored deflate blocks, built
  * while the bytes arrive: a copy and a running CRC, no deflate stream (which ran at a fraction of

@@ -1,12 +1,12 @@
 import { createHash, type Hash } from 'node:crypto';
-import { writeSync } from 'node:fs';
+import { writeSync, writevSync } from 'node:fs';
 import { mkdir, open, readdir, rename, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { StorageError } from '../config/errors.js';
 import type { Capture } from './capture.js';
 import { blockLength, captureRecords, extraRecord, recordHeadOf, warcinfoRecord, type BlockPart, type RecordSpec, type RevisitTarget } from './warc-build.js';
-import { blockChunks, compress, readSmallBody, storedGzipMember, writeStoredMember } from './warc-compress.js';
+import { blockChunks, compress, readSmallBody, storedGzipMemberParts, writeStoredMember } from './warc-compress.js';
 import { newRecordId, RECORD_END, type WarcType } from './warc-record.js';
 
 export type { BlockPart, RevisitTarget } from './warc-build.js';
@@ -68,9 +68,18 @@ interface PreparedRecord {
   head: Buffer;
   block: BlockPart[];
   level: number;
-  /** The whole record as one gzip member, when it was small enough to compress up front. */
-  gz?: Buffer;
+  /** The whole record as one gzip member (its bytes in order), when it was small enough to compress up front. */
+  gz?: Buffer[];
 }
+
+function byteLength(parts: Buffer[]): number {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  return n;
+}
+
+/** iovecs per writev call (Linux IOV_MAX is 1024). */
+const IOV_BATCH = 1024;
 
 function timestamp(d: Date): string {
   return d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
@@ -164,8 +173,8 @@ export class WarcWriter {
     const parts: Buffer[] = [head];
     for (const p of block) parts.push(Buffer.isBuffer(p) ? p : await readSmallBody(p));
     parts.push(RECORD_END);
-    const data = Buffer.concat(parts);
-    return { type, recordId, head, block, level, gz: level === 0 ? storedGzipMember(data) : await compress(data, level) };
+    // Stored members point into the body instead of copying it; deflate needs the record in one piece.
+    return { type, recordId, head, block, level, gz: level === 0 ? storedGzipMemberParts(parts) : [await compress(Buffer.concat(parts), level)] };
   }
 
   /** Appends prepared records (each its own gzip member); on failure, cuts the file back to its last good record. */
@@ -176,14 +185,16 @@ export class WarcWriter {
       if (records.every((r) => r.gz)) {
         let offset = start;
         for (const r of records) {
-          out.push({ file: file.name, offset, length: r.gz!.length, recordId: r.recordId, type: r.type });
-          offset += r.gz!.length;
+          const length = byteLength(r.gz!);
+          out.push({ file: file.name, offset, length, recordId: r.recordId, type: r.type });
+          offset += length;
         }
-        await this.#writeAt(file, records.length === 1 ? records[0]!.gz! : Buffer.concat(records.map((r) => r.gz!)));
+        // One writev for the batch: a response and its request are one system call, not two or a copy.
+        this.#writePartsAt(file, records.flatMap((r) => r.gz!));
       } else {
         for (const r of records) {
           const offset = file.size;
-          if (r.gz) await this.#writeAt(file, r.gz);
+          if (r.gz) this.#writePartsAt(file, r.gz);
           else await this.#streamRecord(file, r.head, r.block, r.level);
           out.push({ file: file.name, offset, length: file.size - offset, recordId: r.recordId, type: r.type });
         }
@@ -212,6 +223,24 @@ export class WarcWriter {
     file.sha256.update(data);
     file.size += data.length;
     this.#bytesWritten += data.length;
+  }
+
+  /** Appends buffers in order with writev (a short write is finished with plain writes), hashing each. */
+  #writePartsAt(file: OpenFile, parts: Buffer[]): void {
+    for (let i = 0; i < parts.length; i += IOV_BATCH) {
+      const batch = parts.length <= IOV_BATCH ? parts : parts.slice(i, i + IOV_BATCH);
+      const want = byteLength(batch);
+      let done = writevSync(file.fh.fd, batch, file.size);
+      for (const b of batch) {
+        file.sha256.update(b);
+        // Only after a short write: the rest of this buffer (or all of it), where it belongs.
+        let at = Math.min(b.length, done);
+        done -= at;
+        while (at < b.length) at += writeSync(file.fh.fd, b, at, b.length - at, file.size + at);
+        file.size += b.length;
+      }
+      this.#bytesWritten += want;
+    }
   }
 
   async #streamRecord(file: OpenFile, head: Buffer, block: BlockPart[], level: number): Promise<void> {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { alreadyCompressed, storedGzipMember, writeStoredMember } from '../storage/warc-compress.js';
+import { alreadyCompressed, storedGzipMember, storedGzipMemberParts, writeStoredMember } from '../storage/warc-compress.js';
 
 async function* chunksOf(parts: Buffer[]): AsyncGenerator<Buffer> {
   yield* parts;
@@ -33,6 +33,27 @@ describe('gzip members of stored deflate blocks', () => {
       expect(member.subarray(-8).equals(onePiece.subarray(-8))).toBe(true);
       expect(member.subarray(0, 10).equals(onePiece.subarray(0, 10))).toBe(true);
       if (parts.length === 1) expect(member.equals(onePiece)).toBe(true);
+    }
+  });
+
+  it('builds the same member from parts without copying them, byte for byte, however the parts fall on block bounds', () => {
+    const B = 65_535;
+    const cases: Buffer[][] = [
+      [randomBytes(100), randomBytes(200)],
+      [randomBytes(70_000)],
+      [randomBytes(B), randomBytes(B)],
+      [randomBytes(B - 1), randomBytes(1), Buffer.alloc(0), randomBytes(B + 1), randomBytes(3)],
+      [randomBytes(333), randomBytes(1_000_000), Buffer.from('\r\n\r\n')],
+      [Buffer.alloc(0), randomBytes(B * 2), Buffer.alloc(0)],
+    ];
+    for (const parts of cases) {
+      const whole = Buffer.concat(parts);
+      const built = storedGzipMemberParts(parts);
+      expect(Buffer.concat(built).equals(storedGzipMember(whole))).toBe(true);
+      expect(zlib.gunzipSync(Buffer.concat(built)).equals(whole)).toBe(true);
+      // Large bodies are referenced, not copied: some output buffer shares the big part's memory.
+      const big = parts.find((p) => p.length > 100_000);
+      if (big) expect(built.some((b) => b.buffer === big.buffer && b.length > 60_000)).toBe(true);
     }
   });
 

@@ -125,6 +125,35 @@ describe('the rolling WARC file', () => {
     expect(theirs).toEqual(records.map((r) => [r.type, r.offset, r.length]));
   });
 
+  it('a mid-size stored body goes in by reference (writev of views): valid member, digests, offsets and the file sha256 hold', async () => {
+    const closed: ClosedWarc[] = [];
+    const writer = new WarcWriter({ dir: tmp, prefix: 'demo', node: 't', maxFileBytes: 1 << 30, warcinfo: {}, onFileClosed: (w) => void closed.push(w) });
+    // Between the 64 KiB parts threshold and the 1 MiB in-memory limit, ending off a block bound.
+    const video = Buffer.concat([Buffer.from('000000186674797069736f6d', 'hex'), createHash('sha512').update('x').digest(), Buffer.alloc(700_001, 9)]);
+    const small = httpCapture('http://127.0.0.1:8080/api/v1/posts/2', '{"id":2}', { contentType: 'application/json' });
+    const big = httpCapture('http://127.0.0.1:8080/media/video/2.mp4', video, { contentType: 'video/mp4' });
+    const [a, b] = await Promise.all([writer.writeCapture(small), writer.writeCapture(big)]);
+    await writer.close();
+    const path = join(tmp, closed[0]!.name);
+    const gz = await readFile(path);
+    expect(closed[0]!.size).toBe(gz.length);
+    expect(closed[0]!.sha256).toBe(createHash('sha256').update(gz).digest('hex'));
+    const member = zlib.gunzipSync(gz.subarray(b.response.offset, b.response.offset + b.response.length));
+    expect(member.includes(video)).toBe(true);
+    expect(b.request.offset).toBe(b.response.offset + b.response.length);
+    const records: ReadRecord[] = [];
+    for await (const item of readWarc(path)) if (item.kind === 'record') records.push(item);
+    // The two captures may land in either order; each where the writer said.
+    const reported = [a.response, a.request, b.response, b.request].map((w) => [w.offset, w.length]).sort((x, y) => x[0]! - y[0]!);
+    expect(records.slice(1).map((r) => [r.offset, r.length])).toEqual(reported);
+    const parser = new WARCParser([gz]);
+    for await (const r of parser) {
+      if (r.warcType !== 'response' || r.warcTargetURI !== big.url) continue;
+      expect(r.warcHeader('WARC-Payload-Digest')).toBe(big.payloadDigest);
+      expect(Buffer.from(await r.readFully(false)).equals(video)).toBe(true);
+    }
+  });
+
   it('rotates by size: files closed in serial order of its step, each with its sha256 and record count, no .open left', async () => {
     const closed: ClosedWarc[] = [];
     await writeGoldenSet(tmp, { maxFileBytes: 1, serialStep: { offset: 1, step: 2 }, closed });
