@@ -124,6 +124,7 @@ async function deadline(tmp: string, secs: number): Promise<void> {
     await sleep(1000);
     const s = await getStats(t.url);
     samples.push({ t: (Date.now() - t0) / 1000, s });
+    if (process.env.LIFEBOAT_BENCH_TRACE) console.log(JSON.stringify({ t: samples.at(-1)!.t, d: s.deadline }));
     const kinds = new Map(s.deadline!.kinds.map((k) => [k.kind, k]));
     if ((kinds.get('video')?.finished ?? 0) > 0 && kinds.get('posts')!.finished < kinds.get('posts')!.units) videoBeforePosts = true;
   }
@@ -144,7 +145,7 @@ async function deadline(tmp: string, secs: number): Promise<void> {
 
 const tmp = mkdtempSync(join(tmpdir(), 'lifeboat-bench-live-'));
 try {
-  await follow(tmp, arg('--rate', 20), arg('--grow', 30));
+  if (!process.argv.includes('--deadline-only')) await follow(tmp, arg('--rate', 20), arg('--grow', 30));
   await deadline(tmp, arg('--secs', 60));
 } finally {
   rmSync(tmp, { recursive: true, force: true });

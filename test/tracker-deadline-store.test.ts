@@ -4,7 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
-import { projectDeadline } from '../tracker/deadline.js';
+import { projectDeadline, reportSpanMs } from '../tracker/deadline.js';
 import { type ClaimOptions, type DoneStats, type ItemStore, type Lease } from '../tracker/item-store.js';
 import { PostgresItemStore } from '../tracker/postgres-store.js';
 import { SqliteItemStore } from '../tracker/sqlite-store.js';
@@ -132,6 +132,16 @@ describe('projectDeadline', () => {
     const p = projectDeadline({ deadline: T0 - 1, now: T0, bytesPerSec: 1e9, kinds });
     expect(p.secondsLeft).toBe(0);
     expect(p.kinds.map((k) => k.projected)).toEqual([100, 0, 0]);
+  });
+
+  it('the rate stands for the time since the first report (less one mean gap), not a window reaching back before it', () => {
+    const now = T0 + 100_000;
+    // Five reports over the last 10 s: 9 s between the first and the last, 2.25 s apart.
+    expect(reportSpanMs({ count: 5, firstAt: now - 10_000, lastAt: now - 1000 }, 300_000, now)).toBe(12_250);
+    expect(reportSpanMs({ count: 1, firstAt: now - 10_000, lastAt: now - 10_000 }, 300_000, now)).toBe(300_000);
+    expect(reportSpanMs({ count: 0, firstAt: null, lastAt: null }, 60_000, now)).toBe(60_000);
+    // Reports all through the window: the window.
+    expect(reportSpanMs({ count: 301, firstAt: now - 300_000, lastAt: now }, 300_000, now)).toBe(300_000);
   });
 
   it('fits when the budget covers everything', () => {

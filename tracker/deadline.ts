@@ -93,6 +93,22 @@ export interface WorkRows {
   windowBytes: number | string;
   /** Units nodes reported finished over the window (heartbeats too: these arrive as the work is done). */
   windowUnits: number | string;
+  /** The progress events in the window: how many, the first and the last (ms since the epoch). */
+  windowEvents: { count: number | string; firstAt: number | string | null; lastAt: number | string | null };
+}
+
+/**
+ * The time the window's reports stand for: the window, but when the reports began later (nodes
+ * joined, the tracker started), from the first report less the mean gap between reports (the
+ * first report's work began about that long before it arrived). So a run's rate is not diluted
+ * by the minutes before its first report.
+ */
+export function reportSpanMs(events: WorkRows['windowEvents'], windowMs: number, now: number): number {
+  const count = Number(events.count);
+  if (count < 2 || events.firstAt === null || events.lastAt === null) return windowMs;
+  const first = Number(events.firstAt);
+  const gap = (Number(events.lastAt) - first) / (count - 1);
+  return Math.max(1000, Math.min(windowMs, now - first + gap));
 }
 
 /**
@@ -101,7 +117,7 @@ export interface WorkRows {
  * arrive only with an item's `done`, so early in a run (or with long items) they lag the work by
  * about an item; units arrive with every heartbeat.
  */
-export function buildWorkProgress(rows: WorkRows, windowMs: number): { kinds: KindProgress[]; bytesPerSec: number } {
+export function buildWorkProgress(rows: WorkRows, windowMs: number, now: number): { kinds: KindProgress[]; bytesPerSec: number } {
   const byPriority = new Map<number, KindProgress>();
   const kinds = WORK_KINDS.map((kind) => {
     const k: KindProgress = { kind, units: 0, finished: 0, sampleUnits: 0, sampleBytes: 0 };
@@ -126,7 +142,7 @@ export function buildWorkProgress(rows: WorkRows, windowMs: number): { kinds: Ki
     sampleUnits += k.sampleUnits;
     sampleBytes += k.sampleBytes;
   }
-  const secs = windowMs / 1000;
+  const secs = reportSpanMs(rows.windowEvents, windowMs, now) / 1000;
   const byUnits = sampleUnits > 0 ? (Number(rows.windowUnits) * (sampleBytes / sampleUnits)) / secs : 0;
   return { kinds, bytesPerSec: Math.max(Number(rows.windowBytes) / secs, byUnits) };
 }

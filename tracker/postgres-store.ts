@@ -626,9 +626,15 @@ export class PostgresItemStore implements ItemStore {
         [this.project],
       ),
       this.#q<WorkRows['pending'][number]>(`SELECT priority, COUNT(*)::bigint AS n FROM media_urls WHERE project = $1 AND item_id IS NULL GROUP BY priority`, [this.project]),
-      this.#q<{ n: string; units: string }>(`SELECT COALESCE(SUM(bytes), 0)::bigint AS n, COALESCE(SUM(ids), 0)::bigint AS units FROM events WHERE project = $1 AND at >= $2`, [this.project, now - windowMs]),
+      this.#q<{ n: string; units: string; events: string; first_at: string | null; last_at: string | null }>(
+        `SELECT COALESCE(SUM(bytes), 0)::bigint AS n, COALESCE(SUM(ids), 0)::bigint AS units, COUNT(*)::bigint AS events, MIN(at) AS first_at, MAX(at) AS last_at
+         FROM events WHERE project = $1 AND at >= $2`,
+        [this.project, now - windowMs],
+      ),
     ]);
-    return buildWorkProgress({ items, pending, windowBytes: windowBytes[0]?.n ?? 0, windowUnits: windowBytes[0]?.units ?? 0 }, windowMs);
+    const w = windowBytes[0];
+    const windowEvents = { count: w?.events ?? 0, firstAt: w?.first_at ?? null, lastAt: w?.last_at ?? null };
+    return buildWorkProgress({ items, pending, windowBytes: w?.n ?? 0, windowUnits: w?.units ?? 0, windowEvents }, windowMs, now);
   }
 
   async ban({ nick, reason, now }: { nick: string; reason: string; now: number }) {

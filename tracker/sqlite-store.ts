@@ -187,7 +187,7 @@ export class SqliteItemStore implements ItemStore {
       workItems: `SELECT priority, SUM(id_count) AS units, SUM(finished_count) AS finished, SUM(CASE WHEN state = 'done' THEN finished_count ELSE 0 END) AS sample_units,
         SUM(CASE WHEN state = 'done' THEN COALESCE(json_extract(done_stats, '$.bytes'), 0) ELSE 0 END) AS sample_bytes FROM items WHERE project = ? GROUP BY priority`,
       workPending: `SELECT priority, COUNT(*) AS n FROM media_urls WHERE project = ? AND item_id IS NULL GROUP BY priority`,
-      windowBytes: `SELECT COALESCE(SUM(bytes), 0) AS n, COALESCE(SUM(ids), 0) AS units FROM events WHERE project = ? AND at >= ?`,
+      windowBytes: `SELECT COALESCE(SUM(bytes), 0) AS n, COALESCE(SUM(ids), 0) AS units, COUNT(*) AS events, MIN(at) AS first_at, MAX(at) AS last_at FROM events WHERE project = ? AND at >= ?`,
     };
     for (const [name, text] of Object.entries(sql)) this.#s[name] = this.#db.prepare(text);
   }
@@ -444,15 +444,16 @@ export class SqliteItemStore implements ItemStore {
 
   async workProgress({ now, windowMs }: { now: number; windowMs: number }): Promise<{ kinds: KindProgress[]; bytesPerSec: number }> {
     const read = this.#db.transaction((): WorkRows => {
-      const recent = this.#stmt('windowBytes').get(this.project, now - windowMs) as { n: number; units: number };
+      const recent = this.#stmt('windowBytes').get(this.project, now - windowMs) as { n: number; units: number; events: number; first_at: number | null; last_at: number | null };
       return {
         items: this.#stmt('workItems').all(this.project) as WorkRows['items'],
         pending: this.#stmt('workPending').all(this.project) as WorkRows['pending'],
         windowBytes: recent.n,
         windowUnits: recent.units,
+        windowEvents: { count: recent.events, firstAt: recent.first_at, lastAt: recent.last_at },
       };
     });
-    return buildWorkProgress(read(), windowMs);
+    return buildWorkProgress(read(), windowMs, now);
   }
 
   async ban({ nick, reason, now }: { nick: string; reason: string; now: number }) {
