@@ -36,7 +36,7 @@ function arg(name: string, fallback: number): number {
 interface Stats {
   ids: { total: number; done: number };
   items: { total: number; done: number; claimed: number };
-  deadline?: { seconds_left: number; kinds: { kind: string; units: number; finished: number; projected: number; coverage: number }[] };
+  deadline?: { seconds_left: number; kinds: { kind: string; units: number; expected_units: number; finished: number; projected: number; coverage: number }[] };
 }
 const getStats = async (url: string) => (await (await request(`${url}/api/v1/stats`)).body.json()) as Stats;
 
@@ -132,15 +132,15 @@ async function deadline(tmp: string, secs: number): Promise<void> {
   await stopNodes(nodes);
   await t.close();
   await platform.close();
-  const early = samples.find((x) => x.t >= secs / 4) ?? samples[0]!;
-  const fmt = (s: Stats, f: (k: { units: number; finished: number; projected: number }) => number) =>
-    s.deadline!.kinds.map((k) => `${k.kind} ${(f(k) * 100).toFixed(1)}%`).join(', ');
+  const fmt = (s: Stats) => s.deadline!.kinds.map((k) => `${k.kind} ${(k.coverage * 100).toFixed(1)}%`).join(', ');
+  const done = (s: Stats) => s.deadline!.kinds.map((k) => `${k.kind} ${((k.units ? k.finished / k.units : 1) * 100).toFixed(1)}%`).join(', ');
   console.log(`deadline: ${secs} s, 4000 posts, 2 nodes at --max-bandwidth 300K`);
-  console.log(`  projected at ${early.t.toFixed(0)} s: ${fmt(early.s, (k) => (k.units ? k.projected / k.units : 1))} (units known then: ${early.s.deadline!.kinds.map((k) => k.units).join('/')})`);
-  console.log(`  done at the deadline: ${fmt(final, (k) => (k.units ? k.finished / k.units : 1))} (units: ${final.deadline!.kinds.map((k) => k.units).join('/')})`);
-  const postsEarly = early.s.deadline!.kinds[0]!;
-  const postsFinal = final.deadline!.kinds[0]!;
-  console.log(`  posts: projected ${postsEarly.projected}, done ${postsFinal.finished} (${((Math.abs(postsEarly.projected - postsFinal.finished) / postsFinal.units) * 100).toFixed(1)} points of coverage apart); video fetched before post data was complete: ${videoBeforePosts ? 'yes' : 'no'}`);
+  for (const share of [0.25, 0.5, 0.75]) {
+    const x = samples.find((y) => y.t >= secs * share) ?? samples[0]!;
+    console.log(`  projected at ${x.t.toFixed(0)} s: ${fmt(x.s)} (media expected: ${x.s.deadline!.kinds.slice(1).map((k) => k.expected_units).join('/')})`);
+  }
+  console.log(`  done at the deadline: ${done(final)} (units: ${final.deadline!.kinds.map((k) => k.units).join('/')})`);
+  console.log(`  video fetched before post data was complete: ${videoBeforePosts ? 'yes' : 'no'}`);
 }
 
 const tmp = mkdtempSync(join(tmpdir(), 'lifeboat-bench-live-'));

@@ -110,19 +110,23 @@ describe('projectDeadline', () => {
     expect(p.fits).toBe(false);
     expect(p.kinds.map((k) => [k.kind, k.projected, k.coverage])).toEqual([
       ['posts', 1000, 1],
-      ['image', 10, 0.1],
+      ['image', 10, 0.01], // 100 images known after 100 of 1000 posts: 1000 expected
       ['video', 0, 0],
     ]);
   });
 
-  it('a kind with no sample borrows the mean cost; nothing measured projects nothing more', () => {
+  it('a kind with no sample projects nothing more; media expected scale with the posts left', () => {
     const unsampled = [
       { kind: 'posts' as const, units: 10, finished: 5, sampleUnits: 5, sampleBytes: 500 },
       { kind: 'image' as const, units: 10, finished: 0, sampleUnits: 0, sampleBytes: 0 },
     ];
     const p = projectDeadline({ deadline: T0 + 1000, now: T0, bytesPerSec: 1000, kinds: unsampled });
-    expect(p.kinds.map((k) => k.projected)).toEqual([10, 5]);
-    expect(p.kinds[1]!.bytesPerUnit).toBe(100);
+    expect(p.kinds.map((k) => k.projected)).toEqual([10, 0]);
+    expect(p.kinds[1]!.bytesPerUnit).toBeNull();
+    // Half the posts reported 10 images: 20 expected; 1000 B/s × 1 s at 100 B an image after the posts' 500 B.
+    expect(p.kinds[1]!.expectedUnits).toBe(20);
+    const sampled = projectDeadline({ deadline: T0 + 1000, now: T0, bytesPerSec: 1000, kinds: [unsampled[0]!, { ...unsampled[1]!, finished: 2, sampleUnits: 2, sampleBytes: 200 }] });
+    expect(sampled.kinds[1]).toMatchObject({ expectedUnits: 20, projected: 7, coverage: 0.35 });
     const none = projectDeadline({ deadline: T0 + 1000, now: T0, bytesPerSec: 1000, kinds: [{ kind: 'posts', units: 10, finished: 0, sampleUnits: 0, sampleBytes: 0 }] });
     expect(none.kinds[0]!.projected).toBe(0);
     expect(none.kinds[0]!.bytesPerUnit).toBeNull();

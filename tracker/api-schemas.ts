@@ -139,6 +139,7 @@ export const statsResponse = z.object({
         z.object({
           kind: z.enum(['posts', 'image', 'other', 'video']),
           units: count,
+          expected_units: count.describe('units expected by the end: media URLs known so far scaled by all posts over the posts finished'),
           finished: count,
           projected: count.describe('units projected finished at the deadline, spending the live byte rate on kinds in claim order'),
           coverage: z.number(),

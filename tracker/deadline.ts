@@ -28,11 +28,13 @@ export interface KindProjection {
   kind: WorkKind;
   units: number;
   finished: number;
+  /** Units expected by the end: `units`, for media scaled up while posts (which report them) are left. */
+  expectedUnits: number;
   /** Units projected finished at the deadline. */
   projected: number;
-  /** projected / units (1 when there are no units). */
+  /** projected / expectedUnits (1 when there are none). */
   coverage: number;
-  /** Bytes one unit costs (the sample's mean, or the mean over all kinds); null when nothing was measured yet. */
+  /** Bytes one unit of this kind has cost (the mean of its done items); null when none is done yet. */
   bytesPerUnit: number | null;
 }
 
@@ -48,25 +50,23 @@ export interface DeadlineProjection {
 
 /**
  * Spends `bytesPerSec × secondsLeft` on the kinds in claim order. A kind with no cost sample yet
- * borrows the mean over all kinds measured; with nothing measured at all nothing more is projected
- * (an honest "unknown" is 0 extra, not a guess). Past the deadline the projection is what is done.
+ * gets nothing more projected (a medium's size says nothing of a post's: an honest "unknown" is 0
+ * extra, not a guess). Media URLs become known as posts are crawled, so while posts are left a
+ * media kind's expected units are its known ones scaled by all posts over the posts finished.
+ * Past the deadline the projection is what is done.
  */
 export function projectDeadline(options: { deadline: number; now: number; bytesPerSec: number; kinds: readonly KindProgress[] }): DeadlineProjection {
   const { deadline, now, bytesPerSec } = options;
   const secondsLeft = Math.max(0, (deadline - now) / 1000);
   let budget = Math.max(0, bytesPerSec) * secondsLeft;
-  let sampleUnits = 0;
-  let sampleBytes = 0;
-  for (const k of options.kinds) {
-    sampleUnits += k.sampleUnits;
-    sampleBytes += k.sampleBytes;
-  }
-  const meanCost = sampleUnits > 0 ? sampleBytes / sampleUnits : null;
+  const posts = options.kinds.find((k) => k.kind === 'posts');
+  const scale = posts && posts.finished > 0 && posts.finished < posts.units ? posts.units / posts.finished : 1;
   const ordered = [...options.kinds].sort((a, b) => KIND_PRIORITY[a.kind] - KIND_PRIORITY[b.kind]);
   let fits = true;
   const kinds = ordered.map((k): KindProjection => {
-    const left = Math.max(0, k.units - k.finished);
-    const cost = k.sampleUnits > 0 ? k.sampleBytes / k.sampleUnits : meanCost;
+    const expectedUnits = k.kind === 'posts' ? k.units : Math.round(k.units * scale);
+    const left = Math.max(0, expectedUnits - k.finished);
+    const cost = k.sampleUnits > 0 ? k.sampleBytes / k.sampleUnits : null;
     let more: number;
     if (left === 0) more = 0;
     else if (cost === null) more = 0;
@@ -75,7 +75,7 @@ export function projectDeadline(options: { deadline: number; now: number; bytesP
     if (cost !== null && cost > 0) budget -= more * cost;
     if (more < left) fits = false;
     const projected = k.finished + more;
-    return { kind: k.kind, units: k.units, finished: k.finished, projected, coverage: k.units > 0 ? round4(projected / k.units) : 1, bytesPerUnit: cost === null ? null : Math.round(cost) };
+    return { kind: k.kind, units: k.units, expectedUnits, finished: k.finished, projected, coverage: expectedUnits > 0 ? round4(projected / expectedUnits) : 1, bytesPerUnit: cost === null ? null : Math.round(cost) };
   });
   return { deadline, secondsLeft: Math.round(secondsLeft), bytesPerSec: Math.round(bytesPerSec), fits, kinds };
 }

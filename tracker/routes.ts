@@ -325,6 +325,6 @@ function deadlineJson(d: DeadlineProjection) {
     seconds_left: d.secondsLeft,
     bytes_per_sec: d.bytesPerSec,
     fits: d.fits,
-    kinds: d.kinds.map((k) => ({ kind: k.kind, units: k.units, finished: k.finished, projected: k.projected, coverage: k.coverage, bytes_per_unit: k.bytesPerUnit })),
+    kinds: d.kinds.map((k) => ({ kind: k.kind, units: k.units, expected_units: k.expectedUnits, finished: k.finished, projected: k.projected, coverage: k.coverage, bytes_per_unit: k.bytesPerUnit })),
   };
 }
