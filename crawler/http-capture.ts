@@ -15,8 +15,8 @@ import type { BandwidthCap } from './bandwidth-cap.js';
  * followed here (the caller records each hop). The request head is taken from undici's own
  * `undici:client:sendHeaders` diagnostics channel, so the WARC request record holds the bytes
  * that were really sent; the response head is rebuilt from the raw header list as received.
- * The body is hashed on the way and spooled: in memory up to `spoolThresholdBytes`, then to a
- * temporary file, never whole in memory.
+ * The body is hashed on the way and spooled: in memory up to `spoolThresholdBytes` while the
+ * bodies being received in memory stay under `memoryBudgetBytes` in all, else to a temporary file.
  */
 export interface HttpCaptureOptions {
   userAgent: string;
@@ -29,6 +29,8 @@ export interface HttpCaptureOptions {
   totalTimeoutMs: number;
   maxBodyBytes: number;
   spoolThresholdBytes?: number;
+  /** Bodies being received in memory, all requests together; past it a body goes to a spool file. */
+  memoryBudgetBytes?: number;
   connections?: number;
   /** `--max-bandwidth` (issue 14): every body chunk is charged to it, and reading pauses while it is ahead. */
   bandwidthCap?: BandwidthCap;
@@ -59,12 +61,15 @@ let spoolCounter = 0;
 export class HttpCapturer {
   readonly #opts: Required<Omit<HttpCaptureOptions, 'connector' | 'bandwidthCap'>> & Pick<HttpCaptureOptions, 'connector' | 'bandwidthCap'>;
   readonly #agent: Agent;
+  /** Body bytes being received in memory right now (all requests). */
+  #buffered = 0;
 
   constructor(options: HttpCaptureOptions) {
-    // 1 MiB: the WARC writer takes bodies up to that size in one piece (inMemoryLimitBytes), so
-    // a smaller threshold only added a spool write and read-back (256 KiB cost ~2% of the crawl's
-    // CPU on the benchmark); at 64 requests in flight the worst case is 64 MiB of bodies.
-    this.#opts = { spoolThresholdBytes: 1024 * 1024, connections: 64, ...options };
+    // 4 MiB, within a 64 MiB budget for all bodies being received: a medium of a few MiB is read
+    // once, hashed in the same pass and written once into the WARC (as stored blocks that point
+    // into it). Spooling it instead (1 MiB threshold before issue 17) added a file write, a read
+    // back and a copy. The budget bounds memory however many requests are in flight.
+    this.#opts = { spoolThresholdBytes: 4 * 1024 * 1024, memoryBudgetBytes: 64 * 1024 * 1024, connections: 64, ...options };
     this.#agent = new Agent({
       connections: this.#opts.connections,
       headersTimeout: this.#opts.headersTimeoutMs,
@@ -72,6 +77,11 @@ export class HttpCapturer {
       maxHeaderSize: 256 * 1024,
       connect: this.#opts.connector ?? { timeout: this.#opts.connectTimeoutMs },
     });
+  }
+
+  /** Body bytes held in memory by requests still being received (bounded by `memoryBudgetBytes`). */
+  get bufferedBytes(): number {
+    return this.#buffered;
   }
 
   async close(): Promise<void> {
@@ -97,6 +107,18 @@ export class HttpCapturer {
       const payloadHash: Hash = createHash('sha1');
       const blockHash: Hash = createHash('sha1');
       const memory: Buffer[] = [];
+      /** This body's share of `#buffered`, given back once it is complete, spooled or failed. */
+      let held = 0;
+      const release = (): void => {
+        this.#buffered -= held;
+        held = 0;
+      };
+      /** Counts `n` more bytes held in memory; true when this body should go to a spool file now. */
+      const hold = (n: number): boolean => {
+        this.#buffered += n;
+        held += n;
+        return received > opts.spoolThresholdBytes || this.#buffered > opts.memoryBudgetBytes;
+      };
       let spool: { path: string; stream: WriteStream } | undefined;
       let abortFn: ((err: Error) => void) | undefined;
       let resumeFn: (() => void) | undefined;
@@ -108,6 +130,7 @@ export class HttpCapturer {
 
       const cleanup = (): void => {
         clearTimeout(timer);
+        release();
         if (spool) {
           const s = spool;
           s.stream.destroy();
@@ -146,6 +169,7 @@ export class HttpCapturer {
         }
         settled = true;
         clearTimeout(timer);
+        release();
         resolve({
           url: req.url,
           method: 'GET',
@@ -201,7 +225,7 @@ export class HttpCapturer {
           if (spool) ok = spool.stream.write(data);
           else {
             memory.push(Buffer.from(data));
-            if (received > opts.spoolThresholdBytes) {
+            if (hold(data.length)) {
               const path = join(opts.spoolDir, `body-${process.pid}-${threadId}-${++spoolCounter}.tmp`);
               spool = { path, stream: createWriteStream(path) };
               spool.stream.on('error', (err) => {
@@ -210,6 +234,7 @@ export class HttpCapturer {
               });
               ok = spool.stream.write(Buffer.concat(memory));
               memory.length = 0;
+              release();
             }
           }
           if (truncated) {

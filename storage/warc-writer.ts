@@ -169,7 +169,10 @@ export class WarcWriter {
     const { type, recordId, block } = spec;
     const level = spec.stored ? 0 : this.#opts.gzipLevel;
     const head = recordHeadOf(spec);
-    if (blockLength(block) > this.#opts.inMemoryLimitBytes) return { type, recordId, head, block, level };
+    // A large body streams through gzip, or from its spool file; one already in memory that is
+    // stored (a medium) becomes block headers around views of it: no copy, no streaming.
+    const inMemory = block.every((p) => Buffer.isBuffer(p) || p.kind === 'buffer');
+    if (blockLength(block) > this.#opts.inMemoryLimitBytes && !(level === 0 && inMemory)) return { type, recordId, head, block, level };
     const parts: Buffer[] = [head];
     for (const p of block) parts.push(Buffer.isBuffer(p) ? p : await readSmallBody(p));
     parts.push(RECORD_END);

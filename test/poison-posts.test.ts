@@ -119,9 +119,9 @@ describe('poison responses (issue 11 §1)', () => {
 });
 
 describe('limits that do what the README says (issue 11 §2)', () => {
-  it('a 5 MiB body over max_body_bytes 3 MiB (above the 1 MiB spool threshold) is archived truncated, final', async () => {
+  it('a 5 MiB body over max_body_bytes 4.5 MiB (above the 4 MiB spool threshold) is archived truncated, final', async () => {
     const kinds = new Map([[2, 'oversize' as const]]);
-    const r = await hostileCrawl({ dir: join(tmp, 'oversize'), posts: 3, route: (s) => poisonRoute(kinds, () => s().url), politeness: { max_body_bytes: 3 << 20 }, page: false });
+    const r = await hostileCrawl({ dir: join(tmp, 'oversize'), posts: 3, route: (s) => poisonRoute(kinds, () => s().url), politeness: { max_body_bytes: 4.5 * 2 ** 20 }, page: false });
     expect(r.exits, r.notes.stderr as string).toEqual([0]);
     expect(r.judgement.final).toBe(3);
     const ids = idRows(r.out);
@@ -130,7 +130,7 @@ describe('limits that do what the README says (issue 11 §2)', () => {
     const records = await readWarcDir(join(r.out, 'warcs'));
     const rec = records.find((x) => x.type === 'response' && x.url.endsWith('/api/v1/posts/2'))!;
     expect(rec.headers['WARC-Truncated']).toBe('length');
-    expect(rec.payload.length).toBe(3 << 20);
+    expect(rec.payload.length).toBe(4.5 * 2 ** 20);
     expect(rec.payloadDigestOk).toBe(true);
   });
 
