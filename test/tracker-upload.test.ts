@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +14,7 @@ import { silentLogger } from '../config/logger.js';
 import { uploadItemFiles, uploadThenDone } from '../crawler/node-upload.js';
 import { RangeSet } from '../config/id-ranges.js';
 import { runNode } from '../crawler/node-loop.js';
+import { NodeCaps, dirBytes } from '../crawler/node-caps.js';
 import { startDemoPlatform } from '../scripts/demo-platform.js';
 import { createS3Client } from '../storage/upload/s3-client.js';
 import { TrackerClient } from '../tracker/client.js';
@@ -404,6 +405,38 @@ describe('runNode with uploads through the tracker', () => {
       await platform.close();
     }
   }, 60_000);
+  it('under --max-disk deletes verified-uploaded WARCs to make room and goes on (issue 14)', async () => {
+    const platform = await startDemoPlatform({ posts: 400, trackPaths: false });
+    const capProject = parseProject({ ...project, name: 'disk-cap', media: { collect: false } });
+    const capStore = new SqliteItemStore({ path: join(root, 'disk-cap.sqlite'), project: capProject.name });
+    await capStore.init();
+    const capApp = await buildTrackerApp({ store: capStore, project: capProject, adminToken: ADMIN, leaseMs: 60_000, rateLimit: { max: 10_000, timeWindowMs: 60_000 }, expireEveryMs: 0, uploader: new S3Uploader({ s3Client: s3, bucket: BUCKET, prefix: PREFIX }) });
+    try {
+      const trackerUrl = await capApp.listen({ port: 0, host: '127.0.0.1' });
+      await capStore.seedNew(new RangeSet([{ start: 1, end: 40 }]), 5);
+      const outDir = join(root, 'disk-cap');
+      const cap = 5 * 1024 * 1024;
+      const caps = new NodeCaps({ outDir, maxDiskBytes: cap, log: silentLogger });
+      const result = await runNode({ trackerUrl, nick: 'capped', outDir, logger: silentLogger, nodeName: 'capped', baseUrl: platform.url, allowPrivateNetwork: true, exitWhenDone: true, caps });
+      // All 8 items: the WARCs of uploaded ones made room (kept, the folder plus the room an item
+      // needs passes the cap after 5 items: the node stops there when nothing is marked uploaded).
+      expect(result).toMatchObject({ items: 8, interrupted: false });
+      expect(await dirBytes(outDir)).toBeLessThanOrEqual(cap);
+      const items = readdirSync(join(outDir, 'items'));
+      const deleted = items.filter((i) => existsSync(join(outDir, 'items', i, 'uploaded.json')) && readdirSync(join(outDir, 'items', i, 'warcs')).length === 0);
+      expect(deleted.length).toBeGreaterThan(0);
+      // What was deleted is in the bucket.
+      for (const i of deleted) {
+        const manifest = JSON.parse(readFileSync(join(outDir, 'items', i, 'shard.json'), 'utf8')) as { warcs: { name: string; size: number }[] };
+        for (const w of manifest.warcs) expect((await getObject(`${PREFIX}/disk-cap/item-${i}/${w.name}`))!.length).toBe(w.size);
+      }
+    } finally {
+      await capApp.close();
+      await capStore.close();
+      await platform.close();
+    }
+  }, 120_000);
+
   it('keeps its lease through a storage outage longer than its client retries: waits, uploads again and finishes', async () => {
     const platform = await startDemoPlatform({ posts: 20 });
     const outageProject = parseProject({ ...project, name: 'outage-run' });
