@@ -10,6 +10,9 @@ import { RECORD_END, recordHead, REVISIT_PROFILE, sha1Of, warcDate, warcFields, 
 
 export type BlockPart = Buffer | BodySource;
 
+/** The payload digest of an empty request body (every GET): computed once, not per capture. */
+const EMPTY_SHA1 = sha1Of(Buffer.alloc(0));
+
 /** An earlier record of the same URL with the same payload: the response becomes a revisit of it. */
 export interface RevisitTarget {
   recordId: string;
@@ -116,7 +119,7 @@ export function captureRecords(capture: Capture, ids: { response: string; reques
       ['WARC-Record-ID', ids.request],
       ...common,
       ['WARC-Concurrent-To', ids.response],
-      ['WARC-Payload-Digest', sha1Of(capture.requestBody ?? Buffer.alloc(0))],
+      ['WARC-Payload-Digest', capture.requestBody ? sha1Of(capture.requestBody) : EMPTY_SHA1],
       ['Content-Type', 'application/http;msgtype=request'],
     ],
     block: capture.requestBody ? [capture.requestHead, capture.requestBody] : [capture.requestHead],
