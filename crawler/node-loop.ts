@@ -327,12 +327,14 @@ async function crawlItem(
   };
   const timer = setInterval(beat, heartbeatMs);
   let diskFull = false;
+  // The disk check is asynchronous: one that answers after the crawl ended must not abort the item.
+  let crawling = true;
   const caps = opts.caps;
   await caps?.itemStarted(dir);
   const diskTimer = caps
     ? setInterval(() => {
         void caps.diskFull().then((full) => {
-          if (!full || controller.signal.aborted) return;
+          if (!full || controller.signal.aborted || !crawling) return;
           diskFull = true;
           controller.abort(new Error('--max-disk reached'));
         }, () => undefined);
@@ -360,6 +362,7 @@ async function crawlItem(
     });
     counts = { ...result.counts };
   } finally {
+    crawling = false;
     clearInterval(timer);
     clearInterval(diskTimer);
     opts.signal?.removeEventListener('abort', onAbort);
@@ -367,7 +370,9 @@ async function crawlItem(
     await caps?.itemFinished();
   }
   if (heartbeatError) return { interrupted: false, finished, counts: {} };
-  if (controller.signal.aborted) {
+  // Stopped at --max-disk with every ID already final: finish it normally (done, uploads).
+  const finishedAnyway = diskFull && !opts.signal?.aborted && !media && item.ranges.subtract(progress()).isEmpty;
+  if (controller.signal.aborted && !finishedAnyway) {
     // Ctrl-C: the release may name only IDs whose media the tracker holds.
     if (!reporter) return { interrupted: true, finished, counts, diskFull };
     await reporter.report(finished).catch((err: unknown) => log.log('warn', `could not report the media of item ${item.id} (${errorMessage(err)})`));
