@@ -111,6 +111,10 @@ describe('group commit durability order', () => {
     failNextFlush = new StorageError('fsync failed: EIO', { code: 'E_WARC_SYNC' });
     await expect(commits.commit()).rejects.toMatchObject({ code: 'E_WARC_SYNC' });
     expect(events).toEqual(['fsync 5', 'fsync failed']);
+    // The writer stays broken: every later commit fails the same way, and nothing more is synced.
+    await crawlId(commits, 9).catch(() => undefined);
+    await expect(commits.commit()).rejects.toMatchObject({ code: 'E_WARC_SYNC' });
+    expect(events).toEqual(['fsync 5', 'fsync failed']);
     expect(committed).toEqual([]);
     const fresh = new ShardDb(join(tmp, 'shard.sqlite'));
     try {
@@ -140,7 +144,7 @@ describe('group commit durability order', () => {
 
   it('a commit with nothing to make final neither fsyncs nor opens a transaction', async () => {
     const commits = new GroupCommit(writer, db, undefined);
-    await commits.commit();
+    expect(await commits.commit()).toEqual([]);
     expect(events).toEqual([]);
   });
 });
