@@ -40,11 +40,19 @@ let endpoint: string;
  * number, or the POST completing a multipart upload), just before the next HEAD — the
  * verification — reads them.
  */
-const lies = new Map<string, { how: 'size' | 'bytes'; landed: boolean }>();
+const lies = new Map<string, { how: 'size' | 'bytes' | 'sha256'; landed: boolean }>();
 
-function damageOnDisk(key: string, how: 'size' | 'bytes'): void {
+function damageOnDisk(key: string, how: 'size' | 'bytes' | 'sha256'): void {
   const parts = key.split('/');
   const object = join(storeDir, BUCKET, ...parts.slice(0, -1), `${parts.at(-1)}._S3rver_object`);
+  if (how === 'sha256') {
+    // Same bytes, but the store reports another sha256 in the object's metadata.
+    const meta = join(storeDir, BUCKET, ...parts.slice(0, -1), `${parts.at(-1)}._S3rver_metadata.json`);
+    const json = JSON.parse(readFileSync(meta, 'utf8')) as Record<string, string>;
+    json['x-amz-meta-sha256'] = '0'.repeat(64);
+    writeFileSync(meta, JSON.stringify(json));
+    return;
+  }
   const bytes = readFileSync(object);
   if (how === 'size') writeFileSync(object, bytes.subarray(0, bytes.length - 1));
   else {
@@ -126,6 +134,7 @@ describe('S3 upload verification against a store that lies (s3rver)', () => {
     { label: 'single-part, one byte changed', size: 300_000, how: 'bytes', code: 'E_UPLOAD_CHECKSUM', why: /ETag \w+ on the store matches neither/ },
     { label: 'multipart (3 parts), one byte short', size: 11 * MIB, how: 'size', code: 'E_UPLOAD_SIZE_MISMATCH', why: new RegExp(`size ${11 * MIB - 1} on the store`) },
     { label: 'multipart (3 parts), one byte changed', size: 11 * MIB, how: 'bytes', code: 'E_UPLOAD_CHECKSUM', why: /ETag \w+ on the store matches neither/ },
+    { label: 'single-part, another sha256 in its metadata', size: 200_000, how: 'sha256', code: 'E_UPLOAD_CHECKSUM', why: new RegExp(`sha256 metadata ${'0'.repeat(64)} on the store`) },
   ] as const;
 
   it.each(cases)('$label: not counted as uploaded, the run says so, a re-run repairs it', async ({ label, size, how, code, why }) => {
