@@ -3,10 +3,9 @@ import { StorageError } from '../config/errors.js';
 import { diskFullError } from './disk-full.js';
 import type { ClosedWarc, RevisitTarget, WrittenRecord } from './warc-writer.js';
 
-/** Final statuses (DESIGN.md §3, a contract); `failed` is retried by a later run. */
-export const FINAL_STATUSES = ['archived', 'missing', 'gone', 'restricted'] as const;
-export const ID_STATUSES = [...FINAL_STATUSES, 'failed'] as const;
-export type IdStatus = (typeof ID_STATUSES)[number];
+import type { IdStatus } from '../config/id-status.js';
+
+export type { IdStatus } from '../config/id-status.js';
 
 export interface IdOutcome {
   id: number;
@@ -61,32 +60,32 @@ const MIGRATIONS: string[] = [
  * Writes are batched by the caller into one transaction per group commit.
  */
 export class ShardDb {
-  readonly db: Database.Database;
+  readonly #db: Database.Database;
   readonly path: string;
   readonly #stmts;
 
   constructor(path: string, options: { readonly?: boolean } = {}) {
     this.path = path;
     try {
-      this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+      this.#db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     } catch (err) {
       throw diskFullError(err, path) ?? new StorageError(`cannot open the shard database ${path}: ${(err as Error).message}`, { code: 'E_SHARD_DB', cause: err });
     }
     try {
-      this.db.pragma('busy_timeout = 30000');
+      this.#db.pragma('busy_timeout = 30000');
       if (!options.readonly) {
-        this.db.pragma('journal_mode = WAL');
-        this.db.pragma('synchronous = NORMAL');
+        this.#db.pragma('journal_mode = WAL');
+        this.#db.pragma('synchronous = NORMAL');
         this.#migrate();
       }
     } catch (err) {
       // A disk already full at start fails here (SQLITE_IOERR_SHMSIZE mapping -shm, SQLITE_FULL): same message as mid-crawl.
       const full = diskFullError(err, path);
       if (!full) throw err;
-      this.db.close();
+      this.#db.close();
       throw full;
     }
-    const db = this.db;
+    const db = this.#db;
     this.#stmts = {
       getId: db.prepare<[number], { status: IdStatus; attempts: number }>('SELECT status, attempts FROM ids WHERE id = ?'),
       putId: db.prepare(
@@ -124,16 +123,16 @@ export class ShardDb {
   }
 
   #migrate(): void {
-    this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
-    const row = this.db.prepare<[], { version: number }>('SELECT version FROM schema_version').get();
+    this.#db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+    const row = this.#db.prepare<[], { version: number }>('SELECT version FROM schema_version').get();
     let version = row?.version ?? 0;
     if (version > SCHEMA_VERSION) {
       throw new StorageError(`${this.path} has schema version ${version}; this lifeboat knows up to ${SCHEMA_VERSION}: upgrade lifeboat`, { code: 'E_SHARD_SCHEMA' });
     }
-    const tx = this.db.transaction(() => {
-      for (; version < SCHEMA_VERSION; version++) this.db.exec(MIGRATIONS[version]!);
-      this.db.exec('DELETE FROM schema_version');
-      this.db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(SCHEMA_VERSION);
+    const tx = this.#db.transaction(() => {
+      for (; version < SCHEMA_VERSION; version++) this.#db.exec(MIGRATIONS[version]!);
+      this.#db.exec('DELETE FROM schema_version');
+      this.#db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(SCHEMA_VERSION);
     });
     tx();
   }
@@ -156,7 +155,7 @@ export class ShardDb {
    * upgrade without waiting (SQLITE_BUSY_SNAPSHOT); this one waits its turn (busy_timeout).
    */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    return this.#db.transaction(fn).immediate();
   }
 
   recordOutcome(o: IdOutcome, now = Date.now()): void {
@@ -189,11 +188,11 @@ export class ShardDb {
 
   /** Every (URL, payload digest) pair the shard holds, streamed (to fill a SeenFilter). */
   *capturedPairs(): Generator<{ url: string; payload_digest: string }> {
-    yield* this.db.prepare<[], { url: string; payload_digest: string }>('SELECT url, payload_digest FROM captures').iterate();
+    yield* this.#db.prepare<[], { url: string; payload_digest: string }>('SELECT url, payload_digest FROM captures').iterate();
   }
 
   captureCount(): number {
-    return this.db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM captures').get()!.n;
+    return this.#db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM captures').get()!.n;
   }
 
   findRevisitTarget(url: string, payloadDigest: string): RevisitTarget | undefined {
@@ -216,7 +215,7 @@ export class ShardDb {
 
   /** Failed media URLs go back to the queue (a new run retries them). */
   requeueFailedUrls(): number {
-    return this.db.prepare(`UPDATE urls SET state = 'queued' WHERE state = 'failed'`).run().changes;
+    return this.#db.prepare(`UPDATE urls SET state = 'queued' WHERE state = 'failed'`).run().changes;
   }
 
   #mayHaveRelated = true;
@@ -241,7 +240,7 @@ export class ShardDb {
 
   /** Final IDs as ranges (gaps-and-islands in SQL, streamed): what a resumed run skips. */
   *finalRanges(): Generator<{ start: number; end: number }> {
-    const stmt = this.db.prepare<[], { start: number; end: number }>(
+    const stmt = this.#db.prepare<[], { start: number; end: number }>(
       `SELECT MIN(id) AS start, MAX(id) AS end FROM (
          SELECT id, id - ROW_NUMBER() OVER (ORDER BY id) AS grp FROM ids WHERE status != 'failed')
        GROUP BY grp ORDER BY start`,
@@ -251,7 +250,7 @@ export class ShardDb {
 
   counts(): Record<IdStatus, number> {
     const out = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 } as Record<IdStatus, number>;
-    for (const r of this.db.prepare<[], { status: IdStatus; n: number }>('SELECT status, COUNT(*) AS n FROM ids GROUP BY status').all()) {
+    for (const r of this.#db.prepare<[], { status: IdStatus; n: number }>('SELECT status, COUNT(*) AS n FROM ids GROUP BY status').all()) {
       out[r.status] = r.n;
     }
     return out;
@@ -259,23 +258,23 @@ export class ShardDb {
 
   urlCounts(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const r of this.db.prepare<[], { state: string; n: number }>('SELECT state, COUNT(*) AS n FROM urls GROUP BY state').all()) out[r.state] = r.n;
+    for (const r of this.#db.prepare<[], { state: string; n: number }>('SELECT state, COUNT(*) AS n FROM urls GROUP BY state').all()) out[r.state] = r.n;
     return out;
   }
 
   warcs(): { name: string; size: number; sha256: string; records: number; state: string }[] {
-    return this.db.prepare<[], { name: string; size: number; sha256: string; records: number; state: string }>('SELECT * FROM warcs ORDER BY name').all();
+    return this.#db.prepare<[], { name: string; size: number; sha256: string; records: number; state: string }>('SELECT * FROM warcs ORDER BY name').all();
   }
 
   startRun(args: unknown): number {
-    return Number(this.db.prepare('INSERT INTO runs (started_at, args) VALUES (?, ?)').run(new Date().toISOString(), JSON.stringify(args)).lastInsertRowid);
+    return Number(this.#db.prepare('INSERT INTO runs (started_at, args) VALUES (?, ?)').run(new Date().toISOString(), JSON.stringify(args)).lastInsertRowid);
   }
 
   endRun(runId: number, summary: unknown): void {
-    this.db.prepare('UPDATE runs SET ended_at = ?, summary = ? WHERE id = ?').run(new Date().toISOString(), JSON.stringify(summary), runId);
+    this.#db.prepare('UPDATE runs SET ended_at = ?, summary = ? WHERE id = ?').run(new Date().toISOString(), JSON.stringify(summary), runId);
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (this.#db.open) this.#db.close();
   }
 }

@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
@@ -109,8 +110,8 @@ describe('MediaReporter (issue 13)', () => {
     await reporter.report(new RangeSet([{ start: 101, end: 110 }]));
     expect((await store.mediaCounts()).urls).toBe(before + 1);
     expect(reporter.acked.toJSON()).toEqual([[101, 110]]);
-    const db = new ShardDb(path.join(shard, 'shard.sqlite'));
-    const states = Object.fromEntries(db.db.prepare('SELECT url, state, last_error FROM urls').all().map((r: any) => [r.url.slice(0, 40), `${r.state}: ${r.last_error ?? ''}`]));
+    const db = new Database(path.join(shard, 'shard.sqlite'), { readonly: true });
+    const states = Object.fromEntries(db.prepare('SELECT url, state, last_error FROM urls').all().map((r: any) => [r.url.slice(0, 40), `${r.state}: ${r.last_error ?? ''}`]));
     db.close();
     expect(states).toEqual({
       'http://127.0.0.1:8080/kept.png': 'queued: ',
