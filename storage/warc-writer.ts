@@ -1,15 +1,15 @@
-import { createHash, type Hash } from 'node:crypto';
-import { writeSync, writevSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, rename, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import zlib from 'node:zlib';
 import { StorageError } from '../config/errors.js';
 import type { Capture } from './capture.js';
 import { blockLength, captureRecords, extraRecord, recordHeadOf, warcinfoRecord, type BlockPart, type RecordSpec, type RevisitTarget } from './warc-build.js';
-import { blockChunks, compress, readSmallBody, storedGzipMemberParts, writeStoredMember } from './warc-compress.js';
+import { appendBuffer, appendParts, appendStreamedMember, byteLength, syncDir, type OpenWarcFile } from './warc-append.js';
+import { compress, readSmallBody, storedGzipMemberParts } from './warc-compress.js';
 import { newRecordId, RECORD_END, type WarcType } from './warc-record.js';
 
 export type { BlockPart, RevisitTarget } from './warc-build.js';
+export { syncDir } from './warc-append.js';
 
 /** Where a record landed. `file` is always the final name (without `.open`). */
 export interface WrittenRecord {
@@ -53,15 +53,6 @@ export interface WarcWriterOptions {
   newRecordId?: () => string;
 }
 
-interface OpenFile {
-  name: string;
-  path: string;
-  fh: FileHandle;
-  size: number;
-  records: number;
-  sha256: Hash;
-}
-
 interface PreparedRecord {
   type: WarcType;
   recordId: string;
@@ -71,15 +62,6 @@ interface PreparedRecord {
   /** The whole record as one gzip member (its bytes in order), when it was small enough to compress up front. */
   gz?: Buffer[];
 }
-
-function byteLength(parts: Buffer[]): number {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  return n;
-}
-
-/** iovecs per writev call (Linux IOV_MAX is 1024). */
-const IOV_BATCH = 1024;
 
 function timestamp(d: Date): string {
   return d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
@@ -94,7 +76,7 @@ function timestamp(d: Date): string {
  */
 export class WarcWriter {
   readonly #opts: Required<Omit<WarcWriterOptions, 'onFileClosed' | 'onFileOpened' | 'serialStep'>> & Pick<WarcWriterOptions, 'onFileClosed' | 'onFileOpened' | 'serialStep'>;
-  #file: OpenFile | undefined;
+  #file: OpenWarcFile | undefined;
   #serial = -1;
   #queue: Promise<unknown> = Promise.resolve();
   #broken: Error | undefined;
@@ -141,7 +123,7 @@ export class WarcWriter {
     return this.#serial;
   }
 
-  async #openFile(): Promise<OpenFile> {
+  async #openFile(): Promise<OpenWarcFile> {
     if (this.#file) return this.#file;
     const serial = await this.#nextSerial();
     const name = `${this.#opts.prefix}-${timestamp(this.#opts.now())}-${String(serial).padStart(5, '0')}-${this.#opts.node}.warc.gz`;
@@ -152,7 +134,7 @@ export class WarcWriter {
     } catch (err) {
       throw new StorageError(`cannot create ${path}: ${(err as Error).message}`, { code: 'E_WARC_OPEN', cause: err });
     }
-    const file: OpenFile = { name, path, fh, size: 0, records: 0, sha256: createHash('sha256') };
+    const file: OpenWarcFile = { name, path, fh, size: 0, records: 0, sha256: createHash('sha256') };
     this.#file = file;
     const info = warcinfoRecord({ recordId: this.#opts.newRecordId(), date: this.#opts.now(), filename: name, fields: this.#opts.warcinfo });
     await this.#write(file, [await this.#prepare(info)]);
@@ -181,7 +163,7 @@ export class WarcWriter {
   }
 
   /** Appends prepared records (each its own gzip member); on failure, cuts the file back to its last good record. */
-  async #write(file: OpenFile, records: PreparedRecord[]): Promise<WrittenRecord[]> {
+  async #write(file: OpenWarcFile, records: PreparedRecord[]): Promise<WrittenRecord[]> {
     const start = file.size;
     const out: WrittenRecord[] = [];
     try {
@@ -193,12 +175,12 @@ export class WarcWriter {
           offset += length;
         }
         // One writev for the batch: a response and its request are one system call, not two or a copy.
-        this.#writePartsAt(file, records.flatMap((r) => r.gz!));
+        appendParts(file, records.flatMap((r) => r.gz!));
       } else {
         for (const r of records) {
           const offset = file.size;
-          if (r.gz) this.#writePartsAt(file, r.gz);
-          else await this.#streamRecord(file, r.head, r.block, r.level);
+          if (r.gz) appendParts(file, r.gz);
+          else await appendStreamedMember(file, r.head, r.block, r.level);
           out.push({ file: file.name, offset, length: file.size - offset, recordId: r.recordId, type: r.type });
         }
       }
@@ -213,60 +195,8 @@ export class WarcWriter {
     }
     file.records += records.length;
     this.#recordsWritten += records.length;
+    this.#bytesWritten += file.size - start;
     return out;
-  }
-
-  /**
-   * Appends with a synchronous write: copying into the page cache costs ~10 us, a quarter of the
-   * CPU of an async write's thread-pool round trip (measured here); fsync stays asynchronous.
-   */
-  async #writeAt(file: OpenFile, data: Buffer): Promise<void> {
-    let done = 0;
-    while (done < data.length) done += writeSync(file.fh.fd, data, done, data.length - done, file.size + done);
-    file.sha256.update(data);
-    file.size += data.length;
-    this.#bytesWritten += data.length;
-  }
-
-  /** Appends buffers in order with writev (a short write is finished with plain writes), hashing each. */
-  #writePartsAt(file: OpenFile, parts: Buffer[]): void {
-    for (let i = 0; i < parts.length; i += IOV_BATCH) {
-      const batch = parts.length <= IOV_BATCH ? parts : parts.slice(i, i + IOV_BATCH);
-      const want = byteLength(batch);
-      let done = writevSync(file.fh.fd, batch, file.size);
-      for (const b of batch) {
-        file.sha256.update(b);
-        // Only after a short write: the rest of this buffer (or all of it), where it belongs.
-        let at = Math.min(b.length, done);
-        done -= at;
-        while (at < b.length) at += writeSync(file.fh.fd, b, at, b.length - at, file.size + at);
-        file.size += b.length;
-      }
-      this.#bytesWritten += want;
-    }
-  }
-
-  async #streamRecord(file: OpenFile, head: Buffer, block: BlockPart[], level: number): Promise<void> {
-    if (level === 0) return this.#streamStored(file, head, block);
-    const gzip = zlib.createGzip({ level });
-    const pumping = (async () => {
-      for await (const chunk of gzip) await this.#writeAt(file, chunk as Buffer);
-    })();
-    const feed = async (buf: Buffer): Promise<void> => {
-      if (!gzip.write(buf)) await new Promise((r) => gzip.once('drain', r));
-    };
-    try {
-      for await (const chunk of blockChunks(head, block)) await feed(chunk);
-      gzip.end();
-    } catch (err) {
-      gzip.destroy(err as Error);
-    }
-    await pumping;
-  }
-
-  /** A large record of already-compressed bytes, streamed as stored deflate blocks (warc-compress.ts). */
-  async #streamStored(file: OpenFile, head: Buffer, block: BlockPart[]): Promise<void> {
-    await writeStoredMember(blockChunks(head, block), (data) => this.#writeAt(file, data));
   }
 
   async #rotateIfFull(): Promise<void> {
@@ -333,7 +263,7 @@ export class WarcWriter {
       let pendingBytes = 0;
       const flushPending = async (): Promise<void> => {
         if (pendingBytes === 0) return;
-        await this.#writeAt(file, pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes));
+        appendBuffer(file, pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes));
         pending = [];
         pendingBytes = 0;
       };
@@ -353,7 +283,7 @@ export class WarcWriter {
                 const buf = Buffer.alloc(Math.min(4 * 1024 * 1024, m.data.length - done));
                 const { bytesRead } = await src.read(buf, 0, buf.length, m.data.offset + done);
                 if (bytesRead === 0) throw new StorageError(`${m.data.path} ended before offset ${m.data.offset + m.data.length}`);
-                await this.#writeAt(file, buf.subarray(0, bytesRead));
+                appendBuffer(file, buf.subarray(0, bytesRead));
                 done += bytesRead;
               }
             } finally {
@@ -367,6 +297,7 @@ export class WarcWriter {
           if (pendingBytes >= 8 * 1024 * 1024) await flushPending();
         }
         await flushPending();
+        this.#bytesWritten += file.size - start;
       } catch (err) {
         await file.fh.truncate(start).catch(() => undefined);
         file.size = start;
@@ -420,16 +351,5 @@ export class WarcWriter {
     const file = this.#file;
     this.#file = undefined;
     await file?.fh.close().catch(() => undefined);
-  }
-}
-
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } catch {
-    // Some file systems refuse fsync on a directory; the rename is still ordered after the file's fsync.
-  } finally {
-    await fh.close();
   }
 }
