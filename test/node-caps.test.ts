@@ -93,7 +93,8 @@ describe('a node under --max-disk against a real tracker', () => {
     // One item without a cap tells how much an item takes here.
     expect((await node(undefined, 1)).items).toBe(1);
     const oneItem = await dirBytes(out);
-    const cap = Math.floor(oneItem * 4);
+    // Room for several items: the in-item stop extrapolates two sampling intervals of growth, which under load can be most of an item.
+    const cap = Math.floor(oneItem * 6);
     let highest = 0;
     const watch = setInterval(() => void dirBytes(out).then((b) => (highest = Math.max(highest, b))), 20);
     const caps = new NodeCaps({ outDir: out, maxDiskBytes: cap, log });
