@@ -37,7 +37,7 @@ export interface PageCaptureOptions {
   url: string;
   /** Resolves undefined when the request may go out, or the reason it may not. */
   allowRequest: (url: string) => Promise<string | undefined>;
-  /** Network quiet this long counts as idle. Default 500 ms. */
+  /** Network quiet this long (after `load`, nothing in flight) counts as idle. Default DEFAULT_IDLE_MS. */
   idleMs?: number;
   /** Upper bound on the wait for idle after `load`. Default 10 s. */
   idleMaxMs?: number;
@@ -96,49 +96,97 @@ const sha1 = (...parts: Buffer[]): string => {
   return sha1Label(h.digest());
 };
 
-/** Records one page's network traffic through a CDP session. */
+/**
+ * Network quiet that ends a capture (after `load`, nothing in flight, no response being read).
+ * Measured on the demo pages: the longest gap between one request ending and the script it fed
+ * starting the next was a few ms (the API answer → the image requests it names); 50 ms already
+ * recorded every response. 150 ms leaves room for slower scripts at a cost of ~0.1 s a page.
+ */
+export const DEFAULT_IDLE_MS = 150;
+
+/**
+ * Records a page's network traffic through one CDP session, kept for the page's life: the page
+ * is reused across captures (issue 17), so each capture is an epoch. `begin()` starts one with
+ * fresh state; events for requests first seen in an earlier epoch (stragglers of the previous
+ * page) are let through but never recorded. Between captures requests are still checked by the
+ * last `allowRequest` — nothing leaves scope whether or not a capture is running.
+ */
 class CdpRecorder {
   readonly #cdp: CDPSession;
-  readonly #opts: PageCaptureOptions;
-  readonly #pending: Pending[] = [];
-  readonly #inFlight = new Set<string>();
-  readonly #startedAt = new Map<string, Date>();
+  #opts: PageCaptureOptions;
+  #pending: Pending[] = [];
+  #inFlight = new Set<string>();
+  #startedAt = new Map<string, Date>();
   /** networkId → request headers as sent, one per hop (redirects add hops). */
-  readonly #requestExtra = new Map<string, Record<string, string>[]>();
-  readonly #responseExtra = new Map<string, (string | undefined)[]>();
-  readonly #remote = new Map<string, string>();
-  readonly #work = new Set<Promise<void>>();
-  readonly blocked: { url: string; reason: string }[] = [];
+  #requestExtra = new Map<string, Record<string, string>[]>();
+  #responseExtra = new Map<string, (string | undefined)[]>();
+  #remote = new Map<string, string>();
+  #work = new Set<Promise<void>>();
+  /** Request ids seen in this epoch, and in earlier ones (whose events are ignored). */
+  #seen = new Set<string>();
+  #stale = new Set<string>();
+  blocked: { url: string; reason: string }[] = [];
   #lastActivity = Date.now();
-  #stopped = false;
+  #stopped = true;
+  #idleWake: (() => void) | undefined;
 
   constructor(cdp: CDPSession, opts: PageCaptureOptions) {
     this.#cdp = cdp;
     this.#opts = opts;
   }
 
+  /** Starts a capture: fresh state; whatever was seen before is stale. */
+  begin(opts: PageCaptureOptions): void {
+    this.#opts = opts;
+    for (const id of this.#seen) this.#stale.add(id);
+    this.#seen = new Set();
+    this.#pending = [];
+    this.#inFlight = new Set();
+    this.#startedAt = new Map();
+    this.#requestExtra = new Map();
+    this.#responseExtra = new Map();
+    this.#remote = new Map();
+    this.#work = new Set();
+    this.blocked = [];
+    this.#lastActivity = Date.now();
+    this.#stopped = false;
+  }
+
+  /** False for an event of a request that belongs to an earlier capture. */
+  #current(requestId: string | undefined): boolean {
+    return requestId === undefined || !this.#stale.has(requestId);
+  }
+
+  #touch(): void {
+    this.#lastActivity = Date.now();
+    this.#idleWake?.();
+  }
+
   static async attach(context: BrowserContext, page: Page, opts: PageCaptureOptions): Promise<CdpRecorder> {
     const cdp = await context.newCDPSession(page);
     const r = new CdpRecorder(cdp, opts);
-    const touch = (): void => {
-      r.#lastActivity = Date.now();
-    };
+    const touch = (): void => r.#touch();
     cdp.on('Network.requestWillBeSent', (e) => {
+      if (r.#stopped || !r.#current(e.requestId)) return;
+      r.#seen.add(e.requestId);
       r.#inFlight.add(e.requestId);
       if (e.redirectResponse?.remoteIPAddress) r.#remote.set(e.requestId, e.redirectResponse.remoteIPAddress);
       touch();
     });
     cdp.on('Network.requestWillBeSentExtraInfo', (e) => {
+      if (!r.#current(e.requestId)) return;
       const list = r.#requestExtra.get(e.requestId) ?? [];
       list.push(e.headers as Record<string, string>);
       r.#requestExtra.set(e.requestId, list);
     });
     cdp.on('Network.responseReceivedExtraInfo', (e) => {
+      if (!r.#current(e.requestId)) return;
       const list = r.#responseExtra.get(e.requestId) ?? [];
       list.push(e.headersText);
       r.#responseExtra.set(e.requestId, list);
     });
     cdp.on('Network.responseReceived', (e) => {
+      if (!r.#current(e.requestId)) return;
       if (e.response.remoteIPAddress) r.#remote.set(e.requestId, e.response.remoteIPAddress);
       touch();
     });
@@ -163,28 +211,31 @@ class CdpRecorder {
   }
 
   #track(p: Promise<void>): void {
+    const work = this.#work;
     const tracked = p.catch(() => undefined).finally(() => {
-      this.#work.delete(tracked);
-      this.#lastActivity = Date.now();
+      work.delete(tracked);
+      if (work === this.#work) this.#touch();
     });
-    this.#work.add(tracked);
+    work.add(tracked);
   }
 
   async #onPaused(e: Paused): Promise<void> {
     const cdp = this.#cdp;
-    if (this.#stopped) return;
+    // Between captures, or a straggler of the previous page: scope still applies, nothing is recorded.
+    const record = !this.#stopped && this.#current(e.networkId);
     if (e.responseStatusCode === undefined && e.responseErrorReason === undefined) {
+      const blocked = this.blocked;
       const reason = await this.#opts.allowRequest(e.request.url).catch((err: unknown) => errorMessage(err));
       if (reason !== undefined) {
-        this.blocked.push({ url: e.request.url, reason });
+        if (record) blocked.push({ url: e.request.url, reason });
         await cdp.send('Fetch.failRequest', { requestId: e.requestId, errorReason: 'BlockedByClient' });
         return;
       }
-      this.#startedAt.set(e.requestId, new Date());
+      if (record) this.#startedAt.set(e.requestId, new Date());
       await cdp.send('Fetch.continueRequest', { requestId: e.requestId });
       return;
     }
-    if (e.responseErrorReason !== undefined) {
+    if (!record || e.responseErrorReason !== undefined) {
       await cdp.send('Fetch.continueRequest', { requestId: e.requestId });
       return;
     }
@@ -197,6 +248,10 @@ class CdpRecorder {
       } catch {
         // No body to give (e.g. a redirect, HEAD, 204): record the head alone.
       }
+    }
+    if (this.#stopped || !this.#current(e.networkId)) {
+      await cdp.send('Fetch.continueRequest', { requestId: e.requestId });
+      return;
     }
     const truncated = body.length > this.#opts.maxBodyBytes;
     if (truncated) body = body.subarray(0, this.#opts.maxBodyBytes);
@@ -216,24 +271,37 @@ class CdpRecorder {
     await cdp.send('Fetch.continueRequest', { requestId: e.requestId });
   }
 
-  /** Resolves when nothing was in flight for `idleMs`, or false at `maxMs`. */
+  /**
+   * Resolves true once nothing was in flight (no request, no response being read) for `idleMs`,
+   * false at `maxMs`. Woken by every network event, not polled: it ends `idleMs` after the last one.
+   */
   async waitForIdle(idleMs: number, maxMs: number): Promise<boolean> {
     const deadline = Date.now() + maxMs;
-    for (;;) {
-      const quiet = this.#inFlight.size === 0 && this.#work.size === 0;
-      const now = Date.now();
-      if (quiet && now - this.#lastActivity >= idleMs) return true;
-      if (now >= deadline) return false;
-      await new Promise((r) => setTimeout(r, Math.min(100, Math.max(10, idleMs / 5))));
+    try {
+      for (;;) {
+        const quiet = this.#inFlight.size === 0 && this.#work.size === 0;
+        const now = Date.now();
+        if (quiet && now - this.#lastActivity >= idleMs) return true;
+        if (now >= deadline) return false;
+        const wait = quiet ? Math.min(idleMs - (now - this.#lastActivity), deadline - now) : deadline - now;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, Math.max(1, wait));
+          function done(): void {
+            clearTimeout(timer);
+            resolve();
+          }
+          this.#idleWake = done;
+        });
+      }
+    } finally {
+      this.#idleWake = undefined;
     }
   }
 
-  /** Stops recording; requests still paused are let go by the page's close. */
+  /** Ends the capture: waits (≤ 2 s) for responses being read; later events are not recorded. */
   async stop(): Promise<void> {
-    this.#stopped = true;
     await Promise.race([Promise.all(this.#work), new Promise((r) => setTimeout(r, 2000))]);
-    await this.#cdp.send('Fetch.disable').catch(() => undefined);
-    await this.#cdp.detach().catch(() => undefined);
+    this.#stopped = true;
   }
 
   captures(): Capture[] {
@@ -326,13 +394,30 @@ function toCapture(p: Pending): Capture {
   };
 }
 
+const recorders = new WeakMap<Page, Promise<CdpRecorder>>();
+
+/** The page's recorder, attached on its first capture (Network and Fetch stay enabled after). */
+async function recorderFor(page: Page, context: BrowserContext, opts: PageCaptureOptions): Promise<CdpRecorder> {
+  let r = recorders.get(page);
+  if (!r) {
+    r = CdpRecorder.attach(context, page, opts);
+    recorders.set(page, r);
+    r.catch(() => recorders.delete(page));
+  }
+  return r;
+}
+
 /**
- * Loads `opts.url` in `page` and records it (see the module comment). Throws ScopeError when
- * the page itself was refused (e.g. a redirect out of scope), RetryableFetchError when it could
- * not be loaded. The caller (the pool) bounds the whole run with its page timeout.
+ * Loads `opts.url` in `page` and records it (see the module comment). The page may be one a
+ * previous capture used (the pool reuses pages): it is left on about:blank after each capture,
+ * so nothing of the previous page runs during the next, and its late events are dropped.
+ * Throws ScopeError when the page itself was refused (e.g. a redirect out of scope),
+ * RetryableFetchError when it could not be loaded. The caller (the pool) bounds the whole run
+ * with its page timeout, and does not reuse a page whose capture threw.
  */
 export async function capturePage(page: Page, context: BrowserContext, opts: PageCaptureOptions): Promise<BrowserCaptureResult> {
-  const recorder = await CdpRecorder.attach(context, page, opts);
+  const recorder = await recorderFor(page, context, opts);
+  recorder.begin(opts);
   let stopped = false;
   try {
     await opts.beforeNavigate?.();
@@ -345,13 +430,15 @@ export async function capturePage(page: Page, context: BrowserContext, opts: Pag
       throw new RetryableFetchError(`${opts.url}: the browser could not load it: ${errorMessage(err).split('\n')[0]}`, { code: 'E_BROWSER_NAVIGATION', cause: err });
     }
     if (!response) throw new RetryableFetchError(`${opts.url}: the browser got no response`, { code: 'E_BROWSER_NAVIGATION' });
-    const idle = await recorder.waitForIdle(opts.idleMs ?? 500, opts.idleMaxMs ?? 10_000);
+    const idle = await recorder.waitForIdle(opts.idleMs ?? DEFAULT_IDLE_MS, opts.idleMaxMs ?? 10_000);
     const renderedText = String(await page.evaluate('document.body ? document.body.innerText : ""'));
     const html = await page.content();
     const screenshot = opts.screenshot ? await page.screenshot({ type: 'png' }) : undefined;
     await recorder.stop();
     stopped = true;
     const captures = recorder.captures();
+    // Unload now: the next capture on this page starts from a blank page (the old one's scripts gone).
+    await page.goto('about:blank', { timeout: opts.navigationTimeoutMs });
     const finalUrl = response.url();
     return {
       captures,

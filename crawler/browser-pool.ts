@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from '../config/logger.js';
 
 /**
  * A pool of Chromium browser contexts (issue 5): one browser process, `contexts` contexts used
- * one page at a time each, so at most `contexts` pages are open at once. A context is reused for
+ * one page each, reused from capture to capture, so at most `contexts` pages are open at once. A context is reused for
  * `pagesPerContext` pages, then closed and replaced (Chromium's memory grows with use). The
  * browser is launched on first use and again after it crashes or is killed
  * (`browser.on('disconnected')`): pages in flight then fail with a RetryableFetchError and the
@@ -62,6 +62,8 @@ export interface PageRun {
 
 interface Slot {
   context: BrowserContext | undefined;
+  /** The context's page, reused from one run to the next (issue 17: opening one cost ~0.15 s). */
+  page: Page | undefined;
   browser: Browser | undefined;
   pages: number;
 }
@@ -119,7 +121,7 @@ export class BrowserPool {
     this.#userAgentSuffix = options.userAgentSuffix;
     this.#launchTimeoutMs = launchTimeoutMs;
     this.#log = (options.logger ?? silentLogger).child('browser');
-    for (let i = 0; i < contexts; i++) this.#free.push({ context: undefined, browser: undefined, pages: 0 });
+    for (let i = 0; i < contexts; i++) this.#free.push({ context: undefined, page: undefined, browser: undefined, pages: 0 });
   }
 
   /** How many times a browser was launched (more than 1 means it was restarted). */
@@ -132,7 +134,9 @@ export class BrowserPool {
   }
 
   /**
-   * Runs `fn` with a fresh page in a pooled context. Waits for a free context; throws
+   * Runs `fn` with the page of a pooled context: the same page serves the context's runs one
+   * after another (`fn` leaves it ready for the next, e.g. on about:blank); a run that throws or
+   * times out takes its context (and page) with it. Waits for a free context; throws
    * RetryableFetchError when the page hangs past `timeoutMs`, crashes, or the browser dies.
    */
   async withPage<T>(fn: (page: Page, context: BrowserContext) => Promise<T>, run: PageRun): Promise<T> {
@@ -161,20 +165,27 @@ export class BrowserPool {
     });
     failure.catch(() => undefined);
     let work: Promise<T> | undefined;
+    let onCrash: (() => void) | undefined;
+    let crashed: Page | undefined;
     try {
       const context = await Promise.race([this.#contextFor(slot, browser, userAgent), failure]);
-      const page = await Promise.race([
-        context.newPage().catch((err: unknown) => {
-          throw new RetryableFetchError(`cannot open a browser page: ${errorMessage(err)}`, { code: 'E_BROWSER_GONE', cause: err });
-        }),
-        failure,
-      ]);
+      const page =
+        slot.page && !slot.page.isClosed()
+          ? slot.page
+          : await Promise.race([
+              context.newPage().catch((err: unknown) => {
+                throw new RetryableFetchError(`cannot open a browser page: ${errorMessage(err)}`, { code: 'E_BROWSER_GONE', cause: err });
+              }),
+              failure,
+            ]);
+      slot.page = page;
       slot.pages++;
-      page.once('crash', () => rejectFailure(new RetryableFetchError('the page crashed', { code: 'E_PAGE_CRASH' })));
+      onCrash = () => rejectFailure(new RetryableFetchError('the page crashed', { code: 'E_PAGE_CRASH' }));
+      crashed = page;
+      page.on('crash', onCrash);
       work = fn(page, context);
       const result = await Promise.race([work, failure]);
       this.#pagesDone++;
-      if (!(await withTimeout(page.close().then(() => true, () => false), CLOSE_GRACE_MS))) await this.#dropContext(slot);
       return result;
     } catch (err) {
       work?.catch(() => undefined);
@@ -186,6 +197,7 @@ export class BrowserPool {
     } finally {
       clearTimeout(timer);
       if (onGone) browser.off('disconnected', onGone);
+      if (crashed && onCrash) crashed.off('crash', onCrash);
       this.#leave(browser);
     }
   }
@@ -212,6 +224,7 @@ export class BrowserPool {
   async #dropContext(slot: Slot): Promise<void> {
     const { context, browser } = slot;
     slot.context = undefined;
+    slot.page = undefined;
     slot.browser = undefined;
     slot.pages = 0;
     if (!context || !browser?.isConnected()) return;
