@@ -3,9 +3,11 @@
  * `demo` profile (post API + HTML page over HTTP) beside `demo-browser` (post API over HTTP +
  * the JS-rendered page in Chromium, recording everything it loads), with 2, 4 and 8 browser
  * contexts; and the peak RSS of this process plus every Chromium process it started (sampled
- * from /proc every 100 ms).
+ * from /proc every `--sample-ms`, default 1000). Sampling is not free: reading every Chromium
+ * process's smaps_rollup every 100 ms cost more CPU than the crawl itself on one core (issue 17:
+ * 0.33 pages/s with it, 1.17 without), so keep it coarse when measuring speed.
  *
- *   npm run build && node dist/scripts/bench-browser.js [--posts 200] [--contexts 2,4,8] [--chromium PATH]
+ *   npm run build && taskset -c 1 node dist/scripts/bench-browser.js [--posts 200] [--contexts 2,4,8] [--sample-ms 1000] [--chromium PATH]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +27,8 @@ export interface BrowserBenchOptions {
   contexts?: number[];
   chromiumPath?: string;
   screenshots?: boolean;
+  /** Memory sampling interval. Default 1000 ms. */
+  sampleMs?: number;
 }
 
 export interface BrowserBenchRow {
@@ -44,7 +48,7 @@ export interface BrowserBenchRow {
 
 const MIB = 1024 * 1024;
 
-async function measure(run: () => Promise<{ pages: number; records: number }>): Promise<{ seconds: number; peakRss: number; peakPss: number; pages: number; records: number }> {
+async function measure(run: () => Promise<{ pages: number; records: number }>, sampleMs: number): Promise<{ seconds: number; peakRss: number; peakPss: number; pages: number; records: number }> {
   let peakRss = 0;
   let peakPss = 0;
   const sample = (): void => {
@@ -53,7 +57,7 @@ async function measure(run: () => Promise<{ pages: number; records: number }>): 
     peakPss = Math.max(peakPss, m.pss);
   };
   sample();
-  const timer = setInterval(sample, 100);
+  const timer = setInterval(sample, sampleMs);
   const t0 = performance.now();
   try {
     const r = await run();
@@ -64,7 +68,7 @@ async function measure(run: () => Promise<{ pages: number; records: number }>): 
 }
 
 export async function runBrowserBench(options: BrowserBenchOptions = {}): Promise<BrowserBenchRow[]> {
-  const { posts = 200, contexts = [2, 4, 8], chromiumPath, screenshots = false } = options;
+  const { posts = 200, contexts = [2, 4, 8], chromiumPath, screenshots = false, sampleMs = 1000 } = options;
   const platform = await startDemoPlatform({ posts, trackPaths: false });
   const tmp = mkdtempSync(join(tmpdir(), 'lifeboat-bench-browser-'));
   const rows: BrowserBenchRow[] = [];
@@ -84,7 +88,7 @@ export async function runBrowserBench(options: BrowserBenchOptions = {}): Promis
           screenshots,
         });
         return { pages: result.counts.archived, records: result.stats.records };
-      });
+      }, sampleMs);
       rows.push({
         case: name,
         contexts: n,
@@ -124,6 +128,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     ...(arg('--contexts') ? { contexts: arg('--contexts')!.split(',').map(Number) } : {}),
     ...(arg('--chromium') ? { chromiumPath: arg('--chromium')! } : {}),
     screenshots: process.argv.includes('--screenshots'),
+    ...(arg('--sample-ms') ? { sampleMs: Number(arg('--sample-ms')) } : {}),
   });
   process.stdout.write(`${formatBrowserBench(rows)}\n`);
 }
