@@ -122,7 +122,7 @@ class CdpRecorder {
   #responseExtra = new Map<string, (string | undefined)[]>();
   #remote = new Map<string, string>();
   #work = new Set<Promise<void>>();
-  /** Request ids seen in this epoch, and in earlier ones (whose events are ignored). */
+  /** Request ids (network and Fetch) seen in this epoch, and in earlier ones or between captures (ignored). */
   #seen = new Set<string>();
   #stale = new Set<string>();
   blocked: { url: string; reason: string }[] = [];
@@ -167,6 +167,8 @@ class CdpRecorder {
     const r = new CdpRecorder(cdp, opts);
     const touch = (): void => r.#touch();
     cdp.on('Network.requestWillBeSent', (e) => {
+      // A request that starts between captures (e.g. a beacon on the old page's pagehide) stays stale.
+      if (r.#stopped) r.#stale.add(e.requestId);
       if (r.#stopped || !r.#current(e.requestId)) return;
       r.#seen.add(e.requestId);
       r.#inFlight.add(e.requestId);
@@ -222,7 +224,13 @@ class CdpRecorder {
   async #onPaused(e: Paused): Promise<void> {
     const cdp = this.#cdp;
     // Between captures, or a straggler of the previous page: scope still applies, nothing is recorded.
-    const record = !this.#stopped && this.#current(e.networkId);
+    // Keyed by both ids: a beacon sent as the old page unloads has a Fetch id but no network id.
+    if (this.#stopped) {
+      if (e.networkId !== undefined) this.#stale.add(e.networkId);
+      this.#stale.add(e.requestId);
+    }
+    const record = !this.#stopped && this.#current(e.networkId) && this.#current(e.requestId);
+    if (record) this.#seen.add(e.requestId);
     if (e.responseStatusCode === undefined && e.responseErrorReason === undefined) {
       const blocked = this.blocked;
       const reason = await this.#opts.allowRequest(e.request.url).catch((err: unknown) => errorMessage(err));
@@ -249,7 +257,7 @@ class CdpRecorder {
         // No body to give (e.g. a redirect, HEAD, 204): record the head alone.
       }
     }
-    if (this.#stopped || !this.#current(e.networkId)) {
+    if (this.#stopped || !this.#current(e.networkId) || !this.#current(e.requestId)) {
       await cdp.send('Fetch.continueRequest', { requestId: e.requestId });
       return;
     }
