@@ -22,8 +22,13 @@ import { ScopeGuard } from './scope-guard.js';
  * media, the media they found), then upload and `done`, or give back what failed.
  */
 
-export /** IDs of `ranges` that are final in the shard at `dir`. */
-function finishedIn(dir: string, ranges: RangeSet): RangeSet {
+/**
+ * IDs of `ranges` that are final in the shard at `dir`. With `waitForMedia` (a post item that
+ * fetches its media itself), an ID whose media are still queued is not finished yet: reported
+ * finished, it would leave the remainder without it, and a node killed before fetching them (its
+ * lease then handed on) would lose those media for good.
+ */
+export function finishedIn(dir: string, ranges: RangeSet, options: { waitForMedia?: boolean } = {}): RangeSet {
   let db: ShardDb;
   try {
     db = new ShardDb(join(dir, 'shard.sqlite'));
@@ -31,7 +36,9 @@ function finishedIn(dir: string, ranges: RangeSet): RangeSet {
     return new RangeSet();
   }
   try {
-    return new RangeSet(db.finalRanges()).intersect(ranges);
+    const final = new RangeSet(db.finalRanges()).intersect(ranges);
+    if (!options.waitForMedia) return final;
+    return final.subtract(db.postsWithQueuedMedia().map((id) => ({ start: id, end: id })));
   } finally {
     db.close();
   }
@@ -51,7 +58,7 @@ export async function crawlItem(
     queueMediaItem({ dir, urls: item.urls ?? [], profile, allowPrivateNetwork: opts.allowPrivateNetwork ?? false, log });
   }
   // Post IDs final in the shard, or a media item's seqs whose URL is final.
-  const progress = (): RangeSet => (media ? mediaFinished(dir, item.urls ?? []) : finishedIn(dir, item.ranges));
+  const progress = (): RangeSet => (media ? mediaFinished(dir, item.urls ?? []) : finishedIn(dir, item.ranges, { waitForMedia: !item.media.collect }));
   // A post item of a project that collects media reports them before (or with) their IDs.
   const reporter = !media && item.media.collect ? new MediaReporter({ client, leaseId: item.leaseId, dir, inline: item.media.inline, scope: reportScope(item, profile, opts) }) : undefined;
   let finished = progress();
@@ -62,7 +69,7 @@ export async function crawlItem(
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   let beating: Promise<void> = Promise.resolve();
   const beat = (): void => {
-    const snapshot = media ? progress() : finished;
+    const snapshot = media || !reporter ? progress() : finished;
     beating = beating.then(async () => {
       try {
         if (reporter) await reporter.report(snapshot);
@@ -128,7 +135,7 @@ export async function crawlItem(
   const finishedAnyway = diskFull && !opts.signal?.aborted && !media && item.ranges.subtract(progress()).isEmpty;
   if (controller.signal.aborted && !finishedAnyway) {
     // Ctrl-C: the release may name only IDs whose media the tracker holds.
-    if (!reporter) return { interrupted: true, finished, counts, diskFull };
+    if (!reporter) return { interrupted: true, finished: progress(), counts, diskFull };
     await reporter.report(finished).catch((err: unknown) => log.log('warn', `could not report the media of item ${item.id} (${errorMessage(err)})`));
     return { interrupted: true, finished: reporter.acked, counts, diskFull };
   }

@@ -149,7 +149,7 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
       // Still ours? A heartbeat with what the shard already finished tells (and extends the lease).
       // A post item whose media go to the tracker names no IDs here: their media are reported first, by crawlItem.
       const itemDir = join(opts.outDir, 'items', String(item.id));
-      const resumed = item.kind === 'media' ? mediaFinished(itemDir, item.urls ?? []) : item.media.collect ? new RangeSet() : finishedIn(itemDir, item.ranges);
+      const resumed = item.kind === 'media' ? mediaFinished(itemDir, item.urls ?? []) : item.media.collect ? new RangeSet() : finishedIn(itemDir, item.ranges, { waitForMedia: true });
       try {
         await client.heartbeat(item.leaseId, resumed);
         log.log('info', `resuming item ${item.id} on lease ${item.leaseId}`);

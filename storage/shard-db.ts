@@ -248,6 +248,14 @@ export class ShardDb {
     yield* stmt.iterate();
   }
 
+  /** Posts whose media (queued under them) are still to be fetched: a node reports such an ID finished only once they are. */
+  postsWithQueuedMedia(): number[] {
+    return this.#db
+      .prepare<[], { id: number }>(`SELECT DISTINCT post_id AS id FROM urls WHERE state = 'queued' AND post_id IS NOT NULL`)
+      .all()
+      .map((r) => r.id);
+  }
+
   counts(): Record<IdStatus, number> {
     const out = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 } as Record<IdStatus, number>;
     for (const r of this.#db.prepare<[], { status: IdStatus; n: number }>('SELECT status, COUNT(*) AS n FROM ids GROUP BY status').all()) {
