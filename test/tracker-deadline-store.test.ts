@@ -1,23 +1,18 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
 import { projectDeadline, reportSpanMs } from '../tracker/deadline.js';
 import { type ClaimOptions, type DoneStats, type ItemStore, type Lease } from '../tracker/item-store.js';
-import { PostgresItemStore } from '../tracker/postgres-store.js';
 import { SqliteItemStore } from '../tracker/sqlite-store.js';
-import { isPgReachable } from './fixtures/environment.js';
+import { describeWithPostgres, pgStores } from './fixtures/pg-stores.js';
 
 /**
  * Issue 14: the claim order under a deadline (kinds in value-per-byte order, newest first within
  * a kind) and the per-kind work the projection reads, on both stores (one contract).
  */
 
-const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
-const requireAll = process.env.LIFEBOAT_REQUIRE_ALL === '1';
-const pgReachable = await isPgReachable(PG_URL);
 const LEASE_MS = 60_000;
 const T0 = 1_700_000_000_000;
 const r = (start: number, end: number) => new RangeSet([{ start, end }]);
@@ -163,24 +158,8 @@ describe('SqliteItemStore deadline contract', () => {
   });
 });
 
-describe.skipIf(!pgReachable && !requireAll)('PostgresItemStore deadline contract', () => {
-  // Registered only when PostgreSQL is away (and LIFEBOAT_REQUIRE_ALL=1 keeps the suite): a normal run reports no skip.
-  if (!pgReachable) {
-    it('needs PostgreSQL at 127.0.0.1:5432 (LIFEBOAT_REQUIRE_ALL=1)', () => {
-      throw new Error(`PostgreSQL is not reachable at ${PG_URL}`);
-    });
-  }
-  const schema = `lb_deadline_${process.pid}_${Date.now().toString(36)}`;
-  beforeAll(() => undefined);
-  afterAll(async () => {
-    const client = new pg.Client({ connectionString: PG_URL });
-    await client.connect();
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await client.end();
-  });
-  deadlineContract(async (project) => {
-    const s = new PostgresItemStore({ connectionString: PG_URL, project, schema, maxConnections: 4 });
-    await s.init();
-    return s;
-  });
+describeWithPostgres('PostgresItemStore deadline contract', () => {
+  const stores = pgStores('lb_deadline');
+  afterAll(() => stores.teardown());
+  deadlineContract((project) => stores.open(project));
 });

@@ -2,15 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
 import { LeaseError } from '../tracker/errors.js';
 import { type DoneStats, type ItemStore, type Lease, packItems } from '../tracker/item-store.js';
 import { type ReportedMedia, SeenUrls, mediaKindOf, mediaUrlHash, normaliseMediaUrl } from '../tracker/media-urls.js';
-import { PostgresItemStore } from '../tracker/postgres-store.js';
 import { SqliteItemStore } from '../tracker/sqlite-store.js';
-import { isPgReachable } from './fixtures/environment.js';
+import { describeWithPostgres, pgStores } from './fixtures/pg-stores.js';
 
 /**
  * Issue 13: the project-wide media URL table and media items, one contract on both stores —
@@ -18,9 +16,6 @@ import { isPgReachable } from './fixtures/environment.js';
  * heartbeats, remainder handover, done idempotence and stale-lease refusal, and priorities.
  */
 
-const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
-const requireAll = process.env.LIFEBOAT_REQUIRE_ALL === '1';
-const pgReachable = await isPgReachable(PG_URL);
 
 const LEASE_MS = 60_000;
 const T0 = 1_700_000_000_000;
@@ -267,29 +262,6 @@ describe('SqliteItemStore media contract', () => {
   });
 });
 
-describe.skipIf(!pgReachable && !requireAll)('PostgresItemStore media contract', () => {
-  // Registered only when PostgreSQL is away (and LIFEBOAT_REQUIRE_ALL=1 keeps the suite): a normal run reports no skip.
-  if (!pgReachable) {
-    it('needs PostgreSQL at 127.0.0.1:5432 (LIFEBOAT_REQUIRE_ALL=1)', () => {
-      throw new Error(`PostgreSQL is not reachable at ${PG_URL}`);
-    });
-  }
-  mediaContract(async () => {
-    const schema = `lb_media_${process.pid}_${Date.now().toString(36)}`;
-    const make = async (project: string) => {
-      const s = new PostgresItemStore({ connectionString: PG_URL, project, schema, maxConnections: 4 });
-      await s.init();
-      return s;
-    };
-    return {
-      open: make,
-      openMany: async (project, n) => Promise.all(Array.from({ length: n }, () => make(project))),
-      teardown: async () => {
-        const client = new pg.Client({ connectionString: PG_URL });
-        await client.connect();
-        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        await client.end();
-      },
-    };
-  });
+describeWithPostgres('PostgresItemStore media contract', () => {
+  mediaContract(async () => pgStores('lb_media'));
 });
