@@ -6,15 +6,15 @@
  */
 export const GROUPS = {
   'group-commit': {
-    mutate: ['storage/group-commit.ts', 'storage/shard-recorder.ts'],
+    mutate: ['storage/shard/group-commit.ts', 'storage/shard/shard-recorder.ts'],
     tests: ['test/durability.test.ts', 'test/shard-recorder.test.ts', 'test/revisit.test.ts'],
   },
   'warc-repair': {
-    mutate: ['storage/warc-repair.ts'],
+    mutate: ['storage/warc/warc-repair.ts'],
     tests: ['test/warc-repair.test.ts', 'test/merge.test.ts'],
   },
   merge: {
-    mutate: ['storage/merge-db.ts', 'storage/merge-output.ts'],
+    mutate: ['storage/curate/merge-db.ts', 'storage/curate/merge-output.ts'],
     tests: ['test/merge-dedupe.test.ts', 'test/merge-records.test.ts', 'test/merge.test.ts'],
   },
   upload: {
@@ -22,19 +22,19 @@ export const GROUPS = {
     tests: ['test/upload-verify.test.ts', 'test/upload-ia.test.ts', 'test/upload-s3.test.ts'],
   },
   'scope-guard': {
-    mutate: ['crawler/scope-guard.ts'],
+    mutate: ['crawler/fetch/scope-guard.ts'],
     tests: ['test/scope-guard.test.ts'],
   },
   'host-limiter': {
-    mutate: ['crawler/host-limiter.ts'],
+    mutate: ['crawler/fetch/host-limiter.ts'],
     tests: ['test/host-limiter.test.ts', 'test/host-limiter-details.test.ts'],
   },
   'warc-writer': {
-    mutate: ['storage/warc-writer.ts'],
+    mutate: ['storage/warc/warc-writer.ts'],
     tests: ['test/warc-writer.test.ts', 'test/warc-writer-paths.test.ts', 'test/warc-repair.test.ts', 'test/durability.test.ts', 'test/warc-compress.test.ts', 'test/warc-reader.test.ts', 'test/merge-dedupe.test.ts', 'test/revisit.test.ts'],
   },
   'tracker-stores': {
-    mutate: ['tracker/sqlite-store.ts', 'tracker/postgres-store.ts'],
+    mutate: ['tracker/store/sqlite-store.ts', 'tracker/store/postgres-store.ts'],
     tests: ['test/tracker-store.test.ts', 'test/tracker-media-store.test.ts'],
   },
 };

@@ -1,6 +1,6 @@
 /**
  * The one backoff of lifeboat: full-jitter exponential, used by the crawl's retry loop
- * (crawler/retry-policy.ts) and by uploads (storage/upload/), each with its own constants.
+ * (crawler/fetch/retry-policy.ts) and by uploads (storage/upload/), each with its own constants.
  */
 export interface BackoffOptions {
   /** Upper bound of the first attempt's delay. Default 1,000 ms. */

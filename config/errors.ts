@@ -1,6 +1,6 @@
 /**
  * Error classes with a stable `code` and a policy. Library code throws these; only the CLI
- * turns them into exit codes (see scripts/cli.ts).
+ * turns them into exit codes (see scripts/cli/cli.ts).
  *
  * - `retry`: a transient failure; try the same work again later (with backoff).
  * - `give-up`: this unit of work (an ID, a URL) cannot succeed; record it and go on.

@@ -5,9 +5,9 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BandwidthCap } from '../crawler/bandwidth-cap.js';
-import { HttpCapturer } from '../crawler/http-capture.js';
-import type { Capture } from '../storage/capture.js';
+import { BandwidthCap } from '../crawler/fetch/bandwidth-cap.js';
+import { HttpCapturer } from '../crawler/fetch/http-capture.js';
+import type { Capture } from '../storage/warc/capture.js';
 
 /** Issue 14: `--max-bandwidth`, one budget over every body read of a crawl part. */
 

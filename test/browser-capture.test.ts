@@ -11,13 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../config/errors.js';
 import { createLogger } from '../config/logger.js';
 import { loadProfile, type Profile } from '../config/profile.js';
-import { CHROMIUM_ARGS } from '../crawler/browser-pool.js';
-import { responseHeadFor } from '../crawler/browser-capture.js';
-import { runCrawl, type CrawlOptions } from '../crawler/crawl.js';
+import { CHROMIUM_ARGS } from '../crawler/browser/browser-pool.js';
+import { responseHeadFor } from '../crawler/browser/browser-capture.js';
+import { runCrawl, type CrawlOptions } from '../crawler/run/crawl.js';
 import { RangeSet } from '../config/id-ranges.js';
-import { chromiumBrowserPids } from '../crawler/process-tree.js';
+import { chromiumBrowserPids } from '../scripts/bench/process-tree.js';
 import { CHROMIUM, describeWithChromium } from './fixtures/environment.js';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
 import { startCanary, type Canary } from './fixtures/canary.js';
 import { readWarcDir, type ReadRecord } from './fixtures/warc-records.js';
 

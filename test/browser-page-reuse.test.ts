@@ -7,8 +7,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BrowserPool } from '../crawler/browser-pool.js';
-import { capturePage, type BrowserCaptureResult } from '../crawler/browser-capture.js';
+import { BrowserPool } from '../crawler/browser/browser-pool.js';
+import { capturePage, type BrowserCaptureResult } from '../crawler/browser/browser-capture.js';
 import { CHROMIUM, describeWithChromium } from './fixtures/environment.js';
 
 const describeBrowser = describeWithChromium('browser-page-reuse');

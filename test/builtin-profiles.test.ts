@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
+import { main } from '../scripts/cli/cli.js';
 import { discoursePost, hackerNewsItem, lemmyPost, startDiscourseFixture, startHackerNewsFixture, startLemmyFixture } from './fixtures/api-servers.js';
 import { readWarcDir } from './fixtures/warc-records.js';
 

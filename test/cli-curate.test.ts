@@ -6,8 +6,8 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
+import { main } from '../scripts/cli/cli.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
 import { readWarcDir } from './fixtures/warc-records.js';
 
 const S3rver = createRequire(import.meta.url)('s3rver') as new (o: Record<string, unknown>) => { configureBuckets(): Promise<void>; callback(): http.RequestListener };

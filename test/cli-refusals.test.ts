@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closest } from '../config/schema-issue.js';
-import { main } from '../scripts/cli.js';
-import { TrackerClient, type TrackerRetry } from '../tracker/client.js';
-import { TrackerUnavailableError } from '../tracker/errors.js';
+import { main } from '../scripts/cli/cli.js';
+import { TrackerClient, type TrackerRetry } from '../tracker/client/client.js';
+import { TrackerUnavailableError } from '../tracker/client/errors.js';
 
 /** Refusals and failures say why, on one line, with the right exit code (issue 10 §4). */
 
@@ -151,8 +151,8 @@ describe('failed IDs: the summary and status say why', () => {
     const projectFile = join(tmp, 'failing-project.yaml');
     await writeFile(projectFile, `name: failing\nprofile: ${profile}\nitem_size: 9\nlease_secs: 60\nmin_client_version: 0.1.0\n`);
     const db = `sqlite:${join(tmp, 'failing-tracker.sqlite')}`;
-    const { seedCommand } = await import('../tracker/commands.js');
-    const { serveTracker } = await import('../tracker/server.js');
+    const { seedCommand } = await import('../tracker/server/commands.js');
+    const { serveTracker } = await import('../tracker/server/server.js');
     await seedCommand({ db, project: 'failing', ids: '1-9', itemSize: 9, create: true });
     const tracker = await serveTracker({ projectFile, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-refusals-test' }, logger: false });
     try {
@@ -203,7 +203,7 @@ describe('the tracker, as a volunteer gets it wrong', () => {
     const closed = createNetServer();
     const port = await listen(closed);
     await new Promise<void>((done) => closed.close(() => done()));
-    const child = spawn(process.execPath, [resolve('dist/scripts/bin.js'), 'node', '--tracker', `http://127.0.0.1:${port}`, '--nick', 'tired', '--out', join(tmp, 'node-down')], {
+    const child = spawn(process.execPath, [resolve('dist/scripts/cli/bin.js'), 'node', '--tracker', `http://127.0.0.1:${port}`, '--nick', 'tired', '--out', join(tmp, 'node-down')], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';

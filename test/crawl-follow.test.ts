@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
 import { createLogger, type LogEntry } from '../config/logger.js';
 import { loadProfile } from '../config/profile.js';
-import { discoverMaxId } from '../crawler/discover.js';
-import { followIds } from '../crawler/follow-ids.js';
-import { main } from '../scripts/cli.js';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
+import { discoverMaxId } from '../crawler/run/discover.js';
+import { followIds } from '../crawler/run/follow-ids.js';
+import { main } from '../scripts/cli/cli.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
 
 /** Issue 14: `crawl --ids 1-latest --follow [--until]` on one machine. */
 

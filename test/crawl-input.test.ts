@@ -3,9 +3,9 @@ import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
-import { verifyPaths } from '../storage/verify.js';
+import { main } from '../scripts/cli/cli.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { verifyPaths } from '../storage/curate/verify.js';
 import { expectComplete } from './fixtures/shard-check.js';
 
 async function run(args: string[]) {

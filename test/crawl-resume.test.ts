@@ -4,11 +4,11 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
-import { verifyPaths } from '../storage/verify.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { verifyPaths } from '../storage/curate/verify.js';
 import { expectComplete } from './fixtures/shard-check.js';
 
-const CLI = resolve('dist/scripts/cli.js');
+const CLI = resolve('dist/scripts/cli/cli.js');
 
 function runCli(args: string[], killAfterMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   return new Promise((done) => {

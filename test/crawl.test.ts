@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
+import { main } from '../scripts/cli/cli.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
 import { startCanary, type Canary } from './fixtures/canary.js';
 import { expectComplete } from './fixtures/shard-check.js';
 

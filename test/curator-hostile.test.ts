@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mergeShards } from '../storage/merge.js';
-import { verifyPaths } from '../storage/verify.js';
+import { mergeShards } from '../storage/curate/merge.js';
+import { verifyPaths } from '../storage/curate/verify.js';
 import { makeShard } from './fixtures/make-shard.js';
 
 /**

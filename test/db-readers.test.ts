@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codecSpecFromName, createCodec } from '../config/id-codec.js';
-import { mergeShards } from '../storage/merge.js';
-import { MergedDbReader } from '../storage/merge-db.js';
-import { ShardDbReader } from '../storage/shard-db-read.js';
+import { mergeShards } from '../storage/curate/merge.js';
+import { MergedDbReader } from '../storage/curate/merge-db.js';
+import { ShardDbReader } from '../storage/shard/shard-db-read.js';
 import { makeShard, statusFor } from './fixtures/make-shard.js';
 
 /** The read modules of the two databases, on a real shard (make-shard.ts) and its merge. */

@@ -1,8 +1,8 @@
 import { gunzipSync } from 'node:zlib';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { demoContent, startDemoPlatform, type ChaosKind, type DemoPlatform } from '../scripts/demo-platform.js';
-import { DemoServerUsageError, parseDemoServerArgs } from '../scripts/demo-server.js';
+import { demoContent, startDemoPlatform, type ChaosKind, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { DemoServerUsageError, parseDemoServerArgs } from '../scripts/demo/demo-server.js';
 import {
   DISCOURSE_FORBIDDEN,
   DISCOURSE_NOT_FOUND,

@@ -5,16 +5,16 @@ import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
-import { acquireDirLock, DirInUseError, LOCK_FILE, lockHolder, processStartTime } from '../storage/dir-lock.js';
-import { verifyPaths } from '../storage/verify.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { acquireDirLock, DirInUseError, LOCK_FILE, lockHolder, processStartTime } from '../storage/shard/dir-lock.js';
+import { verifyPaths } from '../storage/curate/verify.js';
 import { UploadLedger } from '../storage/upload/ledger.js';
-import { mergeShards } from '../storage/merge.js';
-import { runNode } from '../crawler/node-loop.js';
+import { mergeShards } from '../storage/curate/merge.js';
+import { runNode } from '../node/loop.js';
 import { createLogger } from '../config/logger.js';
 import { expectComplete } from './fixtures/shard-check.js';
 
-const CLI = resolve('dist/scripts/cli.js');
+const CLI = resolve('dist/scripts/cli/cli.js');
 
 interface Run {
   child: ChildProcess;
@@ -43,7 +43,7 @@ async function untilWriting(dir: string, pid: number, run: Run): Promise<void> {
   }
 }
 
-describe('the directory lock (storage/dir-lock.ts)', () => {
+describe('the directory lock (storage/shard/dir-lock.ts)', () => {
   let tmp: string;
   beforeAll(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'lifeboat-lock-'));

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
+import { main } from '../scripts/cli/cli.js';
 
 /** Issue 11 §4: a disk that is already full when the crawl starts gets the same clear message as mid-crawl. */
 let tmp: string;

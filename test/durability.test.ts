@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StorageError } from '../config/errors.js';
-import { GroupCommit } from '../storage/group-commit.js';
-import { ShardDb } from '../storage/shard-db.js';
-import { WarcWriter } from '../storage/warc-writer.js';
+import { GroupCommit } from '../storage/shard/group-commit.js';
+import { ShardDb } from '../storage/shard/shard-db.js';
+import { WarcWriter } from '../storage/warc/warc-writer.js';
 import { httpCapture } from './fixtures/http-capture.js';
 
 // DESIGN.md §7: an ID becomes final only in the transaction that follows the fsync covering its

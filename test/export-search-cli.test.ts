@@ -2,8 +2,8 @@ import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
-import type { SearchHit } from '../storage/post-search.js';
+import { main } from '../scripts/cli/cli.js';
+import type { SearchHit } from '../storage/curate/post-search.js';
 import { makeShard, statusFor } from './fixtures/make-shard.js';
 
 /**

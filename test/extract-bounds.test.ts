@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jsonNesting, ValueBounder } from '../crawler/extract-bounds.js';
+import { jsonNesting, ValueBounder } from '../crawler/extract/extract-bounds.js';
 
 const limits = { maxFieldDepth: 4, maxFieldChars: 10, maxFieldValues: 20 };
 

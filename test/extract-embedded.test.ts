@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { encodePath, fillTemplate, parseProfile } from '../config/profile.js';
-import { extractLimits } from '../crawler/extract-bounds.js';
-import { extract, resolveUrls } from '../crawler/extract.js';
-import { MAX_MARKDOWN_CHARS } from '../crawler/markdown-urls.js';
+import { extractLimits } from '../crawler/extract/extract-bounds.js';
+import { extract, resolveUrls } from '../crawler/extract/extract.js';
+import { MAX_MARKDOWN_CHARS } from '../crawler/extract/markdown-urls.js';
 import { httpCapture } from './fixtures/http-capture.js';
 
 /** A profile with one JSON capture and these extract rules (YAML flow), validated the real way. */

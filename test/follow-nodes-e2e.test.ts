@@ -5,17 +5,17 @@ import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadProfile } from '../config/profile.js';
-import { discoverMaxId } from '../crawler/discover.js';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
-import { statusCommand } from '../tracker/commands.js';
-import { serveTracker, type RunningTracker } from '../tracker/server.js';
+import { discoverMaxId } from '../crawler/run/discover.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { statusCommand } from '../tracker/server/commands.js';
+import { serveTracker, type RunningTracker } from '../tracker/server/server.js';
 
 /**
  * Issue 14: a platform that grows while volunteer nodes (the CLI, in child processes) crawl it
  * through a tracker that follows it; one node is killed with -9 mid-item and started again.
  * Every ID up to the final highest ends final in exactly one shard.
  */
-const CLI = resolve('dist/scripts/cli.js');
+const CLI = resolve('dist/scripts/cli/cli.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('a followed platform, 2 nodes, one killed with -9', () => {

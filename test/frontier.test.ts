@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
-import { Frontier, type FrontierSource } from '../crawler/frontier.js';
+import { Frontier, type FrontierSource } from '../crawler/run/frontier.js';
 
 // The frontier alone, over an in-memory source shaped like the shard's (ShardRecorder.frontierSource).
 

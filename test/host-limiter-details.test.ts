@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { HostLimiter } from '../crawler/host-limiter.js';
+import { HostLimiter } from '../crawler/fetch/host-limiter.js';
 
 // The host limiter's finer promises, each found unguarded by the mutation run (TESTING.md):
 // the default burst, option messages, what "the rate the host really got" means over time,

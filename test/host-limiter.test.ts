@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InputError } from '../config/errors.js';
-import { HostLimiter } from '../crawler/host-limiter.js';
+import { HostLimiter } from '../crawler/fetch/host-limiter.js';
 
 // Fake timers drive both the limiter's clock (Date.now) and its sleeps (setTimeout): no real waits.
 beforeEach(() => {

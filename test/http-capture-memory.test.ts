@@ -10,8 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HttpCapturer } from '../crawler/http-capture.js';
-import { sha1Label } from '../storage/capture.js';
+import { HttpCapturer } from '../crawler/fetch/http-capture.js';
+import { sha1Label } from '../storage/warc/capture.js';
 
 const KB = 1024;
 let tmp: string;

@@ -37,7 +37,7 @@ describe('the packed and installed command', () => {
   let app: string;
   let tarball: string;
   beforeAll(async () => {
-    expect(existsSync(join(ROOT, 'dist/scripts/bin.js')), 'run `npm run build` first').toBe(true);
+    expect(existsSync(join(ROOT, 'dist/scripts/cli/bin.js')), 'run `npm run build` first').toBe(true);
     tmp = await mkdtemp(join(tmpdir(), 'lifeboat-installed-'));
     const packed = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', tmp], ROOT);
     expect(packed.code, packed.stderr).toBe(0);
@@ -68,7 +68,7 @@ describe('the packed and installed command', () => {
   it('ships the compiled CLI, its profiles and the README, and no tests or CI files', async () => {
     const listed = await run('tar', ['-tzf', tarball], tmp);
     const files = listed.stdout.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
-    expect(files).toContain('dist/scripts/bin.js');
+    expect(files).toContain('dist/scripts/cli/bin.js');
     expect(files).toContain('dist/config/profiles/demo.yaml');
     expect(files).toContain('README.md');
     expect(files.filter((f) => /^(test|\.ci)\//.test(f) || f.endsWith('.ts') || f.endsWith('.map'))).toEqual([]);

@@ -1,6 +1,6 @@
 import { query } from 'jsonpath-rfc9535';
 import { describe, expect, it } from 'vitest';
-import { jsonPathQuery } from '../crawler/json-path.js';
+import { jsonPathQuery } from '../crawler/extract/json-path.js';
 
 const docs: unknown[] = [
   { id: 1, author: { handle: 'a', avatar_url: '/x.png' }, media: [{ url: 'u1' }, { url: 'u2' }, { type: 'video' }], reply_to: null, kids: [5, 6, 7] },

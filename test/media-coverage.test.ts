@@ -2,9 +2,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
-import { ShardDb } from '../storage/shard-db.js';
-import { SqliteItemStore } from '../tracker/sqlite-store.js';
+import { main } from '../scripts/cli/cli.js';
+import { ShardDb } from '../storage/shard/shard-db.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
 import { makeShard } from './fixtures/make-shard.js';
 
 /**

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { CHROMIUM_ARGS } from '../crawler/browser-pool.js';
+import { CHROMIUM_ARGS } from '../crawler/browser/browser-pool.js';
 import { cli, crawl, readShard } from './fixtures/crawl-run.js';
 import { CHROMIUM, chromiumMissingReason, requireAll } from './fixtures/environment.js';
 import { describeWithMediaWiki, mediawikiMissingReason, png, startMediaWiki, uploadImages, type Wiki } from './fixtures/mediawiki.js';

@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mergeShards } from '../storage/merge.js';
-import { verifyPaths } from '../storage/verify.js';
-import { sha1Of } from '../storage/warc-record.js';
-import { readWarc } from '../storage/warc-reader.js';
-import { WarcWriter } from '../storage/warc-writer.js';
+import { mergeShards } from '../storage/curate/merge.js';
+import { verifyPaths } from '../storage/curate/verify.js';
+import { sha1Of } from '../storage/warc/warc-record.js';
+import { readWarc } from '../storage/warc/warc-reader.js';
+import { WarcWriter } from '../storage/warc/warc-writer.js';
 import { httpCapture } from './fixtures/http-capture.js';
 
 // Merge keeps one copy per (URL, payload) — never fewer. Different URLs may share a payload

@@ -3,8 +3,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mergeShards } from '../storage/merge.js';
-import { verifyPaths } from '../storage/verify.js';
+import { mergeShards } from '../storage/curate/merge.js';
+import { verifyPaths } from '../storage/curate/verify.js';
 import { makeShard } from './fixtures/make-shard.js';
 
 /** Every file under `dir` (recursively) with its size and sha256: a tree's fingerprint. */

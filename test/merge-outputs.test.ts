@@ -8,10 +8,10 @@ import { promisify } from 'node:util';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
-import { mergeShards } from '../storage/merge.js';
-import { readManifest } from '../storage/shard-manifest.js';
-import { verifyPaths } from '../storage/verify.js';
+import { main } from '../scripts/cli/cli.js';
+import { mergeShards } from '../storage/curate/merge.js';
+import { readManifest } from '../storage/shard/shard-manifest.js';
+import { verifyPaths } from '../storage/curate/verify.js';
 import { makeShard } from './fixtures/make-shard.js';
 import { decodePayload, readWarcDir } from './fixtures/warc-records.js';
 

@@ -10,11 +10,11 @@ import { WARCParser } from 'warcio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCodec } from '../config/id-codec.js';
 import { parseRanges, RangeSet } from '../config/id-ranges.js';
-import { mergeShards } from '../storage/merge.js';
-import { verifyPaths } from '../storage/verify.js';
-import { readWarc, type ReadRecord } from '../storage/warc-reader.js';
-import { warcDate } from '../storage/warc-record.js';
-import { repairOpenWarcs } from '../storage/warc-repair.js';
+import { mergeShards } from '../storage/curate/merge.js';
+import { verifyPaths } from '../storage/curate/verify.js';
+import { readWarc, type ReadRecord } from '../storage/warc/warc-reader.js';
+import { warcDate } from '../storage/warc/warc-record.js';
+import { repairOpenWarcs } from '../storage/warc/warc-repair.js';
 import { makeShard, pageBody, statusFor } from './fixtures/make-shard.js';
 
 const run = promisify(execFile);

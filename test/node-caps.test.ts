@@ -3,11 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../config/logger.js';
-import { NodeCaps, dirBytes, freeUploadedWarcs, markUploaded } from '../crawler/node-caps.js';
-import { runNode } from '../crawler/node-loop.js';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
-import { seedCommand, statusCommand } from '../tracker/commands.js';
-import { serveTracker, type RunningTracker } from '../tracker/server.js';
+import { NodeCaps, dirBytes, freeUploadedWarcs, markUploaded } from '../crawler/run/caps.js';
+import { runNode } from '../node/loop.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { seedCommand, statusCommand } from '../tracker/server/commands.js';
+import { serveTracker, type RunningTracker } from '../tracker/server/server.js';
 
 /** Issue 14: a volunteer's --max-disk and --max-hours. */
 

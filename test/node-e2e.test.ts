@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedCommand, statusCommand } from '../tracker/commands.js';
-import { serveTracker, type RunningTracker } from '../tracker/server.js';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
-import { verifyPaths } from '../storage/verify.js';
+import { seedCommand, statusCommand } from '../tracker/server/commands.js';
+import { serveTracker, type RunningTracker } from '../tracker/server/server.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { verifyPaths } from '../storage/curate/verify.js';
 
-const CLI = resolve('dist/scripts/cli.js');
+const CLI = resolve('dist/scripts/cli/cli.js');
 const POSTS = 1200;
 const NODES = 8;
 

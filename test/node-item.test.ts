@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
-import { finishedIn } from '../crawler/node-item.js';
-import { ShardDb } from '../storage/shard-db.js';
+import { finishedIn } from '../node/item.js';
+import { ShardDb } from '../storage/shard/shard-db.js';
 
 // Regression: a node reported a post finished while its media were still queued; killed then, with
 // its lease handed on, the remainder left that post out and its media were never fetched by anyone

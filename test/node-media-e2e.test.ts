@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../config/logger.js';
-import { runNode } from '../crawler/node-loop.js';
-import { main } from '../scripts/cli.js';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
-import { verifyPaths } from '../storage/verify.js';
-import { seedCommand } from '../tracker/commands.js';
-import { type RunningTracker, serveTracker } from '../tracker/server.js';
+import { runNode } from '../node/loop.js';
+import { main } from '../scripts/cli/cli.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { verifyPaths } from '../storage/curate/verify.js';
+import { seedCommand } from '../tracker/server/commands.js';
+import { type RunningTracker, serveTracker } from '../tracker/server/server.js';
 import { startCanary, type Canary } from './fixtures/canary.js';
 
 /**

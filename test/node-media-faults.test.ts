@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
-import { verifyPaths } from '../storage/verify.js';
-import { type RunningTracker, serveTracker } from '../tracker/server.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { verifyPaths } from '../storage/curate/verify.js';
+import { type RunningTracker, serveTracker } from '../tracker/server/server.js';
 
 /**
  * Issue 13 faults: a node killed with -9 in the middle of a media item and started again
@@ -15,7 +15,7 @@ import { type RunningTracker, serveTracker } from '../tracker/server.js';
  * URL archived once.
  */
 
-const CLI = resolve('dist/scripts/cli.js');
+const CLI = resolve('dist/scripts/cli/cli.js');
 let platform: DemoPlatform;
 let tracker: RunningTracker;
 let tmp: string;
@@ -104,7 +104,7 @@ describe('a node killed mid-media-item (issue 13)', () => {
     const project = join(tmp, 'posts.yaml');
     await writeFile(project, 'name: posts-killed\nprofile: demo\nitem_size: 60\nlease_secs: 60\n');
     const db = `sqlite:${join(tmp, 'posts.sqlite')}`;
-    const { seedCommand } = await import('../tracker/commands.js');
+    const { seedCommand } = await import('../tracker/server/commands.js');
     await seedCommand({ db, project: 'posts-killed', ids: '1-60', itemSize: 60, create: true });
     const t = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-media-faults' }, logger: false });
     try {

@@ -5,15 +5,15 @@ import Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
-import { MediaReporter, reportChunks } from '../crawler/node-media.js';
-import { ScopeGuard } from '../crawler/scope-guard.js';
-import { ShardDb } from '../storage/shard-db.js';
-import { TrackerClient } from '../tracker/client.js';
-import { TrackerRequestError } from '../tracker/errors.js';
-import { packItems } from '../tracker/item-store.js';
-import { parseProject } from '../tracker/project.js';
-import { buildTrackerApp } from '../tracker/server.js';
-import { SqliteItemStore } from '../tracker/sqlite-store.js';
+import { MediaReporter, reportChunks } from '../node/media.js';
+import { ScopeGuard } from '../crawler/fetch/scope-guard.js';
+import { ShardDb } from '../storage/shard/shard-db.js';
+import { TrackerClient } from '../tracker/client/client.js';
+import { TrackerRequestError } from '../tracker/client/errors.js';
+import { packItems } from '../tracker/store/item-store.js';
+import { parseProject } from '../tracker/store/project.js';
+import { buildTrackerApp } from '../tracker/server/server.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
 
 /**
  * Issue 13: a post item's media reach the tracker before, or with, the IDs they came from — a

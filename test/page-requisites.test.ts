@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { parseHtmlBounded } from '../crawler/html-extract.js';
-import { cssReferences, pageRequisites, srcsetUrls } from '../crawler/page-requisites.js';
-import { extract } from '../crawler/extract.js';
-import { Requisites } from '../crawler/requisites.js';
-import { extractLimits } from '../crawler/extract-bounds.js';
+import { parseHtmlBounded } from '../crawler/extract/html-extract.js';
+import { cssReferences, pageRequisites, srcsetUrls } from '../crawler/extract/page-requisites.js';
+import { extract } from '../crawler/extract/extract.js';
+import { Requisites } from '../crawler/extract/requisites.js';
+import { extractLimits } from '../crawler/extract/extract-bounds.js';
 import { parseProfile } from '../config/profile.js';
 import { httpCapture } from './fixtures/http-capture.js';
 

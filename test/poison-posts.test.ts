@@ -11,11 +11,11 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../config/logger.js';
 import { loadProfile } from '../config/profile.js';
-import { runCrawl } from '../crawler/crawl.js';
-import { parseHtmlBounded } from '../crawler/html-extract.js';
+import { runCrawl } from '../crawler/run/crawl.js';
+import { parseHtmlBounded } from '../crawler/extract/html-extract.js';
 import { createCodec } from '../config/id-codec.js';
 import { parseRanges } from '../config/id-ranges.js';
-import { hostileCrawl, runCli } from '../scripts/reliability-scenarios.js';
+import { hostileCrawl, runCli } from '../scripts/soak/reliability-scenarios.js';
 import { faultProfile, poison, poisonRoute, startHostileServer, type Plan, type Route } from './fixtures/hostile-server.js';
 import { readWarcDir } from './fixtures/warc-records.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { progressLine, progressReporter } from '../scripts/cli-io.js';
-import { CrawlStats } from '../crawler/crawl-stats.js';
+import { progressLine, progressReporter } from '../scripts/cli/cli-io.js';
+import { CrawlStats } from '../crawler/fetch/crawl-stats.js';
 
 /** The live progress line (issue 10 §6): never wraps, shows retries, says when it is stopping. */
 const busy = {

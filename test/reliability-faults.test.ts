@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HttpCapturer } from '../crawler/http-capture.js';
+import { HttpCapturer } from '../crawler/fetch/http-capture.js';
 import {
   CLI,
   coverage,
@@ -26,7 +26,7 @@ import {
   redirectRoute,
   trackerFaults,
   type Judgement,
-} from '../scripts/reliability-scenarios.js';
+} from '../scripts/soak/reliability-scenarios.js';
 import { isPgReachable } from './fixtures/environment.js';
 import { startHostileServer } from './fixtures/hostile-server.js';
 

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
+import { main } from '../scripts/cli/cli.js';
 
 // Retry-After end to end: a platform answers one request with 429 and `Retry-After: 3`. From the
 // platform's own request log: nothing arrives from the crawler for 3 seconds, then requests come

@@ -11,7 +11,7 @@ import {
   RETRYABLE_STATUSES,
   retrying,
   type AttemptOutcome,
-} from '../crawler/retry-policy.js';
+} from '../crawler/fetch/retry-policy.js';
 
 const withCode = (code: string): Error => Object.assign(new Error(code), { code });
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
+import { main } from '../scripts/cli/cli.js';
 import { readWarcDir } from './fixtures/warc-records.js';
 
 // Revisits in a plain HTTP crawl (no Chromium): every post's page redirects to one shared page,

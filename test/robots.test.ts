@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RetryableFetchError, ScopeError } from '../config/errors.js';
-import { RobotsPolicy, type RobotsResponse } from '../crawler/robots.js';
+import { RobotsPolicy, type RobotsResponse } from '../crawler/fetch/robots.js';
 
 const ROBOTS_TXT = `
 User-agent: *

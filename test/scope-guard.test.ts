@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Agent, buildConnector, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError, ScopeError } from '../config/errors.js';
-import { classifyAddress, ScopeGuard, type AddressClass } from '../crawler/scope-guard.js';
+import { classifyAddress, ScopeGuard, type AddressClass } from '../crawler/fetch/scope-guard.js';
 
 // No test here connects anywhere but 127.0.0.1: private and public addresses are judged by the
 // decision functions, and names that resolve to them go through an injected resolver.

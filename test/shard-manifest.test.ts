@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readManifest, writeManifest, type ShardManifest } from '../storage/shard-manifest.js';
+import { readManifest, writeManifest, type ShardManifest } from '../storage/shard/shard-manifest.js';
 import { listShardFiles } from '../storage/upload/shard-files.js';
 
 const root = mkdtempSync(join(tmpdir(), 'lifeboat-manifest-'));

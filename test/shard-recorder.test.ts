@@ -2,8 +2,8 @@ import { open, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ShardDb } from '../storage/shard-db.js';
-import { ShardRecorder } from '../storage/shard-recorder.js';
+import { ShardDb } from '../storage/shard/shard-db.js';
+import { ShardRecorder } from '../storage/shard/shard-recorder.js';
 import { httpCapture } from './fixtures/http-capture.js';
 
 // The ShardRecorder through its own API, on a real directory: WARC bytes are fsynced before the

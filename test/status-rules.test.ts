@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseProfile } from '../config/profile.js';
-import { decideStatus, fetchWithStatusRules, rateLimitBackoffMs, RateLimitGate } from '../crawler/status-rules.js';
+import { decideStatus, fetchWithStatusRules, rateLimitBackoffMs, RateLimitGate } from '../crawler/run/status-rules.js';
 
 const base = `name: t
 base_url: http://127.0.0.1:9

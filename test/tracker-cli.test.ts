@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
+import { main } from '../scripts/cli/cli.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-tracker-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

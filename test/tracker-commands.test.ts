@@ -5,10 +5,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../config/errors.js';
 import { createCodec } from '../config/id-codec.js';
 import { RangeSet } from '../config/id-ranges.js';
-import { duration, seedCommand, statusCommand } from '../tracker/commands.js';
-import { openItemStore } from '../tracker/open-store.js';
-import { compareVersions, loadProjectFile } from '../tracker/project.js';
-import { serveTracker } from '../tracker/server.js';
+import { duration, seedCommand, statusCommand } from '../tracker/server/commands.js';
+import { openItemStore } from '../tracker/store/open-store.js';
+import { compareVersions, loadProjectFile } from '../tracker/store/project.js';
+import { serveTracker } from '../tracker/server/server.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-tracker-cmd-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

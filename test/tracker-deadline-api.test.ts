@@ -4,10 +4,10 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TrackerClient } from '../tracker/client.js';
-import { parseProject } from '../tracker/project.js';
-import { buildTrackerApp } from '../tracker/server.js';
-import { SqliteItemStore } from '../tracker/sqlite-store.js';
+import { TrackerClient } from '../tracker/client/client.js';
+import { parseProject } from '../tracker/store/project.js';
+import { buildTrackerApp } from '../tracker/server/server.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
 
 /** Issue 14: a project with a deadline — newest first, countdown and projection in stats and metrics. */
 

@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
-import { projectDeadline, reportSpanMs } from '../tracker/deadline.js';
-import { type ClaimOptions, type DoneStats, type ItemStore, type Lease } from '../tracker/item-store.js';
-import { SqliteItemStore } from '../tracker/sqlite-store.js';
+import { projectDeadline, reportSpanMs } from '../tracker/store/deadline.js';
+import { type ClaimOptions, type DoneStats, type ItemStore, type Lease } from '../tracker/store/item-store.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
 import { describeWithPostgres, pgStores } from './fixtures/pg-stores.js';
 
 /**

@@ -4,12 +4,12 @@ import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadProfile } from '../config/profile.js';
-import { discoverMaxId } from '../crawler/discover.js';
-import { startDemoPlatform, type DemoPlatform } from '../scripts/demo-platform.js';
-import { FollowSeeder, type FollowLog } from '../tracker/follow.js';
-import { parseProject } from '../tracker/project.js';
-import { buildTrackerApp } from '../tracker/server.js';
-import { SqliteItemStore } from '../tracker/sqlite-store.js';
+import { discoverMaxId } from '../crawler/run/discover.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { FollowSeeder, type FollowLog } from '../tracker/server/follow.js';
+import { parseProject } from '../tracker/store/project.js';
+import { buildTrackerApp } from '../tracker/server/server.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
 
 /** Issue 14: a tracker project with `follow` seeds what a growing platform publishes. */
 
@@ -136,7 +136,7 @@ describe('claims of a followed project', () => {
     const app = await buildTrackerApp({ store, project, adminToken: 'x'.repeat(16), leaseMs: 60_000, rateLimit: { max: 1000, timeWindowMs: 60_000 }, expireEveryMs: 0, aliveEveryMs: 0, discoverMaxId: discover });
     const base = await app.listen({ port: 0, host: '127.0.0.1' });
     try {
-      const { TrackerClient } = await import('../tracker/client.js');
+      const { TrackerClient } = await import('../tracker/client/client.js');
       const node = new TrackerClient({ baseUrl: base, clientVersion: '0.1.0', retry: { maxAttempts: 2, baseDelayMs: 1 } });
       await node.register('f');
       let item = await node.claim();

@@ -1,5 +1,5 @@
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { CHROMIUM_ARGS } from '../crawler/browser-pool.js';
+import { CHROMIUM_ARGS } from '../crawler/browser/browser-pool.js';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -7,10 +7,10 @@ import { type Browser, chromium } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
-import { packItems } from '../tracker/item-store.js';
-import { parseProject } from '../tracker/project.js';
-import { buildTrackerApp } from '../tracker/server.js';
-import { SqliteItemStore } from '../tracker/sqlite-store.js';
+import { packItems } from '../tracker/store/item-store.js';
+import { parseProject } from '../tracker/store/project.js';
+import { buildTrackerApp } from '../tracker/server/server.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);

@@ -5,12 +5,12 @@ import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
-import { TrackerClient } from '../tracker/client.js';
-import { TrackerRequestError } from '../tracker/errors.js';
-import { type ItemStore, packItems } from '../tracker/item-store.js';
-import { parseProject, type ProjectConfig } from '../tracker/project.js';
-import { buildTrackerApp } from '../tracker/server.js';
-import { SqliteItemStore } from '../tracker/sqlite-store.js';
+import { TrackerClient } from '../tracker/client/client.js';
+import { TrackerRequestError } from '../tracker/client/errors.js';
+import { type ItemStore, packItems } from '../tracker/store/item-store.js';
+import { parseProject, type ProjectConfig } from '../tracker/store/project.js';
+import { buildTrackerApp } from '../tracker/server/server.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
 
 /**
  * Issue 13 over HTTP: media URLs reported with heartbeats (scope-checked, bounded, refused whole

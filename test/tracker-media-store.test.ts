@@ -4,10 +4,10 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
-import { LeaseError } from '../tracker/errors.js';
-import { type DoneStats, type ItemStore, type Lease, packItems } from '../tracker/item-store.js';
-import { type ReportedMedia, SeenUrls, mediaKindOf, mediaUrlHash, normaliseMediaUrl } from '../tracker/media-urls.js';
-import { SqliteItemStore } from '../tracker/sqlite-store.js';
+import { LeaseError } from '../tracker/client/errors.js';
+import { type DoneStats, type ItemStore, type Lease, packItems } from '../tracker/store/item-store.js';
+import { type ReportedMedia, SeenUrls, mediaKindOf, mediaUrlHash, normaliseMediaUrl } from '../tracker/store/media-urls.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
 import { describeWithPostgres, pgStores } from './fixtures/pg-stores.js';
 
 /**

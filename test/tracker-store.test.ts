@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
-import { BannedError, LeaseError, NickTakenError } from '../tracker/errors.js';
-import { type DoneStats, type ItemStore, type Lease, type NodeRecord, packItems } from '../tracker/item-store.js';
-import { SqliteItemStore } from '../tracker/sqlite-store.js';
+import { BannedError, LeaseError, NickTakenError } from '../tracker/client/errors.js';
+import { type DoneStats, type ItemStore, type Lease, type NodeRecord, packItems } from '../tracker/store/item-store.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
 import { describeWithPostgres, pgStores } from './fixtures/pg-stores.js';
 
 

@@ -11,18 +11,18 @@ import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../config/logger.js';
-import { uploadItemFiles, uploadThenDone } from '../crawler/node-upload.js';
+import { uploadItemFiles, uploadThenDone } from '../node/upload.js';
 import { RangeSet } from '../config/id-ranges.js';
-import { runNode } from '../crawler/node-loop.js';
-import { NodeCaps, dirBytes } from '../crawler/node-caps.js';
-import { startDemoPlatform } from '../scripts/demo-platform.js';
+import { runNode } from '../node/loop.js';
+import { NodeCaps, dirBytes } from '../crawler/run/caps.js';
+import { startDemoPlatform } from '../scripts/demo/demo-platform.js';
 import { createS3Client } from '../storage/upload/s3-client.js';
-import { TrackerClient } from '../tracker/client.js';
-import { TrackerRequestError } from '../tracker/errors.js';
-import { parseProject } from '../tracker/project.js';
-import { buildTrackerApp, serveTracker } from '../tracker/server.js';
-import { SqliteItemStore } from '../tracker/sqlite-store.js';
-import { S3Uploader, type TrackerUploader } from '../tracker/uploader.js';
+import { TrackerClient } from '../tracker/client/client.js';
+import { TrackerRequestError } from '../tracker/client/errors.js';
+import { parseProject } from '../tracker/store/project.js';
+import { buildTrackerApp, serveTracker } from '../tracker/server/server.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
+import { S3Uploader, type TrackerUploader } from '../tracker/server/uploader.js';
 
 interface S3rverInstance {
   configureBuckets(): Promise<void>;

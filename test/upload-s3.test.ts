@@ -384,7 +384,7 @@ describe('lifeboat upload killed with -9 in the middle of a multipart upload', (
   it('finishes on the next run without sending again any part that had landed', async () => {
     const name = 'demo-20240101000000-00001-n1.warc.gz';
     const { dir, bytes } = makeShard('killed', { [name]: 42_000_000 });
-    const cli = resolve('dist/scripts/cli.js');
+    const cli = resolve('dist/scripts/cli/cli.js');
     expect(existsSync(cli), 'dist/ is built (npm test builds it first)').toBe(true);
     const env = { ...process.env, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
     landed.length = 0;

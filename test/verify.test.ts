@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyPaths } from '../storage/verify.js';
-import { readWarc, type ReadRecord } from '../storage/warc-reader.js';
+import { verifyPaths } from '../storage/curate/verify.js';
+import { readWarc, type ReadRecord } from '../storage/warc/warc-reader.js';
 import { makeShard } from './fixtures/make-shard.js';
 
 let tmp: string;

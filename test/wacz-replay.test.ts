@@ -12,13 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Frame } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { main } from '../scripts/cli.js';
-import { CHROMIUM_ARGS } from '../crawler/browser-pool.js';
+import { main } from '../scripts/cli/cli.js';
+import { CHROMIUM_ARGS } from '../crawler/browser/browser-pool.js';
 import { CHROMIUM, describeWithChromium } from './fixtures/environment.js';
 import { replayFrame, serveReplay } from './fixtures/replay-web-page.js';
-import { startDemoPlatform } from '../scripts/demo-platform.js';
-import { mergeShards } from '../storage/merge.js';
-import { exportWacz } from '../storage/wacz.js';
+import { startDemoPlatform } from '../scripts/demo/demo-platform.js';
+import { mergeShards } from '../storage/curate/merge.js';
+import { exportWacz } from '../storage/export/wacz.js';
 
 const describeBrowser = describeWithChromium('wacz-replay');
 

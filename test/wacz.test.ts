@@ -7,10 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mergeShards } from '../storage/merge.js';
-import { formatStatus, shardStatus } from '../storage/status.js';
-import { exportWacz } from '../storage/wacz.js';
-import { warcDate } from '../storage/warc-record.js';
+import { mergeShards } from '../storage/curate/merge.js';
+import { formatStatus, shardStatus } from '../storage/curate/status.js';
+import { exportWacz } from '../storage/export/wacz.js';
+import { warcDate } from '../storage/warc/warc-record.js';
 import { makeShard, statusFor } from './fixtures/make-shard.js';
 
 const run = promisify(execFile);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { alreadyCompressed, storedGzipMember, storedGzipMemberParts, writeStoredMember } from '../storage/warc-compress.js';
+import { alreadyCompressed, storedGzipMember, storedGzipMemberParts, writeStoredMember } from '../storage/warc/warc-compress.js';
 
 async function* chunksOf(parts: Buffer[]): AsyncGenerator<Buffer> {
   yield* parts;

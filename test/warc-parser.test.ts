@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { RawRecordSink, WarcDefect, WarcItem, WarcRecordInfo } from '../storage/warc-item.js';
-import { WarcParser, type WarcParserOptions } from '../storage/warc-parser.js';
-import { recordHead, sha1Of } from '../storage/warc-record.js';
+import type { RawRecordSink, WarcDefect, WarcItem, WarcRecordInfo } from '../storage/warc/warc-item.js';
+import { WarcParser, type WarcParserOptions } from '../storage/warc/warc-parser.js';
+import { recordHead, sha1Of } from '../storage/warc/warc-record.js';
 
 /**
  * The push parser on its own, fed bytes directly (warc-reader.test.ts covers it behind files,

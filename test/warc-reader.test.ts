@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { WARCParser, WARCRecord, WARCSerializer } from 'warcio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { base32 } from '../storage/capture.js';
-import { detectWarcFormat, readWarc, type ReadItem, type ReadRecord } from '../storage/warc-reader.js';
+import { base32 } from '../storage/warc/capture.js';
+import { detectWarcFormat, readWarc, type ReadItem, type ReadRecord } from '../storage/warc/warc-reader.js';
 import { makeShard } from './fixtures/make-shard.js';
 
 let tmp: string;

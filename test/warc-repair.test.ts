@@ -3,10 +3,10 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { scanMembers, type MemberInfo } from '../storage/gzip-members.js';
-import { readWarc } from '../storage/warc-reader.js';
-import { describeWarc, repairOpenWarcs } from '../storage/warc-repair.js';
-import { WarcWriter } from '../storage/warc-writer.js';
+import { scanMembers, type MemberInfo } from '../storage/warc/gzip-members.js';
+import { readWarc } from '../storage/warc/warc-reader.js';
+import { describeWarc, repairOpenWarcs } from '../storage/warc/warc-repair.js';
+import { WarcWriter } from '../storage/warc/warc-writer.js';
 import { httpCapture } from './fixtures/http-capture.js';
 
 // Crash repair (DESIGN.md §6) on torn `.open` files built here byte by byte: what is kept is

@@ -3,10 +3,10 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { scanMembers } from '../storage/gzip-members.js';
-import { sha1Of } from '../storage/warc-record.js';
-import { readWarc, type ReadRecord } from '../storage/warc-reader.js';
-import { WarcWriter, type ClosedWarc, type WarcWriterOptions } from '../storage/warc-writer.js';
+import { scanMembers } from '../storage/warc/gzip-members.js';
+import { sha1Of } from '../storage/warc/warc-record.js';
+import { readWarc, type ReadRecord } from '../storage/warc/warc-reader.js';
+import { WarcWriter, type ClosedWarc, type WarcWriterOptions } from '../storage/warc/warc-writer.js';
 import { httpCapture } from './fixtures/http-capture.js';
 
 // The writer's other paths, found unguarded by the mutation run (TESTING.md): records too big to

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { WARCParser } from 'warcio';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { captureRecords, recordBytes, recordHeadOf, warcinfoRecord } from '../storage/warc-build.js';
-import { readWarc, type ReadRecord } from '../storage/warc-reader.js';
-import { WarcWriter, type ClosedWarc, type WrittenRecord } from '../storage/warc-writer.js';
+import { captureRecords, recordBytes, recordHeadOf, warcinfoRecord } from '../storage/warc/warc-build.js';
+import { readWarc, type ReadRecord } from '../storage/warc/warc-reader.js';
+import { WarcWriter, type ClosedWarc, type WrittenRecord } from '../storage/warc/warc-writer.js';
 import { httpCapture } from './fixtures/http-capture.js';
 
 // The WARC writer alone (no crawl): record building is pure and checked field by field; the

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ZipWriter } from '../storage/zip-writer.js';
+import { ZipWriter } from '../storage/export/zip-writer.js';
 
 const run = promisify(execFile);
 const JAVA_CHECK = fileURLToPath(new URL('./fixtures/ZipStreamCheck.java', import.meta.url));

@@ -16,7 +16,7 @@ import { rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { request, type Dispatcher } from 'undici';
 import { InputError, LifeboatError } from '../../config/errors.js';
-import { readManifest, type ManifestOnDisk } from '../shard-manifest.js';
+import { readManifest, type ManifestOnDisk } from '../shard/shard-manifest.js';
 import { MissingCredentialsError, networkCode, UNREACHABLE_CODES, UploadError } from './errors.js';
 import { assertUnchanged, digestFile, meteredFileBody, stripEtag, type FileDigests } from './file-digests.js';
 import { backoffMs } from '../../config/backoff.js';

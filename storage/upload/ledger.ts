@@ -13,8 +13,8 @@ import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { StorageError } from '../../config/errors.js';
-import { acquireDirLock, type DirLock } from '../dir-lock.js';
-import { openForReading } from '../sqlite-read.js';
+import { acquireDirLock, type DirLock } from '../shard/dir-lock.js';
+import { openForReading } from '../shard/sqlite-read.js';
 
 export const UPLOAD_STATES = ['pending', 'uploading', 'verified'] as const;
 export type UploadState = (typeof UPLOAD_STATES)[number];

@@ -27,7 +27,7 @@ import { createHash } from 'node:crypto';
 import { HeadBucketCommand, HeadObjectCommand, type HeadObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { InputError } from '../../config/errors.js';
-import { readManifest } from '../shard-manifest.js';
+import { readManifest } from '../shard/shard-manifest.js';
 import { UploadError } from './errors.js';
 import { assertUnchanged, digestFile, MAX_PARTS, MIB, MIN_PART_SIZE_BYTES, multipartEtag, stripEtag, type FileDigests } from './file-digests.js';
 import { mapLimit } from './pacing.js';

@@ -2,8 +2,8 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../../config/errors.js';
-import { checkInputFile } from '../input-file.js';
-import { readManifest, type ManifestOnDisk } from '../shard-manifest.js';
+import { checkInputFile } from '../warc/input-file.js';
+import { readManifest, type ManifestOnDisk } from '../shard/shard-manifest.js';
 import { UploadError } from './errors.js';
 
 /** A file of a shard directory to upload; `name` is relative to the directory, with `/`. */

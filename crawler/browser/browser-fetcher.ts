@@ -1,0 +1,130 @@
+import net from 'node:net';
+import { RetryableFetchError, ScopeError, errorMessage } from '../../config/errors.js';
+import { capturePage, type BrowserCaptureResult } from './browser-capture.js';
+import type { BrowserPool } from './browser-pool.js';
+import type { FetcherEvents } from '../fetch/fetcher.js';
+import type { HostLimiter } from '../fetch/host-limiter.js';
+import { isRetryable, isRetryableStatus, retrying } from '../fetch/retry-policy.js';
+import type { RobotsPolicy } from '../fetch/robots.js';
+import type { ScopeGuard } from '../fetch/scope-guard.js';
+
+/**
+ * The browser counterpart of `Fetcher` (same layers, same retry rules): scope and robots for the
+ * page and for every request the page makes, one politeness token per page, a pooled page,
+ * and retries with backoff when the page times out, crashes, loses its browser or answers a
+ * retryable status. It does not own the pool: whoever created the pool closes it.
+ */
+export interface BrowserFetcherOptions {
+  pool: BrowserPool;
+  guard: ScopeGuard;
+  robots: RobotsPolicy;
+  limiter: HostLimiter;
+  maxAttempts: number;
+  /** A page is abandoned after this long (navigation, network idle, screenshot). */
+  pageTimeoutMs: number;
+  /** Upper bound on the wait for network idle after `load`. Default min(10 s, pageTimeoutMs / 2). */
+  idleMaxMs?: number;
+  idleMs?: number;
+  maxBodyBytes: number;
+  screenshots?: boolean;
+  /** Upper bound of the first retry's delay (crawl settings). */
+  backoffBaseMs: number;
+  events?: FetcherEvents & { onBlocked?: (url: string, reason: string) => void };
+  signal?: AbortSignal;
+}
+
+export interface BrowserOutcome {
+  result: BrowserCaptureResult;
+  attempts: number;
+}
+
+const ADDRESS_CACHE_MS = 60_000;
+
+export class BrowserFetcher {
+  readonly #o: BrowserFetcherOptions;
+  readonly #addressOk = new Map<string, { ok: string | undefined; at: number }>();
+
+  constructor(options: BrowserFetcherOptions) {
+    this.#o = options;
+  }
+
+  /** Why the browser may not request `url`; undefined when it may. */
+  readonly allowRequest = async (url: string): Promise<string | undefined> => {
+    let target: URL;
+    try {
+      target = this.#o.guard.checkUrl(url);
+    } catch (err) {
+      return errorMessage(err);
+    }
+    const byAddress = await this.#checkAddress(target.hostname);
+    if (byAddress) return byAddress;
+    if (!(await this.#o.robots.isAllowed(target.href).catch(() => true))) return 'robots.txt disallows it';
+    return undefined;
+  };
+
+  /** Names resolve through the guard's lookup too (a name in scope may point at a refused address). */
+  async #checkAddress(hostname: string): Promise<string | undefined> {
+    const host = hostname.replace(/^\[|\]$/g, '');
+    if (net.isIP(host) !== 0) return undefined; // checkUrl judged the literal
+    const cached = this.#addressOk.get(host);
+    if (cached && Date.now() - cached.at < ADDRESS_CACHE_MS) return cached.ok;
+    const ok = await new Promise<string | undefined>((resolve) => {
+      this.#o.guard.lookup(host, { all: true }, (err) => resolve(err ? errorMessage(err) : undefined));
+    });
+    this.#addressOk.set(host, { ok, at: Date.now() });
+    return ok;
+  }
+
+  /** Captures one page (with retries); throws ScopeError or the last retryable error. */
+  async fetch(url: string): Promise<BrowserOutcome> {
+    const { pool, limiter, maxAttempts, pageTimeoutMs } = this.#o;
+    const refused = await this.allowRequest(url);
+    if (refused) throw new ScopeError(`${url}: ${refused}`, { code: 'E_SCOPE' });
+    const host = new URL(url).host;
+    const { value: result, attempts } = await retrying<BrowserCaptureResult>(
+      {
+        maxAttempts,
+        backoffBaseMs: this.#o.backoffBaseMs,
+        ...(this.#o.signal ? { signal: this.#o.signal } : {}),
+        onRetry: (reason) => this.#o.events?.onRetry?.(url, reason),
+        giveUp: (last) => last,
+      },
+      async () => {
+        try {
+          const result = await pool.withPage(
+            (page, context) =>
+              capturePage(page, context, {
+                url,
+                allowRequest: async (u) => {
+                  const reason = await this.allowRequest(u);
+                  if (reason) this.#o.events?.onBlocked?.(u, reason);
+                  return reason;
+                },
+                navigationTimeoutMs: pageTimeoutMs,
+                idleMaxMs: this.#o.idleMaxMs ?? Math.min(10_000, pageTimeoutMs / 2),
+                ...(this.#o.idleMs !== undefined ? { idleMs: this.#o.idleMs } : {}),
+                maxBodyBytes: this.#o.maxBodyBytes,
+                screenshot: this.#o.screenshots ?? false,
+                // A token, not a slot: the page's own sub-requests are not counted one by one.
+                beforeNavigate: () => limiter.run(host, async () => undefined),
+              }),
+            { timeoutMs: pageTimeoutMs, ...(this.#o.signal ? { signal: this.#o.signal } : {}) },
+          );
+          if (!isRetryableStatus(result.status)) {
+            limiter.succeeded(host);
+            return { ok: result };
+          }
+          if (result.status === 429) {
+            limiter.throttled(host, undefined);
+            this.#o.events?.onThrottle?.(host);
+          }
+          return { retry: new RetryableFetchError(`${url}: HTTP ${result.status} (browser)`, { code: `E_HTTP_${result.status}` }) };
+        } catch (err) {
+          if (err instanceof ScopeError || !isRetryable(err)) throw err;
+          return { retry: err as Error };
+        }
+      },
+    );
+    return { result, attempts };
+  }
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { InputError, LifeboatError, errorMessage } from '../../config/errors.js';
+import { VERSION } from '../../config/version.js';
+import { DISK_FULL_MESSAGE, isDiskFull } from '../../storage/shard/disk-full.js';
+import { processIo, type CliIo } from './cli-io.js';
+import { registerMoreCommands } from './cli-commands.js';
+import { byteSize, capSize, EXIT, ExitCode, positiveHours, positiveInt } from './cli-options.js';
+import { crawlCommand, type CrawlCommandOptions } from './crawl-command.js';
+
+export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
+  const program = new Command('lifeboat')
+    .description('Rescue the public posts of a platform into standard WARC files.')
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .showHelpAfterError();
+
+  program
+    .command('crawl')
+    .description('archive a range of post IDs into a shard directory (resumes when run again)')
+    .requiredOption('--profile <name|file>', 'built-in profile name (demo, hackernews, discourse, lemmy) or a YAML/JSON file')
+    .requiredOption('--ids <ranges>', 'ID ranges in the profile codec, e.g. 1-1000,5000-6000 or 1-latest')
+    .requiredOption('--out <dir>', 'shard directory')
+    .option('--concurrency <n>', 'requests in flight at once', positiveInt('--concurrency'))
+    .option('--workers <n>', 'crawl threads, IDs split among them, for a CPU-bound crawl on a many-core machine (default 1)', positiveInt('--workers'))
+    .option('--rate <n>', 'requests per second per host', positiveInt('--rate'))
+    .option('--base-url <url>', "override the profile's base_url")
+    .option('--allow-private-network', 'allow loopback and private addresses (the demo and tests)')
+    .option('--warc-size <bytes>', 'rotate WARC files at this size (default 1G)', byteSize)
+    .option('--node <name>', 'node name in WARC file names (default: host name)')
+    .option('--contact <url-or-email>', 'operator contact added to the User-Agent and warcinfo')
+    .option('--quiet', 'only the summary line')
+    .option('--json', 'machine-readable output (JSON lines)')
+    .option('--browser-concurrency <n>', 'browser contexts (pages at once) for render: browser captures (default 2)', positiveInt('--browser-concurrency'))
+    .option('--chromium <path>', 'Chromium executable (default: $LIFEBOAT_CHROMIUM, else /usr/bin/chromium)')
+    .option('--screenshots', 'store a PNG screenshot of each browser-captured page as a WARC resource record')
+    .option('--follow', 'with --ids …-latest: keep crawling the new IDs the platform publishes, until Ctrl-C or --until')
+    .option('--follow-secs <n>', 'seconds between asks for the latest ID with --follow (default 60)', positiveInt('--follow-secs'))
+    .option('--until <time>', 'stop at this time (RFC 3339, e.g. 2026-12-01T18:00:00Z)')
+    .option('--max-bandwidth <size>', 'cap on response bytes per second over all requests, smoothed (e.g. 20M)', capSize('--max-bandwidth'))
+    .option('--max-disk <size>', 'stop when the --out folder reaches this size (e.g. 50G)', capSize('--max-disk'))
+    .option('--max-hours <h>', 'stop after this many hours', positiveHours)
+    .action(async (o: CrawlCommandOptions) => setExit(await crawlCommand(o, io)));
+
+  registerMoreCommands(program, io, setExit);
+  return program;
+}
+
+/**
+ * An error from the operating system (it has a `syscall`): the user's machine or the path they
+ * gave, not a bug, so one line and no stack. A path that does not exist is bad input (exit 2);
+ * the rest — a port in use, no permission, a full disk — is the environment (exit 1).
+ */
+function systemError(err: unknown): { message: string; code: number } | undefined {
+  if (!(err instanceof Error) || err instanceof LifeboatError) return undefined;
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (typeof e.code !== 'string' || typeof e.syscall !== 'string') return undefined;
+  if (e.code === 'EADDRINUSE') {
+    return { message: `${e.address ?? 'the address'}:${e.port ?? '?'} is already in use (another tracker?): stop it or choose another --port`, code: EXIT.error };
+  }
+  const what = e.path ?? (e.address ? `${e.address}${e.port ? `:${e.port}` : ''}` : undefined);
+  const reason = { ENOENT: 'no such file or directory', ENOTDIR: 'not a directory', EISDIR: 'is a directory', EACCES: 'permission denied', EPERM: 'operation not permitted', ENOSPC: 'no space left on the device', EROFS: 'read-only file system' }[e.code];
+  const message = `${what ? `${what}: ` : ''}${reason ?? e.message} (${e.code}, ${e.syscall})`;
+  return { message, code: ['ENOENT', 'ENOTDIR', 'EISDIR'].includes(e.code) ? EXIT.usage : EXIT.error };
+}
+
+/** Runs the CLI in-process; returns the exit code. Only this layer turns errors into exit codes. */
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = buildProgram(io, (c) => (code = c));
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof ExitCode) return err.code;
+    // `--help` and `--version` end with exit code 0; help shown because a command is missing
+    // (`lifeboat`, `lifeboat tracker`) ends with 1 from commander, which is bad usage here.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    if (!(err instanceof LifeboatError) && isDiskFull(err)) {
+      // A full disk noticed outside the storage layer (a lock or temp file): the same one line as everywhere.
+      io.stderr.write(`lifeboat: ${DISK_FULL_MESSAGE} (${errorMessage(err)})\n`);
+      return EXIT.error;
+    }
+    const system = systemError(err);
+    if (system) {
+      io.stderr.write(`lifeboat: ${system.message}\n`);
+      return system.code;
+    }
+    io.stderr.write(`lifeboat: ${errorMessage(err)}\n`);
+    if (err instanceof InputError) return EXIT.usage;
+    if (err instanceof LifeboatError) return EXIT.error;
+    if (!(err instanceof Error)) return EXIT.error;
+    // Only a bug gets here: the stack is for its report.
+    io.stderr.write(`${err.stack ?? ''}\n`);
+    return EXIT.error;
+  }
+}
+
+// `node dist/scripts/cli/cli.js …` still runs the CLI (tests and scripts spawn it); the installed
+// command goes through bin.js, which always runs. Real paths: argv[1] may be a symlink.
+if (process.argv[1] && realpathSync(fileURLToPath(import.meta.url)) === realpathOrSelf(process.argv[1])) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
+
+function realpathOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}

@@ -1,0 +1,156 @@
+import { resolve } from 'node:path';
+import { cliLogger, gracefulInterrupt, progressReporter, type CliIo } from './cli-io.js';
+import { EXIT, nodeName } from './cli-options.js';
+
+export interface CrawlCommandOptions {
+  profile: string;
+  ids: string;
+  out: string;
+  concurrency?: number;
+  workers?: number;
+  rate?: number;
+  baseUrl?: string;
+  allowPrivateNetwork?: boolean;
+  warcSize?: number;
+  quiet?: boolean;
+  json?: boolean;
+  node?: string;
+  contact?: string;
+  browserConcurrency?: number;
+  chromium?: string;
+  screenshots?: boolean;
+  /** Issue 14: keep crawling new IDs as the platform publishes them (`--ids …-latest`). */
+  follow?: boolean;
+  /** Seconds between discover polls with --follow; default 60. */
+  followSecs?: number;
+  /** Stop at this time (RFC 3339). */
+  until?: string;
+  maxBandwidth?: number;
+  maxDisk?: number;
+  maxHours?: number;
+}
+
+/** `lifeboat crawl`: returns the exit code. */
+export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<number> {
+  // Loaded on use: `lifeboat --help` should not pay for the crawler's dependencies.
+  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges, RangeSet }, { formatFailureReasons, shardFailureReasons }, { checkCrawlScope }, { followIds }, { NodeCaps }] = await Promise.all([
+    import('../../config/profile.js'),
+    import('../../crawler/run/crawl.js'),
+    import('../../crawler/fetch/crawl-stats.js'),
+    import('../../crawler/run/discover.js'),
+    import('../../config/id-codec.js'),
+    import('../../config/id-ranges.js'),
+    import('../../storage/curate/status.js'),
+    import('../../crawler/fetch/scope-preflight.js'),
+    import('../../crawler/run/follow-ids.js'),
+    import('../../crawler/run/caps.js'),
+  ]);
+  const untilMs = o.until === undefined ? undefined : Date.parse(o.until);
+  if (untilMs !== undefined && !(/^\d{4}-\d\d-\d\dT/.test(o.until!) && Number.isFinite(untilMs))) {
+    io.stderr.write(`error: --until ${o.until}: use an RFC 3339 time such as 2026-12-01T18:00:00Z\n`);
+    return EXIT.usage;
+  }
+  if (o.follow && !/latest/.test(o.ids)) {
+    io.stderr.write(`error: --follow needs an ID range ending in latest (e.g. --ids 1-latest)\n`);
+    return EXIT.usage;
+  }
+  const logger = cliLogger(io, { json: !!o.json, quiet: !!o.quiet });
+  const profile = loadProfile(o.profile, o.baseUrl ? { baseUrl: o.baseUrl } : {});
+  const codec = createCodec(profile.codec);
+  let idsText = o.ids;
+  let latest = 0;
+  if (/latest/.test(idsText)) {
+    // runCrawl refuses an unreachable scope too; here it comes before the discovery request.
+    await checkCrawlScope(profile, { allowPrivateNetwork: !!o.allowPrivateNetwork });
+    const max = await discoverMaxId(profile, { allowPrivateNetwork: !!o.allowPrivateNetwork });
+    latest = max;
+    idsText = idsText.replace(/latest/g, codec.encode(max));
+    logger.log('info', `the platform's latest ID is ${codec.encode(max)}`);
+  }
+  const ranges = parseRanges(idsText, codec);
+  const interrupt = gracefulInterrupt(io, 'finishing the IDs in flight');
+  const outDir = resolve(o.out);
+  // --until, --max-hours and --max-disk end the run like Ctrl-C does (what is in flight is finished), with their own reason.
+  const limits = new AbortController();
+  let limitReason: string | undefined;
+  const stopFor = (reason: string) => {
+    if (limits.signal.aborted) return;
+    limitReason = reason;
+    logger.log('info', `${reason}: finishing the IDs in flight`);
+    limits.abort(new Error(reason));
+  };
+  const caps = o.maxDisk !== undefined || o.maxHours !== undefined || o.maxBandwidth !== undefined
+    ? new NodeCaps({ outDir, log: logger, ...(o.maxDisk !== undefined ? { maxDiskBytes: o.maxDisk } : {}), ...(o.maxHours !== undefined ? { maxHours: o.maxHours } : {}), ...(o.maxBandwidth !== undefined ? { maxBandwidthBytesPerSec: o.maxBandwidth } : {}) })
+    : undefined;
+  await caps?.itemStarted(outDir);
+  if (o.maxDisk !== undefined && (await caps!.diskFull())) stopFor(`--max-disk ${o.maxDisk} bytes reached before the start`);
+  const limitTimer = setInterval(() => {
+    if (untilMs !== undefined && Date.now() >= untilMs) stopFor(`--until ${o.until} reached`);
+    if (caps?.timeIsUp()) stopFor(`--max-hours ${o.maxHours} reached`);
+    void caps?.diskFull().then((full) => full && stopFor(`--max-disk ${o.maxDisk} bytes reached`), () => undefined);
+  }, 250);
+  const signal = AbortSignal.any([interrupt.signal, limits.signal]);
+  let result: Awaited<ReturnType<typeof runCrawl>> | undefined;
+  const thisRun = { ids: 0, records: 0, bytes: 0, warcs: 0 };
+  const crawlIds = async (ids: InstanceType<typeof RangeSet>) => {
+    result = await runCrawl({
+      profile,
+      ranges: ids,
+      outDir,
+      node: nodeName(o.node),
+      logger,
+      allowPrivateNetwork: !!o.allowPrivateNetwork,
+      ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+      ...(o.workers ? { workers: o.workers } : {}),
+      ...(o.rate ? { ratePerSec: o.rate } : {}),
+      ...(o.warcSize ? { warcSizeBytes: o.warcSize } : {}),
+      ...(o.contact ? { contact: o.contact } : {}),
+      ...(o.browserConcurrency ? { browserConcurrency: o.browserConcurrency } : {}),
+      ...((o.chromium ?? io.env.LIFEBOAT_CHROMIUM) ? { chromiumPath: (o.chromium ?? io.env.LIFEBOAT_CHROMIUM)! } : {}),
+      ...(o.screenshots ? { screenshots: true } : {}),
+      ...(o.maxBandwidth ? { maxBandwidthBytesPerSec: o.maxBandwidth } : {}),
+      signal,
+      onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet, signal, ...(caps ? { caps: () => caps.describe() } : {}) }),
+    });
+    const r = result.stats.snapshot();
+    thisRun.ids += r.done!;
+    thisRun.records += r.records!;
+    thisRun.bytes += r.bytes!;
+    thisRun.warcs += r.warcs!;
+    return { aborted: result.aborted };
+  };
+  try {
+    if (o.follow) {
+      const everyMs = (o.followSecs ?? 60) * 1000;
+      const discover = () => discoverMaxId(profile, { allowPrivateNetwork: !!o.allowPrivateNetwork });
+      const f = await followIds({ first: ranges, highest: latest, discover, crawl: crawlIds, everyMs, signal, logger });
+      logger.log('info', `followed the platform to ID ${codec.encode(f.highest)} in ${f.rounds} rounds`);
+      // A follow that ran to its --until/--max-* or was stopped between rounds still needs a summary.
+      if (!result) await crawlIds(new RangeSet());
+    } else {
+      await crawlIds(ranges);
+    }
+    if (!result) throw new Error('no crawl ran');
+    const s = result.stats.snapshot();
+    const reasons = result.counts.failed > 0 ? shardFailureReasons(outDir) : [];
+    if (io.stderr.isTTY && !o.quiet && !o.json) io.stderr.write('\n');
+    if (o.json) {
+      const summary = { ...result.counts, records: thisRun.records, bytes: thisRun.bytes, warcs: thisRun.warcs };
+      io.stdout.write(`${JSON.stringify({ summary, shard: result.counts, this_run: thisRun, failure_reasons: reasons, run: s, interrupted: result.aborted })}\n`);
+    } else {
+      io.stdout.write(`${summaryLine(result.counts, thisRun)}\n`);
+      if (reasons.length > 0) io.stderr.write(`failed IDs by reason (the shard's, most common first):\n${formatFailureReasons(reasons).join('\n')}\n`);
+    }
+    if (s.extraction_notes && !o.json) io.stderr.write(`note: ${s.extraction_notes} IDs were archived with extraction cut short or failed (their reason: lifeboat status)\n`);
+    if (interrupt.signal.aborted) {
+      io.stderr.write(`interrupted: run the same command again to resume\n`);
+      return EXIT.error;
+    }
+    // Stopped where the user said to: a planned end, not an error.
+    if (limitReason) io.stderr.write(`stopped: ${limitReason}; run the same command again to go on\n`);
+    return result.counts.failed > 0 ? EXIT.failedIds : EXIT.ok;
+  } finally {
+    clearInterval(limitTimer);
+    interrupt.dispose();
+  }
+}

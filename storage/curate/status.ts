@@ -1,0 +1,179 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InputError } from '../../config/errors.js';
+import { extractionNotes, formatExtractionNotes } from '../shard/extraction-notes.js';
+import { lockHolder } from '../shard/dir-lock.js';
+import { readManifest } from '../shard/shard-manifest.js';
+import { MergedDbReader } from './merge-db.js';
+import { ShardDbReader } from '../shard/shard-db-read.js';
+
+/**
+ * `lifeboat status DIR`: what a shard or merged directory holds and what is left to do —
+ * counts by status, WARC files and sizes, provenance (the shard's manifest, or the merge's
+ * inputs), failed IDs as ranges, media still queued or failed. Read-only; printable or JSON.
+ */
+export interface DirStatus {
+  dir: string;
+  kind: 'shard' | 'merged';
+  /** The live process writing this directory now (dir-lock.ts), if any: the numbers are moving. */
+  running?: { pid: number; command: string; startedAt: string; host: string };
+  ids: Record<string, number>;
+  /** Final IDs archived with extraction cut short or failed, by note (storage/shard/extraction-notes.ts). */
+  extractionNotes?: ReturnType<typeof extractionNotes>;
+  warcs: { name: string; bytes: number; open: boolean }[];
+  warcBytes: number;
+  provenance:
+    | { kind: 'shard'; profile?: string; node?: string; software?: string; ranges?: string; updatedAt?: string }
+    | { kind: 'merged'; inputs: { path: string; kind: string; node: string | null; mergedAt: string; recordsKept: number; defects: number }[] };
+  left: {
+    /** IDs that are not final (failed, or in a requested range with no status at all). */
+    idsToRetry: number;
+    /** The first ranges of those IDs, in decimal. */
+    firstRanges: string[];
+    mediaQueued: number;
+    mediaFailed: number;
+    openWarcs: number;
+    /** Why IDs failed (ids.last_error), the most common first; empty for a merged directory. */
+    failureReasons: FailureReason[];
+  };
+}
+
+export interface FailureReason {
+  reason: string;
+  count: number;
+}
+
+/** A last_error with the per-ID part (the URL's path) cut, so that one cause counts once. */
+export function reasonOf(lastError: string | null): string {
+  if (!lastError) return 'no reason recorded';
+  return lastError.replace(/(https?:\/\/[^/\s]+)\/\S*?(?=:?(?:\s|$))/g, '$1/…');
+}
+
+/** The most common reasons why IDs of a shard failed, from an open shard database. */
+export function failureReasons(shard: ShardDbReader, limit = 5): FailureReason[] {
+  const byReason = new Map<string, number>();
+  for (const r of shard.failedErrors()) {
+    const reason = reasonOf(r.lastError);
+    byReason.set(reason, (byReason.get(reason) ?? 0) + r.count);
+  }
+  return [...byReason].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason)).slice(0, limit);
+}
+
+/** `failureReasons` of the shard in `dir` (read-only); empty when it has no database yet. */
+export function shardFailureReasons(dir: string, limit = 5): FailureReason[] {
+  let shard: ShardDbReader;
+  try {
+    shard = ShardDbReader.open(join(dir, 'shard.sqlite'));
+  } catch {
+    return [];
+  }
+  try {
+    return failureReasons(shard, limit);
+  } finally {
+    shard.close();
+  }
+}
+
+/** The lines that list failure reasons: `  COUNT × REASON`. */
+export function formatFailureReasons(reasons: readonly FailureReason[]): string[] {
+  const width = String(reasons[0]?.count ?? 0).length;
+  return reasons.map((r) => `  ${String(r.count).padStart(width)} × ${r.reason}`);
+}
+
+function* rangesOf(ids: Iterable<{ start: number; end: number }>): Generator<string> {
+  for (const r of ids) yield r.start === r.end ? String(r.start) : `${r.start}-${r.end}`;
+}
+
+export async function shardStatus(dir: string): Promise<DirStatus> {
+  let kind: 'shard' | 'merged';
+  let dbPath: string;
+  if (await stat(join(dir, 'merged.sqlite')).then(() => true, () => false)) {
+    kind = 'merged';
+    dbPath = join(dir, 'merged.sqlite');
+  } else if (await stat(join(dir, 'shard.sqlite')).then(() => true, () => false)) {
+    kind = 'shard';
+    dbPath = join(dir, 'shard.sqlite');
+  } else throw new InputError(`${dir} is neither a shard nor a merged directory (no shard.sqlite or merged.sqlite)`, { code: 'E_STATUS_INPUT' });
+
+  const warcs: DirStatus['warcs'] = [];
+  for (const name of (await readdir(join(dir, 'warcs')).catch(() => [] as string[])).filter((n) => /\.warc(\.gz)?(\.open)?$/.test(n)).sort()) {
+    warcs.push({ name, bytes: (await stat(join(dir, 'warcs', name))).size, open: name.endsWith('.open') });
+  }
+  const db = kind === 'merged' ? MergedDbReader.open(dbPath) : ShardDbReader.open(dbPath);
+  try {
+    const ids: Record<string, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0, ...db.idCounts() };
+    const firstRanges: string[] = [];
+    let idsToRetry = 0;
+    let mediaQueued = 0;
+    let mediaFailed = 0;
+    let provenance: DirStatus['provenance'];
+    let reasons: FailureReason[] = [];
+    // Merged databases keep no per-ID error text: notes are a shard's.
+    let notes: ReturnType<typeof extractionNotes> = { total: 0, notes: [] };
+    if (db instanceof MergedDbReader) {
+      for (const r of db.missingRanges()) {
+        idsToRetry += r.end - r.start + 1;
+        if (firstRanges.length < 20) firstRanges.push(...rangesOf([r]));
+      }
+      for (const [state, n] of Object.entries(db.unfetchedMediaStates())) {
+        if (state === 'queued') mediaQueued = n;
+        else mediaFailed = n;
+      }
+      provenance = { kind: 'merged', inputs: db.inputSummaries() };
+    } else {
+      notes = extractionNotes(db.extractionErrors());
+      idsToRetry = ids.failed ?? 0;
+      reasons = failureReasons(db);
+      firstRanges.push(...rangesOf(db.failedRanges(20)));
+      const media = db.mediaStates();
+      mediaQueued = media.queued ?? 0;
+      mediaFailed = media.failed ?? 0;
+      const m = await readManifest(dir).catch(() => undefined);
+      provenance = { kind: 'shard', profile: m?.profile, node: m?.node, software: m?.software, ranges: Array.isArray(m?.ranges) ? m.ranges.join(',') : m?.ranges, updatedAt: m?.updated_at };
+    }
+    const holder = lockHolder(dir);
+    return {
+      dir,
+      kind,
+      ...(holder ? { running: { pid: holder.pid, command: holder.command, startedAt: holder.startedAt, host: holder.host } } : {}),
+      ids,
+      ...(notes.total > 0 ? { extractionNotes: notes } : {}),
+      warcs,
+      warcBytes: warcs.reduce((n, w) => n + w.bytes, 0),
+      provenance,
+      left: { idsToRetry, firstRanges, mediaQueued, mediaFailed, openWarcs: warcs.filter((w) => w.open).length, failureReasons: reasons },
+    };
+  } finally {
+    db.close();
+  }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** The human-readable form of a status. */
+export function formatStatus(s: DirStatus): string {
+  const lines: string[] = [];
+  lines.push(`${s.kind} ${s.dir}`);
+  if (s.running) lines.push(`running: ${s.running.command} by process ${s.running.pid} (started ${s.running.startedAt}); these numbers are a snapshot`);
+  lines.push(`ids: ${Object.entries(s.ids).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  lines.push(...formatExtractionNotes(s.extractionNotes));
+  lines.push(`warcs: ${s.warcs.length} files, ${mib(s.warcBytes)}${s.left.openWarcs ? ` (${s.left.openWarcs} unfinished .open)` : ''}`);
+  for (const w of s.warcs) lines.push(`  ${w.name}  ${mib(w.bytes)}${w.open ? '  (open)' : ''}`);
+  if (s.provenance.kind === 'shard') {
+    const p = s.provenance;
+    lines.push(`shard: profile ${p.profile ?? '?'}, node ${p.node ?? '?'}, ranges ${p.ranges ?? '?'}, ${p.software ?? ''}${p.updatedAt ? `, updated ${p.updatedAt}` : ''}`);
+  } else {
+    lines.push(`merged from ${s.provenance.inputs.length} inputs:`);
+    for (const i of s.provenance.inputs) lines.push(`  ${i.path} (${i.kind}${i.node ? `, node ${i.node}` : ''}) merged ${i.mergedAt}: ${i.recordsKept} records kept, ${i.defects} defects`);
+  }
+  const l = s.left;
+  if (s.running) lines.push(`left: not known until the ${s.running.command} ends (${l.idsToRetry} IDs failed so far)`);
+  else if (l.idsToRetry === 0 && l.mediaQueued === 0 && l.mediaFailed === 0 && l.openWarcs === 0) lines.push('left: nothing');
+  else {
+    lines.push(`left: ${l.idsToRetry} IDs to retry${l.firstRanges.length ? ` (${l.firstRanges.join(',')}${l.idsToRetry > 0 && l.firstRanges.length >= 20 ? ',…' : ''})` : ''}; media ${l.mediaQueued} queued, ${l.mediaFailed} failed`);
+  }
+  if (l.failureReasons.length > 0) lines.push('failed IDs by reason:', ...formatFailureReasons(l.failureReasons));
+  return `${lines.join('\n')}\n`;
+}
