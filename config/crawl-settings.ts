@@ -1,5 +1,5 @@
 /**
- * The crawl's one resolved settings object (STYLE.md habit 2): built once from the profile, the
+ * The crawl's one resolved settings object (ARCHITECTURE.md "House rules"): built once from the profile, the
  * run's flags and the defaults written here, then passed whole through the crawl, its parts, the
  * worker threads and the fetch stack. Precedence: flags > profile > defaults. Every value is
  * structured-cloneable (a worker thread receives it as it is).

@@ -1,5 +1,5 @@
 /**
- * An ID's status in a shard (DESIGN.md §3, a contract). The final ones are never crawled again;
+ * An ID's status in a shard (a contract: README "When is an ID done"). The final ones are never crawled again;
  * `failed` is retried by a later run. A node reports a count for each of `ID_STATUSES`.
  */
 export const FINAL_STATUSES = ['archived', 'missing', 'gone', 'restricted'] as const;

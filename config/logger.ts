@@ -1,5 +1,5 @@
 /**
- * Logs are data (STYLE.md habit 14): a message plus fields. Library code receives a Logger;
+ * Logs are data (ARCHITECTURE.md "House rules"): a message plus fields. Library code receives a Logger;
  * the CLI decides where lines go (terminal, JSON file, nowhere). One shape everywhere: modules
  * that only report (uploads, the tracker's follower) take `Pick<Logger, 'info' | 'warn'>`, and a
  * crawl worker thread sends its lines to the main thread as `LogEntry` data.

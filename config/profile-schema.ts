@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { codecSpecSchema } from './id-codec.js';
 
 /**
- * The profile format (DESIGN.md §4, a contract). Keys are snake_case in YAML/JSON; every object
+ * The profile format (a contract: README "Profiles"). Keys are snake_case in YAML/JSON; every object
  * is strict, so a misspelt key is an error that names its path.
  */
 const jsonPath = z.string().min(1).describe('a JSONPath (RFC 9535) expression');

@@ -15,9 +15,10 @@ import { MediaReporter, mediaCounts, mediaFinished, queueMediaItem } from './med
 import type { NodeOptions } from './options.js';
 import { uploadThenDoneWithRetry } from './upload.js';
 import { ScopeGuard } from '../crawler/fetch/scope-guard.js';
+import { manifestPath, shardDbPath } from '../storage/shard/layout.js';
 
 /**
- * One claimed item of a volunteer node (DESIGN.md §8): crawl it into `DIR/items/ITEM` with the
+ * One claimed item of a volunteer node (ARCHITECTURE.md "Tracker and nodes"): crawl it into `DIR/items/ITEM` with the
  * standalone engine while heartbeats report finished sub-ranges (and, when the tracker collects
  * media, the media they found), then upload and `done`, or give back what failed.
  */
@@ -31,7 +32,7 @@ import { ScopeGuard } from '../crawler/fetch/scope-guard.js';
 export function finishedIn(dir: string, ranges: RangeSet, options: { waitForMedia?: boolean } = {}): RangeSet {
   let db: ShardDb;
   try {
-    db = new ShardDb(join(dir, 'shard.sqlite'));
+    db = new ShardDb(shardDbPath(dir));
   } catch {
     return new RangeSet();
   }
@@ -161,7 +162,7 @@ export async function crawlItem(
   const manifest = await readManifest(dir);
   const warcs = (manifest?.warcs ?? []).map(({ name, size, sha256 }) => {
     // The node's own shard.json, written by this crawl: an entry without them was edited by hand.
-    if (size === undefined || sha256 === undefined) throw new InputError(`${join(dir, 'shard.json')}: ${name} has no size or sha256`, { code: 'E_MANIFEST' });
+    if (size === undefined || sha256 === undefined) throw new InputError(`${manifestPath(dir)}: ${name} has no size or sha256`, { code: 'E_MANIFEST' });
     return { name, size, sha256 };
   });
   const stats = {

@@ -17,7 +17,7 @@ import type { NodeOptions } from './options.js';
 export type { NodeOptions } from './options.js';
 
 /**
- * The volunteer node (DESIGN.md §8): register once, then claim → crawl with the standalone
+ * The volunteer node (ARCHITECTURE.md "Tracker and nodes"): register once, then claim → crawl with the standalone
  * engine → heartbeat finished sub-ranges → done (or give back what is left) → claim again.
  * Each item is crawled into its own shard directory `DIR/items/ITEM`; `DIR/node.json` keeps
  * the token and the lease in hand, so a node killed with -9 and started again continues its

@@ -17,6 +17,7 @@ import { openForReading } from '../storage/shard/sqlite-read.js';
 import type { MediaUrl } from '../tracker/client/api-types.js';
 import type { TrackerClient } from '../tracker/client/client.js';
 import { ScopeGuard } from '../crawler/fetch/scope-guard.js';
+import { shardDbPath } from '../storage/shard/layout.js';
 
 /** At most this many URLs, and about this many characters of them, per report (the tracker takes 500 in 64 KiB). */
 const REPORT_URLS = 500;
@@ -28,7 +29,7 @@ const MAX_REPORT_URL_CHARS = 2000;
 function readUrls(dir: string, where: string): { url: string; state: string }[] {
   let db;
   try {
-    db = openForReading(join(dir, 'shard.sqlite'));
+    db = openForReading(shardDbPath(dir));
   } catch {
     return [];
   }
@@ -141,7 +142,7 @@ export class MediaReporter {
 export function queueMediaItem(options: { dir: string; urls: readonly MediaUrl[]; profile: Profile; allowPrivateNetwork: boolean; log: Logger }): number {
   const { dir, urls, profile, log } = options;
   const guard = new ScopeGuard({ hosts: profile.scopeHosts, allowPrivateNetwork: options.allowPrivateNetwork });
-  const db = new ShardDb(join(dir, 'shard.sqlite'));
+  const db = new ShardDb(shardDbPath(dir));
   let refused = 0;
   try {
     db.setMeta('profile', profile.name);

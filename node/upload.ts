@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { join } from 'node:path';
 import { errorMessage, LifeboatError } from '../config/errors.js';
 import type { Logger } from '../config/logger.js';
 import { UploadError } from '../storage/upload/errors.js';
@@ -11,6 +10,7 @@ import type { TrackerClient, TrackerItem } from '../tracker/client/client.js';
 import { TrackerRequestError, TrackerUnavailableError } from '../tracker/client/errors.js';
 import type { RangeSet } from '../config/id-ranges.js';
 import type { DoneStats, WarcReport } from '../tracker/client/api-types.js';
+import { manifestPath as manifestPathOf, warcPath } from '../storage/shard/layout.js';
 
 export interface UploadItemOptions {
   /** Asks for the URLs; the node never holds storage credentials. */
@@ -32,10 +32,10 @@ export interface UploadItemOptions {
  */
 export async function uploadItemFiles(options: UploadItemOptions): Promise<{ files: number; bytes: number }> {
   const { client, leaseId, dir, warcs, concurrency = 2, signal } = options;
-  const manifestPath = join(dir, 'shard.json');
+  const manifestPath = manifestPathOf(dir);
   const manifest = await readFile(manifestPath);
   const files = [
-    ...warcs.map((w) => ({ name: w.name, size: w.size, sha256: w.sha256, path: join(dir, 'warcs', w.name) })),
+    ...warcs.map((w) => ({ name: w.name, size: w.size, sha256: w.sha256, path: warcPath(dir, w.name) })),
     { name: 'shard.json', size: manifest.length, sha256: createHash('sha256').update(manifest).digest('hex'), path: manifestPath },
   ];
   const announce = (list: typeof files) => list.map(({ name, size, sha256 }) => ({ name, size, sha256 }));

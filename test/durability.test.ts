@@ -8,7 +8,7 @@ import { ShardDb } from '../storage/shard/shard-db.js';
 import { WarcWriter } from '../storage/warc/warc-writer.js';
 import { httpCapture } from './fixtures/http-capture.js';
 
-// DESIGN.md §7: an ID becomes final only in the transaction that follows the fsync covering its
+// ARCHITECTURE.md "Durable": an ID becomes final only in the transaction that follows the fsync covering its
 // records. A real WarcWriter and a real ShardDb; the test listens at the seam between them
 // (the writer's flush and the shard's transaction) and keeps the order of what happened.
 

@@ -16,7 +16,7 @@ import {
 const withCode = (code: string): Error => Object.assign(new Error(code), { code });
 
 describe('retry rules as data', () => {
-  it('lists the statuses of DESIGN §3 and none of the final ones', () => {
+  it('lists the statuses of ARCHITECTURE.md "One ID" and none of the final ones', () => {
     for (const status of [408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524]) expect(isRetryableStatus(status)).toBe(true);
     for (const status of [200, 301, 304, 400, 401, 403, 404, 410, 451, 501]) expect(isRetryableStatus(status)).toBe(false);
     expect(RETRYABLE_STATUSES).toContain(429);

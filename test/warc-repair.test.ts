@@ -9,7 +9,7 @@ import { describeWarc, repairOpenWarcs } from '../storage/warc/warc-repair.js';
 import { WarcWriter } from '../storage/warc/warc-writer.js';
 import { httpCapture } from './fixtures/http-capture.js';
 
-// Crash repair (DESIGN.md §6) on torn `.open` files built here byte by byte: what is kept is
+// Crash repair (ARCHITECTURE.md "WARC files") on torn `.open` files built here byte by byte: what is kept is
 // asserted to the byte, so cutting too little (a torn tail left in) and cutting one member too
 // many both fail.
 

@@ -11,7 +11,7 @@ import type { ExtractRules, RequisiteKind, Selector } from '../../config/profile
 import type { Capture } from '../../storage/warc/capture.js';
 
 /**
- * Extraction (DESIGN.md §3): decode a captured body (Content-Encoding undone, with a size cap so
+ * Extraction (ARCHITECTURE.md "One ID"): decode a captured body (Content-Encoding undone, with a size cap so
  * a gzip/brotli bomb cannot exhaust memory) and apply a profile's JSONPath or CSS rules.
  * The archived bytes are never touched: this works on a decoded copy.
  */

@@ -106,7 +106,7 @@ export class CrawlStats {
 }
 
 /**
- * The contract summary line (DESIGN.md §5), saying whose numbers are whose: the ID counts are
+ * The contract summary line (README "Commands"), saying whose numbers are whose: the ID counts are
  * the whole shard's (earlier runs included), the rest this run's.
  * `shard: archived A, missing M, gone G, restricted R, failed F; this run: ids D, records N, bytes B, warcs W`
  */

@@ -7,7 +7,7 @@ import type { RobotsPolicy } from './robots.js';
 import type { ScopeGuard } from './scope-guard.js';
 
 /**
- * The capture layers composed (STYLE.md habit 8): scope → robots → per-host politeness →
+ * The capture layers composed (ARCHITECTURE.md "House rules"): scope → robots → per-host politeness →
  * undici capture → retry with backoff → redirects recorded and followed within scope.
  */
 export interface FetchOutcome {

@@ -2,7 +2,7 @@ import PQueue from 'p-queue';
 import { InputError } from '../../config/errors.js';
 
 /**
- * Per-host politeness (DESIGN §3 "politeness slot"): for each host a concurrency cap (a p-queue)
+ * Per-host politeness (ARCHITECTURE.md "One ID", the politeness slot): for each host a concurrency cap (a p-queue)
  * and a token bucket, with AIMD on 429s — the rate halves on a throttle (floor 0.5 req/s) and
  * grows back additively on successes. Global concurrency is the caller's own queue.
  *

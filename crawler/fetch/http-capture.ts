@@ -11,7 +11,7 @@ import { sha1Label, type BodySource, type Capture } from '../../storage/warc/cap
 import type { BandwidthCap } from './bandwidth-cap.js';
 
 /**
- * HTTP capture with undici (DESIGN.md §3, issue: capture layer). One request, no redirects
+ * HTTP capture with undici (ARCHITECTURE.md "One ID", issue: capture layer). One request, no redirects
  * followed here (the caller records each hop). The request head is taken from undici's own
  * `undici:client:sendHeaders` diagnostics channel, so the WARC request record holds the bytes
  * that were really sent; the response head is rebuilt from the raw header list as received.

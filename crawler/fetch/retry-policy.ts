@@ -3,7 +3,7 @@ import { backoffMs } from '../../config/backoff.js';
 import { LifeboatError } from '../../config/errors.js';
 
 /**
- * Retry rules as data (DESIGN §3: 429, 5xx, resets, timeouts and truncated bodies are retried
+ * Retry rules as data (ARCHITECTURE.md "One ID": 429, 5xx, resets, timeouts and truncated bodies are retried
  * with backoff; 404/410/401/403/451 are final), and the one retry loop that applies them for the
  * HTTP fetcher and the browser fetcher alike (`retrying`).
  */

@@ -5,7 +5,7 @@ import { InputError, ScopeError } from '../../config/errors.js';
 
 /**
  * The scope guard decides which URLs and which network addresses the crawler may touch
- * (DESIGN §4 `scope.hosts`, §5 `--allow-private-network`). Two gates, both needed:
+ * (README "Politeness and safety": `scope.hosts`, `--allow-private-network`). Two gates, both needed:
  * - `checkUrl` before a URL is queued or fetched: scheme, credentials, host list, IP literals;
  * - `lookup` (or `connector`) at connect time, so a DNS name that resolves to a loopback or
  *   private address is refused too — checked on the address actually connected to, so DNS

@@ -4,6 +4,7 @@ import { errorMessage } from '../../config/errors.js';
 import type { Logger } from '../../config/logger.js';
 import type { WarcReport } from '../../tracker/client/api-types.js';
 import { listUploads } from '../../storage/upload/ledger.js';
+import { warcPath } from '../../storage/shard/layout.js';
 
 /**
  * A volunteer's disk and time caps (issue 14): `--max-disk` stops claiming new work when the data
@@ -180,7 +181,7 @@ export async function freeUploadedWarcs(outDir: string, log: Logger): Promise<{ 
     }
     for (const [name, size] of verified) {
       if (name.includes('/') || name.startsWith('.')) continue;
-      const path = join(dir, 'warcs', name);
+      const path = warcPath(dir, name);
       const st = await stat(path).catch(() => undefined);
       if (!st || st.size !== size) continue;
       await unlink(path);

@@ -1,5 +1,5 @@
 /**
- * A profile's captures for one ID (DESIGN.md §3), HTTP or browser, in one order for both:
+ * A profile's captures for one ID (ARCHITECTURE.md "One ID"), HTTP or browser, in one order for both:
  * fetch → extract → record. The primary capture decides the ID's status; later captures run
  * while it is archived (or always, as the profile says); templates take fields extracted by
  * earlier captures. Returns the ID's outcome for the ShardRecorder to make final; it never

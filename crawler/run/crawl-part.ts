@@ -1,5 +1,5 @@
 /**
- * The crawl loop over one part of a shard (DESIGN.md §3; ARCHITECTURE.md follows one capture):
+ * The crawl loop over one part of a shard (ARCHITECTURE.md follows one capture):
  * it only schedules. IDs come from the frontier, each runs as a CapturePlan (fetch → extract →
  * record), its outcome goes to the ShardRecorder, which makes it final after the fsync (group
  * commit) and answers with the media to fetch next. A run is one part (the whole range, on the

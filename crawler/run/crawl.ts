@@ -15,6 +15,7 @@ import { createCodec, type IdCodec } from '../../config/id-codec.js';
 import { RangeSet } from '../../config/id-ranges.js';
 import { checkCrawlScope } from '../fetch/scope-preflight.js';
 import { SOFTWARE } from '../../config/version.js';
+import { shardDbPath, warcsDir } from '../../storage/shard/layout.js';
 
 /** A run: the flags (resolved once into CrawlSettings with the profile) and what is the run's own. */
 export interface CrawlOptions extends CrawlFlags {
@@ -36,7 +37,7 @@ export interface CrawlResult {
 }
 
 /**
- * The crawl loop (DESIGN.md §3): frontier → captures in profile order → WARC → extraction →
+ * The crawl loop (ARCHITECTURE.md "One ID"): frontier → captures in profile order → WARC → extraction →
  * media queue → group commit. One call is one run over one shard directory; running it again
  * on the same directory resumes.
  */
@@ -46,7 +47,7 @@ export async function runCrawl(opts: CrawlOptions): Promise<CrawlResult> {
   // Refused before the directory is created: a profile whose every fetch would be refused.
   await checkCrawlScope(profile, { allowPrivateNetwork: settings.allowPrivateNetwork });
   try {
-    await mkdir(join(opts.outDir, 'warcs'), { recursive: true });
+    await mkdir(warcsDir(opts.outDir), { recursive: true });
   } catch (err) {
     throw new StorageError(`cannot use the output directory ${opts.outDir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
   }
@@ -64,7 +65,7 @@ async function crawlLocked(settings: CrawlSettings, opts: CrawlOptions): Promise
   const { profile, outDir, logger } = opts;
   const log = logger.child('crawl');
   const codec: IdCodec = createCodec(profile.codec);
-  const warcDir = join(outDir, 'warcs');
+  const warcDir = warcsDir(outDir);
   const spoolDir = join(outDir, 'tmp');
   try {
     await rm(spoolDir, { recursive: true, force: true });
@@ -72,7 +73,7 @@ async function crawlLocked(settings: CrawlSettings, opts: CrawlOptions): Promise
   } catch (err) {
     throw new StorageError(`cannot use the output directory ${outDir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
   }
-  const db = new ShardDb(join(outDir, 'shard.sqlite'));
+  const db = new ShardDb(shardDbPath(outDir));
   const prior = db.getMeta('profile');
   if (prior && prior !== profile.name) {
     db.close();

@@ -1,5 +1,5 @@
 /**
- * The capture layers of one crawl part, composed (STYLE.md habit 8): scope guard → robots →
+ * The capture layers of one crawl part, composed (ARCHITECTURE.md "House rules"): scope guard → robots →
  * per-host limiter → undici capture → retries, and the browser pool for `render: browser`.
  */
 import type { CrawlSettings } from '../../config/crawl-settings.js';

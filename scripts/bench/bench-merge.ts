@@ -10,6 +10,7 @@ import { ShardDb, type CaptureRow } from '../../storage/shard/shard-db.js';
 import { writeManifest } from '../../storage/shard/shard-manifest.js';
 import { sha1Of } from '../../storage/warc/warc-record.js';
 import { WarcWriter } from '../../storage/warc/warc-writer.js';
+import { shardDbPath, warcPath, warcsDir } from '../../storage/shard/layout.js';
 
 /**
  * Merge throughput beside `cat` of the same bytes (the streaming ceiling), and the merge's peak
@@ -53,11 +54,11 @@ function capture(url: string, contentType: string, body: Buffer, at: Date): Capt
 }
 
 export async function generateShard(dir: string, start: number, end: number, mediaBytes: number): Promise<number> {
-  await mkdir(join(dir, 'warcs'), { recursive: true });
-  const db = new ShardDb(join(dir, 'shard.sqlite'));
+  await mkdir(warcsDir(dir), { recursive: true });
+  const db = new ShardDb(shardDbPath(dir));
   const warcs: { name: string; size: number; sha256: string; records: number }[] = [];
   const writer = new WarcWriter({
-    dir: join(dir, 'warcs'), prefix: 'bench', node: `n${start}`, maxFileBytes: 256 * MB, warcinfo: { software: 'lifeboat-bench' }, gzipLevel: 1,
+    dir: warcsDir(dir), prefix: 'bench', node: `n${start}`, maxFileBytes: 256 * MB, warcinfo: { software: 'lifeboat-bench' }, gzipLevel: 1,
     onFileClosed: (w) => void warcs.push(w),
   });
   const at = new Date('2024-05-01T00:00:00Z');
@@ -131,9 +132,9 @@ export async function runMergeBench(options: { shards?: number; shardBytes?: num
     const files: string[] = [];
     let inputBytes = 0;
     for (const dir of inputs) {
-      for (const n of await readdir(join(dir, 'warcs'))) {
-        files.push(join(dir, 'warcs', n));
-        inputBytes += (await stat(join(dir, 'warcs', n))).size;
+      for (const n of await readdir(warcsDir(dir))) {
+        files.push(warcPath(dir, n));
+        inputBytes += (await stat(warcPath(dir, n))).size;
       }
     }
     await timeCat(files); // warm the page cache the same way for both

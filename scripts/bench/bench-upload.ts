@@ -19,6 +19,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { MIB } from '../../storage/upload/file-digests.js';
 import { createS3Client } from '../../storage/upload/s3-client.js';
 import { uploadDirectory } from '../../storage/upload/s3.js';
+import { warcPath, warcsDir } from '../../storage/shard/layout.js';
 
 export interface UploadBenchOptions {
   /** Size of the throughput file. Default 512 MiB. */
@@ -96,8 +97,8 @@ async function measure(name: string, bytes: number, fn: () => Promise<unknown>):
 
 function makeShard(root: string, name: string, bytes: number): string {
   const dir = join(root, name);
-  mkdirSync(join(dir, 'warcs'), { recursive: true });
-  writeRandomFile(join(dir, 'warcs', `bench-20240101000000-00001-${name}.warc.gz`), bytes);
+  mkdirSync(warcsDir(dir), { recursive: true });
+  writeRandomFile(warcPath(dir, `bench-20240101000000-00001-${name}.warc.gz`), bytes);
   return dir;
 }
 
@@ -111,7 +112,7 @@ export async function runUploadBench(options: UploadBenchOptions = {}): Promise<
   const rows: UploadBenchRow[] = [];
   try {
     const dir = makeShard(root, 'tp', throughputBytes);
-    const warc = join(dir, 'warcs', `bench-20240101000000-00001-tp.warc.gz`);
+    const warc = warcPath(dir, `bench-20240101000000-00001-tp.warc.gz`);
     rows.push(
       await measure(`uploadDirectory (${partSizeBytes / MIB} MiB parts ×${partConcurrency}, hash + verify)`, throughputBytes, () =>
         uploadDirectory({ dir, target: `s3://${BUCKET}/tp`, endpoint, credentials, partSizeBytes, partConcurrency, concurrency: 1 }),

@@ -22,6 +22,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
+import { shardDbPath } from '../../storage/shard/layout.js';
 
 const DIST = resolve(fileURLToPath(new URL('.', import.meta.url)));
 
@@ -119,7 +120,7 @@ export async function runPinnedBench(o: { posts: number; concurrency: number; re
       const out = join(tmp, `crawl-${i}`);
       const r = await timed(process.execPath, [cli, 'crawl', '--profile', 'demo', '--base-url', demo.url, '--ids', `1-${o.posts}`, '--out', out, '--allow-private-network', '--quiet', '--concurrency', String(o.concurrency)], undefined, '1');
       if (r.code !== 0) throw new Error(`lifeboat crawl exited ${r.code}`);
-      const db = new Database(join(out, 'shard.sqlite'), { readonly: true });
+      const db = new Database(shardDbPath(out), { readonly: true });
       const urls = db.prepare<[], { url: string }>('SELECT url FROM captures ORDER BY rowid').all().map((x) => x.url);
       const bodyBytes = db.prepare<[], { n: number }>('SELECT SUM(body_bytes) AS n FROM captures').get()!.n;
       db.close();
@@ -153,7 +154,7 @@ export async function runCrawlBench(opts: { posts: number; concurrencies: number
       const out = join(tmp, `crawl-${c}`);
       const r = await timed(process.execPath, [cli, 'crawl', '--profile', 'demo', '--base-url', demo.url, '--ids', `1-${opts.posts}`, '--out', out, '--allow-private-network', '--quiet', '--concurrency', String(c)]);
       if (r.code !== 0) throw new Error(`lifeboat crawl exited ${r.code}`);
-      const db = new Database(join(out, 'shard.sqlite'), { readonly: true });
+      const db = new Database(shardDbPath(out), { readonly: true });
       const urls = db.prepare<[], { url: string }>('SELECT url FROM captures ORDER BY rowid').all().map((x) => x.url);
       const bodyBytes = db.prepare<[], { n: number }>('SELECT SUM(body_bytes) AS n FROM captures').get()!.n;
       db.close();
@@ -183,7 +184,7 @@ export async function runCrawlBench(opts: { posts: number; concurrencies: number
   try {
     const out = join(tmp, 'big');
     const r = await timed(process.execPath, [cli, 'crawl', '--profile', 'demo', '--base-url', big.url, '--ids', '1-10000000', '--out', out, '--allow-private-network', '--quiet', '--concurrency', '64'], opts.bigSecs * 1000);
-    const db = new Database(join(out, 'shard.sqlite'), { readonly: true });
+    const db = new Database(shardDbPath(out), { readonly: true });
     const done = db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM ids').get()!.n;
     db.close();
     rows.push({ what: '10M-ID range (stopped after the time shown)', concurrency: 64, secs: r.secs, ids: done, requests: NaN, mb: NaN, peakRssMb: r.peakRssMb });

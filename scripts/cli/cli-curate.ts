@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../config/errors.js';
 import { codecSpecFromName, createCodec } from '../../config/id-codec.js';
@@ -9,10 +9,11 @@ import { ShardDbReader } from '../../storage/shard/shard-db-read.js';
 import type { UploadProgress } from '../../storage/upload/progress.js';
 import type { CliIo } from './cli-io.js';
 import { byteSize, positiveInt } from './cli-options.js';
+import { shardDbPath } from '../../storage/shard/layout.js';
 
 /** The codec a shard was crawled with (its shard.sqlite meta), so reports use the platform's notation. */
 function shardCodec(dir: string): ((id: number) => string) | undefined {
-  const path = join(dir, 'shard.sqlite');
+  const path = shardDbPath(dir);
   if (!existsSync(path)) return undefined;
   let reader: ShardDbReader;
   try {

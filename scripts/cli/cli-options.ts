@@ -3,7 +3,7 @@ import { InvalidArgumentError } from 'commander';
 
 /** Option parsers and exit codes shared by the command files (they import this, never cli.ts). */
 
-/** Exit codes (DESIGN.md §5, a contract). */
+/** Exit codes (a contract: README "What a shard holds"). */
 export const EXIT = { ok: 0, error: 1, usage: 2, failedIds: 3 } as const;
 
 export class ExitCode extends Error {

@@ -13,6 +13,7 @@ import Database from 'better-sqlite3';
 import { seedCommand, statusCommand } from '../../tracker/server/commands.js';
 import { faultProfile, poisonRoute, startHostileServer, type PoisonKind } from './hostile-server.js';
 import { CLI, findShards, freePort, hostileCrawl, judge, type ScenarioResult } from './reliability-scenarios.js';
+import { shardDbPath } from '../../storage/shard/layout.js';
 
 /** Which posts are poison, spread over the range (and over several tracker items). */
 export function poisonKinds(posts: number): Map<number, PoisonKind> {
@@ -28,7 +29,7 @@ const POLITENESS = { max_body_bytes: 2 << 20 };
 function unnotedPoison(shards: string[], kinds: Map<number, PoisonKind>): number[] {
   const noted = new Set<number>();
   for (const dir of shards) {
-    const db = new Database(join(dir, 'shard.sqlite'), { readonly: true });
+    const db = new Database(shardDbPath(dir), { readonly: true });
     try {
       for (const r of db.prepare<[], { id: number }>(`SELECT id FROM ids WHERE status = 'archived' AND last_error LIKE 'extraction: %'`).all()) noted.add(r.id);
     } finally {

@@ -17,6 +17,7 @@ import { seedCommand, statusCommand } from '../../tracker/server/commands.js';
 import { main } from '../cli/cli.js';
 import { startDemoPlatform, type ChaosKind, type DemoPlatform, type DemoPlatformOptions } from '../demo/demo-platform.js';
 import { faultProfile, startHostileServer, type HostileServer, type Route } from './hostile-server.js';
+import { shardDbPath, warcsDir } from '../../storage/shard/layout.js';
 
 export const CLI = resolve('dist/scripts/cli/cli.js');
 
@@ -85,7 +86,7 @@ export const coverage = (j: Judgement): number => (100 * j.final) / j.ids;
 
 /** Every shard directory below `root` (a crawl's DIR, or a node's DIR/items/*). */
 export async function findShards(root: string): Promise<string[]> {
-  if (existsSync(join(root, 'shard.sqlite'))) return [root];
+  if (existsSync(shardDbPath(root))) return [root];
   const out: string[] = [];
   if (!existsSync(root)) return out;
   for (const e of await readdir(root, { withFileTypes: true })) if (e.isDirectory()) out.push(...(await findShards(join(root, e.name))));
@@ -104,8 +105,8 @@ export async function judge(dirs: string[], ids: { start: number; end: number },
   const state = new Map<number, { status: string; lastError: string | null; captured: boolean; finalIn: number }>();
   let warcs = 0;
   for (const dir of dirs) {
-    warcs += (await readdir(join(dir, 'warcs'))).length;
-    const db = new Database(join(dir, 'shard.sqlite'), { readonly: true });
+    warcs += (await readdir(warcsDir(dir))).length;
+    const db = new Database(shardDbPath(dir), { readonly: true });
     try {
       const rows = db
         .prepare<[], { id: number; status: string; last_error: string | null; captured: number }>(

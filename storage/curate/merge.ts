@@ -17,9 +17,10 @@ import { readManifest } from '../shard/shard-manifest.js';
 import { detectWarcFormat, readWarc } from '../warc/warc-reader.js';
 import { repairOpenWarcs } from '../warc/warc-repair.js';
 import { WarcWriter } from '../warc/warc-writer.js';
+import { MERGED_DB, SHARD_DB, SHARD_MANIFEST, WARCS_DIR, mergedDbPath, shardDbPath, warcsDir } from '../shard/layout.js';
 
 /**
- * `lifeboat merge SHARD... --out DIR` (DESIGN.md §9, issue 4). Reads shard directories and bare
+ * `lifeboat merge SHARD... --out DIR` (ARCHITECTURE.md "Curator commands"). Reads shard directories and bare
  * WARC files (lifeboat's, or other tools' such as `wget --warc-file`: per-record gzip, whole-file
  * gzip or plain), verifies every record while reading it, and writes into DIR:
  *   warcs/*.warc.gz          merged WARCs (~maxWarcBytes each); one copy per (URL, payload) — see merge-output.ts
@@ -117,7 +118,7 @@ async function listInput(path: string): Promise<InputListing> {
   }
   const manifest = await readManifest(path);
   const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
-  const dir = join(path, 'warcs');
+  const dir = warcsDir(path);
   if (!(await exists(dir))) throw new InputError(`merge input ${path} is neither a WARC file nor a shard directory (no warcs/)`, { code: 'E_MERGE_INPUT' });
   const warcs: InputWarc[] = [];
   const problems: InputListing['problems'] = [];
@@ -145,7 +146,7 @@ async function listInput(path: string): Promise<InputListing> {
 
 /** Folds a shard's database in; a database that cannot be read is a defect and the WARCs stand alone. */
 async function importInputDb(mdb: MergedDb, listing: InputListing & { path: string }, tmpDir: string, inputId: number, onDefect: (inputId: number, file: string, offset: number | undefined, what: string) => void): Promise<void> {
-  const dbPath = join(listing.path, 'shard.sqlite');
+  const dbPath = shardDbPath(listing.path);
   if (!(await lstat(dbPath).catch(() => undefined))) {
     if ((listing.archivedListed ?? 0) > 0) onDefect(inputId, dbPath, undefined, `missing, but shard.json counts ${listing.archivedListed} archived IDs; the WARCs were merged by their records`);
     return;
@@ -171,7 +172,7 @@ export async function mergeShards(o: MergeOptions): Promise<MergeResult> {
   for (const p of o.inputs) listings.push({ path: resolve(p), ...(await listInput(p)) });
 
   await checkMergeOut(o.out);
-  const warcDir = join(o.out, 'warcs');
+  const warcDir = warcsDir(o.out);
   await mkdir(warcDir, { recursive: true });
   const lock = acquireDirLock(o.out, 'merge');
   try {
@@ -194,15 +195,15 @@ async function checkMergeOut(out: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new InputError(`--out ${out} is a file, not a folder`, { code: 'E_MERGE_OUT' });
     throw err;
   }
-  if (entries.includes('merged.sqlite')) return;
-  if (entries.includes('shard.sqlite') || entries.includes('shard.json')) {
+  if (entries.includes(MERGED_DB)) return;
+  if (entries.includes(SHARD_DB) || entries.includes(SHARD_MANIFEST)) {
     throw new InputError(`--out ${out} is a crawl shard; merge into a new folder (or an earlier merge output) and give the shard as an input`, { code: 'E_MERGE_OUT' });
   }
   const others = [];
   for (const name of entries) {
     if (name === LOCK_FILE) continue;
     // An empty warcs/ is what a merge killed before its database existed leaves behind.
-    if (name === 'warcs' && (await readdir(join(out, name)).catch(() => ['?'])).length === 0) continue;
+    if (name === WARCS_DIR && (await readdir(join(out, name)).catch(() => ['?'])).length === 0) continue;
     others.push(name);
   }
   if (others.length > 0) {
@@ -213,9 +214,9 @@ async function checkMergeOut(out: string): Promise<void> {
 }
 
 async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaited<ReturnType<typeof listInput>>)[], started: number): Promise<MergeResult> {
-  const warcDir = join(o.out, 'warcs');
+  const warcDir = warcsDir(o.out);
   await repairOpenWarcs(warcDir); // a merge that crashed: cut its last file back to whole records
-  const mdb = new MergedDb(join(o.out, 'merged.sqlite'));
+  const mdb = new MergedDb(mergedDbPath(o.out));
   const prefix = mdb.meta('prefix') ?? listings.find((l) => l.profile)?.profile ?? 'lifeboat';
   mdb.setMeta('prefix', prefix);
   const writer = new WarcWriter({

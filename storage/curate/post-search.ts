@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { InputError, StorageError } from '../../config/errors.js';
+import { mergedDbPath } from '../shard/layout.js';
 
 /**
  * Finding posts after a rescue (issue 15 §7): a full-text index (SQLite FTS5) of the merged posts'
@@ -141,7 +141,7 @@ function quoteTerms(query: string): string {
 
 /** Searches a merged directory's posts: words (FTS5 syntax: phrases in quotes, prefix*, OR, NOT), author, date range. */
 export function searchPosts(dir: string, query: string, o: SearchOptions = {}): SearchHit[] {
-  const path = join(dir, 'merged.sqlite');
+  const path = mergedDbPath(dir);
   if (!existsSync(path)) throw new InputError(`${dir} is not a merged directory (no merged.sqlite): run lifeboat merge first`, { code: 'E_SEARCH_INPUT' });
   let db: Database.Database;
   try {

@@ -7,6 +7,7 @@ import { recordRow } from './merge-output.js';
 import { importShardDb } from './merge-shard-db.js';
 import { syncPostSearch } from './post-search.js';
 import { readWarc } from '../warc/warc-reader.js';
+import { shardDbPath, warcsDir } from '../shard/layout.js';
 
 /**
  * Indexes a crawl shard in place for `export` (issue 10 §3: `export` of a shard works as its help
@@ -17,7 +18,7 @@ import { readWarc } from '../warc/warc-reader.js';
  * killed) and when a record is damaged — `lifeboat merge` keeps the good records of such a shard.
  */
 export async function indexShard(shardDir: string, dbPath: string, cdxjPath: string): Promise<{ warcs: string[] }> {
-  const warcDir = join(shardDir, 'warcs');
+  const warcDir = warcsDir(shardDir);
   const names = (await readdir(warcDir)).sort();
   const open = names.find((n) => n.endsWith('.open'));
   if (open) throw new InputError(`${join(warcDir, open)} is unfinished (a crawl is running or was interrupted): let the crawl finish or run it again to resume, then export`, { code: 'E_EXPORT_INPUT' });
@@ -39,7 +40,7 @@ export async function indexShard(shardDir: string, dbPath: string, cdxjPath: str
       }
       mdb.transaction(() => rows.splice(0).forEach((r) => mdb.putRecord(r)));
     }
-    importShardDb(mdb, join(shardDir, 'shard.sqlite'), inputId);
+    importShardDb(mdb, shardDbPath(shardDir), inputId);
     syncPostSearch(mdb.db);
     await writeCdxj(mdb.db, cdxjPath);
   } finally {

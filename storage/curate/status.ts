@@ -1,11 +1,11 @@
 import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { InputError } from '../../config/errors.js';
 import { extractionNotes, formatExtractionNotes } from '../shard/extraction-notes.js';
 import { lockHolder } from '../shard/dir-lock.js';
 import { readManifest } from '../shard/shard-manifest.js';
 import { MergedDbReader } from './merge-db.js';
 import { ShardDbReader } from '../shard/shard-db-read.js';
+import { mergedDbPath, shardDbPath, warcPath, warcsDir } from '../shard/layout.js';
 
 /**
  * `lifeboat status DIR`: what a shard or merged directory holds and what is left to do —
@@ -63,7 +63,7 @@ export function failureReasons(shard: ShardDbReader, limit = 5): FailureReason[]
 export function shardFailureReasons(dir: string, limit = 5): FailureReason[] {
   let shard: ShardDbReader;
   try {
-    shard = ShardDbReader.open(join(dir, 'shard.sqlite'));
+    shard = ShardDbReader.open(shardDbPath(dir));
   } catch {
     return [];
   }
@@ -87,17 +87,17 @@ function* rangesOf(ids: Iterable<{ start: number; end: number }>): Generator<str
 export async function shardStatus(dir: string): Promise<DirStatus> {
   let kind: 'shard' | 'merged';
   let dbPath: string;
-  if (await stat(join(dir, 'merged.sqlite')).then(() => true, () => false)) {
+  if (await stat(mergedDbPath(dir)).then(() => true, () => false)) {
     kind = 'merged';
-    dbPath = join(dir, 'merged.sqlite');
-  } else if (await stat(join(dir, 'shard.sqlite')).then(() => true, () => false)) {
+    dbPath = mergedDbPath(dir);
+  } else if (await stat(shardDbPath(dir)).then(() => true, () => false)) {
     kind = 'shard';
-    dbPath = join(dir, 'shard.sqlite');
+    dbPath = shardDbPath(dir);
   } else throw new InputError(`${dir} is neither a shard nor a merged directory (no shard.sqlite or merged.sqlite)`, { code: 'E_STATUS_INPUT' });
 
   const warcs: DirStatus['warcs'] = [];
-  for (const name of (await readdir(join(dir, 'warcs')).catch(() => [] as string[])).filter((n) => /\.warc(\.gz)?(\.open)?$/.test(n)).sort()) {
-    warcs.push({ name, bytes: (await stat(join(dir, 'warcs', name))).size, open: name.endsWith('.open') });
+  for (const name of (await readdir(warcsDir(dir)).catch(() => [] as string[])).filter((n) => /\.warc(\.gz)?(\.open)?$/.test(n)).sort()) {
+    warcs.push({ name, bytes: (await stat(warcPath(dir, name))).size, open: name.endsWith('.open') });
   }
   const db = kind === 'merged' ? MergedDbReader.open(dbPath) : ShardDbReader.open(dbPath);
   try {

@@ -8,9 +8,10 @@ import { ShardDbReader, type RecordLocation } from '../shard/shard-db-read.js';
 import { checkInputFile, hashRegularFile } from '../warc/input-file.js';
 import { readManifest } from '../shard/shard-manifest.js';
 import { readWarc, type ReadRecord } from '../warc/warc-reader.js';
+import { manifestPath, mergedDbPath, shardDbPath, warcsDir } from '../shard/layout.js';
 
 /**
- * `lifeboat verify` (DESIGN.md §9): re-reads every record of every WARC, recomputes its digests,
+ * `lifeboat verify` (ARCHITECTURE.md "Curator commands"): re-reads every record of every WARC, recomputes its digests,
  * and checks that the shard (or merged) database and manifest agree with the files: every
  * `captures` row points at the start of a real record of the right type, ID and URI, every
  * `archived` ID has its response, every WARC listed in shard.json has that size and sha256.
@@ -134,8 +135,8 @@ class RowJoin {
 /** The directory's database: `shard.sqlite` (or a merge's `merged.sqlite`), opened from a snapshot. */
 async function openDirDb(dir: string, out: Collector, opts: VerifyOptions): Promise<{ db: ShardDbReader | MergedDbReader; path: string; close: () => Promise<void> } | undefined> {
   const candidates = [
-    { path: join(dir, 'shard.sqlite'), tables: SHARD_TABLES, reader: (db: Database.Database) => new ShardDbReader(db) },
-    { path: join(dir, 'merged.sqlite'), tables: MERGED_TABLES, reader: (db: Database.Database) => new MergedDbReader(db) },
+    { path: shardDbPath(dir), tables: SHARD_TABLES, reader: (db: Database.Database) => new ShardDbReader(db) },
+    { path: mergedDbPath(dir), tables: MERGED_TABLES, reader: (db: Database.Database) => new MergedDbReader(db) },
   ];
   for (const c of candidates) {
     if (!(await lstat(c.path).catch(() => undefined))) continue;
@@ -149,7 +150,7 @@ async function openDirDb(dir: string, out: Collector, opts: VerifyOptions): Prom
 }
 
 async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Promise<void> {
-  const warcDir = join(dir, 'warcs');
+  const warcDir = warcsDir(dir);
   let names: string[];
   try {
     names = (await readdir(warcDir)).filter((n) => /\.warc(\.gz)?(\.open)?$/.test(n)).sort();
@@ -158,7 +159,7 @@ async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Prom
     return;
   }
   const manifest = await readManifest(dir).catch((err: Error) => {
-    out.add({ file: join(dir, 'shard.json'), what: err.message });
+    out.add({ file: manifestPath(dir), what: err.message });
     return undefined;
   });
   const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
@@ -193,7 +194,7 @@ async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Prom
     for (const name of listed.keys()) out.add({ file: join(warcDir, name), what: 'listed in shard.json but missing' });
     if (input) checkIds(input.db, input.path, out, manifest?.counts);
     else if ((manifest?.counts?.archived ?? 0) > 0) {
-      out.add({ file: join(dir, 'shard.json'), what: `lists ${manifest!.counts!.archived} archived IDs that no readable database confirms` });
+      out.add({ file: manifestPath(dir), what: `lists ${manifest!.counts!.archived} archived IDs that no readable database confirms` });
     }
   } finally {
     await input?.close();

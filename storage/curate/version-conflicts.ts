@@ -1,6 +1,6 @@
-import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { decodedDigest } from '../warc/decoded-payload.js';
+import { warcPath } from '../shard/layout.js';
 
 /**
  * Version conflicts of a merged directory (issue 15 §1, §6), for coverage.json. A conflict is one
@@ -73,7 +73,7 @@ export async function versionConflicts(db: Database.Database, dir: string, limit
           const hit = cached.get(r.record_id);
           if (hit) decoded = hit.digest;
           else {
-            decoded = (await decodedDigest(join(dir, 'warcs', r.warc), r.offset, r.length)) ?? null;
+            decoded = (await decodedDigest(warcPath(dir, r.warc), r.offset, r.length)) ?? null;
             cache.run(r.record_id, decoded);
           }
         } else decoded = r.payload_digest; // no encoding anywhere: the payload is what the user saw

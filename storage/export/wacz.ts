@@ -11,6 +11,7 @@ import { readManifest } from '../shard/shard-manifest.js';
 import { MergedDb, MergedDbReader } from '../curate/merge-db.js';
 import { pageLines } from './wacz-pages.js';
 import { ZipWriter } from './zip-writer.js';
+import { mergedDbPath, shardDbPath, warcsDir } from '../shard/layout.js';
 
 /**
  * `lifeboat export DIR --wacz FILE`: packages a merged directory — or a crawl shard, indexed in
@@ -141,9 +142,9 @@ function describe(db: MergedDbReader, o: ExportWaczOptions, source: WaczResult['
 
 /** Which kind of directory `dir` is; for a shard, builds its index in `work`. */
 async function openSource(dir: string, work: string): Promise<{ source: WaczResult['source']; dbPath: string; cdxjPath: string; warcDir: string }> {
-  const merged = { dbPath: join(dir, 'merged.sqlite'), cdxjPath: join(dir, 'indexes', 'index.cdxj') };
-  if (existsSync(merged.dbPath) && existsSync(merged.cdxjPath)) return { source: 'merged', ...merged, warcDir: join(dir, 'warcs') };
-  if (existsSync(join(dir, 'shard.sqlite')) && existsSync(join(dir, 'warcs'))) {
+  const merged = { dbPath: mergedDbPath(dir), cdxjPath: join(dir, 'indexes', 'index.cdxj') };
+  if (existsSync(merged.dbPath) && existsSync(merged.cdxjPath)) return { source: 'merged', ...merged, warcDir: warcsDir(dir) };
+  if (existsSync(shardDbPath(dir)) && existsSync(warcsDir(dir))) {
     const dbPath = join(work, 'shard-index.sqlite');
     const cdxjPath = join(work, 'index.cdxj');
     await indexShard(dir, dbPath, cdxjPath);
@@ -153,7 +154,7 @@ async function openSource(dir: string, work: string): Promise<{ source: WaczResu
       mdb.setMeta('prefix', profile);
       mdb.close();
     }
-    return { source: 'shard', dbPath, cdxjPath, warcDir: join(dir, 'warcs') };
+    return { source: 'shard', dbPath, cdxjPath, warcDir: warcsDir(dir) };
   }
   throw new InputError(`${dir} is neither a merged directory (merged.sqlite, indexes/index.cdxj) nor a crawl shard (shard.sqlite, warcs/)`, { code: 'E_EXPORT_INPUT' });
 }

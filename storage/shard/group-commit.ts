@@ -1,5 +1,5 @@
 /**
- * Group commit (DESIGN.md §7), the ShardRecorder's engine: an ID becomes final only in the
+ * Group commit (ARCHITECTURE.md "Durable"), the ShardRecorder's engine: an ID becomes final only in the
  * transaction that follows the fsync covering its records.
  */
 import type { ShardDb } from './shard-db.js';

@@ -56,7 +56,7 @@ const MIGRATIONS: string[] = [
 ];
 
 /**
- * The shard database (DESIGN.md §7): what was found, where its records are, what is left.
+ * The shard database (ARCHITECTURE.md "Durable"): what was found, where its records are, what is left.
  * Writes are batched by the caller into one transaction per group commit.
  */
 export class ShardDb {

@@ -1,10 +1,10 @@
 import { lstat, readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { z } from 'zod';
 import { InputError } from '../../config/errors.js';
 import { checkInputFile } from '../warc/input-file.js';
+import { manifestPath } from './layout.js';
 
-/** `DIR/shard.json` (DESIGN.md §5, a contract). Written atomically: temp file + rename. */
+/** `DIR/shard.json` (a contract: README "What a shard holds"). Written atomically: temp file + rename. */
 export interface ShardManifest {
   format: 'lifeboat-shard-1';
   software: string;
@@ -17,7 +17,7 @@ export interface ShardManifest {
 }
 
 export async function writeManifest(dir: string, manifest: ShardManifest): Promise<void> {
-  const path = join(dir, 'shard.json');
+  const path = manifestPath(dir);
   const tmp = `${path}.tmp`;
   await writeFile(tmp, `${JSON.stringify(manifest, null, 2)}\n`);
   await rename(tmp, path);
@@ -49,7 +49,7 @@ export type ManifestOnDisk = z.infer<typeof ManifestOnDiskSchema>;
  * big, not JSON, a field of the wrong type, or a WARC name that is not a plain file name.
  */
 export async function readManifest(dir: string): Promise<ManifestOnDisk | undefined> {
-  const path = join(dir, 'shard.json');
+  const path = manifestPath(dir);
   if (!(await lstat(path).catch(() => undefined))) return undefined;
   const check = await checkInputFile(path, dir);
   if (!check.ok) throw new InputError(`${path}: ${check.what}`, { code: 'E_MANIFEST' });

@@ -1,5 +1,5 @@
 /**
- * One recorder per shard part (DESIGN.md §3, §7): owns the part's connection to the shard
+ * One recorder per shard part (ARCHITECTURE.md "One ID", "Durable"): owns the part's connection to the shard
  * database, its rolling WARC writer, the revisit index (written-not-committed pairs, a Bloom
  * filter of the shard's pairs, the SQLite lookup) and the `warcs` rows. The crawler hands it
  * captures and outcomes; it never calls back into the crawler.
@@ -8,12 +8,12 @@
  * every queued ID final in one SQLite transaction, so an ID is never final before its records
  * are on disk.
  */
-import { join } from 'node:path';
 import type { Capture } from '../warc/capture.js';
 import { bodyLength } from '../warc/capture.js';
 import { GroupCommit } from './group-commit.js';
 import { ShardDb, type CaptureRow, type IdStatus } from './shard-db.js';
 import { WarcWriter, type WarcWriterOptions, type WrittenRecord } from '../warc/warc-writer.js';
+import { shardDbPath, warcsDir } from './layout.js';
 
 export interface ShardRecorderOptions {
   /** The shard directory (`shard.sqlite`, `warcs/`). */
@@ -63,11 +63,11 @@ export class ShardRecorder {
 
   /** Opens its own connection to `dir/shard.sqlite`; `close()` closes it and the WARC writer. */
   constructor(o: ShardRecorderOptions) {
-    this.#db = new ShardDb(join(o.dir, 'shard.sqlite'));
+    this.#db = new ShardDb(shardDbPath(o.dir));
     const db = this.#db;
     this.#writer = new WarcWriter({
       ...o.warc,
-      dir: join(o.dir, 'warcs'),
+      dir: warcsDir(o.dir),
       onFileOpened: (name) => db.recordWarc({ name, size: 0, sha256: '', records: 0 }, 'open'),
       onFileClosed: (w) => {
         db.recordWarc(w, 'closed');

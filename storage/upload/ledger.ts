@@ -11,10 +11,10 @@
  */
 import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { StorageError } from '../../config/errors.js';
 import { acquireDirLock, type DirLock } from '../shard/dir-lock.js';
 import { openForReading } from '../shard/sqlite-read.js';
+import { shardDbPath } from '../shard/layout.js';
 
 export const UPLOAD_STATES = ['pending', 'uploading', 'verified'] as const;
 export type UploadState = (typeof UPLOAD_STATES)[number];
@@ -159,7 +159,7 @@ export class UploadLedger {
    * DIR's lock (dir-lock.ts): an upload never runs beside a crawl, merge or another upload of DIR.
    */
   static open(dir: string): UploadLedger {
-    const path = join(dir, 'shard.sqlite');
+    const path = shardDbPath(dir);
     const lock = acquireDirLock(dir, 'upload');
     try {
       const db = new Database(path);
@@ -244,7 +244,7 @@ export class UploadLedger {
  * or without an `uploads` table (never creates either).
  */
 export function listUploads(dir: string): UploadRecord[] {
-  const path = join(dir, 'shard.sqlite');
+  const path = shardDbPath(dir);
   if (!existsSync(path)) return [];
   const db = openForReading(path);
   try {

@@ -1,10 +1,10 @@
 /** Which files of a shard directory go up, and the check of each WARC against its shard.json. */
 import { lstat, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { InputError } from '../../config/errors.js';
 import { checkInputFile } from '../warc/input-file.js';
 import { readManifest, type ManifestOnDisk } from '../shard/shard-manifest.js';
 import { UploadError } from './errors.js';
+import { manifestPath as manifestPathOf, warcPath, warcsDir } from '../shard/layout.js';
 
 /** A file of a shard directory to upload; `name` is relative to the directory, with `/`. */
 export interface ShardFile {
@@ -24,14 +24,14 @@ export interface ShardFile {
 export async function listShardFiles(dir: string): Promise<ShardFile[]> {
   let names: string[];
   try {
-    names = await readdir(join(dir, 'warcs'));
+    names = await readdir(warcsDir(dir));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new InputError(`${dir}: not a shard directory (no warcs/ folder)`, { code: 'E_UPLOAD_NO_SHARD', cause: err });
     }
     throw err;
   }
-  const manifestPath = join(dir, 'shard.json');
+  const manifestPath = manifestPathOf(dir);
   const manifestCheck = await checkInputFile(manifestPath, dir);
   const manifest = manifestCheck.ok ? await readManifest(dir) : undefined;
   if (!manifestCheck.ok && (await lstat(manifestPath).catch(() => undefined))) {
@@ -40,7 +40,7 @@ export async function listShardFiles(dir: string): Promise<ShardFile[]> {
   const listed = manifest ? new Set((manifest.warcs ?? []).map((w) => w.name)) : undefined;
   const files: ShardFile[] = [];
   for (const name of names.filter((n) => n.endsWith('.warc.gz')).sort()) {
-    const path = join(dir, 'warcs', name);
+    const path = warcPath(dir, name);
     const check = await checkInputFile(path, dir);
     if (!check.ok) throw new InputError(`${path}: ${check.what}; nothing uploaded — remove it first`, { code: 'E_UPLOAD_NOT_REGULAR' });
     if (listed && !listed.has(name)) {

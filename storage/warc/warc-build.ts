@@ -1,5 +1,5 @@
 /**
- * Record building, pure (DESIGN.md §6; the warcio.js split of record from serializer): a capture
+ * Record building, pure (ARCHITECTURE.md "WARC files"; the warcio.js split of record from serializer): a capture
  * or a warcinfo/resource/metadata record becomes a `RecordSpec` — its WARC fields and its block
  * parts, in order. No I/O: a spooled body stays a reference to its file. The rolling file
  * (warc-writer.ts) compresses specs into gzip members and appends them.

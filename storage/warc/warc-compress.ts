@@ -1,5 +1,5 @@
 /**
- * How WARC records become gzip members (DESIGN.md §6: one member per record): deflated in one
+ * How WARC records become gzip members (ARCHITECTURE.md "WARC files": one member per record): deflated in one
  * call for small records, stored deflate blocks for bytes that are already compressed.
  */
 import { createReadStream } from 'node:fs';

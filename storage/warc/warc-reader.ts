@@ -7,7 +7,7 @@ import { WarcParser } from './warc-parser.js';
 export type { RawRecordSink, WarcDefect, WarcItem, WarcRecordInfo } from './warc-item.js';
 
 /**
- * Streaming WARC reading (DESIGN.md §9): every record of a file, its digests recomputed on the
+ * Streaming WARC reading (ARCHITECTURE.md "Curator commands"): every record of a file, its digests recomputed on the
  * way, in constant memory. Reads the three layouts found in the wild:
  * - `gzip-per-record`: concatenated gzip members, one record each (lifeboat, wget, warcio, pywb);
  *   records are located by their member's compressed offset and length, and can be copied as is;

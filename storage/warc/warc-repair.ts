@@ -20,7 +20,7 @@ export async function sha256File(path: string): Promise<string> {
 }
 
 /**
- * Crash repair (DESIGN.md §6): every `NAME.warc.gz.open` left by a crash is cut back to its
+ * Crash repair (ARCHITECTURE.md "WARC files"): every `NAME.warc.gz.open` left by a crash is cut back to its
  * last complete gzip member and renamed to `NAME.warc.gz`. A file with no complete record after
  * its warcinfo is removed.
  */

@@ -68,7 +68,7 @@ function timestamp(d: Date): string {
 }
 
 /**
- * One serialised writer per shard (DESIGN.md §6): every record is its own gzip member, files
+ * One serialised writer per shard (ARCHITECTURE.md "WARC files"): every record is its own gzip member, files
  * are written as `NAME.warc.gz.open` and renamed when closed, rotation by size, and a running
  * sha256 per file so closing needs no re-read. Writes are queued; each returns a promise that
  * rejects on a storage failure (never logged and swallowed). `flush()` makes everything written

@@ -8,7 +8,7 @@ import type { ItemStore } from '../store/item-store.js';
 import type { ProjectUpload } from '../store/project.js';
 
 /**
- * Uploads through the tracker (DESIGN.md §8): the tracker holds the storage credentials, hands
+ * Uploads through the tracker (ARCHITECTURE.md "Tracker and nodes"): the tracker holds the storage credentials, hands
  * a node pre-signed PUT URLs for the files of its leased item, and checks the objects before it
  * accepts `done`. `buildTrackerApp` receives a `TrackerUploader`; `serveTracker` builds an
  * S3 one from the project's `upload` section (`uploaderFromProject`), tests pass one backed by
