@@ -1,12 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
 import { projectDeadline, reportSpanMs } from '../tracker/store/deadline.js';
 import { type ClaimOptions, type DoneStats, type ItemStore, type Lease } from '../tracker/store/item-store.js';
-import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
-import { describeWithPostgres, pgStores } from './fixtures/pg-stores.js';
+import { describeEachStore, freshProject } from './fixtures/store-harness.js';
 
 /**
  * Issue 14: the claim order under a deadline (kinds in value-per-byte order, newest first within
@@ -17,7 +13,6 @@ const LEASE_MS = 60_000;
 const T0 = 1_700_000_000_000;
 const r = (start: number, end: number) => new RangeSet([{ start, end }]);
 const stats = (bytes: number): DoneStats => ({ counts: { archived: 1, missing: 0, gone: 0, restricted: 0, failed: 0 }, bytes, warcs: [] });
-let serial = 0;
 
 async function lease(store: ItemStore, nodeId: number, extra: Partial<ClaimOptions> = {}): Promise<Lease> {
   const result = await store.claim({ nodeId, now: T0, leaseMs: LEASE_MS, ...extra });
@@ -26,16 +21,8 @@ async function lease(store: ItemStore, nodeId: number, extra: Partial<ClaimOptio
 }
 const describeLease = (l: Lease) => (l.kind === 'posts' ? l.ranges.toJSON() : l.urls!.map((u) => u.url));
 
-function deadlineContract(open: (project: string) => Promise<ItemStore>) {
-  const stores: ItemStore[] = [];
-  const fresh = async () => {
-    const s = await open(`dl-${Date.now().toString(36)}-${serial++}`);
-    stores.push(s);
-    return s;
-  };
-  afterAll(async () => {
-    for (const s of stores) await s.close();
-  });
+describeEachStore('deadline contract', (h) => {
+  const fresh = () => h.open(freshProject('dl-'));
 
   it('newest first within a kind; post items before images before video whatever the order', async () => {
     const store = await fresh();
@@ -89,7 +76,7 @@ function deadlineContract(open: (project: string) => Promise<ItemStore>) {
     await store.heartbeat({ nodeId: node.id, leaseId: next.leaseId, finished: r(11, 15), now: T0 + 21_000, leaseMs: LEASE_MS });
     expect((await store.workProgress({ now: T0 + 22_000, windowMs: 10_000 })).bytesPerSec).toBe(250);
   });
-}
+});
 
 describe('projectDeadline', () => {
   const kinds = [
@@ -146,20 +133,4 @@ describe('projectDeadline', () => {
   it('fits when the budget covers everything', () => {
     expect(projectDeadline({ deadline: T0 + 1e9, now: T0, bytesPerSec: 1e6, kinds }).fits).toBe(true);
   });
-});
-
-describe('SqliteItemStore deadline contract', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-deadline-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  deadlineContract(async (project) => {
-    const s = new SqliteItemStore({ path: path.join(dir, 'tracker.sqlite'), project });
-    await s.init();
-    return s;
-  });
-});
-
-describeWithPostgres('PostgresItemStore deadline contract', () => {
-  const stores = pgStores('lb_deadline');
-  afterAll(() => stores.teardown());
-  deadlineContract((project) => stores.open(project));
 });

@@ -2,13 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
 import { LeaseError } from '../tracker/client/errors.js';
 import { type DoneStats, type ItemStore, type Lease, packItems } from '../tracker/store/item-store.js';
 import { type ReportedMedia, SeenUrls, mediaKindOf, mediaUrlHash, normaliseMediaUrl } from '../tracker/store/media-urls.js';
 import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
-import { describeWithPostgres, pgStores } from './fixtures/pg-stores.js';
+import { describeEachStore, freshProject } from './fixtures/store-harness.js';
 
 /**
  * Issue 13: the project-wide media URL table and media items, one contract on both stores —
@@ -24,14 +24,7 @@ const stats = (bytes = 100): DoneStats => ({ counts: { archived: 0, missing: 0, 
 const m = (url: string): ReportedMedia => ({ url });
 const urlsOf = (lease: Lease) => (lease.urls ?? []).map((u) => u.url);
 
-interface Harness {
-  open(project: string): Promise<ItemStore>;
-  openMany(project: string, n: number): Promise<ItemStore[]>;
-  teardown(): Promise<void>;
-}
-
-let serial = 0;
-const nextProject = () => `m${Date.now().toString(36)}-${serial++}`;
+const nextProject = () => freshProject('m');
 
 async function register(store: ItemStore, nick: string) {
   return store.registerNode({ nick, tokenHash: `${nick}-${Math.random()}`, now: T0 });
@@ -43,26 +36,12 @@ async function lease(store: ItemStore, nodeId: number, options: { now?: number; 
   return result.lease;
 }
 
-function mediaContract(makeHarness: () => Promise<Harness>) {
-  let h: Harness;
-  const opened: ItemStore[] = [];
-  const open = async (project = nextProject()) => {
-    const s = await h.open(project);
-    opened.push(s);
-    return s;
-  };
-  beforeAll(async () => {
-    h = await makeHarness();
-  });
-  afterAll(async () => {
-    for (const s of opened) await s.close();
-    await h?.teardown();
-  });
+describeEachStore('media contract', (h) => {
+  const open = (project = nextProject()) => h.open(project);
 
   it('a reported URL is stored once, whichever node reports it and however often (same URL from many nodes at once, a replayed report)', async () => {
     const project = nextProject();
     const stores = await h.openMany(project, 4);
-    opened.push(...stores);
     await stores[0]!.seed(packItems(r([1, 40]), 10));
     const nodes = await Promise.all(stores.map((s, i) => register(s, `n${i}`)));
     const leases = await Promise.all(nodes.map((n, i) => lease(stores[i]!, n.id, { only: 'posts' })));
@@ -85,7 +64,6 @@ function mediaContract(makeHarness: () => Promise<Harness>) {
   it('cuts never-seen URLs into media items and hands each URL to exactly one lease, also when claims race', async () => {
     const project = nextProject();
     const stores = await h.openMany(project, 3);
-    opened.push(...stores);
     await stores[0]!.queueMedia(Array.from({ length: 50 }, (_, i) => m(`http://127.0.0.1/img/${i}.jpg`)));
     const nodes = await Promise.all(Array.from({ length: 9 }, (_, i) => register(stores[i % 3]!, `c${i}`)));
     const claims = await Promise.all(
@@ -202,7 +180,7 @@ function mediaContract(makeHarness: () => Promise<Harness>) {
     await lease(store, a.id, { size: 5 });
     expect(await store.seedNew(r([1, 10]), 10)).toMatchObject({ items: 1, ids: 10, skipped: 0 });
   });
-}
+});
 
 describe('media URL helpers', () => {
   it('SeenUrls keeps the most recently met hashes, up to its bound', () => {
@@ -223,22 +201,7 @@ describe('media URL helpers', () => {
   });
 });
 
-describe('SqliteItemStore media contract', () => {
-  mediaContract(async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-media-'));
-    const file = path.join(dir, 'tracker.sqlite');
-    const make = async (project: string) => {
-      const s = new SqliteItemStore({ path: file, project });
-      await s.init();
-      return s;
-    };
-    return {
-      open: make,
-      openMany: async (project, n) => Promise.all(Array.from({ length: n }, () => make(project))),
-      teardown: async () => rmSync(dir, { recursive: true, force: true }),
-    };
-  });
-
+describe('SqliteItemStore schema upgrade', () => {
   it('upgrades a schema-1 database: its items become post items, media work is added', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-media-'));
     const file = path.join(dir, 'old.sqlite');
@@ -260,8 +223,4 @@ describe('SqliteItemStore media contract', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
-});
-
-describeWithPostgres('PostgresItemStore media contract', () => {
-  mediaContract(async () => pgStores('lb_media'));
 });

@@ -1,12 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
 import { BannedError, LeaseError, NickTakenError } from '../tracker/client/errors.js';
 import { type DoneStats, type ItemStore, type Lease, type NodeRecord, packItems } from '../tracker/store/item-store.js';
-import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
-import { describeWithPostgres, pgStores } from './fixtures/pg-stores.js';
+import { describeEachStore, freshProject } from './fixtures/store-harness.js';
 
 
 const LEASE_MS = 60_000;
@@ -18,16 +14,7 @@ const stats = (bytes = 100): DoneStats => ({
   warcs: [{ name: 'demo-1.warc.gz', size: bytes, sha256: 'a'.repeat(64) }],
 });
 
-interface Harness {
-  /** A fresh store bound to a project no other test uses. */
-  open(project: string): Promise<ItemStore>;
-  /** Several independent stores (connections/pools) on the same project, for races. */
-  openMany(project: string, n: number): Promise<ItemStore[]>;
-  teardown(): Promise<void>;
-}
-
-let projectSerial = 0;
-const nextProject = () => `p${Date.now().toString(36)}-${projectSerial++}`;
+const nextProject = () => freshProject('p');
 
 async function register(store: ItemStore, nick: string) {
   return store.registerNode({ nick, tokenHash: `${nick}-${Math.random()}`, now: T0 });
@@ -39,21 +26,8 @@ async function mustLease(store: ItemStore, nodeId: number, now = T0): Promise<Le
   return result.lease;
 }
 
-function contractSuite(makeHarness: () => Promise<Harness>) {
-  let h: Harness;
-  const opened: ItemStore[] = [];
-  const open = async (project = nextProject()) => {
-    const s = await h.open(project);
-    opened.push(s);
-    return s;
-  };
-  beforeAll(async () => {
-    h = await makeHarness();
-  });
-  afterAll(async () => {
-    for (const s of opened) await s.close();
-    await h?.teardown();
-  });
+describeEachStore('contract', (h) => {
+  const open = (project = nextProject()) => h.open(project);
 
   it('claims the lowest queued item, then says later, then done', async () => {
     const store = await open();
@@ -87,7 +61,6 @@ function contractSuite(makeHarness: () => Promise<Harness>) {
     expect((await store.stats({ now: T0, windowMs: 60_000 })).ids).toEqual({ total: 2003, done: 100 });
     // Two seeds of overlapping ranges at once, through separate connections: each ID once.
     const [x, y] = await h.openMany(store.project, 2);
-    opened.push(x!, y!);
     const both = await Promise.all([x!.seedNew(r([3001, 4000]), 100), y!.seedNew(r([3501, 4500]), 100)]);
     expect(both[0]!.ids + both[1]!.ids).toBe(1500);
     expect((await store.stats({ now: T0, windowMs: 60_000 })).ids.total).toBe(3503);
@@ -228,7 +201,6 @@ function contractSuite(makeHarness: () => Promise<Harness>) {
   it('a nick has one owner: a second node cannot take it, even racing from several connections; a ban hits only its owner', async () => {
     const project = nextProject();
     const stores = await h.openMany(project, 3);
-    opened.push(...stores);
     await stores[0]!.seed(packItems(r([1, 20]), 10));
     const tries = await Promise.allSettled(stores.flatMap((s, i) => [0, 1].map((j) => s.registerNode({ nick: 'shared', tokenHash: `race-${i}-${j}`, now: T0 }))));
     const won = tries.filter((t) => t.status === 'fulfilled');
@@ -327,7 +299,6 @@ function contractSuite(makeHarness: () => Promise<Harness>) {
   it('concurrent claimers never hold overlapping IDs', async () => {
     const project = nextProject();
     const stores = await h.openMany(project, 3);
-    opened.push(...stores);
     await stores[0]!.seed(packItems(r([1, 500]), 10));
     const nodes = await Promise.all(Array.from({ length: 12 }, (_, i) => register(stores[i % 3]!, `n${i}`)));
     const claims = await Promise.all(
@@ -373,36 +344,11 @@ function contractSuite(makeHarness: () => Promise<Harness>) {
     const a = await register(store, 'alice');
     expect((await mustLease(store, a.id)).ranges.toJSON()).toEqual([[1, 10]]);
   }, 180_000);
-}
+});
 
 describe('packItems', () => {
   it('cuts ranges into items and gathers fragments', () => {
     expect([...packItems(r([1, 25]), 10)].map((s) => s.toJSON())).toEqual([[[1, 10]], [[11, 20]], [[21, 25]]]);
     expect([...packItems(r([1, 3], [7, 7], [10, 20]), 5)].map((s) => s.toJSON())).toEqual([[[1, 3], [7, 7], [10, 10]], [[11, 15]], [[16, 20]]]);
   });
-});
-
-describe('SqliteItemStore contract', () => {
-  contractSuite(async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-tracker-'));
-    const file = path.join(dir, 'tracker.sqlite');
-    return {
-      open: async (project) => {
-        const s = new SqliteItemStore({ path: file, project });
-        await s.init();
-        return s;
-      },
-      openMany: async (project, n) =>
-        Promise.all(Array.from({ length: n }, async () => {
-          const s = new SqliteItemStore({ path: file, project });
-          await s.init();
-          return s;
-        })),
-      teardown: async () => rmSync(dir, { recursive: true, force: true }),
-    };
-  });
-});
-
-describeWithPostgres('PostgresItemStore contract', () => {
-  contractSuite(async () => pgStores('lb_test'));
 });

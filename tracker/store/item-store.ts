@@ -1,5 +1,4 @@
-import type { IdCodec } from '../../config/id-codec.js';
-import { RangeSet, parseRanges } from '../../config/id-ranges.js';
+import type { RangeSet } from '../../config/id-ranges.js';
 import type { ItemKind, MediaUrl, ReportedMedia } from './media-urls.js';
 import type { DoneStats } from '../client/api-types.js';
 import type { DeadlineProjection, KindProgress } from './deadline.js';
@@ -212,71 +211,8 @@ export interface SeedResult {
   skipped: number;
 }
 
-/**
- * The IDs held by a project's items, from their stored `ranges` texts. Items are mostly seeded in
- * order, so adjacent ranges are joined as they stream in: a million contiguous items cost one range.
- */
-export function heldIds(storedTexts: Iterable<string>): RangeSet {
-  const out: { start: number; end: number }[] = [];
-  for (const text of storedTexts) {
-    for (const [start, end] of JSON.parse(text) as [number, number][]) {
-      const last = out[out.length - 1];
-      if (last && start === last.end + 1) last.end = end;
-      else out.push({ start, end });
-    }
-  }
-  return new RangeSet(out);
-}
-
-/**
- * Packs a set of IDs into items of at most `itemSize` IDs. Whole ranges are cut into chunks;
- * small fragments (as in a merge's missing-ranges.txt) are gathered into one item until it is
- * full, so re-seeding a scattered remainder does not create millions of one-ID items.
- */
-export function* packItems(ids: RangeSet, itemSize: number): Generator<RangeSet> {
-  let pending: { start: number; end: number }[] = [];
-  let pendingSize = 0;
-  for (const range of ids.ranges) {
-    let start = range.start;
-    while (start <= range.end) {
-      const take = Math.min(range.end - start + 1, itemSize - pendingSize);
-      pending.push({ start, end: start + take - 1 });
-      pendingSize += take;
-      start += take;
-      if (pendingSize === itemSize) {
-        yield new RangeSet(pending);
-        pending = [];
-        pendingSize = 0;
-      }
-    }
-  }
-  if (pendingSize > 0) yield new RangeSet(pending);
-}
-
-/**
- * Reads IDs to seed: `1-1000,5000-6000`, or a merge's missing-ranges.txt (one range per line);
- * `#` starts a comment that runs to the end of the line.
- */
-export function parseSeedRanges(text: string, codec: IdCodec): RangeSet {
-  return parseRanges(text.replace(/#.*$/gm, ''), codec);
-}
-
-/** Serialises a range set for a TEXT column; `parseStoredRanges` reverses it. */
-export function storedRanges(set: RangeSet): string {
-  return JSON.stringify(set.toJSON());
-}
-
-export function parseStoredRanges(text: string): RangeSet {
-  return RangeSet.fromJSON(JSON.parse(text));
-}
-
-/** When nothing is queued: how long a node should wait before asking again. */
-export function retryAfterMsFor(earliestExpiry: number, now: number): number {
-  return Math.min(60_000, Math.max(1_000, earliestExpiry - now));
-}
-
-/** 2: items have a kind and a priority; media_urls (issue 13). */
-export const SCHEMA_VERSION = 2;
+export { heldIds, packItems, parseSeedRanges, parseStoredRanges, retryAfterMsFor, storedRanges } from './rules.js';
+export { SCHEMA_VERSION } from './schema.js';
 
 /** Progress events (for the live rate) are kept this long; a stats window must be shorter. */
 export const EVENT_RETENTION_MS = 15 * 60_000;

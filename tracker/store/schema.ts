@@ -1,0 +1,152 @@
+/**
+ * The tracker's schema, once, for both databases: every table's columns with the SQLite and the
+ * PostgreSQL type side by side, the indexes (the same text in both dialects), and the DDL each
+ * store runs. A column added after the first release carries the schema version it came with:
+ * an older database gets it by `ALTER TABLE … ADD COLUMN` when a store opens it. A test checks that
+ * both live databases end up with exactly these columns (test/tracker-store-parity.test.ts).
+ */
+
+/** 2: items have a kind and a priority; media_urls (issue 13). */
+export const SCHEMA_VERSION = 2;
+
+export type Dialect = 'sqlite' | 'postgres';
+
+/** A column's logical type; `serial` is the table's generated integer key. */
+type ColumnType = 'serial' | 'int' | 'smallint' | 'bigint' | 'text' | 'bytes';
+
+const TYPES: Record<ColumnType, Record<Dialect, string>> = {
+  serial: { sqlite: 'INTEGER PRIMARY KEY', postgres: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY' },
+  int: { sqlite: 'INTEGER', postgres: 'INTEGER' },
+  smallint: { sqlite: 'INTEGER', postgres: 'SMALLINT' },
+  bigint: { sqlite: 'INTEGER', postgres: 'BIGINT' },
+  text: { sqlite: 'TEXT', postgres: 'TEXT' },
+  bytes: { sqlite: 'BLOB', postgres: 'BYTEA' },
+};
+
+export interface Column {
+  name: string;
+  type: ColumnType;
+  /** Constraints and default, the same text in both dialects (`NOT NULL DEFAULT 0`). */
+  extra?: string;
+  /** The schema version that added the column (absent: there from the start). */
+  since?: number;
+}
+
+export interface Table {
+  name: string;
+  columns: Column[];
+  /** Table constraints (`PRIMARY KEY (project, key)`). */
+  constraints?: string[];
+}
+
+const col = (name: string, type: ColumnType, extra?: string, since?: number): Column => ({ name, type, ...(extra ? { extra } : {}), ...(since ? { since } : {}) });
+
+export const TABLES: readonly Table[] = [
+  { name: 'meta', columns: [col('key', 'text', 'PRIMARY KEY'), col('value', 'text', 'NOT NULL')] },
+  {
+    name: 'items',
+    columns: [
+      col('id', 'serial'),
+      col('project', 'text', 'NOT NULL'),
+      col('ranges', 'text', 'NOT NULL'),
+      col('id_count', 'bigint', 'NOT NULL'),
+      col('finished', 'text', "NOT NULL DEFAULT '[]'"),
+      col('finished_count', 'bigint', 'NOT NULL DEFAULT 0'),
+      col('state', 'text', "NOT NULL DEFAULT 'queued'"),
+      col('lease_id', 'text'),
+      col('node_id', 'bigint'),
+      col('lease_expires_at', 'bigint'),
+      col('attempts', 'int', 'NOT NULL DEFAULT 0'),
+      col('last_error', 'text'),
+      col('done_at', 'bigint'),
+      col('done_stats', 'text'),
+      col('kind', 'text', "NOT NULL DEFAULT 'posts'", 2),
+      col('priority', 'int', 'NOT NULL DEFAULT 0', 2),
+    ],
+  },
+  {
+    name: 'nodes',
+    columns: [
+      col('id', 'serial'),
+      col('project', 'text', 'NOT NULL'),
+      col('nick', 'text', 'NOT NULL'),
+      col('token_hash', 'text', 'NOT NULL UNIQUE'),
+      col('created_at', 'bigint', 'NOT NULL'),
+      col('items_done', 'bigint', 'NOT NULL DEFAULT 0'),
+      col('ids_done', 'bigint', 'NOT NULL DEFAULT 0'),
+      col('bytes_done', 'bigint', 'NOT NULL DEFAULT 0'),
+      col('last_seen_at', 'bigint'),
+    ],
+  },
+  {
+    name: 'bans',
+    columns: [col('project', 'text', 'NOT NULL'), col('nick', 'text', 'NOT NULL'), col('reason', 'text', 'NOT NULL'), col('created_at', 'bigint', 'NOT NULL')],
+    constraints: ['PRIMARY KEY (project, nick)'],
+  },
+  {
+    name: 'events',
+    columns: [col('project', 'text', 'NOT NULL'), col('at', 'bigint', 'NOT NULL'), col('node_id', 'bigint', 'NOT NULL'), col('ids', 'bigint', 'NOT NULL'), col('bytes', 'bigint', 'NOT NULL')],
+  },
+  {
+    name: 'settings',
+    columns: [col('project', 'text', 'NOT NULL'), col('key', 'text', 'NOT NULL'), col('value', 'text', 'NOT NULL')],
+    constraints: ['PRIMARY KEY (project, key)'],
+  },
+  {
+    name: 'rate_history',
+    columns: [col('project', 'text', 'NOT NULL'), col('bucket', 'bigint', 'NOT NULL'), col('ids', 'bigint', 'NOT NULL'), col('bytes', 'bigint', 'NOT NULL')],
+    constraints: ['PRIMARY KEY (project, bucket)'],
+  },
+  {
+    name: 'media_urls',
+    columns: [
+      col('seq', 'serial'),
+      col('project', 'text', 'NOT NULL'),
+      col('url_hash', 'bytes', 'NOT NULL UNIQUE'),
+      col('url', 'text', 'NOT NULL'),
+      col('priority', 'smallint', 'NOT NULL'),
+      col('item_id', 'bigint'),
+    ],
+  },
+];
+
+/** Indexes, created once every column exists (partial indexes read the same in both dialects). */
+export const INDEXES: readonly string[] = [
+  'CREATE INDEX IF NOT EXISTS items_queue ON items (project, state, id)',
+  'CREATE UNIQUE INDEX IF NOT EXISTS items_lease ON items (lease_id) WHERE lease_id IS NOT NULL',
+  "CREATE INDEX IF NOT EXISTS items_expiry ON items (project, lease_expires_at) WHERE state = 'claimed'",
+  'CREATE INDEX IF NOT EXISTS items_claim ON items (project, state, priority, id)',
+  'CREATE INDEX IF NOT EXISTS nodes_nick ON nodes (project, nick)',
+  'CREATE INDEX IF NOT EXISTS events_at ON events (project, at)',
+  'CREATE INDEX IF NOT EXISTS media_urls_pending ON media_urls (project, priority, seq) WHERE item_id IS NULL',
+];
+
+function columnSql(c: Column, dialect: Dialect): string {
+  return [c.name, TYPES[c.type][dialect], c.extra].filter(Boolean).join(' ');
+}
+
+/** `CREATE TABLE IF NOT EXISTS` for every table, as one script. */
+export function createTablesSql(dialect: Dialect): string {
+  return TABLES.map((t) => {
+    const parts = [...t.columns.map((c) => columnSql(c, dialect)), ...(t.constraints ?? [])];
+    return `CREATE TABLE IF NOT EXISTS ${t.name} (\n  ${parts.join(',\n  ')}\n);`;
+  }).join('\n');
+}
+
+/**
+ * The `ALTER TABLE … ADD COLUMN` statements an existing database needs: the columns of TABLES
+ * that `existing(table)` (the live table's column names) lacks.
+ */
+export function addMissingColumnsSql(dialect: Dialect, existing: (table: string) => ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (const t of TABLES) {
+    const have = existing(t.name);
+    for (const c of t.columns) if (!have.has(c.name)) out.push(`ALTER TABLE ${t.name} ADD COLUMN ${columnSql(c, dialect)}`);
+  }
+  return out;
+}
+
+/** The columns each table must have, by table name (the parity test compares the live databases to it). */
+export function expectedColumns(): Record<string, string[]> {
+  return Object.fromEntries(TABLES.map((t) => [t.name, t.columns.map((c) => c.name)]));
+}
