@@ -11,6 +11,7 @@ import { TrackerRequestError, TrackerUnavailableError } from '../tracker/client/
 import type { RangeSet } from '../config/id-ranges.js';
 import type { DoneStats, WarcReport } from '../tracker/client/api-types.js';
 import { manifestPath as manifestPathOf, warcPath } from '../storage/shard/layout.js';
+import { backoffMs, isRetryableStatus } from '../config/retry.js';
 
 export interface UploadItemOptions {
   /** Asks for the URLs; the node never holds storage credentials. */
@@ -109,9 +110,9 @@ export async function uploadThenDone(options: {
  */
 export function isTransientUploadError(err: unknown): boolean {
   if (err instanceof TrackerUnavailableError) return true;
-  if (err instanceof TrackerRequestError) return err.status === 503 || err.status === 429 || err.status === 502 || err.status === 504;
+  if (err instanceof TrackerRequestError) return isRetryableStatus(err.status);
   if (err instanceof UploadError) {
-    return err.code === 'E_UPLOAD_UNREACHABLE' || err.code === 'E_UPLOAD_CHECKSUM' || (err.code === 'E_UPLOAD_HTTP' && (err.status === undefined || err.status >= 500 || err.status === 429));
+    return err.code === 'E_UPLOAD_UNREACHABLE' || err.code === 'E_UPLOAD_CHECKSUM' || (err.code === 'E_UPLOAD_HTTP' && (err.status === undefined || isRetryableStatus(err.status)));
   }
   return false;
 }
@@ -156,7 +157,7 @@ export async function uploadThenDoneWithRetry(options: Parameters<typeof uploadT
           return 'lease-lost';
         }
         if (!isTransientUploadError(err) || signal?.aborted) throw err;
-        const waitMs = Math.min(maxWaitMs, baseWaitMs * 2 ** (attempt - 1));
+        const waitMs = backoffMs(attempt, { baseMs: baseWaitMs, maxMs: maxWaitMs, jitter: 'none' });
         log.log('warn', `item ${item.id}: ${errorMessage(err)}; keeping the lease and trying again in ${Math.round(waitMs / 1000)} s`, { attempt });
         await sleep(waitMs, undefined, signal ? { signal } : undefined).catch(() => undefined);
         if (signal?.aborted) {

@@ -4,7 +4,7 @@ import { capturePage, type BrowserCaptureResult } from './browser-capture.js';
 import type { BrowserPool } from './browser-pool.js';
 import type { FetcherEvents } from '../fetch/fetcher.js';
 import type { HostLimiter } from '../fetch/host-limiter.js';
-import { isRetryable, isRetryableStatus, retrying } from '../fetch/retry-policy.js';
+import { hostDownCode, isRetryable, isRetryableStatus, parseRetryAfter, retryAfterOfHead, retrying } from '../../config/retry.js';
 import type { RobotsPolicy } from '../fetch/robots.js';
 import type { ScopeGuard } from '../fetch/scope-guard.js';
 
@@ -29,6 +29,8 @@ export interface BrowserFetcherOptions {
   screenshots?: boolean;
   /** Upper bound of the first retry's delay (crawl settings). */
   backoffBaseMs: number;
+  /** How long a host may refuse connections before attempts start to count (as the HTTP fetcher; `politeness.max_outage_ms`). */
+  maxOutageMs?: number;
   events?: FetcherEvents & { onBlocked?: (url: string, reason: string) => void };
   signal?: AbortSignal;
 }
@@ -85,8 +87,9 @@ export class BrowserFetcher {
       {
         maxAttempts,
         backoffBaseMs: this.#o.backoffBaseMs,
+        ...(this.#o.maxOutageMs !== undefined ? { maxOutageMs: this.#o.maxOutageMs } : {}),
         ...(this.#o.signal ? { signal: this.#o.signal } : {}),
-        onRetry: (reason) => this.#o.events?.onRetry?.(url, reason),
+        onRetry: (reason, r) => this.#o.events?.onRetry?.(url, reason, r.waitMs),
         giveUp: (last) => last,
       },
       async () => {
@@ -114,14 +117,20 @@ export class BrowserFetcher {
             limiter.succeeded(host);
             return { ok: result };
           }
+          // The same rules as the HTTP fetcher: the server's Retry-After is waited for and slows the host.
+          const retryAfter = result.document ? parseRetryAfter(retryAfterOfHead(result.document.responseHead)) : undefined;
           if (result.status === 429) {
-            limiter.throttled(host, undefined);
+            limiter.throttled(host, retryAfter);
             this.#o.events?.onThrottle?.(host);
           }
-          return { retry: new RetryableFetchError(`${url}: HTTP ${result.status} (browser)`, { code: `E_HTTP_${result.status}` }) };
+          const retry = new RetryableFetchError(`${url}: HTTP ${result.status} (browser)`, { code: `E_HTTP_${result.status}`, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) });
+          return retryAfter !== undefined ? { retry, waitMs: retryAfter } : { retry };
         } catch (err) {
-          if (err instanceof ScopeError || !isRetryable(err)) throw err;
-          return { retry: err as Error };
+          if (err instanceof ScopeError) throw err;
+          // A host that refuses connections is waited out like the HTTP fetcher does (maxOutageMs).
+          const hostDown = hostDownCode(err) !== undefined;
+          if (!hostDown && !isRetryable(err)) throw err;
+          return { retry: err as Error, hostDown };
         }
       },
     );

@@ -2,7 +2,7 @@ import { LifeboatError, RetryableFetchError, ScopeError } from '../../config/err
 import type { Capture } from '../../storage/warc/capture.js';
 import type { HostLimiter } from './host-limiter.js';
 import { releaseBody, type HttpCapturer } from './http-capture.js';
-import { isRetryable, parseRetryAfter, retrying, RETRYABLE_STATUSES } from './retry-policy.js';
+import { hostDownCode, isRetryable, isRetryableStatus, parseRetryAfter, retryAfterOfHead, retrying } from '../../config/retry.js';
 import type { RobotsPolicy } from './robots.js';
 import type { ScopeGuard } from './scope-guard.js';
 
@@ -20,7 +20,8 @@ export interface FetchOutcome {
 
 export interface FetcherEvents {
   onThrottle?: (host: string) => void;
-  onRetry?: (url: string, reason: string) => void;
+  /** A failed attempt; `waitMs` is the wait before the next one (0 after the last). */
+  onRetry?: (url: string, reason: string, waitMs: number) => void;
 }
 
 export interface FetcherOptions {
@@ -42,18 +43,6 @@ export interface FetcherOptions {
   maxOutageMs: number;
 }
 
-/** Errors that say the host is not there right now, as opposed to a bad response. */
-const HOST_DOWN_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
-
-function errorCode(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && HOST_DOWN_CODES.has(code)) return code;
-  }
-  return undefined;
-}
-
-const RETRY_STATUS = new Set<number>(RETRYABLE_STATUSES);
 
 /** Requests sent before a fetch failed, kept with its error (`ids.attempts` counts every one). */
 const attemptsByError = new WeakMap<object, number>();
@@ -70,10 +59,6 @@ export function attemptsOf(err: unknown): number {
 
 function locationOf(c: Capture): string | undefined {
   return /^location:[ \t]*(.*)$/im.exec(c.responseHead.toString('latin1'))?.[1]?.trim();
-}
-
-function retryAfterOf(c: Capture): string | undefined {
-  return /^retry-after:[ \t]*(.*)$/im.exec(c.responseHead.toString('latin1'))?.[1]?.trim();
 }
 
 export class Fetcher {
@@ -125,7 +110,7 @@ export class Fetcher {
         backoffBaseMs: this.#o.backoffBaseMs,
         maxOutageMs: this.#o.maxOutageMs,
         ...(this.#o.signal ? { signal: this.#o.signal } : {}),
-        onRetry: (reason) => this.#o.events?.onRetry?.(target.href, reason),
+        onRetry: (reason, r) => this.#o.events?.onRetry?.(target.href, reason, r.waitMs),
         giveUp: (last, attempts) => withAttempts(last, attempts) as Error,
       },
       async (attempt) => {
@@ -133,12 +118,12 @@ export class Fetcher {
           // Robots per attempt: an unreachable robots.txt means "not now" (RFC 9309), retried like a 5xx.
           await robots.assertAllowed(target.href);
           const capture = await limiter.run(host, () => capturer.fetch({ url: target.href, headers }));
-          if (!RETRY_STATUS.has(capture.status)) {
+          if (!isRetryableStatus(capture.status)) {
             limiter.succeeded(host);
             return { ok: capture };
           }
           await releaseBody(capture.body);
-          const retryAfter = parseRetryAfter(retryAfterOf(capture));
+          const retryAfter = parseRetryAfter(retryAfterOfHead(capture.responseHead));
           if (capture.status === 429) {
             limiter.throttled(host, retryAfter);
             this.#o.events?.onThrottle?.(host);
@@ -150,7 +135,7 @@ export class Fetcher {
           if (err instanceof ScopeError) throw withAttempts(err, attempt - 1);
           if (!isRetryable(err)) throw withAttempts(err, attempt);
           const waitMs = (err as { retryAfterMs?: number }).retryAfterMs;
-          return { retry: err as Error, hostDown: errorCode(err) !== undefined, ...(waitMs !== undefined ? { waitMs } : {}) };
+          return { retry: err as Error, hostDown: hostDownCode(err) !== undefined, ...(waitMs !== undefined ? { waitMs } : {}) };
         }
       },
     );

@@ -19,7 +19,7 @@ import type { FetchStack } from './fetch-stack.js';
 import { attemptsOf } from '../fetch/fetcher.js';
 import { releaseBody } from '../fetch/http-capture.js';
 import { Requisites } from '../extract/requisites.js';
-import { parseRetryAfter } from '../fetch/retry-policy.js';
+import { parseRetryAfter } from '../../config/retry.js';
 import { decideStatus, fetchWithStatusRules, RateLimitGate, type StatusDecision } from './status-rules.js';
 
 export interface CapturePlanOptions {

@@ -88,6 +88,7 @@ export async function buildFetchStack(settings: CrawlSettings, o: { spoolDir: st
         screenshots: settings.screenshots,
         signal: o.signal,
         backoffBaseMs: settings.backoffBaseMs,
+        maxOutageMs: pol.maxOutageMs,
         events,
       })
     : undefined;

@@ -3,6 +3,7 @@ import type { StatusConfig, StatusRule } from '../../config/profile.js';
 import type { IdStatus } from '../../config/id-status.js';
 import { jsonNesting, MAX_JSON_PARSE_DEPTH } from '../extract/extract-bounds.js';
 import { jsonPathQuery } from '../extract/json-path.js';
+import { backoffMs } from '../../config/retry.js';
 
 /**
  * An ID's status from its primary response (profile `status`): the rules first, in order — an HTTP
@@ -116,13 +117,11 @@ export class RateLimitGate {
 }
 
 /**
- * The wait before attempt `attempt + 1` after a `retry` verdict: exponential with equal jitter
+ * The wait before attempt `attempt + 1` after a `retry` verdict: the one backoff with equal jitter
  * (half fixed, half random), so a rate limit is always given at least half the ceiling to reset.
  */
 export function rateLimitBackoffMs(attempt: number, opts: { baseMs?: number; maxMs?: number; random?: () => number } = {}): number {
-  const { baseMs = 500, maxMs = 60_000, random = Math.random } = opts;
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(attempt, 1) - 1, 30));
-  return Math.floor(ceiling / 2 + (Math.min(Math.max(random(), 0), 1) * ceiling) / 2);
+  return backoffMs(attempt, { baseMs: 500, ...opts, jitter: 'equal' });
 }
 
 export interface StatusRetryOptions<T> {

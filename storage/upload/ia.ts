@@ -19,7 +19,7 @@ import { InputError, LifeboatError } from '../../config/errors.js';
 import { readManifest, type ManifestOnDisk } from '../shard/shard-manifest.js';
 import { MissingCredentialsError, networkCode, UNREACHABLE_CODES, UploadError } from './errors.js';
 import { assertUnchanged, digestFile, meteredFileBody, stripEtag, type FileDigests } from './file-digests.js';
-import { backoffMs } from '../../config/backoff.js';
+import { backoffMs, isRetryableStatus, parseRetryAfter, retrying } from '../../config/retry.js';
 import { mapLimit, sleep } from './pacing.js';
 import { TransferMeter, type ProgressListener } from './progress.js';
 import { checkAgainstManifest, listShardFiles, type ShardFile } from './shard-files.js';
@@ -258,65 +258,77 @@ async function uploadOne(ctx: IaContext, file: ShardFile, extraHeaders: Record<s
   return { ...base, outcome: 'uploaded', bytesSent, deleted: await maybeDelete(ctx, file) };
 }
 
-/** PUT with bounded retries: 503 SlowDown, other 5xx, 429 and network errors back off (full jitter, Retry-After honoured). */
+/** PUT with bounded retries (config/retry.ts): 5xx, 429, BadDigest and network errors back off (full jitter, Retry-After honoured). */
 async function putWithBackoff(ctx: IaContext, file: ShardFile, digests: FileDigests, headers: Record<string, string>): Promise<number> {
   const { o, meter } = ctx;
   const maxAttempts = o.maxAttempts ?? 8;
   const url = fileUrl(ctx, file.name);
-  for (let attempt = 1; ; attempt++) {
-    let sent = 0;
-    const hash = createHash('md5');
-    const body = meteredFileBody(file.path, (chunk) => {
-      sent += chunk.length;
-      hash.update(chunk);
-      meter.add(file.name, chunk.length);
-    });
-    let error: UploadError;
-    let retryAfterMs = 0;
-    try {
-      const res = await request(url, { method: 'PUT', body, headers, dispatcher: o.dispatcher, signal: o.signal });
-      const text = await res.body.text();
-      if (res.statusCode >= 200 && res.statusCode < 300) {
-        if (hash.digest('hex') !== digests.md5) {
-          throw new UploadError(`${file.name}: the file changed while it was being uploaded; not marked uploaded`, { code: 'E_UPLOAD_FILE_CHANGED', file: file.name });
+  const { value } = await retrying<number>(
+    {
+      maxAttempts,
+      backoffBaseMs: o.retryBaseMs ?? 2000,
+      ...(o.random ? { random: o.random } : {}),
+      ...(o.signal ? { signal: o.signal } : {}),
+      onRetry: (_reason, r) => {
+        if (r.attempt < r.maxAttempts) o.logger?.info('archive asked to slow down; retrying', { file: file.name, status: (r.error as UploadError).status, attempt: r.attempt, waitMs: r.waitMs });
+      },
+      giveUp: (last) => last,
+    },
+    async (attempt) => {
+      let sent = 0;
+      const hash = createHash('md5');
+      const body = meteredFileBody(file.path, (chunk) => {
+        sent += chunk.length;
+        hash.update(chunk);
+        meter.add(file.name, chunk.length);
+      });
+      let error: UploadError;
+      let retryAfterMs: number | undefined;
+      try {
+        const res = await request(url, { method: 'PUT', body, headers, dispatcher: o.dispatcher, signal: o.signal });
+        const text = await res.body.text();
+        if (res.statusCode >= 200 && res.statusCode < 300) {
+          if (hash.digest('hex') !== digests.md5) {
+            throw new UploadError(`${file.name}: the file changed while it was being uploaded; not marked uploaded`, { code: 'E_UPLOAD_FILE_CHANGED', file: file.name });
+          }
+          return { ok: sent };
         }
-        return sent;
-      }
-      const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? '';
-      retryAfterMs = Number(res.headers['retry-after'] ?? 0) * 1000 || 0;
-      const status = res.statusCode;
-      if (status === 401 || status === 403) {
-        throw new UploadError(`${ctx.targetUrl}: the archive refused the keys (HTTP ${status} ${code}); check IA_ACCESS_KEY/IA_SECRET_KEY and that you may write to this item`, {
-          code: 'E_UPLOAD_AUTH',
+        const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? '';
+        const header = res.headers['retry-after'];
+        retryAfterMs = parseRetryAfter(Array.isArray(header) ? header[0] : header);
+        const status = res.statusCode;
+        if (status === 401 || status === 403) {
+          throw new UploadError(`${ctx.targetUrl}: the archive refused the keys (HTTP ${status} ${code}); check IA_ACCESS_KEY/IA_SECRET_KEY and that you may write to this item`, {
+            code: 'E_UPLOAD_AUTH',
+            file: file.name,
+            status,
+            policy: 'stop',
+          });
+        }
+        error = new UploadError(`${file.name}: PUT ${url} answered HTTP ${status}${code ? ` ${code}` : ''}${attempt > 1 ? ` after ${attempt} attempts` : ''}`, {
+          code: code === 'BadDigest' ? 'E_UPLOAD_CHECKSUM' : 'E_UPLOAD_HTTP',
           file: file.name,
           status,
-          policy: 'stop',
+          policy: isRetryableStatus(status) || code === 'BadDigest' ? 'retry' : 'give-up',
         });
+      } catch (err) {
+        body.destroy();
+        if (err instanceof UploadError || o.signal?.aborted) throw err;
+        const net = networkCode(err);
+        error = new UploadError(`${file.name}: cannot reach ${ctx.base} (${net ?? (err as Error).message})`, {
+          code: 'E_UPLOAD_UNREACHABLE',
+          file: file.name,
+          policy: net !== undefined && UNREACHABLE_CODES.has(net) && attempt === 1 ? 'stop' : 'retry',
+          cause: err,
+        });
+        if (error.policy === 'stop') throw error;
       }
-      error = new UploadError(`${file.name}: PUT ${url} answered HTTP ${status}${code ? ` ${code}` : ''}${attempt > 1 ? ` after ${attempt} attempts` : ''}`, {
-        code: code === 'BadDigest' ? 'E_UPLOAD_CHECKSUM' : 'E_UPLOAD_HTTP',
-        file: file.name,
-        status,
-        policy: status === 503 || status === 429 || status >= 500 || code === 'BadDigest' ? 'retry' : 'give-up',
-      });
-    } catch (err) {
-      body.destroy();
-      if (err instanceof UploadError || o.signal?.aborted) throw err;
-      const net = networkCode(err);
-      error = new UploadError(`${file.name}: cannot reach ${ctx.base} (${net ?? (err as Error).message})`, {
-        code: 'E_UPLOAD_UNREACHABLE',
-        file: file.name,
-        policy: net !== undefined && UNREACHABLE_CODES.has(net) && attempt === 1 ? 'stop' : 'retry',
-        cause: err,
-      });
-      if (error.policy === 'stop') throw error;
-    }
-    meter.rewind(sent);
-    if (error.policy !== 'retry' || attempt >= maxAttempts) throw error;
-    const wait = Math.max(retryAfterMs, backoffMs(attempt, { baseMs: o.retryBaseMs ?? 2000, maxMs: 60_000, ...(o.random ? { random: o.random } : {}) }));
-    o.logger?.info('archive asked to slow down; retrying', { file: file.name, status: error.status, attempt, waitMs: wait });
-    await sleep(wait);
-  }
+      meter.rewind(sent);
+      if (error.policy !== 'retry') throw error;
+      return retryAfterMs !== undefined ? { retry: error, waitMs: retryAfterMs } : { retry: error };
+    },
+  );
+  return value;
 }
 
 async function head(ctx: IaContext, name: string): Promise<{ status: number; size?: number; etag?: string }> {
@@ -366,7 +378,7 @@ async function verifyByHead(ctx: IaContext, name: string, digests: FileDigests):
         status: h.status,
       });
     }
-    await sleep(Math.min(10_000, 250 * 2 ** attempt));
+    await sleep(backoffMs(attempt + 1, { baseMs: 250, maxMs: 10_000, jitter: 'none' }));
   }
 }
 

@@ -32,7 +32,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { UploadError } from './errors.js';
 import { MIB, stripEtag, type FileDigests } from './file-digests.js';
-import { backoffMs } from '../../config/backoff.js';
+import { backoffMs, isRetryableStatus } from '../../config/retry.js';
 import { mapLimit, sleep } from './pacing.js';
 import { TransferMeter } from './progress.js';
 import type { LedgerKey, LedgerPart, UploadLedger } from './ledger.js';
@@ -235,6 +235,6 @@ function isRetryablePartError(err: unknown): boolean {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown; code?: string };
   const status = e.$metadata?.httpStatusCode;
   if (e.name === 'BadDigest' || e.name === 'RequestTimeout' || e.name === 'SlowDown') return true;
-  if (status !== undefined) return status >= 500 || status === 429;
+  if (status !== undefined) return isRetryableStatus(status);
   return true; // network-level failure: no HTTP reply at all
 }

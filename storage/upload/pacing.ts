@@ -1,4 +1,4 @@
-/** How an upload waits before a retry (its backoff is config/backoff.ts) and runs files side by side. */
+/** How an upload waits before a retry (its backoff is config/retry.ts) and runs files side by side. */
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -16,7 +16,7 @@ import { request, type Dispatcher } from 'undici';
 import { InputError } from '../../config/errors.js';
 import { networkCode, UploadError } from './errors.js';
 import { assertUnchanged, digestFile, meteredFileBody, stripEtag } from './file-digests.js';
-import { backoffMs } from '../../config/backoff.js';
+import { backoffMs, isRetryableStatus, parseRetryAfter } from '../../config/retry.js';
 import { sleep } from './pacing.js';
 
 export interface PresignFile {
@@ -129,6 +129,7 @@ export async function uploadWithPresignedUrl(options: {
     });
     let status: number | undefined;
     let retryable = false;
+    let retryAfterMs: number | undefined;
     let error: UploadError;
     try {
       const res = await request(url, {
@@ -157,7 +158,9 @@ export async function uploadWithPresignedUrl(options: {
           return { etag, bytesSent: sent, attempts: attempt };
         }
       } else {
-        retryable = status >= 500 || status === 429;
+        retryable = isRetryableStatus(status);
+        const header = res.headers['retry-after'];
+        retryAfterMs = parseRetryAfter(Array.isArray(header) ? header[0] : header);
         const code = status === 403 ? 'E_UPLOAD_AUTH' : 'E_UPLOAD_HTTP';
         const hint = status === 403 ? '; the URL expired or was altered — ask the tracker for a new one' : '';
         error = new UploadError(`${file}: PUT to ${host} answered HTTP ${status}${hint}: ${text.slice(0, 200)}`, { code, file, status });
@@ -175,7 +178,7 @@ export async function uploadWithPresignedUrl(options: {
       });
     }
     if (!retryable || attempt >= maxAttempts) throw error;
-    await sleep(backoffMs(attempt, { baseMs: 250, maxMs: 15_000 }));
+    await sleep(Math.max(retryAfterMs ?? 0, backoffMs(attempt, { baseMs: 250, maxMs: 15_000 })));
   }
 }
 

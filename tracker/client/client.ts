@@ -1,6 +1,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { type Dispatcher, request } from 'undici';
 import { RangeSet } from '../../config/id-ranges.js';
+import { RetryableFetchError } from '../../config/errors.js';
+import { isRetryableStatus, parseRetryAfter, retrying } from '../../config/retry.js';
 import { TrackerRequestError, TrackerUnavailableError } from './errors.js';
 import { type ItemKind, type MediaKind, MEDIA_KINDS } from '../../config/media-kinds.js';
 import type { DoneStats, MediaUrl } from './api-types.js';
@@ -68,7 +70,6 @@ export interface UploadUrl {
 
 export type ClaimAnswer = { kind: 'item'; item: TrackerItem } | { kind: 'later'; retryAfterSecs: number } | { kind: 'done' };
 
-const RETRY_STATUSES = [429, 500, 502, 503, 504] as const;
 
 interface WireItem {
   item: { id: number; kind?: string; ranges: [number, number][]; urls?: [number, string][]; lease_id: string; lease_expires_at: string } | null;
@@ -218,42 +219,51 @@ export class TrackerClient {
     const headers: Record<string, string> = { 'x-lifeboat-version': this.#version, accept: 'application/json' };
     if (this.#token) headers.authorization = `Bearer ${this.#token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    let lastProblem = '';
-    let lastCause: unknown;
-    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      let waitMs: number | undefined;
-      try {
-        const res = await request(url, {
-          method,
-          headers,
-          body: body === undefined ? undefined : JSON.stringify(body),
-          dispatcher: this.#dispatcher,
-          headersTimeout: this.#timeoutMs,
-          bodyTimeout: this.#timeoutMs,
-          signal,
-        });
-        const text = await res.body.text();
-        if (res.statusCode >= 200 && res.statusCode < 300) return JSON.parse(text);
-        const parsed = safeJson(text) as { error?: string; message?: string } | undefined;
-        const message = parsed?.message ?? `HTTP ${res.statusCode}`;
-        if (!(RETRY_STATUSES as readonly number[]).includes(res.statusCode)) {
-          throw new TrackerRequestError(`tracker refused ${path}: ${message}`, { status: res.statusCode, code: parsed?.error ?? `E_HTTP_${res.statusCode}` });
+    // The one retry loop (config/retry.ts): 429 and 5xx answers and network errors are tried again,
+    // after the server's Retry-After (seconds or an HTTP date) or the backoff; a 4xx is final.
+    const problemOf = (err: Error): string => err.message;
+    const { value } = await retrying<unknown>(
+      {
+        maxAttempts: this.#maxAttempts,
+        backoffBaseMs: this.#baseDelayMs,
+        backoffMaxMs: this.#maxDelayMs,
+        jitter: 'equal',
+        sleep: this.#sleep,
+        ...(signal ? { signal } : {}),
+        onRetry: (_reason, r) => {
+          if (r.attempt < r.maxAttempts) this.#onRetry?.({ path, attempt: r.attempt, maxAttempts: r.maxAttempts, waitMs: r.waitMs, problem: problemOf(r.error) });
+        },
+        giveUp: (last) => new TrackerUnavailableError(`tracker at ${this.#baseUrl} unavailable after ${this.#maxAttempts} attempts (${problemOf(last)})`, { cause: last instanceof RetryableFetchError ? undefined : last }),
+      },
+      async () => {
+        try {
+          const res = await request(url, {
+            method,
+            headers,
+            body: body === undefined ? undefined : JSON.stringify(body),
+            dispatcher: this.#dispatcher,
+            headersTimeout: this.#timeoutMs,
+            bodyTimeout: this.#timeoutMs,
+            signal,
+          });
+          const text = await res.body.text();
+          if (res.statusCode >= 200 && res.statusCode < 300) return { ok: JSON.parse(text) as unknown };
+          const parsed = safeJson(text) as { error?: string; message?: string } | undefined;
+          const message = parsed?.message ?? `HTTP ${res.statusCode}`;
+          if (!isRetryableStatus(res.statusCode)) {
+            throw new TrackerRequestError(`tracker refused ${path}: ${message}`, { status: res.statusCode, code: parsed?.error ?? `E_HTTP_${res.statusCode}` });
+          }
+          const header = res.headers['retry-after'];
+          const waitMs = parseRetryAfter(Array.isArray(header) ? header[0] : header);
+          const retry = new RetryableFetchError(`HTTP ${res.statusCode}: ${message}`, { code: `E_HTTP_${res.statusCode}` });
+          return waitMs !== undefined ? { retry, waitMs } : { retry };
+        } catch (err) {
+          if (err instanceof TrackerRequestError || signal?.aborted) throw err;
+          return { retry: err as Error };
         }
-        lastProblem = `HTTP ${res.statusCode}: ${message}`;
-        const retryAfter = Number(res.headers['retry-after']);
-        if (Number.isFinite(retryAfter) && retryAfter >= 0) waitMs = retryAfter * 1000;
-      } catch (err) {
-        if (err instanceof TrackerRequestError || signal?.aborted) throw err;
-        lastProblem = (err as Error).message;
-        lastCause = err;
-      }
-      if (attempt === this.#maxAttempts) break;
-      const backoff = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (attempt - 1));
-      const nextMs = waitMs ?? backoff * (0.5 + Math.random() / 2);
-      this.#onRetry?.({ path, attempt, maxAttempts: this.#maxAttempts, waitMs: nextMs, problem: lastProblem });
-      await this.#sleep(nextMs, signal);
-    }
-    throw new TrackerUnavailableError(`tracker at ${this.#baseUrl} unavailable after ${this.#maxAttempts} attempts (${lastProblem})`, { cause: lastCause });
+      },
+    );
+    return value;
   }
 }
 

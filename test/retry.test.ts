@@ -1,7 +1,10 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { errors as undiciErrors } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { InputError, RetryableFetchError, ScopeError, StorageError } from '../config/errors.js';
-import { backoffMs } from '../config/backoff.js';
+import { backoffMs, hostDownCode, retryAfterOfHead } from '../config/retry.js';
+import { TrackerClient } from '../tracker/client/client.js';
 import {
   isRetryable,
   isRetryableStatus,
@@ -11,7 +14,7 @@ import {
   RETRYABLE_STATUSES,
   retrying,
   type AttemptOutcome,
-} from '../crawler/fetch/retry-policy.js';
+} from '../config/retry.js';
 
 const withCode = (code: string): Error => Object.assign(new Error(code), { code });
 
@@ -155,5 +158,85 @@ describe('retrying (the one loop of the HTTP and browser fetchers)', () => {
   it('stops when its signal is aborted', async () => {
     const stop = new AbortController();
     await expect(retrying({ ...base, signal: stop.signal }, async () => (stop.abort(new Error('stopped')), { retry: new Error('503') }))).rejects.toThrow(/aborted|stopped/);
+  });
+});
+
+describe('the one backoff', () => {
+  it('draws full, equal or no jitter below the same ceiling', () => {
+    const top = () => 0.999999;
+    const bottom = () => 0;
+    expect(backoffMs(3, { baseMs: 100, random: bottom })).toBe(0);
+    expect(backoffMs(3, { baseMs: 100, random: top })).toBe(399);
+    expect(backoffMs(3, { baseMs: 100, random: bottom, jitter: 'equal' })).toBe(200);
+    expect(backoffMs(3, { baseMs: 100, random: top, jitter: 'equal' })).toBe(399);
+    expect(backoffMs(3, { baseMs: 100, random: top, jitter: 'none' })).toBe(400);
+    expect([1, 2, 3, 4, 5, 6].map((n) => backoffMs(n, { baseMs: 15_000, maxMs: 600_000, jitter: 'none' }))).toEqual([15_000, 30_000, 60_000, 120_000, 240_000, 480_000]);
+    expect(backoffMs(7, { baseMs: 15_000, maxMs: 600_000, jitter: 'none' })).toBe(600_000);
+  });
+});
+
+describe('the shared helpers of every retry loop', () => {
+  it('knows a down host by code, through causes, and by Chromium net error names', () => {
+    expect(hostDownCode(withCode('ECONNREFUSED'))).toBe('ECONNREFUSED');
+    expect(hostDownCode(new Error('fetch failed', { cause: withCode('EHOSTUNREACH') }))).toBe('EHOSTUNREACH');
+    expect(hostDownCode(new Error('page.goto: net::ERR_CONNECTION_REFUSED at http://127.0.0.1:9/'))).toBe('net::ERR_CONNECTION_REFUSED');
+    expect(hostDownCode(withCode('ECONNRESET'))).toBeUndefined();
+    expect(hostDownCode(new Error('net::ERR_ABORTED'))).toBeUndefined();
+  });
+
+  it('reads Retry-After from a raw response head, any case', () => {
+    expect(retryAfterOfHead(Buffer.from('HTTP/1.1 429 Too Many\r\nRETRY-after:  7 \r\n\r\n', 'latin1'))).toBe('7');
+    expect(retryAfterOfHead('HTTP/1.1 503 x\r\nRetry-After: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n')).toBe('Sun, 06 Nov 1994 08:49:37 GMT');
+    expect(retryAfterOfHead('HTTP/1.1 200 OK\r\n\r\n')).toBeUndefined();
+  });
+
+  it('tells each failed attempt with the wait before the next, and the last with none', async () => {
+    const seen: { attempt: number; waitMs: number }[] = [];
+    await expect(
+      retrying(
+        { maxAttempts: 3, backoffBaseMs: 100, jitter: 'none', sleep: async () => undefined, onRetry: (_r, i) => seen.push({ attempt: i.attempt, waitMs: i.waitMs }), giveUp: (last) => last },
+        async (n) => ({ retry: new Error(`no ${n}`), ...(n === 2 ? { waitMs: 5_000 } : {}) }),
+      ),
+    ).rejects.toThrow('no 3');
+    expect(seen).toEqual([
+      { attempt: 1, waitMs: 100 },
+      { attempt: 2, waitMs: 5_000 },
+      { attempt: 3, waitMs: 0 },
+    ]);
+  });
+});
+
+describe('the tracker client uses the one retry module', () => {
+  it('waits for a Retry-After given as an HTTP date (Number() read it as NaN before)', async () => {
+    let calls = 0;
+    const server = http.createServer((_req, res) => {
+      calls++;
+      if (calls === 1) {
+        res.writeHead(503, { 'retry-after': new Date(Date.now() + 120_000).toUTCString(), 'content-type': 'application/json' });
+        res.end('{"message":"busy"}');
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ node_id: 1, nick: "n", token: "t" }));
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const waits: number[] = [];
+      const client = new TrackerClient({
+        baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        clientVersion: '0.1.0',
+        retry: { maxAttempts: 3, baseDelayMs: 10 },
+        sleep: async (ms) => {
+          waits.push(ms);
+        },
+      });
+      await client.register("n");
+      expect(calls).toBe(2);
+      expect(waits).toHaveLength(1);
+      expect(waits[0]).toBeGreaterThan(100_000);
+      expect(waits[0]).toBeLessThanOrEqual(120_000);
+    } finally {
+      server.close();
+    }
   });
 });

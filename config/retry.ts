@@ -1,12 +1,45 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { backoffMs } from '../../config/backoff.js';
-import { LifeboatError } from '../../config/errors.js';
+import { LifeboatError } from './errors.js';
 
 /**
- * Retry rules as data (ARCHITECTURE.md "One ID": 429, 5xx, resets, timeouts and truncated bodies are retried
- * with backoff; 404/410/401/403/451 are final), and the one retry loop that applies them for the
- * HTTP fetcher and the browser fetcher alike (`retrying`).
+ * The one retry module, below every layer (ARCHITECTURE.md "House rules"): the rules as data (which
+ * HTTP statuses and error codes are worth another attempt: 429, 5xx, resets, timeouts, truncated
+ * bodies; 404/410/401/403/451 are final), the backoff (full jitter), `parseRetryAfter` (seconds and
+ * all three HTTP-date forms), and the retry loop with its outage wait (`retrying`). Every loop uses
+ * it: the HTTP and browser fetchers, status-rule retries, uploads (S3 parts, pre-signed PUTs, the
+ * Internet Archive), the node's upload-then-done, and the tracker client.
  */
+
+/** The one backoff: full-jitter exponential; each loop passes its own constants. */
+export interface BackoffOptions {
+  /** Upper bound of the first attempt's delay. Default 1,000 ms. */
+  baseMs?: number;
+  /** Upper bound of any delay. Default 60,000 ms. */
+  maxMs?: number;
+  /** Returns a number in [0, 1). Default `Math.random`; inject for deterministic tests. */
+  random?: () => number;
+  /**
+   * How the delay is drawn below its ceiling: `full` (default) uniform in [0, ceiling); `equal`
+   * uniform in [ceiling/2, ceiling) (a pause that must last at least half, as a host's gate);
+   * `none` the ceiling itself (a documented schedule a person reads: 15 s, 30 s, … 10 min).
+   */
+  jitter?: 'full' | 'equal' | 'none';
+}
+
+/**
+ * Exponential backoff: the ceiling is min(maxMs, baseMs·2^(attempt−1)), the delay drawn below it
+ * as `jitter` says (full jitter by default). `attempt` is the number of the attempt that just
+ * failed, starting at 1.
+ */
+export function backoffMs(attempt: number, opts: BackoffOptions = {}): number {
+  const { baseMs = 1000, maxMs = 60_000, random = Math.random, jitter = 'full' } = opts;
+  const exponent = Math.min(Math.max(Math.floor(attempt), 1) - 1, 52);
+  const ceilingMs = Math.min(maxMs, baseMs * 2 ** exponent);
+  if (jitter === 'none') return ceilingMs;
+  const r = Math.min(Math.max(random(), 0), 1);
+  // Equal jitter is never 0 (a pause that must last at least half its ceiling, at least 1 ms).
+  return jitter === 'equal' ? Math.max(Math.min(1, ceilingMs), Math.floor(ceilingMs / 2 + (r * ceilingMs) / 2)) : Math.floor(r * ceilingMs);
+}
 
 /** HTTP statuses that are worth another attempt later. 520–524 are Cloudflare's origin errors. */
 export const RETRYABLE_STATUSES = [408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524] as const;
@@ -44,8 +77,37 @@ const retryableStatuses: ReadonlySet<number> = new Set(RETRYABLE_STATUSES);
 const retryableCodes: ReadonlySet<string> = new Set(RETRYABLE_ERROR_CODES);
 const MAX_CAUSE_DEPTH = 8;
 
+/** Whether an HTTP answer with this status is worth another attempt (one list for every loop). */
 export function isRetryableStatus(status: number): boolean {
   return retryableStatuses.has(status);
+}
+
+/** Error codes that say the host is not there right now, as opposed to a bad response. */
+export const HOST_DOWN_CODES = ['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'] as const;
+const hostDownCodes: ReadonlySet<string> = new Set(HOST_DOWN_CODES);
+/** Chromium's names for the same conditions, as they appear in a navigation error's message. */
+const BROWSER_HOST_DOWN = /net::ERR_(?:CONNECTION_REFUSED|ADDRESS_UNREACHABLE|NAME_NOT_RESOLVED|INTERNET_DISCONNECTED|CONNECTION_TIMED_OUT)\b/;
+
+/**
+ * The code that says the host is down (connection refused, unreachable, DNS not answering), looking
+ * through `cause` chains; Chromium's `net::ERR_CONNECTION_REFUSED` and kin count too. `undefined`
+ * for any other failure. The retry loop waits out such an outage instead of using up attempts.
+ */
+export function hostDownCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < MAX_CAUSE_DEPTH; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && hostDownCodes.has(code)) return code;
+    const message = (e as { message?: unknown }).message;
+    const browser = typeof message === 'string' ? BROWSER_HOST_DOWN.exec(message) : null;
+    if (browser) return browser[0];
+  }
+  return undefined;
+}
+
+/** The Retry-After value of a raw HTTP response head (bytes as received), if it has one. */
+export function retryAfterOfHead(head: Buffer | string): string | undefined {
+  const text = typeof head === 'string' ? head : head.toString('latin1');
+  return /^retry-after:[ \t]*(.*)$/im.exec(text)?.[1]?.trim();
 }
 
 /**
@@ -87,8 +149,17 @@ export interface RetryLoopOptions {
    * at 10 s) for it to come back instead of using up `maxAttempts`. 0 (default): every attempt counts.
    */
   maxOutageMs?: number;
+  /** Upper bound of any backoff delay. Default 60,000 ms. */
+  backoffMaxMs?: number;
+  /** How the backoff is drawn below its ceiling (`backoffMs`). Default `full`. */
+  jitter?: BackoffOptions['jitter'];
   signal?: AbortSignal;
-  onRetry?: (reason: string) => void;
+  /** Told of each failed attempt, before the wait for the next one (none after the last). */
+  onRetry?: (reason: string, info: { attempt: number; maxAttempts: number; waitMs: number; error: Error }) => void;
+  /** Returns a number in [0, 1) for the backoff's jitter (tests inject it). Default `Math.random`. */
+  random?: () => number;
+  /** How to wait (tests inject a fake). Default: a timer that the signal aborts. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** The error to throw when every attempt failed (`last` is the last attempt's). */
   giveUp: (last: Error, attempts: number) => Error;
 }
@@ -99,7 +170,8 @@ export interface RetryLoopOptions {
  * result and the attempt that gave it.
  */
 export async function retrying<T>(o: RetryLoopOptions, attempt: (n: number) => Promise<AttemptOutcome<T>>): Promise<{ value: T; attempts: number }> {
-  const wait = (ms: number): Promise<void> => sleep(ms, undefined, o.signal ? { signal: o.signal } : undefined);
+  const wait = (ms: number): Promise<void> => (o.sleep ? o.sleep(ms, o.signal) : sleep(ms, undefined, o.signal ? { signal: o.signal } : undefined));
+  const backoff = (n: number): number => backoffMs(n, { baseMs: o.backoffBaseMs, ...(o.backoffMaxMs !== undefined ? { maxMs: o.backoffMaxMs } : {}), ...(o.jitter ? { jitter: o.jitter } : {}), ...(o.random ? { random: o.random } : {}) });
   let last: Error | undefined;
   let downSince: number | undefined;
   let downWaits = 0;
@@ -108,18 +180,23 @@ export async function retrying<T>(o: RetryLoopOptions, attempt: (n: number) => P
     const out = await attempt(n);
     if ('ok' in out) return { value: out.ok, attempts: n };
     last = out.retry;
-    o.onRetry?.(last.message);
     if (out.hostDown) {
       downSince ??= Date.now();
       if (Date.now() - downSince < (o.maxOutageMs ?? 0)) {
         // The host is down: wait for it without using up an attempt.
         n--;
         downWaits++;
-        await wait(Math.min(10_000, backoffMs(downWaits, { baseMs: o.backoffBaseMs })));
+        const waitMs = Math.min(10_000, backoff(downWaits));
+        o.onRetry?.(last.message, { attempt: n + 1, maxAttempts: o.maxAttempts, waitMs, error: last });
+        await wait(waitMs);
         continue;
       }
     } else downSince = undefined;
-    if (n < o.maxAttempts) await wait(Math.max(out.waitMs ?? 0, backoffMs(n, { baseMs: o.backoffBaseMs })));
+    if (n < o.maxAttempts) {
+      const waitMs = Math.max(out.waitMs ?? 0, backoff(n));
+      o.onRetry?.(last.message, { attempt: n, maxAttempts: o.maxAttempts, waitMs, error: last });
+      await wait(waitMs);
+    } else o.onRetry?.(last.message, { attempt: n, maxAttempts: o.maxAttempts, waitMs: 0, error: last });
   }
   throw o.giveUp(last ?? new Error('no attempt was made'), o.maxAttempts);
 }
