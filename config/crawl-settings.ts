@@ -54,6 +54,14 @@ export const crawlFlagsSchema = z.strictObject({
 
 export type CrawlFlags = z.input<typeof crawlFlagsSchema>;
 
+const CRAWL_FLAG_KEYS = Object.keys(crawlFlagsSchema.shape) as (keyof CrawlFlags)[];
+
+/** The crawl flags among a caller's options (a node's, say), set ones only: what it passes on to each crawl. */
+export function pickCrawlFlags(o: object): Partial<CrawlFlags> {
+  const source = o as Record<string, unknown>;
+  return Object.fromEntries(CRAWL_FLAG_KEYS.filter((k) => source[k] !== undefined).map((k) => [k, source[k]])) as Partial<CrawlFlags>;
+}
+
 /** The resolved settings of a run, or of one part of it (`partSettings`). */
 export type CrawlSettings = Omit<z.output<typeof crawlFlagsSchema>, 'concurrency' | 'ratePerSec'> & {
   profile: Profile;

@@ -16,6 +16,7 @@ import type { NodeOptions } from './options.js';
 import { uploadThenDoneWithRetry } from './upload.js';
 import { ScopeGuard } from '../crawler/fetch/scope-guard.js';
 import { manifestPath, shardDbPath } from '../storage/shard/layout.js';
+import { pickCrawlFlags } from '../config/crawl-settings.js';
 
 /**
  * One claimed item of a volunteer node (ARCHITECTURE.md "Tracker and nodes"): crawl it into `DIR/items/ITEM` with the
@@ -110,12 +111,9 @@ export async function crawlItem(
       ranges: media ? new RangeSet() : item.ranges,
       ...(reporter ? { inlineMedia: item.media.inline } : {}),
       outDir: dir,
+      ...pickCrawlFlags(opts),
       node: opts.nodeName,
       logger: opts.logger,
-      ...(opts.allowPrivateNetwork ? { allowPrivateNetwork: true } : {}),
-      ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
-      ...(opts.contact ? { contact: opts.contact } : {}),
-      ...(opts.maxBandwidthBytesPerSec ? { maxBandwidthBytesPerSec: opts.maxBandwidthBytesPerSec } : {}),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       signal: controller.signal,
       onCommitted: (ids) => {

@@ -5,8 +5,12 @@ import type { TrackerClient } from '../tracker/client/client.js';
 import type { CrawlStats } from '../crawler/fetch/crawl-stats.js';
 import type { NodeCaps } from '../crawler/run/caps.js';
 
-/** A node's own options; the crawl flags it passes on to each item's crawl are the crawl settings' own (config/crawl-settings.ts). */
-export interface NodeOptions extends Pick<CrawlFlags, 'concurrency' | 'allowPrivateNetwork' | 'contact' | 'maxBandwidthBytesPerSec'> {
+/**
+ * A node's own options, and the crawl flags it passes on to each item's crawl, as the crawl
+ * settings name them (config/crawl-settings.ts; the node name is `nodeName`, and which media an
+ * item fetches itself is the tracker's to say).
+ */
+export interface NodeOptions extends Omit<CrawlFlags, 'node' | 'inlineMedia'> {
   trackerUrl: string;
   nick: string;
   outDir: string;

@@ -4,7 +4,8 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../config/errors.js';
 import { cliLogger, gracefulInterrupt, progressReporter, type CliIo } from './cli-io.js';
-import { capSize, nodeName, positiveHours, positiveInt } from './cli-options.js';
+import { positiveInt } from './cli-options.js';
+import { addCrawlFlags, capsFrom, crawlFlagsFrom, type CrawlFlagValues } from './crawl-flags.js';
 
 /**
  * `--project` is the project file for serve, seed and status alike (issue 10 §5). A bare name
@@ -102,58 +103,38 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
       setExit(0);
     });
 
-  program
+  const node = program
     .command('node')
     .description('volunteer: claim ID ranges from a tracker, archive them, report back; Ctrl-C gives the rest back')
     .requiredOption('--tracker <url>', 'the tracker’s URL')
     .requiredOption('--nick <name>', 'your name on the leaderboard')
     .requiredOption('--out <dir>', 'where shards are kept (one per item)')
-    .option('--concurrency <n>', 'requests in flight at once', positiveInt('--concurrency'))
-    .option('--base-url <url>', "override the profile's base_url")
-    .option('--allow-private-network', 'allow loopback and private addresses (demo and tests)')
     .option('--items <n>', 'stop after this many items', positiveInt('--items'))
     .option('--exit-when-idle', 'stop when the tracker has nothing to hand out right now')
     .option('--only <kind>', 'take only post items (little bandwidth) or only media items (a big pipe): posts | media')
-    .option('--heartbeat-secs <n>', 'seconds between heartbeats (default: a third of the lease)', positiveInt('--heartbeat-secs'))
-    .option('--node <name>', 'node name in WARC file names (default: host name)')
-    .option('--contact <url-or-email>', 'operator contact added to the User-Agent')
-    .option('--max-bandwidth <size>', 'cap on response bytes per second over all requests, smoothed (e.g. 20M)', capSize('--max-bandwidth'))
-    .option('--max-disk <size>', 'stop claiming when the --out folder reaches this size (e.g. 50G); with uploads, delete verified-uploaded WARCs first', capSize('--max-disk'))
-    .option('--max-hours <h>', 'stop claiming new items after this many hours', positiveHours)
-    .option('--quiet', 'only the summary line')
-    .option('--json', 'JSON output')
-    .action(async (o: { tracker: string; nick: string; out: string; concurrency?: number; baseUrl?: string; allowPrivateNetwork?: boolean; items?: number; exitWhenIdle?: boolean; only?: string; heartbeatSecs?: number; node?: string; contact?: string; maxBandwidth?: number; maxDisk?: number; maxHours?: number; quiet?: boolean; json?: boolean }) => {
+    .option('--heartbeat-secs <n>', 'seconds between heartbeats (default: a third of the lease)', positiveInt('--heartbeat-secs'));
+  addCrawlFlags(node, 'node')
+    .action(async (o: CrawlFlagValues & { tracker: string; nick: string; out: string; items?: number; exitWhenIdle?: boolean; only?: string; heartbeatSecs?: number }) => {
       if (o.only !== undefined && o.only !== 'posts' && o.only !== 'media') throw new InputError(`--only ${o.only}: use posts or media`, { code: 'E_USAGE' });
       const interrupt = gracefulInterrupt(io, 'finishing the IDs in flight, then giving the rest of the item back');
       try {
-        const [{ runNode }, { NodeCaps }] = await Promise.all([import('../../node/loop.js'), import('../../crawler/run/caps.js')]);
+        const { runNode } = await import('../../node/loop.js');
         const logger = cliLogger(io, { json: !!o.json, quiet: !!o.quiet });
-        const caps =
-          o.maxDisk !== undefined || o.maxHours !== undefined || o.maxBandwidth !== undefined
-            ? new NodeCaps({
-                outDir: resolve(o.out),
-                log: logger,
-                ...(o.maxDisk !== undefined ? { maxDiskBytes: o.maxDisk } : {}),
-                ...(o.maxHours !== undefined ? { maxHours: o.maxHours } : {}),
-                ...(o.maxBandwidth !== undefined ? { maxBandwidthBytesPerSec: o.maxBandwidth } : {}),
-              })
-            : undefined;
+        const caps = await capsFrom(o, resolve(o.out), logger);
+        const { node: nodeNameFlag, ...crawlFlags } = crawlFlagsFrom(o, io.env, o.nick);
         const r = await runNode({
+          ...crawlFlags,
           trackerUrl: o.tracker,
           nick: o.nick,
           outDir: resolve(o.out),
           logger,
-          nodeName: nodeName(o.node ?? o.nick),
-          allowPrivateNetwork: !!o.allowPrivateNetwork,
-          ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+          nodeName: nodeNameFlag,
           ...(o.baseUrl ? { baseUrl: o.baseUrl } : {}),
           ...(o.items ? { maxItems: o.items } : {}),
           ...(o.exitWhenIdle ? { exitWhenDone: true } : {}),
           ...(o.only ? { only: o.only as 'posts' | 'media' } : {}),
           ...(o.heartbeatSecs ? { heartbeatMs: o.heartbeatSecs * 1000 } : {}),
-          ...(o.contact ? { contact: o.contact } : {}),
           ...(caps ? { caps } : {}),
-          ...(o.maxBandwidth ? { maxBandwidthBytesPerSec: o.maxBandwidth } : {}),
           onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet, signal: interrupt.signal, ...(caps ? { caps: () => caps.describe() } : {}) }),
           signal: interrupt.signal,
         });

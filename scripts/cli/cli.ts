@@ -7,7 +7,8 @@ import { VERSION } from '../../config/version.js';
 import { DISK_FULL_MESSAGE, isDiskFull } from '../../storage/shard/disk-full.js';
 import { processIo, type CliIo } from './cli-io.js';
 import { registerMoreCommands } from './cli-commands.js';
-import { byteSize, capSize, EXIT, ExitCode, positiveHours, positiveInt } from './cli-options.js';
+import { EXIT, ExitCode } from './cli-options.js';
+import { addCrawlFlags } from './crawl-flags.js';
 import { crawlCommand, type CrawlCommandOptions } from './crawl-command.js';
 
 export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
@@ -18,32 +19,13 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .showHelpAfterError();
 
-  program
+  const crawl = program
     .command('crawl')
     .description('archive a range of post IDs into a shard directory (resumes when run again)')
     .requiredOption('--profile <name|file>', 'built-in profile name (demo, hackernews, discourse, lemmy) or a YAML/JSON file')
     .requiredOption('--ids <ranges>', 'ID ranges in the profile codec, e.g. 1-1000,5000-6000 or 1-latest')
-    .requiredOption('--out <dir>', 'shard directory')
-    .option('--concurrency <n>', 'requests in flight at once', positiveInt('--concurrency'))
-    .option('--workers <n>', 'crawl threads, IDs split among them, for a CPU-bound crawl on a many-core machine (default 1)', positiveInt('--workers'))
-    .option('--rate <n>', 'requests per second per host', positiveInt('--rate'))
-    .option('--base-url <url>', "override the profile's base_url")
-    .option('--allow-private-network', 'allow loopback and private addresses (the demo and tests)')
-    .option('--warc-size <bytes>', 'rotate WARC files at this size (default 1G)', byteSize)
-    .option('--node <name>', 'node name in WARC file names (default: host name)')
-    .option('--contact <url-or-email>', 'operator contact added to the User-Agent and warcinfo')
-    .option('--quiet', 'only the summary line')
-    .option('--json', 'machine-readable output (JSON lines)')
-    .option('--browser-concurrency <n>', 'browser contexts (pages at once) for render: browser captures (default 2)', positiveInt('--browser-concurrency'))
-    .option('--chromium <path>', 'Chromium executable (default: $LIFEBOAT_CHROMIUM, else /usr/bin/chromium)')
-    .option('--screenshots', 'store a PNG screenshot of each browser-captured page as a WARC resource record')
-    .option('--follow', 'with --ids …-latest: keep crawling the new IDs the platform publishes, until Ctrl-C or --until')
-    .option('--follow-secs <n>', 'seconds between asks for the latest ID with --follow (default 60)', positiveInt('--follow-secs'))
-    .option('--until <time>', 'stop at this time (RFC 3339, e.g. 2026-12-01T18:00:00Z)')
-    .option('--max-bandwidth <size>', 'cap on response bytes per second over all requests, smoothed (e.g. 20M)', capSize('--max-bandwidth'))
-    .option('--max-disk <size>', 'stop when the --out folder reaches this size (e.g. 50G)', capSize('--max-disk'))
-    .option('--max-hours <h>', 'stop after this many hours', positiveHours)
-    .action(async (o: CrawlCommandOptions) => setExit(await crawlCommand(o, io)));
+    .requiredOption('--out <dir>', 'shard directory');
+  addCrawlFlags(crawl, 'crawl').action(async (o: CrawlCommandOptions) => setExit(await crawlCommand(o, io)));
 
   registerMoreCommands(program, io, setExit);
   return program;

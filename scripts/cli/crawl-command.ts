@@ -1,39 +1,18 @@
 import { resolve } from 'node:path';
 import { cliLogger, gracefulInterrupt, progressReporter, type CliIo } from './cli-io.js';
-import { EXIT, nodeName } from './cli-options.js';
+import { EXIT } from './cli-options.js';
+import { capsFrom, crawlFlagsFrom, type CrawlFlagValues } from './crawl-flags.js';
 
-export interface CrawlCommandOptions {
+export interface CrawlCommandOptions extends CrawlFlagValues {
   profile: string;
   ids: string;
   out: string;
-  concurrency?: number;
-  workers?: number;
-  rate?: number;
-  baseUrl?: string;
-  allowPrivateNetwork?: boolean;
-  warcSize?: number;
-  quiet?: boolean;
-  json?: boolean;
-  node?: string;
-  contact?: string;
-  browserConcurrency?: number;
-  chromium?: string;
-  screenshots?: boolean;
-  /** Issue 14: keep crawling new IDs as the platform publishes them (`--ids …-latest`). */
-  follow?: boolean;
-  /** Seconds between discover polls with --follow; default 60. */
-  followSecs?: number;
-  /** Stop at this time (RFC 3339). */
-  until?: string;
-  maxBandwidth?: number;
-  maxDisk?: number;
-  maxHours?: number;
 }
 
 /** `lifeboat crawl`: returns the exit code. */
 export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<number> {
   // Loaded on use: `lifeboat --help` should not pay for the crawler's dependencies.
-  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges, RangeSet }, { formatFailureReasons, shardFailureReasons }, { checkCrawlScope }, { followIds }, { NodeCaps }] = await Promise.all([
+  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges, RangeSet }, { formatFailureReasons, shardFailureReasons }, { checkCrawlScope }, { followIds }] = await Promise.all([
     import('../../config/profile.js'),
     import('../../crawler/run/crawl.js'),
     import('../../crawler/fetch/crawl-stats.js'),
@@ -43,7 +22,6 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
     import('../../storage/curate/status.js'),
     import('../../crawler/fetch/scope-preflight.js'),
     import('../../crawler/run/follow-ids.js'),
-    import('../../crawler/run/caps.js'),
   ]);
   const untilMs = o.until === undefined ? undefined : Date.parse(o.until);
   if (untilMs !== undefined && !(/^\d{4}-\d\d-\d\dT/.test(o.until!) && Number.isFinite(untilMs))) {
@@ -79,9 +57,7 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
     logger.log('info', `${reason}: finishing the IDs in flight`);
     limits.abort(new Error(reason));
   };
-  const caps = o.maxDisk !== undefined || o.maxHours !== undefined || o.maxBandwidth !== undefined
-    ? new NodeCaps({ outDir, log: logger, ...(o.maxDisk !== undefined ? { maxDiskBytes: o.maxDisk } : {}), ...(o.maxHours !== undefined ? { maxHours: o.maxHours } : {}), ...(o.maxBandwidth !== undefined ? { maxBandwidthBytesPerSec: o.maxBandwidth } : {}) })
-    : undefined;
+  const caps = await capsFrom(o, outDir, logger);
   await caps?.itemStarted(outDir);
   if (o.maxDisk !== undefined && (await caps!.diskFull())) stopFor(`--max-disk ${o.maxDisk} bytes reached before the start`);
   const limitTimer = setInterval(() => {
@@ -97,18 +73,8 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
       profile,
       ranges: ids,
       outDir,
-      node: nodeName(o.node),
+      ...crawlFlagsFrom(o, io.env),
       logger,
-      allowPrivateNetwork: !!o.allowPrivateNetwork,
-      ...(o.concurrency ? { concurrency: o.concurrency } : {}),
-      ...(o.workers ? { workers: o.workers } : {}),
-      ...(o.rate ? { ratePerSec: o.rate } : {}),
-      ...(o.warcSize ? { warcSizeBytes: o.warcSize } : {}),
-      ...(o.contact ? { contact: o.contact } : {}),
-      ...(o.browserConcurrency ? { browserConcurrency: o.browserConcurrency } : {}),
-      ...((o.chromium ?? io.env.LIFEBOAT_CHROMIUM) ? { chromiumPath: (o.chromium ?? io.env.LIFEBOAT_CHROMIUM)! } : {}),
-      ...(o.screenshots ? { screenshots: true } : {}),
-      ...(o.maxBandwidth ? { maxBandwidthBytesPerSec: o.maxBandwidth } : {}),
       signal,
       onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet, signal, ...(caps ? { caps: () => caps.describe() } : {}) }),
     });
