@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { encodePath, fillTemplate, parseProfile } from '../config/profile.js';
 import { extractLimits } from '../crawler/extract/extract-bounds.js';
 import { extract, resolveUrls } from '../crawler/extract/extract.js';
-import { MAX_MARKDOWN_CHARS } from '../crawler/extract/markdown-urls.js';
+import { INLINE_MARKDOWN_CHARS, lexMarkdownUrls, MAX_MARKDOWN_CHARS, readMarkdownUrls } from '../crawler/extract/markdown-urls.js';
 import { httpCapture } from './fixtures/http-capture.js';
 
 /** A profile with one JSON capture and these extract rules (YAML flow), validated the real way. */
@@ -20,9 +20,22 @@ const DISCOURSE_COOKED = `<p>Look:</p>
 <img src="/uploads/default/optimized/1X/abc123_2_690x388.png" alt="shot" width="690" height="388" srcset="/uploads/default/optimized/1X/abc123_2_690x388.png, /uploads/default/optimized/1X/abc123_2_1035x582.png 1.5x"></a></div>
 <p><img src="https://forum.example.org/images/emoji/twitter/smile.png?v=12" class="emoji" alt=":smile:"></p>`;
 
-async function run(extractYaml: string, body: unknown, url = 'http://127.0.0.1:9/posts/7.json') {
+async function run(extractYaml: string, body: unknown, url = 'http://127.0.0.1:9/posts/7.json', o: { maxMs?: number; signal?: AbortSignal } = {}) {
   const p = profileWith(extractYaml);
-  return extract(httpCapture(url, JSON.stringify(body), { contentType: 'application/json' }), p.captures[0]!.extract, 'json', extractLimits(p));
+  const limits = { ...extractLimits(p), ...(o.maxMs ? { maxMs: o.maxMs } : {}) };
+  return extract(httpCapture(url, JSON.stringify(body), { contentType: 'application/json' }), p.captures[0]!.extract, 'json', limits, o.signal);
+}
+
+/** How many timer turns the event loop took while `work` ran (0: it was blocked throughout). */
+async function ticksDuring<T>(work: () => Promise<T>): Promise<{ out: T; ticks: number }> {
+  let ticks = 0;
+  const iv = setInterval(() => ticks++, 5);
+  try {
+    const out = await work();
+    return { out, ticks };
+  } finally {
+    clearInterval(iv);
+  }
 }
 
 describe('extraction: HTML and markdown inside JSON, URL templates with fixed parts', () => {
@@ -49,6 +62,42 @@ describe('extraction: HTML and markdown inside JSON, URL templates with fixed pa
     const ex = await run('{media: [{json: "$.body", markdown: images}]}', { body: long });
     expect(ex.media).toEqual(['/a.png']);
     expect(ex.problem).toMatch(/markdown longer than 1048576 characters read up to there/);
+  });
+
+  it('hostile markdown (quadratic for the lexer) is stopped at max_extract_ms off the event loop, with a note (issue 21 §4)', async () => {
+    const body = { body: '_a'.repeat(64 * 1024) }; // ~seconds of lexing on the calling thread
+    const { out: ex, ticks } = await ticksDuring(() => run('{media: [{json: "$.body", markdown: images}]}', body, undefined, { maxMs: 100 }));
+    expect(ex.media).toEqual([]);
+    expect(ex.problem).toMatch(/^media \$\.body markdown images: markdown of 131072 characters not read within max_extract_ms: its URLs not kept$/);
+    expect(ticks).toBeGreaterThan(0); // the event loop went on while the worker lexed
+  });
+
+  it('Ctrl-C stops a markdown text being read in the worker', async () => {
+    const stop = new AbortController();
+    const reading = readMarkdownUrls('_a'.repeat(256 * 1024), 'all', 10, { maxDepth: 512, deadlineMs: Date.now() + 600_000, signal: stop.signal });
+    setTimeout(() => stop.abort(), 50);
+    expect((await reading).notes.join('; ')).toMatch(/extraction stopped: the crawl is stopping/);
+  });
+
+  it('markdown nested deeper than max_html_depth is read up to that line, never a RangeError (1 MiB of ">")', async () => {
+    const ex = await run('{media: [{json: "$.body", markdown: images}]}', { body: `![](/a.png)\n\n${'>'.repeat(MAX_MARKDOWN_CHARS - 40)}\n![](/b.png)` });
+    expect(ex.media).toEqual(['/a.png']);
+    expect(ex.problem).toBe('media $.body markdown images: markdown nested deeper than 512 levels: read up to there (about character 13)');
+    // deep lists by indentation (gigabytes of tokens for the lexer) are cut the same way
+    const lists = Array.from({ length: 1000 }, (_, k) => `${'  '.repeat(k)}- ![](/i${k}.png)`).join('\n');
+    const got = await readMarkdownUrls(lists, 'images', 1000, { maxDepth: 16, deadlineMs: Date.now() + 60_000 });
+    expect(got.notes).toEqual([expect.stringMatching(/^markdown nested deeper than 16 levels: read up to there \(about character \d+\)$/)]);
+    expect(got.urls.length).toBeGreaterThan(10);
+    expect(got.urls.length).toBeLessThan(40);
+  });
+
+  it('long markdown read in the worker gives the same URLs as the lexer on the calling thread', async () => {
+    const post = 'Some **text** with ![a](/p/1.png) and [a link](https://example.org/x) and <https://example.org/auto>\n\n- item ![b](/p/2.png)\n\n[ref]: /p/ref.png\n\n![c][ref]\n\n';
+    const long = post.repeat(Math.ceil((INLINE_MARKDOWN_CHARS * 3) / post.length)) + '![last](/p/last.png)';
+    expect(long.length).toBeGreaterThan(INLINE_MARKDOWN_CHARS);
+    const got = await readMarkdownUrls(long, 'all', 100, { maxDepth: 512, deadlineMs: Date.now() + 60_000 });
+    expect(got).toEqual({ urls: lexMarkdownUrls(long, 'all', 100), notes: [] });
+    expect(got.urls).toEqual(['/p/1.png', 'https://example.org/x', 'https://example.org/auto', '/p/2.png', '/p/ref.png', '/p/last.png']);
   });
 
   it('fills fixed placeholders of a URL template a field holds (Discourse avatar_template); drops one left open', async () => {

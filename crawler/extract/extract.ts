@@ -5,7 +5,7 @@ import type { AnyNode, Document, Element } from 'domhandler';
 import { jsonNesting, MAX_JSON_PARSE_DEPTH, ValueBounder, type ExtractLimits } from './extract-bounds.js';
 import { boundedText, parseHtmlBounded, selectSome } from './html-extract.js';
 import { jsonPathQuery } from './json-path.js';
-import { MAX_MARKDOWN_CHARS, markdownUrls } from './markdown-urls.js';
+import { readMarkdownUrls } from './markdown-urls.js';
 import { pageRequisites } from './page-requisites.js';
 import type { ExtractRules, RequisiteKind, Selector } from '../../config/profile.js';
 import type { Capture } from '../../storage/warc/capture.js';
@@ -162,9 +162,9 @@ async function extractOrThrow(capture: Capture, rules: ExtractRules | undefined,
         const urls: string[] = [];
         for (const md of strings) {
           if (urls.length >= limit) break;
-          const got = guarded(what, () => [markdownUrls(md, sel.markdown!, limit - urls.length)])[0];
-          if (got?.cut) notes.push(`${what}: markdown longer than ${MAX_MARKDOWN_CHARS} characters read up to there`);
-          urls.push(...(got?.urls ?? []));
+          const got = await readMarkdownUrls(md, sel.markdown, limit - urls.length, { maxDepth: limits.maxHtmlDepth, deadlineMs, signal });
+          for (const note of got.notes) notes.push(`${what}: ${note}`);
+          urls.push(...got.urls);
         }
         return urls;
       }
