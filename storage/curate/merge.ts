@@ -4,7 +4,7 @@ import { basename, join, resolve } from 'node:path';
 import { InputError } from '../../config/errors.js';
 import { writeCdxj } from './cdxj.js';
 import { writeCoverage, type CoverageReport } from './coverage.js';
-import { LOCK_FILE, acquireDirLock } from '../shard/dir-lock.js';
+import { LOCK_DB, LOCK_FILE, acquireDirLock } from '../shard/dir-lock.js';
 import { openInputDb, SHARD_TABLES } from './input-db.js';
 import { checkInputFile, hashRegularFile } from '../warc/input-file.js';
 import { MergedDb } from './merge-db.js';
@@ -201,7 +201,7 @@ async function checkMergeOut(out: string): Promise<void> {
   }
   const others = [];
   for (const name of entries) {
-    if (name === LOCK_FILE) continue;
+    if (name === LOCK_FILE || name === LOCK_DB) continue;
     // An empty warcs/ is what a merge killed before its database existed leaves behind.
     if (name === WARCS_DIR && (await readdir(join(out, name)).catch(() => ['?'])).length === 0) continue;
     others.push(name);

@@ -1,27 +1,36 @@
-import { closeSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { InputError, StorageError, errorMessage } from '../../config/errors.js';
 
 /**
- * One writer per shard or merged directory (issue 10 §2). `DIR/.lifeboat.lock` holds the owner's
- * pid, the kernel's start time of that pid, the boot id, the host name, the command and when it
- * started. It is created with O_EXCL; a second writer finds it and refuses at once
- * (`DirInUseError`, exit 2). A lock is stale — and taken over without any manual cleanup — when
- * it was written on this host and its pid is gone, the pid now belongs to another process (its
- * start time differs: pid reuse) or the machine rebooted since (the boot id differs: power loss).
+ * One writer per shard or merged directory (issue 10 §2, issue 21 §4). The lock is one the kernel
+ * holds: the holder keeps `DIR/.lifeboat.lock.db` open with SQLite's own file lock taken
+ * (`locking_mode=EXCLUSIVE` and a `BEGIN EXCLUSIVE` never committed: a POSIX advisory lock on
+ * the open file). A second writer — in this process, another one, or another PID namespace on
+ * the same host (a container sharing the volume) — finds it taken and refuses at once
+ * (`DirInUseError`, exit 2). When the holder dies (`kill -9`, a crash, a power cut) the kernel
+ * drops the lock with its file descriptors, so the next run takes it without any cleanup; a live
+ * holder is never judged stale, whatever its pid looks like from here.
+ *
+ * `DIR/.lifeboat.lock` is only the holder's card for messages and `status`: pid, the kernel's
+ * start time of that pid, boot id, host name, command and start; it is written after the lock
+ * is taken and decides nothing on this host. One exception: a card naming another host with the
+ * kernel lock free is obeyed, because a shared network disk may not carry locks between
+ * machines; the message says which host and that the file may be deleted if that machine is gone.
  *
  * Why not proper-lockfile: it decides staleness by the lock's mtime, refreshed on a timer, so a
- * run started right after a `kill -9` is refused for the `stale` period (≥ 5 s, default 10 s),
- * and a crawl whose event loop is busy for longer than that loses its lock to a second process.
- * A pid + start-time check is exact and immediate on one machine; it cannot see processes on
- * another host, so a lock written by another host (a shared network disk) is treated as live and
- * the message says so.
+ * run started right after a `kill -9` is refused for the `stale` period, and a crawl whose event
+ * loop is busy for longer loses its lock. Why not a pid check (what this was before): a pid from
+ * another PID namespace is not in this one's process table, so a live crawl was taken as dead.
  *
  * Worker threads of the holding process (`crawl --workers N`) write under the main thread's
  * lock; they never take one themselves.
  */
 export const LOCK_FILE = '.lifeboat.lock';
+/** The file whose kernel lock is the directory's lock. */
+export const LOCK_DB = '.lifeboat.lock.db';
 
 export interface LockOwner {
   pid: number;
@@ -33,19 +42,18 @@ export interface LockOwner {
   startedAt: string;
 }
 
-/** Another live process holds the directory. */
+/** Another live process holds the directory (`owner` undefined: its card could not be read). */
 export class DirInUseError extends InputError {
-  readonly owner: LockOwner;
-  constructor(dir: string, owner: LockOwner) {
-    const where = owner.host === hostname() ? '' : ` on host ${owner.host}; if that machine is gone, delete ${join(dir, LOCK_FILE)}`;
-    super(`${dir} is in use by process ${owner.pid} (${owner.command}, started ${owner.startedAt}${where}); wait for it to finish or stop it first`, {
-      code: 'E_DIR_IN_USE',
-    });
+  readonly owner: LockOwner | undefined;
+  constructor(dir: string, owner: LockOwner | undefined, kernelHeld = true) {
+    const where = !owner || owner.host === hostname() || kernelHeld ? '' : ` on host ${owner.host}; if that machine is gone, delete ${join(dir, LOCK_FILE)}`;
+    const who = owner ? `process ${owner.pid} (${owner.command}, started ${owner.startedAt}${where})` : `another process (its ${LOCK_FILE} cannot be read)`;
+    super(`${dir} is in use by ${who}; wait for it to finish or stop it first`, { code: 'E_DIR_IN_USE' });
     this.owner = owner;
   }
 }
 
-function readProc(path: string): string | undefined {
+function readText(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');
   } catch {
@@ -55,159 +63,157 @@ function readProc(path: string): string | undefined {
 
 /** The start time of `pid` from /proc/PID/stat (after the `(comm)` field, which may hold spaces). */
 export function processStartTime(pid: number | 'self'): string | undefined {
-  const stat = readProc(`/proc/${pid}/stat`);
+  const stat = readText(`/proc/${pid}/stat`);
   if (!stat) return undefined;
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return fields[19]; // field 22 overall; fields[0] here is field 3 (state)
 }
 
 function bootId(): string | undefined {
-  return readProc('/proc/sys/kernel/random/boot_id')?.trim();
+  return readText('/proc/sys/kernel/random/boot_id')?.trim();
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Whether the process that wrote `owner` is still running (always true for another host's lock). */
-export function ownerAlive(owner: LockOwner): boolean {
-  if (owner.host !== hostname()) return true;
-  const boot = bootId();
-  if (owner.bootId && boot && owner.bootId !== boot) return false;
-  if (!pidAlive(owner.pid)) return false;
-  if (owner.procStart === undefined) return true;
-  const now = processStartTime(owner.pid);
-  return now === undefined || now === owner.procStart;
-}
-
-function parseOwner(text: string): LockOwner | undefined {
+function parseOwner(text: string | undefined): LockOwner | undefined {
+  if (text === undefined) return undefined;
   try {
     const o = JSON.parse(text) as LockOwner;
-    return Number.isInteger(o.pid) && typeof o.host === 'string' ? o : undefined;
+    return o !== null && typeof o === 'object' && Number.isInteger(o.pid) && typeof o.host === 'string' ? o : undefined;
   } catch {
     return undefined;
   }
 }
 
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
+}
+
+/**
+ * Whether some process holds `dir`'s kernel lock: a shared lock is tried on the lock database
+ * and let go at once (it never blocks the holder, and a writer starting meanwhile waits it out).
+ */
+function kernelLockHeld(dir: string): boolean {
+  let db: Database.Database;
+  try {
+    db = new Database(join(dir, LOCK_DB), { readonly: true, fileMustExist: true, timeout: 0 });
+  } catch {
+    return false; // no lock database: never locked by this version
+  }
+  try {
+    db.prepare('SELECT count(*) FROM sqlite_master').get();
+    return false;
+  } catch (err) {
+    return isBusy(err);
+  } finally {
+    db.close();
+  }
+}
+
 /** The live owner of `dir`'s lock, if any (for `status`/`verify`, which read while a crawl runs). */
 export function lockHolder(dir: string): LockOwner | undefined {
-  const text = readProc(join(dir, LOCK_FILE));
-  const owner = text === undefined ? undefined : parseOwner(text);
-  return owner && ownerAlive(owner) ? owner : undefined;
+  if (!kernelLockHeld(dir)) return undefined;
+  return parseOwner(readText(join(dir, LOCK_FILE))) ?? { pid: 0, host: '?', command: 'unknown (lock card unreadable)', startedAt: '?' };
 }
 
 export interface DirLock {
   readonly dir: string;
   readonly owner: LockOwner;
-  /** Removes the lock file if it is still ours. Idempotent. */
+  /** Lets the lock go and removes the card if it is still ours. Idempotent. */
   release(): void;
 }
 
-/** An unreadable lock younger than this may be one being written right now. */
-const TORN_AFTER_MS = 1000;
+/** How long a writer waits for a holder's card (written just after its lock) or a `status` probe's shared lock. */
+const SETTLE_MS = 1000;
 
-function ageMs(path: string): number {
+const held = new Map<string, Database.Database>();
+let exitHookInstalled = false;
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** The lock database of `dir` opened with its exclusive lock taken; undefined when another holds it. */
+function takeKernelLock(dir: string): Database.Database | undefined {
+  let db: Database.Database;
   try {
-    return Date.now() - statSync(path).mtimeMs;
-  } catch {
-    return Number.POSITIVE_INFINITY;
+    db = new Database(join(dir, LOCK_DB), { timeout: 0 });
+  } catch (err) {
+    throw new StorageError(`cannot lock ${dir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
+  }
+  try {
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.pragma('journal_mode = OFF'); // no -journal file next to it, ever
+    db.exec('BEGIN EXCLUSIVE'); // held until the connection closes (or the process dies)
+    return db;
+  } catch (err) {
+    db.close();
+    if (isBusy(err)) return undefined;
+    throw new StorageError(`cannot lock ${dir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
   }
 }
 
-const held = new Set<string>();
-let exitHookInstalled = false;
-
-/**
- * Takes the lock on `dir` (which must exist) for `command`, or throws `DirInUseError`. A stale
- * lock is moved aside and checked again before it is removed, so two processes that both find
- * the same stale lock cannot both win.
- */
+/** Takes the lock on `dir` (which must exist) for `command`, or throws `DirInUseError`. */
 export function acquireDirLock(dir: string, command: string): DirLock {
   const path = join(dir, LOCK_FILE);
   const owner: LockOwner = { pid: process.pid, procStart: processStartTime('self'), bootId: bootId(), host: hostname(), command, startedAt: new Date().toISOString() };
-  const text = `${JSON.stringify(owner)}\n`;
-  for (let attempt = 0; attempt < 20; attempt++) {
-    let fd: number;
-    try {
-      fd = openSync(path, 'wx', 0o644);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new StorageError(`cannot lock ${dir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
-      }
-      const seen = readProc(path);
-      if (seen === undefined) continue; // removed meanwhile: try again
-      const other = parseOwner(seen);
-      if (other && ownerAlive(other)) throw new DirInUseError(dir, other);
-      if (!other && ageMs(path) < TORN_AFTER_MS) {
-        // Empty or half-written: another process may be between its create and its write. Wait a little.
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
-        continue;
-      }
-      // A dead owner, or a torn lock (power lost between create and write) older than a second.
-      takeOverStale(path, seen);
-      continue;
-    }
-    try {
-      writeSync(fd, text);
-    } finally {
-      closeSync(fd);
-    }
-    held.add(path);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.once('exit', () => {
-        for (const p of held) removeIfOurs(p);
-      });
-    }
-    let released = false;
-    return {
-      dir,
-      owner,
-      release() {
-        if (released) return;
-        released = true;
-        held.delete(path);
-        removeIfOurs(path);
-      },
-    };
+  const until = Date.now() + SETTLE_MS;
+  let db: Database.Database | undefined;
+  for (;;) {
+    db = takeKernelLock(dir);
+    if (db) break;
+    // Held. Its card names the holder; a card not there yet (just locked) or a `status` probe's
+    // brief shared lock settle within a moment.
+    const other = parseOwner(readText(path));
+    if (other || Date.now() > until) throw new DirInUseError(dir, other);
+    sleepSync(50);
   }
-  throw new StorageError(`cannot lock ${dir}: its lock file keeps changing; is another lifeboat starting on it?`, { code: 'E_DIR_IN_USE' });
-}
-
-function takeOverStale(path: string, seen: string): void {
-  const aside = `${path}.stale-${process.pid}`;
-  try {
-    renameSync(path, aside);
-  } catch {
-    return; // someone else moved it first
-  }
-  if (readProc(aside) !== seen) {
-    // We moved a fresh lock another process had just taken: put it back (link fails if a third took the name).
-    try {
-      linkSync(aside, path);
-    } catch {
-      /* the name is held again; our next attempt reads it */
-    }
+  // The kernel lock is ours. A card naming another host may be a holder our kernel cannot see.
+  const card = parseOwner(readText(path));
+  if (card && card.host !== hostname()) {
+    db.close();
+    throw new DirInUseError(dir, card, false);
   }
   try {
-    unlinkSync(aside);
-  } catch {
-    /* already gone */
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(owner)}\n`, { mode: 0o644 });
+    renameSync(tmp, path);
+  } catch (err) {
+    db.close();
+    throw new StorageError(`cannot lock ${dir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
   }
+  held.set(path, db);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const [p, d] of held) letGo(p, d);
+    });
+  }
+  let released = false;
+  return {
+    dir,
+    owner,
+    release() {
+      if (released) return;
+      released = true;
+      held.delete(path);
+      letGo(path, db);
+    },
+  };
 }
 
-function removeIfOurs(path: string): void {
-  const owner = parseOwner(readProc(path) ?? '');
-  if (owner?.pid === process.pid && owner.host === hostname()) {
+/** Removes the card (while the lock is still ours, so it is never a newer holder's), then lets the lock go. */
+function letGo(path: string, db: Database.Database): void {
+  const card = parseOwner(readText(path));
+  if (card?.pid === process.pid && card.host === hostname()) {
     try {
       unlinkSync(path);
     } catch {
       /* already gone */
     }
+  }
+  try {
+    db.close();
+  } catch {
+    /* closed already */
   }
 }
