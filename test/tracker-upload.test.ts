@@ -285,7 +285,7 @@ describe('an upload store that fails', () => {
       presign: async () => [],
       verify: async (_key: string, size: number) => {
         if (down) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
-        return { ok: true as const, size, etag: '', sha256: undefined };
+        return { ok: true as const, size, etag: '', sha256: undefined, checkedBy: 'read-back' as const };
       },
     };
     const failing = await buildTrackerApp({ store: fsStore, project: parseProject({ ...project, name: 'failing' }), adminToken: ADMIN, leaseMs: 60_000, rateLimit: { max: 1000, timeWindowMs: 60_000 }, expireEveryMs: 0, uploader });

@@ -34,6 +34,10 @@ const log: Array<{ method: string; url: string }> = [];
 /** Requests whose response the store finished sending (a part that landed). */
 const landed: Array<{ method: string; url: string; status: number }> = [];
 let corruptParts = false;
+/** A store that keeps damaged bytes: single PUTs get a byte flipped after Content-MD5 is dropped, and an ETag that is no MD5. */
+let damageStoredPuts = false;
+/** A store that keeps its own sha256: HEAD answers carry this `x-amz-checksum-sha256` (base64). */
+let headChecksum: string | undefined;
 let s3Server: http.Server;
 let proxy: http.Server;
 let endpoint: string;
@@ -53,14 +57,20 @@ beforeAll(async () => {
   // A forwarding proxy: records each request, and can flip a byte of UploadPart bodies.
   proxy = http.createServer((req, res) => {
     log.push({ method: req.method ?? '', url: req.url ?? '' });
-    const upstream = http.request({ host: '127.0.0.1', port: s3Port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
+    const damageStored = damageStoredPuts && req.method === 'PUT' && !/partNumber=/.test(req.url ?? '');
+    const headers = { ...req.headers };
+    if (damageStored) delete headers['content-md5'];
+    const upstream = http.request({ host: '127.0.0.1', port: s3Port, method: req.method, path: req.url, headers }, (up) => {
+      const outHeaders = { ...up.headers };
+      if (damageStored && outHeaders['etag']) outHeaders['etag'] = '"5d41402abc4b2a76b9719d911017c592-1"';
+      if (headChecksum !== undefined && req.method === 'HEAD') outHeaders['x-amz-checksum-sha256'] = headChecksum;
+      res.writeHead(up.statusCode ?? 502, outHeaders);
       up.on('end', () => landed.push({ method: req.method ?? '', url: req.url ?? '', status: up.statusCode ?? 0 }));
       up.pipe(res);
     });
     upstream.on('error', () => res.destroy());
     let first = true;
-    const damage = corruptParts && /partNumber=/.test(req.url ?? '');
+    const damage = (corruptParts && /partNumber=/.test(req.url ?? '')) || damageStored;
     req
       .pipe(
         new Transform({
@@ -358,6 +368,45 @@ describe('pre-signed uploads through the tracker', () => {
     expect(await verifyObject({ s3Client: tracker, bucket: BUCKET, key: put!.key, size: data.length, sha256: sha256(data) })).toMatchObject({ ok: true });
     expect(await verifyObject({ s3Client: tracker, bucket: BUCKET, key: put!.key, size: data.length + 1 })).toMatchObject({ ok: false });
     expect(await verifyObject({ s3Client: tracker, bucket: BUCKET, key: 'nodes/n1/missing', size: 1 })).toMatchObject({ ok: false, reason: expect.stringMatching(/not found/) });
+    tracker.destroy();
+  });
+
+  it('a store that keeps damaged bytes of the right length under another ETag is caught before done: read back, or the store’s own checksum (issue 21 §4)', async () => {
+    const { dir, bytes } = makeShard('presigned-damaged', { 'd.warc.gz': 300_000 });
+    const data = bytes['d.warc.gz']!;
+    const tracker = client();
+    const [put] = await presignPutUrls({ s3Client: tracker, bucket: BUCKET, prefix: 'nodes/n2', files: [{ name: 'warcs/d.warc.gz', size: data.length, sha256: sha256(data) }], expiresSecs: 600 });
+    expect(put!.headers['x-amz-checksum-sha256']).toBe(createHash('sha256').update(data).digest('base64'));
+    damageStoredPuts = true;
+    try {
+      // The node sees a 200 and an ETag that is no MD5: nothing it can check.
+      const res = await uploadWithPresignedUrl({ url: put!.url, headers: put!.headers, file: join(dir, 'warcs', 'd.warc.gz'), sha256: sha256(data) });
+      expect(res.etag).toBe('5d41402abc4b2a76b9719d911017c592-1');
+    } finally {
+      damageStoredPuts = false;
+    }
+    const stored = await getObject(put!.key);
+    expect(stored.length).toBe(data.length);
+    expect(stored.equals(data)).toBe(false); // same length, same sha256 metadata, damaged bytes
+    // s3rver keeps no checksum of its own: the tracker reads the object back and refuses it.
+    log.length = 0;
+    const verdict = await verifyObject({ s3Client: tracker, bucket: BUCKET, key: put!.key, size: data.length, sha256: sha256(data) });
+    expect(verdict).toMatchObject({ ok: false, reason: expect.stringMatching(/read back 300000 bytes with sha256 [0-9a-f]{64}, 300000 bytes with [0-9a-f]{64} expected/) });
+    expect(log.map((r) => r.method)).toEqual(['HEAD', 'GET']);
+    // A store that answers with its own sha256 is believed without a read-back, both ways.
+    log.length = 0;
+    headChecksum = createHash('sha256').update(stored).digest('base64');
+    try {
+      expect(await verifyObject({ s3Client: tracker, bucket: BUCKET, key: put!.key, size: data.length, sha256: sha256(data) })).toMatchObject({ ok: false, reason: expect.stringMatching(/the store's checksum is sha256/) });
+      headChecksum = createHash('sha256').update(data).digest('base64');
+      expect(await verifyObject({ s3Client: tracker, bucket: BUCKET, key: put!.key, size: data.length, sha256: sha256(data) })).toMatchObject({ ok: true, checkedBy: 'store-checksum' });
+      expect(log.map((r) => r.method)).toEqual(['HEAD', 'HEAD']);
+    } finally {
+      headChecksum = undefined;
+    }
+    // The good bytes, read back: accepted.
+    await uploadWithPresignedUrl({ url: put!.url, headers: put!.headers, file: join(dir, 'warcs', 'd.warc.gz'), sha256: sha256(data) });
+    expect(await verifyObject({ s3Client: tracker, bucket: BUCKET, key: put!.key, size: data.length, sha256: sha256(data) })).toMatchObject({ ok: true, checkedBy: 'read-back' });
     tracker.destroy();
   });
 

@@ -135,13 +135,17 @@ describe('S3 upload verification against a store that lies (s3rver)', () => {
     { label: 'multipart (3 parts), one byte short', size: 11 * MIB, how: 'size', code: 'E_UPLOAD_SIZE_MISMATCH', why: new RegExp(`size ${11 * MIB - 1} on the store`) },
     { label: 'multipart (3 parts), one byte changed', size: 11 * MIB, how: 'bytes', code: 'E_UPLOAD_CHECKSUM', why: /ETag \w+ on the store matches neither/ },
     { label: 'single-part, another sha256 in its metadata', size: 200_000, how: 'sha256', code: 'E_UPLOAD_CHECKSUM', why: new RegExp(`sha256 metadata ${'0'.repeat(64)} on the store`) },
+    // A store whose ETag is no MD5 (verifyEtag: false): read back before it counts (issue 21 §4).
+    { label: 'single-part, one byte changed, ETag not compared', size: 250_000, how: 'bytes', code: 'E_UPLOAD_CHECKSUM', why: /read back 250000 bytes with sha256 \w+, 250000 bytes with \w+ locally/, verifyEtag: false },
+    { label: 'multipart (3 parts), one byte changed, ETag not compared', size: 11 * MIB + 7, how: 'bytes', code: 'E_UPLOAD_CHECKSUM', why: /read back \d+ bytes with sha256 \w+/, verifyEtag: false },
   ] as const;
 
-  it.each(cases)('$label: not counted as uploaded, the run says so, a re-run repairs it', async ({ label, size, how, code, why }) => {
+  it.each(cases)('$label: not counted as uploaded, the run says so, a re-run repairs it', async (c) => {
+    const { label, size, how, code, why } = c;
     const name = `demo-20240101000000-0000${cases.findIndex((c) => c.label === label)}-n1.warc.gz`;
     const prefix = `shards/${how}-${size}`;
     const { dir, bytes } = makeShard(`s3-${how}-${size}`, { [name]: size });
-    const options = { dir, target: `s3://${BUCKET}/${prefix}`, endpoint, credentials, partSizeBytes: 5 * MIB, concurrency: 2, deleteAfterUpload: true };
+    const options = { dir, target: `s3://${BUCKET}/${prefix}`, endpoint, credentials, partSizeBytes: 5 * MIB, concurrency: 2, deleteAfterUpload: true, ...('verifyEtag' in c ? { verifyEtag: c.verifyEtag } : {}) };
     lies.set(`${prefix}/warcs/${name}`, { how, landed: false });
 
     const err = (await uploadDirectory(options).catch((e: unknown) => e)) as UploadIncompleteError;
@@ -173,11 +177,14 @@ describe('Internet Archive upload verification against a store that lies (IA-sha
   it.each([
     { how: 'size', code: 'E_UPLOAD_SIZE_MISMATCH', why: /the archive holds 199999 bytes, the local file 200000/ },
     { how: 'bytes', code: 'E_UPLOAD_CHECKSUM', why: /the archive's MD5 \w+ differs from the local/ },
-  ] as const)('one byte $how: not counted as uploaded, the run says so, a re-run repairs it', async ({ how, code, why }) => {
-    const server = await startIaServer(ia);
+    // No MD5 ETag on HEAD: the file is read back before it counts (issue 21 §4).
+    { how: 'bytes', code: 'E_UPLOAD_CHECKSUM', why: /read back from the archive, 200000 bytes with sha256 \w+, the local file 200000 bytes with/, noMd5Etag: true },
+  ] as const)('one byte $how (no MD5 ETag: $noMd5Etag): not counted as uploaded, the run says so, a re-run repairs it', async (c) => {
+    const { how, code, why } = c;
+    const server = await startIaServer({ ...ia, ...('noMd5Etag' in c ? { noMd5Etag: true } : {}) });
     try {
       const name = 'demo-20240305101500-00001-n1.warc.gz';
-      const { dir, bytes } = makeShard(`ia-${how}`, { [name]: 200_000 });
+      const { dir, bytes } = makeShard(`ia-${how}${'noMd5Etag' in c ? '-noetag' : ''}`, { [name]: 200_000 });
       const options = { dir, target: 'ia://lifeboat-verify-1', endpoint: server.url, credentials: ia, retryBaseMs: 10, verifyWaitMs: 500 };
       server.lieAbout(name, how);
       const err = (await uploadDirectoryToIa(options).catch((e: unknown) => e)) as UploadIncompleteError;

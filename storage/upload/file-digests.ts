@@ -103,3 +103,21 @@ export function meteredFileBody(path: string, onChunk: (chunk: Buffer) => void):
   source.pipe(body);
   return body;
 }
+
+/** The sha256 (hex) and length of what `body` yields: a store's object read back (issue 21 §4). */
+export async function digestStream(body: AsyncIterable<Uint8Array>): Promise<{ sha256: string; size: number }> {
+  const sha = createHash('sha256');
+  let size = 0;
+  for await (const chunk of body) {
+    sha.update(chunk);
+    size += chunk.length;
+  }
+  return { sha256: sha.digest('hex'), size };
+}
+
+/** An S3 `ChecksumSHA256` (base64) as hex; undefined for none or a composite (`…-N`, multipart) one. */
+export function checksumSha256Hex(value: string | undefined): string | undefined {
+  if (!value || value.includes('-')) return undefined;
+  const raw = Buffer.from(value, 'base64');
+  return raw.length === 32 ? raw.toString('hex') : undefined;
+}

@@ -7,8 +7,10 @@
  * once it succeeded. Files land flat in the item (`NAME.warc.gz`, `shard.json`).
  *
  * Verification: Content-MD5 makes the archive refuse damaged bytes; afterwards HEAD must show
- * the file with the local size (and the MD5 as ETag when the server gives one). The archive
- * may take a moment to show a new file, so HEAD is polled for up to `verifyWaitMs`.
+ * the file with the local size and the MD5 as its ETag — or, when the server gives no MD5 ETag,
+ * the file is read back (GET) and its sha256 compared (issue 21 §4: nothing is marked uploaded,
+ * and so nothing freed, on a size alone). The archive may take a moment to show a new file, so
+ * HEAD is polled for up to `verifyWaitMs`.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -18,7 +20,7 @@ import { request, type Dispatcher } from 'undici';
 import { InputError, LifeboatError } from '../../config/errors.js';
 import { readManifest, type ManifestOnDisk } from '../shard/shard-manifest.js';
 import { MissingCredentialsError, networkCode, UNREACHABLE_CODES, UploadError } from './errors.js';
-import { assertUnchanged, digestFile, meteredFileBody, stripEtag, type FileDigests } from './file-digests.js';
+import { assertUnchanged, digestFile, digestStream, meteredFileBody, stripEtag, type FileDigests } from './file-digests.js';
 import { backoffMs, isRetryableStatus, parseRetryAfter, retrying } from '../../config/retry.js';
 import { mapLimit, sleep } from './pacing.js';
 import { TransferMeter, type ProgressListener } from './progress.js';
@@ -231,7 +233,9 @@ async function uploadOne(ctx: IaContext, file: ShardFile, extraHeaders: Record<s
   const digests = await digestFile(file.path);
   if (file.name.startsWith('warcs/')) checkAgainstManifest(ctx.manifest, file.name, digests.sha256);
   const present = await head(ctx, file.name);
-  if (present.status === 200 && present.size === digests.size && (!present.etag || present.etag === digests.md5)) {
+  // Already there: by its MD5 ETag, or — a server that gives none — by reading it back (never by size alone).
+  const md5Etag = present.etag !== undefined && /^[0-9a-f]{32}$/.test(present.etag);
+  if (present.status === 200 && present.size === digests.size && (md5Etag ? present.etag === digests.md5 : await sameWhenReadBack(ctx, file.name, digests))) {
     ledger.markVerified(lk, { key, size: digests.size, mtimeMs: digests.mtimeMs, sha256: digests.sha256, etag: present.etag || digests.md5 });
     meter.credit(file.name, file.size);
     meter.fileDone(file.name);
@@ -358,6 +362,39 @@ async function head(ctx: IaContext, name: string): Promise<{ status: number; siz
   return { status: 310 };
 }
 
+/** The file as the archive serves it, hashed (redirects followed, as `head` does). */
+async function readBack(ctx: IaContext, name: string): Promise<{ size: number; sha256: string }> {
+  let url = fileUrl(ctx, name);
+  for (let hop = 0; hop < 4; hop++) {
+    const res = await request(url, {
+      method: 'GET',
+      headers: { authorization: `LOW ${ctx.o.credentials.accessKey}:${ctx.o.credentials.secretKey}` },
+      dispatcher: ctx.o.dispatcher,
+      signal: ctx.o.signal,
+    }).catch((err: unknown) => {
+      throw new UploadError(`${ctx.targetUrl}: cannot reach ${ctx.base} (${networkCode(err) ?? (err as Error).message}) to read ${name} back`, { code: 'E_UPLOAD_UNREACHABLE', policy: 'retry', cause: err });
+    });
+    const location = res.headers['location'];
+    if (res.statusCode >= 300 && res.statusCode < 400 && typeof location === 'string') {
+      await res.body.dump();
+      url = new URL(location, url).toString();
+      continue;
+    }
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new UploadError(`${name}: reading it back from the archive answered HTTP ${res.statusCode}; not marked uploaded — run upload again later to verify`, { code: 'E_UPLOAD_CHECKSUM', file: name, status: res.statusCode });
+    }
+    return digestStream(res.body);
+  }
+  throw new UploadError(`${name}: reading it back from the archive redirected too often; not marked uploaded`, { code: 'E_UPLOAD_CHECKSUM', file: name });
+}
+
+/** Whether the archive's copy of `name` hashes to the local file's sha256 (false when it cannot be read). */
+async function sameWhenReadBack(ctx: IaContext, name: string, digests: FileDigests): Promise<boolean> {
+  const back = await readBack(ctx, name).catch(() => undefined);
+  return back !== undefined && back.size === digests.size && back.sha256 === digests.sha256;
+}
+
 async function verifyByHead(ctx: IaContext, name: string, digests: FileDigests): Promise<string | undefined> {
   const deadline = performance.now() + (ctx.o.verifyWaitMs ?? 120_000);
   for (let attempt = 0; ; attempt++) {
@@ -366,8 +403,15 @@ async function verifyByHead(ctx: IaContext, name: string, digests: FileDigests):
       if (h.size !== digests.size) {
         throw new UploadError(`${name}: the archive holds ${h.size} bytes, the local file ${digests.size}; not marked uploaded`, { code: 'E_UPLOAD_SIZE_MISMATCH', file: name });
       }
-      if (h.etag && /^[0-9a-f]{32}$/.test(h.etag) && h.etag !== digests.md5) {
-        throw new UploadError(`${name}: the archive's MD5 ${h.etag} differs from the local ${digests.md5}; not marked uploaded`, { code: 'E_UPLOAD_CHECKSUM', file: name });
+      if (h.etag && /^[0-9a-f]{32}$/.test(h.etag)) {
+        if (h.etag !== digests.md5) {
+          throw new UploadError(`${name}: the archive's MD5 ${h.etag} differs from the local ${digests.md5}; not marked uploaded`, { code: 'E_UPLOAD_CHECKSUM', file: name });
+        }
+        return h.etag;
+      }
+      const back = await readBack(ctx, name);
+      if (back.size !== digests.size || back.sha256 !== digests.sha256) {
+        throw new UploadError(`${name}: read back from the archive, ${back.size} bytes with sha256 ${back.sha256}, the local file ${digests.size} bytes with ${digests.sha256}; not marked uploaded`, { code: 'E_UPLOAD_CHECKSUM', file: name });
       }
       return h.etag;
     }

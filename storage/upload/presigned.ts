@@ -9,13 +9,18 @@
  * cannot store an object under a URL with any other sha256 than the one it announced, and the
  * tracker can compare it with the manifest. Content-MD5 (not signed, not an x-amz header) lets
  * the store reject damaged bytes; the returned ETag is compared with the local MD5 as well.
+ *
+ * Before `done` is accepted — and so before a node may free the files under `--max-disk` — the
+ * tracker checks the bytes by a checksum the store computed (issue 21 §4): S3's full-object
+ * `ChecksumSHA256` when the store keeps one, else it reads the object back and hashes it. Metadata
+ * and an ETag of the right length prove nothing: a store may keep damaged bytes under them.
  */
-import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { request, type Dispatcher } from 'undici';
 import { InputError } from '../../config/errors.js';
 import { networkCode, UploadError } from './errors.js';
-import { assertUnchanged, digestFile, meteredFileBody, stripEtag } from './file-digests.js';
+import { assertUnchanged, checksumSha256Hex, digestFile, digestStream, meteredFileBody, stripEtag } from './file-digests.js';
 import { backoffMs, isRetryableStatus, parseRetryAfter } from '../../config/retry.js';
 import { sleep } from './pacing.js';
 
@@ -70,11 +75,14 @@ export async function presignPutUrls(options: {
     if (!SHA256_HEX.test(f.sha256)) throw new InputError(`presign: ${f.name}: sha256 must be 64 lowercase hex digits`, { code: 'E_UPLOAD_PRESIGN' });
     if (!Number.isSafeInteger(f.size) || f.size < 0) throw new InputError(`presign: ${f.name}: bad size ${f.size}`, { code: 'E_UPLOAD_PRESIGN' });
     const key = prefix ? `${prefix}/${f.name}` : f.name;
-    const command = new PutObjectCommand({ Bucket: bucket, Key: key, ContentLength: f.size, Metadata: { sha256: f.sha256 } });
+    // x-amz-checksum-sha256: a store that knows it (S3) hashes what it receives, refuses other
+    // bytes and keeps the checksum, which `verifyObject` then reads instead of the object.
+    const checksum = Buffer.from(f.sha256, 'hex').toString('base64');
+    const command = new PutObjectCommand({ Bucket: bucket, Key: key, ContentLength: f.size, Metadata: { sha256: f.sha256 }, ChecksumSHA256: checksum });
     const url = await getSignedUrl(s3Client, command, {
       expiresIn: expiresSecs,
-      // Keep the sha256 a signed header: the node must send exactly this value.
-      unhoistableHeaders: new Set(['x-amz-meta-sha256']),
+      // Keep the sha256s signed headers: the node must send exactly these values.
+      unhoistableHeaders: new Set(['x-amz-meta-sha256', 'x-amz-checksum-sha256']),
       signableHeaders: new Set(['content-length']),
     });
     out.push({
@@ -82,7 +90,7 @@ export async function presignPutUrls(options: {
       key,
       method: 'PUT',
       url,
-      headers: { 'x-amz-meta-sha256': f.sha256 },
+      headers: { 'x-amz-meta-sha256': f.sha256, 'x-amz-checksum-sha256': checksum },
       expiresAt: new Date(Date.now() + expiresSecs * 1000).toISOString(),
     });
   }
@@ -148,7 +156,11 @@ export async function uploadWithPresignedUrl(options: {
       if (status >= 200 && status < 300) {
         await assertUnchanged(file, file, digests);
         const etag = stripEtag(String(res.headers['etag'] ?? ''));
-        if (etag && /^[0-9a-f]{32}$/.test(etag) && etag !== digests.md5) {
+        const stored = checksumSha256Hex(String(res.headers['x-amz-checksum-sha256'] ?? ''));
+        if (stored !== undefined && stored !== digests.sha256) {
+          error = new UploadError(`${file}: the store received different bytes (its sha256 ${stored}, local ${digests.sha256})`, { code: 'E_UPLOAD_CHECKSUM', file });
+          retryable = true;
+        } else if (etag && /^[0-9a-f]{32}$/.test(etag) && etag !== digests.md5) {
           error = new UploadError(`${file}: the store received different bytes (ETag ${etag}, local MD5 ${digests.md5})`, {
             code: 'E_UPLOAD_CHECKSUM',
             file,
@@ -183,12 +195,13 @@ export async function uploadWithPresignedUrl(options: {
 }
 
 export type VerifyObjectResult =
-  | { ok: true; size: number; etag: string; sha256: string | undefined }
+  | { ok: true; size: number; etag: string; sha256: string | undefined; checkedBy: 'store-checksum' | 'read-back' }
   | { ok: false; reason: string };
 
 /**
- * For the tracker before it accepts `done`: the object exists, has `size` bytes and (when
- * given) the `sha256` metadata the node was told to send.
+ * For the tracker before it accepts `done`: the object exists, has `size` bytes, (when given) the
+ * `sha256` metadata the node was told to send, and its bytes hash to that sha256 — by the
+ * store's own `ChecksumSHA256` when it has one for the whole object, else by reading it back.
  */
 export async function verifyObject(options: {
   s3Client: S3Client;
@@ -199,7 +212,7 @@ export async function verifyObject(options: {
 }): Promise<VerifyObjectResult> {
   let head;
   try {
-    head = await options.s3Client.send(new HeadObjectCommand({ Bucket: options.bucket, Key: options.key }));
+    head = await options.s3Client.send(new HeadObjectCommand({ Bucket: options.bucket, Key: options.key, ChecksumMode: 'ENABLED' }));
   } catch (err) {
     const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
     if (status === 404 || (err as { name?: string }).name === 'NotFound') return { ok: false, reason: `${options.key}: not found` };
@@ -212,5 +225,19 @@ export async function verifyObject(options: {
   if (options.sha256 && remoteSha !== options.sha256) {
     return { ok: false, reason: `${options.key}: sha256 ${remoteSha ?? '(none)'} on the store, ${options.sha256} expected` };
   }
-  return { ok: true, size: head.ContentLength, etag: stripEtag(head.ETag), sha256: remoteSha };
+  const expected = options.sha256 ?? remoteSha;
+  const etag = stripEtag(head.ETag);
+  if (!expected) return { ok: false, reason: `${options.key}: no sha256 to check the stored bytes against` };
+  const storeSha = checksumSha256Hex(head.ChecksumSHA256);
+  if (storeSha !== undefined) {
+    if (storeSha !== expected) return { ok: false, reason: `${options.key}: the store's checksum is sha256 ${storeSha}, ${expected} expected` };
+    return { ok: true, size: head.ContentLength, etag, sha256: remoteSha, checkedBy: 'store-checksum' };
+  }
+  // No checksum of the store's own: read the object back (the store's bytes, hashed here).
+  const got = await options.s3Client.send(new GetObjectCommand({ Bucket: options.bucket, Key: options.key }));
+  const back = await digestStream(got.Body as AsyncIterable<Uint8Array>);
+  if (back.size !== options.size || back.sha256 !== expected) {
+    return { ok: false, reason: `${options.key}: read back ${back.size} bytes with sha256 ${back.sha256}, ${options.size} bytes with ${expected} expected` };
+  }
+  return { ok: true, size: head.ContentLength, etag, sha256: remoteSha, checkedBy: 'read-back' };
 }

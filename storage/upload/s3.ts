@@ -14,7 +14,8 @@
  * multipart object only as a composite of part checksums, so it could not be compared with the
  * manifest's sha256 anyway. The MD5 ETag is computed by the store from the bytes it received;
  * the metadata sha256 ties the object to the manifest. Stores whose ETag is not an MD5 (SSE-KMS)
- * need `verifyEtag: false`.
+ * need `verifyEtag: false`: their objects are then read back and hashed before they count as
+ * verified (issue 21 §4: nothing is marked uploaded, and so nothing freed, on metadata alone).
  *
  * Keys mirror the shard layout: `PREFIX/warcs/NAME.warc.gz`, `PREFIX/shard.json`,
  * `PREFIX/shard.sqlite`, so a downloaded prefix is a shard directory again.
@@ -24,12 +25,12 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { HeadBucketCommand, HeadObjectCommand, type HeadObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, type HeadObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { InputError } from '../../config/errors.js';
 import { readManifest } from '../shard/shard-manifest.js';
 import { UploadError } from './errors.js';
-import { assertUnchanged, digestFile, MAX_PARTS, MIB, MIN_PART_SIZE_BYTES, multipartEtag, stripEtag, type FileDigests } from './file-digests.js';
+import { assertUnchanged, digestFile, digestStream, MAX_PARTS, MIB, MIN_PART_SIZE_BYTES, multipartEtag, stripEtag, type FileDigests } from './file-digests.js';
 import { mapLimit } from './pacing.js';
 import { TransferMeter, type ProgressListener } from './progress.js';
 import { checkAgainstManifest, listShardFiles, type ShardFile } from './shard-files.js';
@@ -163,12 +164,28 @@ async function headObject(ctx: S3Context, key: string): Promise<HeadObjectComman
   }
 }
 
-/** Why `head` is not the file described by `digests`, or `undefined` when it is. */
+/** `mismatch`'s answer when only the bytes themselves can tell (`verifyEtag: false`). */
+const READ_BACK = '\0read-back';
+
+/** Why the object at `key` is not the file of `digests` by reading it back; undefined when it is. */
+async function readBackMismatch(ctx: S3Context, key: string, digests: FileDigests): Promise<string | undefined> {
+  const got = await ctx.s3.send(new GetObjectCommand({ Bucket: ctx.bucket, Key: key }), { abortSignal: ctx.options.signal });
+  const back = await digestStream(got.Body as AsyncIterable<Uint8Array>);
+  return back.size === digests.size && back.sha256 === digests.sha256 ? undefined : `read back ${back.size} bytes with sha256 ${back.sha256}, ${digests.size} bytes with ${digests.sha256} locally`;
+}
+
+/** `mismatch`, reading the object back where its ETag cannot be compared. */
+async function verifiedMismatch(ctx: S3Context, key: string, head: HeadObjectCommandOutput, digests: FileDigests, partSizeBytes: number): Promise<string | undefined> {
+  const why = mismatch(ctx, head, digests, partSizeBytes);
+  return why === READ_BACK ? readBackMismatch(ctx, key, digests) : why;
+}
+
+/** Why `head` is not the file described by `digests`, or `undefined` when it is (`READ_BACK`: the ETag cannot tell). */
 function mismatch(ctx: S3Context, head: HeadObjectCommandOutput, digests: FileDigests, partSizeBytes: number): string | undefined {
   if (head.ContentLength !== digests.size) return `size ${head.ContentLength} on the store, ${digests.size} locally`;
   const remoteSha = head.Metadata?.['sha256'];
   if (remoteSha !== digests.sha256) return `sha256 metadata ${remoteSha ?? '(none)'} on the store, ${digests.sha256} locally`;
-  if (ctx.options.verifyEtag === false) return undefined;
+  if (ctx.options.verifyEtag === false) return READ_BACK;
   const etag = stripEtag(head.ETag);
   const partMd5s = digests.partMd5s.length > 0 ? digests.partMd5s : [digests.md5];
   const accepted = new Set([digests.md5, multipartEtag(partMd5s)]);
@@ -206,7 +223,7 @@ async function uploadOne(ctx: S3Context, file: ShardFile, keyName = file.name): 
   if (keyName.startsWith('warcs/')) checkAgainstManifest(ctx.manifest, keyName, digests.sha256);
 
   const existing = await headObject(ctx, key);
-  if (existing && !mismatch(ctx, existing, digests, multipart ? partSizeBytes : 0)) {
+  if (existing && !(await verifiedMismatch(ctx, key, existing, digests, multipart ? partSizeBytes : 0))) {
     ledger.markVerified(lk, { key, size: digests.size, mtimeMs: digests.mtimeMs, sha256: digests.sha256, etag: stripEtag(existing.ETag) });
     meter.credit(keyName, file.size);
     meter.fileDone(keyName);
@@ -254,7 +271,7 @@ async function uploadOne(ctx: S3Context, file: ShardFile, keyName = file.name): 
 
   await assertUnchanged(file.path, keyName, digests);
   const head = await headObject(ctx, key);
-  const why = head ? mismatch(ctx, head, digests, multipart ? partSizeBytes : 0) : 'object missing after upload';
+  const why = head ? await verifiedMismatch(ctx, key, head, digests, multipart ? partSizeBytes : 0) : 'object missing after upload';
   if (why) {
     const code = head && head.ContentLength !== digests.size ? 'E_UPLOAD_SIZE_MISMATCH' : 'E_UPLOAD_CHECKSUM';
     throw new UploadError(`${keyName}: verification failed after upload: ${why}; not marked uploaded`, { code, file: keyName });
