@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../config/logger.js';
 import { NodeCaps, dirBytes, freeUploadedWarcs, markUploaded } from '../crawler/run/caps.js';
 import { runNode } from '../node/loop.js';
+import { UploadLedger } from '../storage/upload/ledger.js';
 import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
 import { seedCommand, statusCommand } from '../tracker/server/commands.js';
 import { serveTracker, type RunningTracker } from '../tracker/server/server.js';
@@ -41,6 +42,28 @@ describe('freeing room: only WARCs whose upload was verified', () => {
     expect(existsSync(path.join(c, 'warcs', 'c.warc.gz'))).toBe(true);
     expect(existsSync(path.join(a, 'shard.json'))).toBe(true);
     expect(await dirBytes(out)).toBe(before - 1000);
+  });
+
+  it('frees only what the upload ledger has verified: never a pending or uploading file (issue 21 §5)', async () => {
+    const out = path.join(tmp, 'ledger');
+    const dir = itemWithWarcs(out, 1, { 'pending.warc.gz': 1000, 'uploading.warc.gz': 2000, 'verified.warc.gz': 3000, 'again.warc.gz': 4000 });
+    const ledger = UploadLedger.open(dir);
+    const target = { target: 's3://b/p', endpoint: '' };
+    const info = (name: string, size: number) => ({ key: `p/warcs/${name}`, size, mtimeMs: 1, sha256: 'x'.repeat(64) });
+    ledger.begin({ file: 'warcs/pending.warc.gz', ...target }, info('pending.warc.gz', 1000));
+    ledger.begin({ file: 'warcs/uploading.warc.gz', ...target }, info('uploading.warc.gz', 2000));
+    ledger.setUploadId({ file: 'warcs/uploading.warc.gz', ...target }, 'upload-1');
+    ledger.addPart({ file: 'warcs/uploading.warc.gz', ...target }, { n: 1, etag: 'e', size: 2000 });
+    ledger.begin({ file: 'warcs/verified.warc.gz', ...target }, info('verified.warc.gz', 3000));
+    ledger.markVerified({ file: 'warcs/verified.warc.gz', ...target }, info('verified.warc.gz', 3000));
+    // Verified once, then the store disagreed on a re-run: back to pending.
+    ledger.begin({ file: 'warcs/again.warc.gz', ...target }, info('again.warc.gz', 4000));
+    ledger.markVerified({ file: 'warcs/again.warc.gz', ...target }, info('again.warc.gz', 4000));
+    ledger.noteError({ file: 'warcs/again.warc.gz', ...target }, 'ETag differs');
+    ledger.close();
+    expect(await freeUploadedWarcs(out, log)).toEqual({ files: 1, bytes: 3000 });
+    for (const name of ['pending', 'uploading', 'again']) expect(existsSync(path.join(dir, 'warcs', `${name}.warc.gz`))).toBe(true);
+    expect(existsSync(path.join(dir, 'warcs', 'verified.warc.gz'))).toBe(false);
   });
 
   it('beforeClaim over the cap frees uploaded WARCs and goes on; without any it stops', async () => {

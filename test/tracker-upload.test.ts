@@ -437,6 +437,46 @@ describe('runNode with uploads through the tracker', () => {
     }
   }, 120_000);
 
+  it('writes uploaded.json (what --max-disk may free) only once the tracker accepted done, never on the upload alone (issue 21 §5)', async () => {
+    const platform = await startDemoPlatform({ posts: 40, trackPaths: false });
+    const gateProject = parseProject({ ...project, name: 'gate-run', media: { collect: false } });
+    const gateStore = new SqliteItemStore({ path: join(root, 'gate-run.sqlite'), project: gateProject.name });
+    await gateStore.init();
+    const real = new S3Uploader({ s3Client: s3, bucket: BUCKET, prefix: PREFIX });
+    let checks = 0;
+    // The store holds the files, but the tracker's check says no (as for damaged bytes): done is refused.
+    const refusing: TrackerUploader = {
+      mode: real.mode,
+      presign: (files, keyPrefix) => real.presign(files, keyPrefix),
+      verify: async (key) => {
+        checks++;
+        return { ok: false, reason: `${key}: held back by the test` };
+      },
+    };
+    const app = await buildTrackerApp({ store: gateStore, project: gateProject, adminToken: ADMIN, leaseMs: 60_000, rateLimit: { max: 10_000, timeWindowMs: 60_000 }, expireEveryMs: 0, uploader: refusing });
+    try {
+      const trackerUrl = await app.listen({ port: 0, host: '127.0.0.1' });
+      await gateStore.seed([new RangeSet([{ start: 1, end: 10 }])]);
+      const outDir = join(root, 'gate-run');
+      const outcome = await runNode({ trackerUrl, nick: 'gated', outDir, logger: silentLogger, nodeName: 'gated', baseUrl: platform.url, allowPrivateNetwork: true, maxItems: 1, exitWhenDone: true, heartbeatMs: 100, uploadRetryBaseMs: 20 }).catch((e: unknown) => e);
+      expect(String(outcome)).toMatch(/held back by the test/);
+      expect(checks).toBeGreaterThan(0);
+      const items = readdirSync(join(outDir, 'items'));
+      expect(items).toHaveLength(1);
+      const itemDir = join(outDir, 'items', items[0]!);
+      const manifest = JSON.parse(readFileSync(join(itemDir, 'shard.json'), 'utf8')) as { warcs: { name: string }[] };
+      const listed = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `${PREFIX}/gate-run/item-${items[0]}/` }));
+      expect((listed.Contents ?? []).length).toBe(manifest.warcs.length + 1); // uploaded, WARCs and shard.json
+      expect(existsSync(join(itemDir, 'uploaded.json'))).toBe(false);
+      for (const w of manifest.warcs) expect(existsSync(join(itemDir, 'warcs', w.name))).toBe(true);
+      expect((await gateStore.stats({ now: Date.now(), windowMs: 60_000 })).items).toMatchObject({ done: 0 });
+    } finally {
+      await app.close();
+      await gateStore.close();
+      await platform.close();
+    }
+  }, 60_000);
+
   it('keeps its lease through a storage outage longer than its client retries: waits, uploads again and finishes', async () => {
     const platform = await startDemoPlatform({ posts: 20 });
     const outageProject = parseProject({ ...project, name: 'outage-run' });
