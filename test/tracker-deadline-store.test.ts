@@ -34,6 +34,21 @@ describeEachStore('deadline contract', (h) => {
     expect(got).toEqual([[[21, 30]], [[11, 20]], [[1, 10]], ['http://127.0.0.1/a.png'], ['http://127.0.0.1/v.mp4']]);
   });
 
+  it('newest first never lets a media item that went back (a higher item id) before posts with lower IDs (issue 21 §5)', async () => {
+    const store = await fresh();
+    await store.seedNew(r(1, 30), 10);
+    await store.queueMedia([{ url: 'http://127.0.0.1/v.mp4' }, { url: 'http://127.0.0.1/a.png' }]);
+    const node = await store.registerNode({ nick: 'n', tokenHash: 'h-back', now: T0 });
+    // Everything handed out once: the media items are cut last, so they carry the highest item ids.
+    const first: unknown[] = [];
+    for (let i = 0; i < 5; i++) first.push(describeLease(await lease(store, node.id, { order: 'newest' })));
+    expect(first).toEqual([[[21, 30]], [[11, 20]], [[1, 10]], ['http://127.0.0.1/a.png'], ['http://127.0.0.1/v.mp4']]);
+    // Every lease runs out (the node died): all five go back, and the order must hold again.
+    const again: unknown[] = [];
+    for (let i = 0; i < 5; i++) again.push(describeLease(await lease(store, node.id, { order: 'newest', now: T0 + LEASE_MS + 1 })));
+    expect(again).toEqual(first);
+  });
+
   it('oldest first is the default order', async () => {
     const store = await fresh();
     await store.seedNew(r(1, 30), 10);
