@@ -98,3 +98,34 @@ describe('the capturer keeps bodies in memory within one budget for all of them 
     }
   });
 });
+
+describe('max_body_bytes is the most a body may hold, to the byte (issue 21 §5)', () => {
+  it('a body of max_body_bytes is whole; one of max_body_bytes + 1 is cut to max_body_bytes and marked truncated', async () => {
+    const max = 64 * KB;
+    // Sizes by URL; the last byte is sent on its own, so the limit falls on a chunk boundary too.
+    const sizes = createServer((req, res) => {
+      const size = Number(req.url!.slice(1));
+      const body = bodyOf('s', size);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(size) });
+      res.write(body.subarray(0, size - 1), () => setTimeout(() => res.end(body.subarray(size - 1)), 20));
+    });
+    await new Promise<void>((r) => sizes.listen(0, '127.0.0.1', r));
+    const at = `http://127.0.0.1:${(sizes.address() as AddressInfo).port}`;
+    const cap = new HttpCapturer({ userAgent: 't', spoolDir: tmp, connectTimeoutMs: 5000, headersTimeoutMs: 5000, idleTimeoutMs: 60_000, totalTimeoutMs: 120_000, maxBodyBytes: max });
+    try {
+      const got = async (size: number) => {
+        const c = await cap.fetch({ url: `${at}/${size}` });
+        const bytes = c.body.kind === 'buffer' ? c.body.data : await readFile(c.body.path);
+        return { length: bytes.length, truncated: c.truncated };
+      };
+      expect(await got(max - 1)).toEqual({ length: max - 1, truncated: undefined });
+      expect(await got(max)).toEqual({ length: max, truncated: undefined });
+      expect(await got(max + 1)).toEqual({ length: max, truncated: 'length' });
+      expect(await got(max + 2)).toEqual({ length: max, truncated: 'length' });
+    } finally {
+      await cap.close();
+      sizes.closeAllConnections();
+      await new Promise((r) => sizes.close(r));
+    }
+  });
+});
