@@ -213,3 +213,48 @@ describe('robots.txt that keeps the crawl waiting (issue 11 §3)', () => {
     expect(quiet).toEqual([]);
   });
 });
+
+describe('robots.txt redirected out of scope (issue 21 §5)', () => {
+  it('is never fetched there: the redirect ends as "unavailable" with a note, and the other host gets no request', async () => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { HttpCapturer } = await import('../crawler/fetch/http-capture.js');
+    const { robotsFetcher } = await import('../crawler/fetch/robots-fetch.js');
+    const { ScopeGuard } = await import('../crawler/fetch/scope-guard.js');
+    let elsewhereHits = 0;
+    // Another loopback address stands in for a host outside the profile's scope.
+    const elsewhere = http.createServer((_req, res) => {
+      elsewhereHits++;
+      res.end('User-agent: *\nDisallow: /\n');
+    });
+    await new Promise<void>((r) => elsewhere.listen(0, '127.0.0.2', r));
+    const out = `http://127.0.0.2:${(elsewhere.address() as AddressInfo).port}/robots.txt`;
+    const platform = http.createServer((req, res) => {
+      if (req.url === '/robots.txt') res.writeHead(302, { location: out }).end();
+      else if (req.url === '/hop') res.writeHead(301, { location: '/robots.txt' }).end();
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => platform.listen(0, '127.0.0.1', r));
+    const at = `http://127.0.0.1:${(platform.address() as AddressInfo).port}`;
+    const tmp = await mkdtemp(join(tmpdir(), 'lifeboat-robots-redirect-'));
+    const capturer = new HttpCapturer({ userAgent: 't', spoolDir: tmp, connectTimeoutMs: 5000, headersTimeoutMs: 5000, idleTimeoutMs: 60_000, totalTimeoutMs: 120_000, maxBodyBytes: 1 << 20 });
+    try {
+      const fetchRobots = robotsFetcher(capturer, new ScopeGuard({ hosts: ['127.0.0.1'], allowPrivateNetwork: true }));
+      for (const start of [`${at}/robots.txt`, `${at}/hop`]) {
+        const got = await fetchRobots(start);
+        expect(got).toEqual({ status: 302, body: '', note: expect.stringMatching(/^redirect refused: .*127\.0\.0\.2/) });
+      }
+      expect(elsewhereHits).toBe(0);
+      // The policy reads it as unavailable (3xx not followed): allow-all, not the other host's "Disallow: /".
+      const policy = new RobotsPolicy({ userAgent: 'lifeboat', mode: 'obey', fetchRobots });
+      await expect(policy.isAllowed(`${at}/posts/1`)).resolves.toBe(true);
+      expect(elsewhereHits).toBe(0);
+    } finally {
+      await capturer.close();
+      await rm(tmp, { recursive: true, force: true });
+      await new Promise((r) => platform.close(r));
+      await new Promise((r) => elsewhere.close(r));
+    }
+  });
+});
