@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -8,6 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BandwidthCap } from '../crawler/fetch/bandwidth-cap.js';
 import { HttpCapturer } from '../crawler/fetch/http-capture.js';
 import type { Capture } from '../storage/warc/capture.js';
+import { RangeSet } from '../config/id-ranges.js';
+import { silentLogger } from '../config/logger.js';
+import { loadProfile } from '../config/profile.js';
+import { runCrawl } from '../crawler/run/crawl.js';
+import { runNode } from '../node/loop.js';
+import { parseProject } from '../tracker/store/project.js';
+import { buildTrackerApp } from '../tracker/server/server.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
 
 /** Issue 14: `--max-bandwidth`, one budget over every body read of a crawl part. */
 
@@ -81,6 +90,69 @@ describe('HttpCapturer with a bandwidth cap (local server)', () => {
       expect(bytesPerSec).toBeGreaterThan(2 * 1024 * 1024 * 0.3);
     } finally {
       await capturer.close();
+    }
+  });
+});
+
+describe('--max-bandwidth reaches the crawl and the node (issue 21 §5)', () => {
+  // A post of 512 KiB and a profile that gives one fetch 1.5 s: whole in milliseconds on
+  // 127.0.0.1, impossible at 8 KiB/s (a minute). So the ID's outcome says whether the cap was applied.
+  const POST = Buffer.from(JSON.stringify({ id: 1, body: 'x'.repeat(512 * 1024) }));
+  let tmp: string;
+  let base: string;
+  let profilePath: string;
+  const server = createServer((req, res) => {
+    if (req.url?.startsWith('/posts/')) {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(POST.length) });
+      res.end(POST);
+    } else res.writeHead(404).end();
+  });
+  beforeAll(async () => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-bw-reach-'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    profilePath = path.join(tmp, 'bw.yaml');
+    writeFileSync(profilePath, `name: bw\nbase_url: ${base}\ncaptures:\n  - {name: post, url: "{base_url}/posts/{id}.json", type: json}\npoliteness: {max_attempts: 1, total_timeout_ms: 1500}\nmedia: {fetch: false}\n`);
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  const idRow = (dir: string) => {
+    const db = new Database(path.join(dir, 'shard.sqlite'), { readonly: true });
+    try {
+      return db.prepare('SELECT status, last_error FROM ids WHERE id = 1').get() as { status: string; last_error: string | null };
+    } finally {
+      db.close();
+    }
+  };
+
+  it('crawl: the same post is archived without the cap and cut off by its total timeout under it', async () => {
+    const profile = loadProfile(profilePath);
+    const free = path.join(tmp, 'crawl-free');
+    await runCrawl({ profile, ranges: new RangeSet([{ start: 1, end: 1 }]), outDir: free, node: 'n1', logger: silentLogger, allowPrivateNetwork: true });
+    expect(idRow(free).status).toBe('archived');
+    const capped = path.join(tmp, 'crawl-capped');
+    await runCrawl({ profile, ranges: new RangeSet([{ start: 1, end: 1 }]), outDir: capped, node: 'n1', logger: silentLogger, allowPrivateNetwork: true, maxBandwidthBytesPerSec: 8 * 1024 });
+    expect(idRow(capped)).toEqual({ status: 'failed', last_error: expect.stringMatching(/no complete response within 1500 ms/) });
+  });
+
+  it('node: maxBandwidthBytesPerSec reaches the crawl of each item', async () => {
+    const project = parseProject({ name: 'bw', profile: profilePath, item_size: 1, lease_secs: 60, min_client_version: '0.1.0', media: { collect: false } });
+    const store = new SqliteItemStore({ path: path.join(tmp, 'bw-tracker.sqlite'), project: project.name });
+    await store.init();
+    const app = await buildTrackerApp({ store, project, adminToken: 'admin-token-for-bandwidth-tests-01', leaseMs: 60_000, rateLimit: { max: 10_000, timeWindowMs: 60_000 }, expireEveryMs: 0 });
+    try {
+      const trackerUrl = await app.listen({ port: 0, host: '127.0.0.1' });
+      await store.seed([new RangeSet([{ start: 1, end: 1 }])]);
+      const outDir = path.join(tmp, 'node-capped');
+      await runNode({ trackerUrl, nick: 'slow', outDir, logger: silentLogger, nodeName: 'slow', allowPrivateNetwork: true, maxItems: 1, exitWhenDone: true, maxBandwidthBytesPerSec: 8 * 1024 });
+      const [item] = readdirSync(path.join(outDir, 'items'));
+      expect(idRow(path.join(outDir, 'items', item!))).toEqual({ status: 'failed', last_error: expect.stringMatching(/no complete response within 1500 ms/) });
+    } finally {
+      await app.close();
+      await store.close();
     }
   });
 });
