@@ -37,6 +37,23 @@ function queue(shard: string, urls: [string, 'queued' | 'failed' | 'done'][]) {
 }
 
 describe('media in merge and coverage (issue 13)', () => {
+  it('a media URL answered only 5xx or 429 is missing, not archived; a 200 or a final 404 is not listed (issue 21 §5)', async () => {
+    const c = path.join(dir, 'c');
+    const d = path.join(dir, 'd');
+    // c fetched them all once: 503, 429, 500 recorded in its WARC (the crawl gave up on them), 404 and 200 final answers.
+    await makeShard({ dir: c, start: 1, end: 5, baseUrl: base, mediaAnswers: { '/media/busy.png': 503, '/media/slow.png': 429, '/media/err.png': 500, '/media/gone.png': 404, '/media/ok.png': 200 } });
+    queue(c, [[`${base}/media/busy.png`, 'failed'], [`${base}/media/slow.png`, 'failed'], [`${base}/media/err.png`, 'failed'], [`${base}/media/gone.png`, 'done'], [`${base}/media/ok.png`, 'done']]);
+    // d's post reported them all too and never got to them.
+    await makeShard({ dir: d, start: 6, end: 10, baseUrl: base });
+    queue(d, ['busy', 'slow', 'err', 'gone', 'ok'].map((n) => [`${base}/media/${n}.png`, 'queued'] as [string, 'queued']));
+    const out = path.join(dir, 'merged-5xx');
+    const merged = await run(['merge', c, d, '--out', out]);
+    expect(merged.stderr).toBe('');
+    expect(readFileSync(path.join(out, 'missing-media.txt'), 'utf8')).toBe(`${base}/media/busy.png\n${base}/media/err.png\n${base}/media/slow.png\n`);
+    // coverage.json counts the same way: archived are the avatar, ok.png and gone.png (a final answer).
+    expect(JSON.parse(readFileSync(path.join(out, 'coverage.json'), 'utf8')).media).toEqual({ archived: 3, missing: 3 });
+  });
+
   it('node --only takes posts or media, nothing else (exit 2 before anything is created)', async () => {
     const out = path.join(dir, 'never');
     const r = await run(['node', '--tracker', 'http://127.0.0.1:9', '--nick', 'x', '--out', out, '--only', 'video']);

@@ -139,7 +139,8 @@ export async function writeCoverage(db: Database.Database, dir: string, options:
     missing_ids: missingIds,
     missing_ranges: missingRangeCount,
     media: {
-      archived: db.prepare<[], { n: number }>(`SELECT COUNT(DISTINCT url) AS n FROM captures WHERE name = 'media'`).get()!.n,
+      // A 5xx or 429 answer is recorded, not archived (as in missingMedia).
+      archived: db.prepare<[], { n: number }>(`SELECT COUNT(DISTINCT url) AS n FROM captures WHERE name = 'media' AND COALESCE(http_status, 200) < 500 AND COALESCE(http_status, 200) <> 429`).get()!.n,
       missing: missingMedia,
     },
     records,
