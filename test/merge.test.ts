@@ -232,3 +232,46 @@ describe('mergeShards', () => {
     expect((await verifyPaths([out])).defects).toEqual([]);
   });
 });
+
+describe('merge: one ID gone in one shard and restricted in another (issue 21 §5)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lifeboat-merge-gone-restricted-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const setStatus = (shard: string, id: number, status: string, http: number) => {
+    const db = new Database(join(shard, 'shard.sqlite'));
+    try {
+      db.prepare('UPDATE ids SET status = ?, http_status = ? WHERE id = ?').run(status, http, id);
+    } finally {
+      db.close();
+    }
+  };
+
+  it('restricted wins in either input order, the conflict is listed, and each status is counted once', async () => {
+    const a = join(dir, 'a');
+    const b = join(dir, 'b');
+    await makeShard({ dir: a, start: 1, end: 6, node: 'a' });
+    await makeShard({ dir: b, start: 1, end: 6, node: 'b' });
+    setStatus(a, 5, 'gone', 410);
+    setStatus(b, 5, 'restricted', 403);
+    for (const [name, inputs] of [['ab', [a, b]], ['ba', [b, a]]] as const) {
+      const out = join(dir, name);
+      const result = await mergeShards({ inputs: [...inputs], out });
+      const db = new Database(join(out, 'merged.sqlite'), { readonly: true });
+      try {
+        expect(db.prepare('SELECT status, http_status FROM ids WHERE id = 5').get()).toEqual({ status: 'restricted', http_status: 403 });
+      } finally {
+        db.close();
+      }
+      expect(result.coverage.statuses).toMatchObject({ restricted: 1, gone: 0 });
+      expect(result.coverage.conflicts.statuses.count).toBe(1);
+      expect(result.coverage.conflicts.statuses.first).toEqual([expect.objectContaining({ id: 5 })]);
+      const pair = result.coverage.conflicts.statuses.first[0]!;
+      expect([pair.status, pair.other_status].sort()).toEqual(['gone', 'restricted']);
+    }
+  });
+});
