@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -132,5 +133,87 @@ describe('WarcWriter paths', () => {
     expect((await readdir(other.dir)).map((f) => f.endsWith('.warc.gz.open'))).toEqual([true]);
     await expect(other.w.writeCapture(httpCapture('http://127.0.0.1:8080/p/2', 'two'))).rejects.toThrow('the WARC writer is closed');
     expect(other.closed).toEqual([]);
+  });
+
+  it('rotates right after the record that brings a file to maxFileBytes: not a record earlier, not a record later (issue 21 §5)', async () => {
+    const fixed = () => {
+      let i = 0;
+      return { newRecordId: () => `<urn:uuid:00000000-0000-4000-8000-${String(++i).padStart(12, '0')}>`, now: () => new Date('2024-05-01T12:00:00Z') };
+    };
+    const capture = (k: number) => httpCapture(`http://127.0.0.1:8080/p/${k}`, `body of post ${k} `.repeat(40));
+    // Where each capture ends in one unrotated file (the same bytes every time: fixed IDs and dates).
+    const probe = writer(fixed());
+    const ends: number[] = [];
+    for (let k = 1; k <= 3; k++) {
+      const r = await probe.w.writeCapture(capture(k));
+      ends.push(Math.max(r.request.offset + r.request.length, r.response.offset + r.response.length));
+    }
+    await probe.w.close();
+    const filesAt = async (maxFileBytes: number) => {
+      const run = writer({ ...fixed(), maxFileBytes });
+      for (let k = 1; k <= 3; k++) await run.w.writeCapture(capture(k));
+      await run.w.close();
+      return run.closed.map((c) => [c.size, c.records]);
+    };
+    // Exactly at the end of capture 1: the file closes there (warcinfo + response + request).
+    expect(await filesAt(ends[0]!)).toEqual([[ends[0], 3], expect.any(Array), expect.any(Array)]);
+    // One byte more: capture 2 still goes into the first file, which closes after it.
+    expect((await filesAt(ends[0]! + 1))[0]).toEqual([ends[1], 5]);
+    // One byte less than the end of capture 1: still capture 1's record that crosses it.
+    expect((await filesAt(ends[0]! - 1))[0]).toEqual([ends[0], 3]);
+  });
+
+  it('a writer that failed (disk full) takes no more records and its flush fails, also once there is room again (issue 21 §5)', async (ctx) => {
+    const mnt = join(tmp, 'small-disk');
+    await mkdir(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt]);
+    } catch (err) {
+      if (process.env.LIFEBOAT_REQUIRE_ALL === '1') throw err;
+      ctx.skip();
+    }
+    try {
+      const w = new WarcWriter({ dir: join(mnt, 'warcs'), prefix: 'demo', node: 't', maxFileBytes: 1 << 30, warcinfo: {}, gzipLevel: 0 });
+      await w.writeCapture(httpCapture('http://127.0.0.1:8080/p/0', 'fits'));
+      await w.flush();
+      let failure: unknown;
+      for (let k = 1; k < 100 && failure === undefined; k++) {
+        await w.writeCapture(httpCapture(`http://127.0.0.1:8080/p/${k}`, Buffer.alloc(32 * 1024, k))).catch((e: unknown) => (failure = e));
+      }
+      expect(failure).toMatchObject({ code: 'E_DISK_FULL' });
+      execFileSync('mount', ['-o', 'remount,size=64m', mnt]);
+      // Room again, but this writer failed: what it wrote since its last good flush is not known durable.
+      await expect(w.writeCapture(httpCapture('http://127.0.0.1:8080/p/x', 'later'))).rejects.toMatchObject({ code: 'E_DISK_FULL' });
+      await expect(w.writeRecord({ type: 'metadata', url: 'http://127.0.0.1:8080/p/x', contentType: 'text/plain', data: Buffer.from('m') })).rejects.toMatchObject({ code: 'E_DISK_FULL' });
+      await expect(w.writeMembers([{ data: Buffer.alloc(10), recordId: '<urn:uuid:x>', type: 'resource' }])).rejects.toMatchObject({ code: 'E_DISK_FULL' });
+      await expect(w.flush()).rejects.toMatchObject({ code: 'E_DISK_FULL' });
+      await expect(w.close()).rejects.toMatchObject({ code: 'E_DISK_FULL' });
+      expect((await readdir(join(mnt, 'warcs'))).every((f) => f.endsWith('.open'))).toBe(true); // left for the next run's repair
+    } finally {
+      execFileSync('umount', ['-l', mnt]);
+    }
+  });
+
+  it('a writer whose fsync failed takes no more records and never reports a later flush as durable (issue 21 §5)', async () => {
+    // A failed fsync cannot be made on demand with a real disk: the file handle's sync fails once, as after an I/O error.
+    const { w } = writer();
+    await w.writeCapture(httpCapture('http://127.0.0.1:8080/p/1', 'one'));
+    const probe = await open(join(tmp, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+    await probe.close();
+    const sync = proto.sync;
+    proto.sync = async function (): Promise<void> {
+      proto.sync = sync;
+      throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+    };
+    try {
+      await expect(w.flush()).rejects.toMatchObject({ code: 'E_WARC_SYNC' });
+    } finally {
+      proto.sync = sync;
+    }
+    // Linux reports a failed writeback once: a second fsync may "succeed" with the pages gone. So the writer stays failed.
+    await expect(w.flush()).rejects.toMatchObject({ code: 'E_WARC_SYNC' });
+    await expect(w.writeCapture(httpCapture('http://127.0.0.1:8080/p/2', 'two'))).rejects.toMatchObject({ code: 'E_WARC_SYNC' });
+    await expect(w.close()).rejects.toMatchObject({ code: 'E_WARC_SYNC' });
   });
 });

@@ -210,9 +210,12 @@ export class WarcWriter {
     try {
       await file.fh.sync();
     } catch (err) {
-      // Not renamed: the file stays `.open` and the next run repairs it.
+      // Not renamed: the file stays `.open` and the next run repairs it. The writer stays failed
+      // (issue 21 §5): records of this file not yet flushed are not durable, and a later flush of
+      // another file must not make IDs final on their behalf.
       await file.fh.close().catch(() => undefined);
-      throw new StorageError(`fsync of ${file.path} failed: ${(err as Error).message}`, { code: 'E_WARC_SYNC', cause: err });
+      this.#broken = new StorageError(`fsync of ${file.path} failed: ${(err as Error).message}`, { code: 'E_WARC_SYNC', cause: err });
+      throw this.#broken;
     }
     await file.fh.close();
     const finalPath = join(this.#opts.dir, file.name);
@@ -321,7 +324,12 @@ export class WarcWriter {
     try {
       await file.fh.sync();
     } catch (err) {
-      if (this.#file === file) throw new StorageError(`fsync of ${file.path} failed: ${(err as Error).message}`, { code: 'E_WARC_SYNC', cause: err });
+      if (this.#file === file) {
+        // Linux reports a failed writeback once and may drop the pages: a later fsync "succeeds"
+        // without them. So the writer stays failed; the next run repairs the `.open` file.
+        this.#broken ??= new StorageError(`fsync of ${file.path} failed: ${(err as Error).message}`, { code: 'E_WARC_SYNC', cause: err });
+        throw this.#broken;
+      }
       // Rotated meanwhile: the close (queued) fsyncs the file before renaming it; wait for it.
       await this.#queue;
       if (this.#broken) throw this.#broken;
