@@ -188,6 +188,19 @@ describe('upload to the Internet Archive (IAS3)', () => {
     expect(existsSync(join(dir, 'shard.json'))).toBe(true);
   });
 
+  it('refuses a WARC whose sha256 differs from shard.json: nothing of it sent, nothing marked uploaded (issue 21 §5)', async () => {
+    const name = 'demo-20240307101500-00003-n1.warc.gz';
+    const { dir } = makeShard('manifest-mismatch', { [name]: 50_000 });
+    writeFileSync(join(dir, 'warcs', name), randomBytes(50_000)); // changed since shard.json was written
+    const err = (await uploadDirectoryToIa(opts(dir)).catch((e: unknown) => e)) as UploadIncompleteError;
+    expect(err).toBeInstanceOf(UploadIncompleteError);
+    const failed = err.result.files.find((f) => f.file === `warcs/${name}`)!;
+    expect(failed.error?.code).toBe('E_UPLOAD_MANIFEST_MISMATCH');
+    expect(failed.error?.message).toMatch(/sha256 [0-9a-f]{64} differs from [0-9a-f]{64} in shard\.json/);
+    expect(puts().filter((r) => r.path.endsWith(name))).toEqual([]);
+    expect(listUploads(dir).filter((r) => r.file === `warcs/${name}` && r.state === 'verified')).toEqual([]);
+  });
+
   it('rejects an unknown scheme and a malformed identifier', async () => {
     const { dir } = makeShard('scheme', { 'x.warc.gz': 10 });
     await expect(uploadDirectoryToIa(opts(dir, { target: 'gs://bucket/x' }))).rejects.toMatchObject({ code: 'E_UPLOAD_SCHEME' });

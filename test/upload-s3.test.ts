@@ -273,8 +273,13 @@ describe('uploadDirectory to s3rver', () => {
   it('refuses a WARC whose sha256 differs from shard.json', async () => {
     const { dir } = makeShard('manifest', { 'm.warc.gz': 1000 });
     writeFileSync(join(dir, 'warcs', 'm.warc.gz'), randomBytes(1000));
+    log.length = 0;
     const err = (await uploadDirectory(opts(dir, 'shards/manifest')).catch((e: unknown) => e)) as UploadIncompleteError;
     expect(err.result.files[0]!.error?.code).toBe('E_UPLOAD_MANIFEST_MISMATCH');
+    expect(err.result.files[0]!.error?.message).toMatch(/m\.warc\.gz: sha256 [0-9a-f]{64} differs from [0-9a-f]{64} in shard\.json/);
+    // Nothing of it was sent, nor counted uploaded (issue 21 §5).
+    expect(log.filter((r) => r.method === 'PUT' && r.url.includes('m.warc.gz'))).toEqual([]);
+    expect(listUploads(dir).filter((r) => r.file === 'warcs/m.warc.gz' && r.state === 'verified')).toEqual([]);
   });
 });
 
