@@ -4,6 +4,7 @@ import { extractLimits } from '../crawler/extract/extract-bounds.js';
 import { extract, resolveUrls } from '../crawler/extract/extract.js';
 import { INLINE_MARKDOWN_CHARS, lexMarkdownUrls, MAX_MARKDOWN_CHARS, readMarkdownUrls } from '../crawler/extract/markdown-urls.js';
 import { httpCapture } from './fixtures/http-capture.js';
+import { extractionNotes } from '../storage/shard/extraction-notes.js';
 
 /** A profile with one JSON capture and these extract rules (YAML flow), validated the real way. */
 function profileWith(extractYaml: string, captureExtra = '') {
@@ -70,6 +71,9 @@ describe('extraction: HTML and markdown inside JSON, URL templates with fixed pa
     expect(ex.media).toEqual([]);
     expect(ex.problem).toMatch(/^media \$\.body markdown images: markdown of 131072 characters not read within max_extract_ms: its URLs not kept$/);
     expect(ticks).toBeGreaterThan(0); // the event loop went on while the worker lexed
+    // `status` counts the cause once, whatever each text's length.
+    const two = extractionNotes([{ lastError: `extraction: ${ex.problem!}`, count: 2 }, { lastError: 'extraction: media $.body markdown images: markdown of 5000 characters not read within max_extract_ms: its URLs not kept', count: 1 }]);
+    expect(two).toEqual({ total: 3, notes: [{ note: 'media $.body markdown images: markdown of more characters not read within max_extract_ms: its URLs not kept', count: 3 }] });
   });
 
   it('Ctrl-C stops a markdown text being read in the worker', async () => {

@@ -13,7 +13,8 @@ function noteKey(lastError: string): string {
     .replace(/^extraction: /, '')
     .replace(/a string of \d+ characters/g, 'a string of more characters')
     .replace(/\(about character \d+\)/g, '(about character …)')
-    .replace(/after character \d+ of \d+/g, 'after character …');
+    .replace(/after character \d+ of \d+/g, 'after character …')
+    .replace(/markdown of \d+ characters/g, 'markdown of more characters');
 }
 
 /** The notes by cause, most common first, from a shard's `extraction: …` errors (`ShardDbReader.extractionErrors`). */
