@@ -18,7 +18,7 @@ export const GROUPS = {
     tests: ['test/merge-dedupe.test.ts', 'test/merge-records.test.ts', 'test/merge.test.ts'],
   },
   upload: {
-    mutate: ['storage/upload/s3.ts:156-272', 'storage/upload/ia.ts:226-260', 'storage/upload/ia.ts:322-378'],
+    mutate: ['storage/upload/s3.ts:157-289', 'storage/upload/ia.ts:228-263', 'storage/upload/ia.ts:338-427'],
     tests: ['test/upload-verify.test.ts', 'test/upload-ia.test.ts', 'test/upload-s3.test.ts'],
   },
   'scope-guard': {

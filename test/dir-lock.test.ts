@@ -176,7 +176,7 @@ describe('one crawl per shard, through the CLI', () => {
 
   it('a second crawl on a running shard exits 2 at once; status and verify say it is running; the first completes intact', async () => {
     const dir = join(tmp, 'two');
-    const first = startCli(args(dir, ['--workers', '2', '--rate', '40', '--concurrency', '4']));
+    const first = startCli(args(dir, ['--workers', '2', '--rate', '15', '--concurrency', '4'])); // slow enough to be seen running by three more commands on a loaded machine
     await untilWriting(dir, first.child.pid!, first);
     const second = await startCli(args(dir)).done;
     expect(second.code, second.stderr).toBe(2);

@@ -1,8 +1,9 @@
-import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { InputError, StorageError, errorMessage } from '../../config/errors.js';
+import { diskFullError } from './disk-full.js';
 
 /**
  * One writer per shard or merged directory (issue 10 §2, issue 21 §4). The lock is one the kernel
@@ -138,17 +139,17 @@ function takeKernelLock(dir: string): Database.Database | undefined {
   try {
     db = new Database(join(dir, LOCK_DB), { timeout: 0 });
   } catch (err) {
-    throw new StorageError(`cannot lock ${dir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
+    throw diskFullError(err, join(dir, LOCK_DB)) ?? new StorageError(`cannot lock ${dir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
   }
   try {
     db.pragma('locking_mode = EXCLUSIVE');
-    db.pragma('journal_mode = OFF'); // no -journal file next to it, ever
+    db.pragma('journal_mode = MEMORY'); // no -journal file next to it, ever (this build refuses OFF)
     db.exec('BEGIN EXCLUSIVE'); // held until the connection closes (or the process dies)
     return db;
   } catch (err) {
     db.close();
     if (isBusy(err)) return undefined;
-    throw new StorageError(`cannot lock ${dir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
+    throw diskFullError(err, join(dir, LOCK_DB)) ?? new StorageError(`cannot lock ${dir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
   }
 }
 
@@ -174,12 +175,12 @@ export function acquireDirLock(dir: string, command: string): DirLock {
     throw new DirInUseError(dir, card, false);
   }
   try {
-    const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(owner)}\n`, { mode: 0o644 });
-    renameSync(tmp, path);
+    // Written in place under the kernel lock (no temporary file: one page on a nearly full disk);
+    // a reader that catches it half-written names "unknown" for a moment.
+    writeFileSync(path, `${JSON.stringify(owner)}\n`, { mode: 0o644 });
   } catch (err) {
     db.close();
-    throw new StorageError(`cannot lock ${dir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
+    throw diskFullError(err, path) ?? new StorageError(`cannot lock ${dir}: ${errorMessage(err)}`, { code: 'E_OUT_DIR', cause: err });
   }
   held.set(path, db);
   if (!exitHookInstalled) {
