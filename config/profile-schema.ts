@@ -30,11 +30,16 @@ export const extractSchema = z.strictObject({
 
 export const captureSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9_-]+$/, 'capture names are [a-z0-9_-]+'),
-  url: z.string().min(1),
+  /** One URL template, or alternatives tried in order until one answers with an archived status. */
+  url: z.union([z.string().min(1), z.array(z.string().min(1)).min(1, 'a list of URL alternatives needs at least one')]),
   type: z.enum(['json', 'html', 'binary']).default('json'),
   render: z.enum(['http', 'browser']).default('http'),
-  /** When to fetch: always, or only when the primary capture was archived. */
-  if: z.enum(['always', 'archived']).optional(),
+  /**
+   * When to fetch: `always`; `archived` (only when the primary was archived); or `{json: PATH}`:
+   * only when the primary was archived and PATH, on its response, selects a value that is not
+   * null, false, 0 or "".
+   */
+  if: z.union([z.enum(['always', 'archived']), z.strictObject({ json: jsonPath })]).optional(),
   extract: extractSchema.optional(),
   headers: z.record(z.string(), z.string()).default({}),
   /**
@@ -63,6 +68,8 @@ export const statusRuleSchema = z.strictObject({
   then: statusName,
 });
 
+const discoverEntry = z.strictObject({ url: z.string().min(1), json: jsonPath });
+
 const statusList = z.array(z.number().int().min(100).max(599));
 
 export const profileSchema = z.strictObject({
@@ -72,7 +79,8 @@ export const profileSchema = z.strictObject({
   ids: z
     .strictObject({
       codec: codecSpecSchema.default('integer'),
-      discover: z.strictObject({ url: z.string().min(1), json: jsonPath }).optional(),
+      /** Where the platform's highest ID is: one `{url, json}` or several (the highest any gives counts). */
+      discover: z.union([discoverEntry, z.array(discoverEntry).min(1, 'a list of discovers needs at least one')]).optional(),
     })
     .default({ codec: 'integer' }),
   captures: z.array(captureSchema).min(1, 'a profile needs at least one capture'),

@@ -20,12 +20,18 @@ export interface ExtractRules {
   ids: Selector[];
 }
 
+/** When a capture runs: always, when the primary was archived, or also only when a JSONPath on the primary selects a value that is set. */
+export type CaptureCondition = 'always' | 'archived' | { json: string };
+
 export interface CaptureSpec {
   name: string;
+  /** The first of `urlTemplates`. */
   urlTemplate: string;
+  /** URL alternatives, tried in order until one answers with an archived status (one for most captures). */
+  urlTemplates: string[];
   type: 'json' | 'html' | 'binary';
   render: 'http' | 'browser';
-  when: 'always' | 'archived';
+  when: CaptureCondition;
   extract: ExtractRules | undefined;
   headers: Record<string, string>;
   /** Page requisites an HTML capture fetches like media; empty for none. */
@@ -61,7 +67,8 @@ export interface Profile {
   source: string;
   baseUrl: string;
   codec: CodecSpec;
-  discover: { urlTemplate: string; jsonPath: string } | undefined;
+  /** Where the highest ID is (`ids.discover`): one entry or several; the highest any gives counts. */
+  discover: { urlTemplate: string; jsonPath: string }[] | undefined;
   captures: CaptureSpec[];
   status: StatusConfig;
   politeness: Politeness;
@@ -166,7 +173,10 @@ function checkTemplate(template: string, known: Set<string>, keyPath: string, fi
     if (!known.has(name)) {
       throw new ConfigError(`unknown placeholder {${m[1]}} (known here: ${[...known].map((k) => `{${k}}`).join(', ')})`, { file, keyPath });
     }
-    if (mode !== undefined && mode !== 'path') throw new ConfigError(`placeholder {${m[1]}}: the only form is {${name}:path} (slashes kept)`, { file, keyPath });
+    if (mode !== undefined && mode !== 'path' && mode !== 'url') {
+      throw new ConfigError(`placeholder {${m[1]}}: the forms are {${name}} (escaped), {${name}:path} (a path, slashes kept) and {${name}:url} (a whole URL)`, { file, keyPath });
+    }
+    if (mode === 'url' && m.index !== 0) throw new ConfigError(`placeholder {${m[1]}} is a whole URL: it must begin the template`, { file, keyPath });
   }
 }
 
@@ -196,19 +206,22 @@ function resolveProfile(data: ProfileData, ctx: { file: string; label: string; b
     const at = `captures[${i}]`;
     if (names.has(c.name)) throw new ConfigError(`capture name "${c.name}" is used twice`, { file, keyPath: `${at}.name` });
     names.add(c.name);
-    checkTemplate(c.url, known, `${at}.url`, file);
+    const templates = typeof c.url === 'string' ? [c.url] : c.url;
+    templates.forEach((t, j) => checkTemplate(t, known, typeof c.url === 'string' ? `${at}.url` : `${at}.url[${j}]`, file));
     if (c.extract) checkSelectors(c.extract, `${at}.extract`, file, c.type);
     const rules = i === 0 ? mergeRules(primaryRules, c.extract) : c.extract ? toRules(c.extract) : undefined;
     for (const f of Object.keys(rules?.fields ?? {})) known.add(f);
-    if (i === 0 && c.if === 'archived') {
-      throw new ConfigError('the primary capture cannot depend on itself (if: archived)', { file, keyPath: `${at}.if` });
+    if (i === 0 && c.if !== undefined && c.if !== 'always') {
+      throw new ConfigError(`the primary capture cannot depend on itself (if: ${typeof c.if === 'string' ? c.if : `{json: "${c.if.json}"}`})`, { file, keyPath: `${at}.if` });
     }
+    if (typeof c.if === 'object') checkJsonPath(c.if.json, file, `${at}.if.json`);
     if (c.requisites !== false && (c.type !== 'html' || c.render !== 'http')) {
       throw new ConfigError('requisites are for html captures over http (a browser capture records what the page loads)', { file, keyPath: `${at}.requisites` });
     }
     return {
       name: c.name,
-      urlTemplate: c.url,
+      urlTemplate: templates[0]!,
+      urlTemplates: templates,
       type: c.type,
       render: c.render,
       when: c.if ?? (i === 0 ? 'always' : 'archived'),
@@ -217,14 +230,12 @@ function resolveProfile(data: ProfileData, ctx: { file: string; label: string; b
       requisites: c.requisites === true ? [...REQUISITE_KINDS] : c.requisites === false ? [] : [...new Set(c.requisites)],
     };
   });
-  if (data.ids.discover) checkTemplate(data.ids.discover.url, new Set(['base_url']), 'ids.discover.url', file);
-  if (data.ids.discover) {
-    try {
-      parseJsonPath(data.ids.discover.json);
-    } catch (err) {
-      throw new ConfigError(`JSONPath "${data.ids.discover.json}" does not parse`, { file, keyPath: 'ids.discover.json', cause: err });
-    }
-  }
+  const discovers = data.ids.discover === undefined ? undefined : Array.isArray(data.ids.discover) ? data.ids.discover : [data.ids.discover];
+  discovers?.forEach((d, j) => {
+    const at = Array.isArray(data.ids.discover) ? `ids.discover[${j}]` : 'ids.discover';
+    checkTemplate(d.url, new Set(['base_url']), `${at}.url`, file);
+    checkJsonPath(d.json, file, `${at}.json`);
+  });
   const p = data.politeness;
   return {
     name: data.name,
@@ -232,7 +243,7 @@ function resolveProfile(data: ProfileData, ctx: { file: string; label: string; b
     source: ctx.label,
     baseUrl,
     codec: data.ids.codec,
-    discover: data.ids.discover ? { urlTemplate: data.ids.discover.url, jsonPath: data.ids.discover.json } : undefined,
+    discover: discovers?.map((d) => ({ urlTemplate: d.url, jsonPath: d.json })),
     captures,
     status: resolveStatus(data.status, file),
     politeness: {
@@ -268,16 +279,34 @@ function mergeRules(top: ExtractRules, own: ExtractData | undefined): ExtractRul
 
 /**
  * Fills `{name}` placeholders; values are URL-encoded except `base_url`. `{name:path}` keeps a
- * path-shaped value's slashes (and its valid %XX escapes), encoding the rest as a path segment would.
+ * path-shaped value's slashes (and its valid %XX escapes), encoding the rest as a path segment
+ * would (`?` and `#` too: the value is a path). `{name:url}` (only at the start of a template)
+ * takes a whole URL — scheme, host, path, query — as a URL: a relative one (`/?attachment_id=134`)
+ * resolves against `base_url`; it must end up http(s). Where it points is the scope guard's to
+ * judge, as for any URL. Throws (a ConfigError naming the placeholder) when a value is missing or
+ * is not a URL.
  */
 export function fillTemplate(template: string, values: Record<string, string | undefined>): string {
   return template.replace(/\{([^{}]*)\}/g, (_, placeholder: string) => {
     const [key, mode] = placeholder.split(':', 2) as [string, string | undefined];
     const v = values[key];
     if (v === undefined) throw new ConfigError(`template ${template}: no value for {${placeholder}}`);
-    if (key === 'base_url') return v;
+    if (key === 'base_url' && mode !== 'url') return v;
+    if (mode === 'url') return wholeUrl(v, values.base_url, placeholder);
     return mode === 'path' ? encodePath(v) : encodeURIComponent(v);
   });
+}
+
+function wholeUrl(value: string, base: string | undefined, placeholder: string): string {
+  let u: URL;
+  try {
+    u = new URL(value.trim(), base === undefined ? undefined : `${base}/`);
+  } catch {
+    throw new ConfigError(`{${placeholder}}: ${JSON.stringify(value.slice(0, 200))} is not a URL`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`{${placeholder}}: ${JSON.stringify(value.slice(0, 200))} is not an http(s) URL`);
+  u.hash = '';
+  return u.href;
 }
 
 /** A path with its slashes and valid %XX escapes kept; everything a path may not hold escaped (`?` and `#` too). */

@@ -6,7 +6,7 @@ import type { Logger } from '../config/logger.js';
 import { loadProfile } from '../config/profile.js';
 import { ShardDb } from '../storage/shard/shard-db.js';
 import { readManifest } from '../storage/shard/shard-manifest.js';
-import { shardFailureReasons } from '../storage/curate/status.js';
+import { shardFailureReasons, shardIncompleteReasons } from '../storage/curate/status.js';
 import type { TrackerClient, TrackerItem } from '../tracker/client/client.js';
 import { TrackerRequestError } from '../tracker/client/errors.js';
 import { runCrawl } from '../crawler/run/crawl.js';
@@ -152,7 +152,8 @@ export async function crawlItem(
   if (media) counts = mediaItemCounts(dir);
   if (!left.isEmpty) {
     // Some IDs failed (retries exhausted): hand them back for another try, keep what is final.
-    const why = media ? `${counts.failed ?? 0} media URLs failed` : shardFailureReasons(dir, 3).map((x) => `${x.count} × ${x.reason}`).join('; ');
+    // Incomplete IDs (a capture missing) are not finished either: they go back with the failed ones.
+    const why = media ? `${counts.failed ?? 0} media URLs failed` : [...shardFailureReasons(dir, 3), ...shardIncompleteReasons(dir, 3).reasons.map((x) => ({ ...x, reason: `incomplete: ${x.reason}` }))].map((x) => `${x.count} × ${x.reason}`).join('; ');
     const r = await client.fail(item.leaseId, `${left.size} IDs failed after all retries${why ? `; most common: ${why}` : ''}`, finished);
     log.log('warn', `item ${item.id}: ${left.size} IDs failed${why ? ` (${why})` : ''}; returned ${r.remaining.format()} to the tracker`);
     return { interrupted: false, finished, counts };

@@ -139,7 +139,7 @@ describe('profile validation of the new selector forms and templates', () => {
     expect(bad('{media: [{json: "$.t", fill: {"bad name": 1}}]}')).toThrow(/^p\.yaml: extract\.media\[0\]\.fill\.bad name: fill names are/);
     expect(bad('{}', ', requisites: true')).toThrow(/^p\.yaml: captures\[0\]\.requisites: requisites are for html captures over http/);
     expect(bad('{}', ', requisites: [styles]')).toThrow(/^p\.yaml: captures\[0\]\.requisites/);
-    expect(() => parseProfile('name: t\nbase_url: http://127.0.0.1:9\ncaptures:\n  - {name: p, url: "{base_url}/{id:raw}"}\n', { source: 'p.yaml' })).toThrow(/^p\.yaml: captures\[0\]\.url: placeholder \{id:raw\}: the only form is \{id:path\}/);
+    expect(() => parseProfile('name: t\nbase_url: http://127.0.0.1:9\ncaptures:\n  - {name: p, url: "{base_url}/{id:raw}"}\n', { source: 'p.yaml' })).toThrow(/^p\.yaml: captures\[0\]\.url: placeholder \{id:raw\}: the forms are \{id\} \(escaped\), \{id:path\}/);
   });
 
   it('turns requisites into a list of kinds', () => {

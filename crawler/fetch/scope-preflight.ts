@@ -15,19 +15,22 @@ import { ScopeGuard } from './scope-guard.js';
 export async function checkCrawlScope(profile: Profile, options: { allowPrivateNetwork: boolean; guard?: ScopeGuard }): Promise<void> {
   const guard = options.guard ?? new ScopeGuard({ hosts: profile.scopeHosts, allowPrivateNetwork: options.allowPrivateNetwork });
   const primary = profile.captures[0]!;
-  let url: string;
-  try {
-    url = fillTemplate(primary.urlTemplate, { id: '1', base_url: profile.baseUrl });
-  } catch {
-    return; // a template the crawl reports per ID
-  }
-  try {
-    const parsed = guard.checkUrl(url);
-    const host = parsed.hostname.replace(/^\[|\]$/g, '');
-    if (net.isIP(host) === 0) await lookupAll(guard, host);
-  } catch (err) {
-    if (!(err instanceof ScopeError)) return;
-    throw new InputError(`profile ${profile.source}: capture "${primary.name}" (${url}): ${errorMessage(err)}`, { code: 'E_SCOPE_PREFLIGHT', cause: err });
+  // Every alternative of the primary: an ID falls through to the later ones whenever the first is not archived.
+  for (const template of primary.urlTemplates) {
+    let url: string;
+    try {
+      url = fillTemplate(template, { id: '1', base_url: profile.baseUrl });
+    } catch {
+      continue; // a template the crawl reports per ID
+    }
+    try {
+      const parsed = guard.checkUrl(url);
+      const host = parsed.hostname.replace(/^\[|\]$/g, '');
+      if (net.isIP(host) === 0) await lookupAll(guard, host);
+    } catch (err) {
+      if (!(err instanceof ScopeError)) continue;
+      throw new InputError(`profile ${profile.source}: capture "${primary.name}" (${url}): ${errorMessage(err)}`, { code: 'E_SCOPE_PREFLIGHT', cause: err });
+    }
   }
 }
 

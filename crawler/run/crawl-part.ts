@@ -18,7 +18,7 @@ import type { Logger } from '../../config/logger.js';
 import { SOFTWARE } from '../../config/version.js';
 import type { IdFinal } from '../../storage/shard/shard-recorder.js';
 import { ShardRecorder } from '../../storage/shard/shard-recorder.js';
-import { CapturePlan } from './capture-plan.js';
+import { CapturePlan, type IdTrace } from './capture-plan.js';
 import type { CrawlStats } from '../fetch/crawl-stats.js';
 import { buildFetchStack, closeFetchStack } from './fetch-stack.js';
 import { Frontier } from './frontier.js';
@@ -42,6 +42,8 @@ export interface CrawlPartOptions {
   signal: AbortSignal;
   /** Called after each group commit with the IDs that became final (the node loop reports them). */
   onCommitted?: (ids: number[]) => void;
+  /** Called with what happened to each ID, capture by capture (`lifeboat probe`; on the main thread only). */
+  onTrace?: (trace: IdTrace) => void;
 }
 
 /** Crawls one part; resolves when it is done or stopped, rejects on a storage failure. */
@@ -77,7 +79,7 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
     },
   });
   const frontier = new Frontier(opts.ranges, recorder.frontierSource(partition));
-  const plan = new CapturePlan({ profile, codec: createCodec(profile.codec), stack, recorder, stats, logger, signal: abort.signal, inScope: (id) => frontier.inScope(id) });
+  const plan = new CapturePlan({ profile, codec: createCodec(profile.codec), stack, recorder, stats, logger, signal: abort.signal, inScope: (id) => frontier.inScope(id), ...(opts.onTrace ? { onTrace: opts.onTrace } : {}) });
   const queue = new PQueue({ concurrency: settings.concurrency });
 
   let fatalError: Error | undefined;

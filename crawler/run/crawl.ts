@@ -9,6 +9,7 @@ import { writeManifest } from '../../storage/shard/shard-manifest.js';
 import { describeWarc, repairOpenWarcs } from '../../storage/warc/warc-repair.js';
 import { fetchesInline, partSettings, resolveCrawlSettings, type CrawlFlags, type CrawlSettings } from '../../config/crawl-settings.js';
 import { crawlPart } from './crawl-part.js';
+import type { IdTrace } from './capture-plan.js';
 import { CrawlStats } from '../fetch/crawl-stats.js';
 import { crawlInWorkers } from './crawl-workers.js';
 import { createCodec, type IdCodec } from '../../config/id-codec.js';
@@ -28,11 +29,15 @@ export interface CrawlOptions extends CrawlFlags {
   progressIntervalMs?: number;
   /** Called after each group commit with the IDs that became final (the node loop reports them). */
   onCommitted?: (ids: number[]) => void;
+  /** Called with what happened to each ID, capture by capture (`lifeboat probe`); with one worker only. */
+  onTrace?: (trace: IdTrace) => void;
 }
 
 export interface CrawlResult {
   stats: CrawlStats;
   counts: Record<IdStatus, number>;
+  /** IDs of the shard whose status is final but that miss a capture (retried by the next run). */
+  incomplete: number;
   aborted: boolean;
 }
 
@@ -42,7 +47,8 @@ export interface CrawlResult {
  * on the same directory resumes.
  */
 export async function runCrawl(opts: CrawlOptions): Promise<CrawlResult> {
-  const { profile, ranges, outDir, logger, signal, onProgress, progressIntervalMs, onCommitted, ...flags } = opts;
+  const { profile, ranges, outDir, logger, signal, onProgress, progressIntervalMs, onCommitted, onTrace, ...flags } = opts;
+  if (onTrace && (flags.workers ?? 1) > 1) throw new InputError('a crawl traced ID by ID runs on one worker', { code: 'E_CRAWL_OPTION' });
   const settings = resolveCrawlSettings(profile, flags);
   // Refused before the directory is created: a profile whose every fetch would be refused.
   await checkCrawlScope(profile, { allowPrivateNetwork: settings.allowPrivateNetwork });
@@ -122,6 +128,7 @@ async function crawlLocked(settings: CrawlSettings, opts: CrawlOptions): Promise
             logger,
             signal: opts.signal ?? new AbortController().signal,
             ...(opts.onCommitted ? { onCommitted: opts.onCommitted } : {}),
+            ...(opts.onTrace ? { onTrace: opts.onTrace } : {}),
           })
         : await crawlInWorkers({
             settings: partSettings(settings, workers),
@@ -141,6 +148,7 @@ async function crawlLocked(settings: CrawlSettings, opts: CrawlOptions): Promise
     if (progressTimer) clearInterval(progressTimer);
   }
   const counts = db.counts();
+  const incomplete = db.incompleteCount();
   await writeManifest(outDir, {
     format: 'lifeboat-shard-1',
     software: SOFTWARE,
@@ -157,5 +165,5 @@ async function crawlLocked(settings: CrawlSettings, opts: CrawlOptions): Promise
   db.close();
   await rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
   if (fatalError) throw fatalError instanceof LifeboatError ? fatalError : new StorageError(errorMessage(fatalError), { cause: fatalError });
-  return { stats, counts, aborted };
+  return { stats, counts, incomplete, aborted };
 }

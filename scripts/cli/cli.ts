@@ -10,6 +10,7 @@ import { registerMoreCommands } from './cli-commands.js';
 import { EXIT, ExitCode } from './cli-options.js';
 import { addCrawlFlags } from './crawl-flags.js';
 import { crawlCommand, type CrawlCommandOptions } from './crawl-command.js';
+import { MAX_PROBE_IDS, probeCommand, type ProbeCommandOptions } from './probe-command.js';
 
 export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   const program = new Command('lifeboat')
@@ -26,6 +27,16 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .requiredOption('--ids <ranges>', 'ID ranges in the profile codec, e.g. 1-1000,5000-6000 or 1-latest')
     .requiredOption('--out <dir>', 'shard directory');
   addCrawlFlags(crawl, 'crawl').action(async (o: CrawlCommandOptions) => setExit(await crawlCommand(o, io)));
+
+  program
+    .command('probe')
+    .description('try a profile on a few IDs: what each capture fetched, the status and why, fields, media, notes (nothing is kept)')
+    .requiredOption('--profile <name|file>', 'built-in profile name or a YAML/JSON file')
+    .requiredOption('--ids <ranges>', `a few IDs in the profile codec, e.g. 1-20,134 or latest (at most ${MAX_PROBE_IDS})`)
+    .option('--base-url <url>', "override the profile's base_url")
+    .option('--allow-private-network', 'allow loopback and private addresses (the demo and tests)')
+    .option('--json', 'one JSON object per ID per line')
+    .action(async (o: ProbeCommandOptions) => setExit(await probeCommand(o, io)));
 
   registerMoreCommands(program, io, setExit);
   return program;

@@ -12,7 +12,7 @@ export interface CrawlCommandOptions extends CrawlFlagValues {
 /** `lifeboat crawl`: returns the exit code. */
 export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<number> {
   // Loaded on use: `lifeboat --help` should not pay for the crawler's dependencies.
-  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges, RangeSet }, { formatFailureReasons, shardFailureReasons }, { checkCrawlScope }, { followIds }] = await Promise.all([
+  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges, RangeSet }, { formatFailureReasons, shardFailureReasons, shardIncompleteReasons }, { checkCrawlScope }, { followIds }] = await Promise.all([
     import('../../config/profile.js'),
     import('../../crawler/run/crawl.js'),
     import('../../crawler/fetch/crawl-stats.js'),
@@ -102,10 +102,14 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
     if (io.stderr.isTTY && !o.quiet && !o.json) io.stderr.write('\n');
     if (o.json) {
       const summary = { ...result.counts, records: thisRun.records, bytes: thisRun.bytes, warcs: thisRun.warcs };
-      io.stdout.write(`${JSON.stringify({ summary, shard: result.counts, this_run: thisRun, failure_reasons: reasons, run: s, interrupted: result.aborted })}\n`);
+      io.stdout.write(`${JSON.stringify({ summary, shard: result.counts, incomplete: result.incomplete, this_run: thisRun, failure_reasons: reasons, run: s, interrupted: result.aborted })}\n`);
     } else {
       io.stdout.write(`${summaryLine(result.counts, thisRun)}\n`);
       if (reasons.length > 0) io.stderr.write(`failed IDs by reason (the shard's, most common first):\n${formatFailureReasons(reasons).join('\n')}\n`);
+    }
+    if (result.incomplete > 0) {
+      const inc = shardIncompleteReasons(outDir, 3);
+      io.stderr.write(`incomplete: ${result.incomplete} IDs miss a capture (run the same command again to retry them; lifeboat status lists them)${o.json ? '' : `:\n${formatFailureReasons(inc.reasons).join('\n')}`}\n`);
     }
     if (s.extraction_notes && !o.json) io.stderr.write(`note: ${s.extraction_notes} IDs were archived with extraction cut short or failed (their reason: lifeboat status)\n`);
     if (interrupt.signal.aborted) {
@@ -114,7 +118,7 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
     }
     // Stopped where the user said to: a planned end, not an error.
     if (limitReason) io.stderr.write(`stopped: ${limitReason}; run the same command again to go on\n`);
-    return result.counts.failed > 0 ? EXIT.failedIds : EXIT.ok;
+    return result.counts.failed > 0 || result.incomplete > 0 ? EXIT.failedIds : EXIT.ok;
   } finally {
     clearInterval(limitTimer);
     interrupt.dispose();

@@ -18,6 +18,12 @@ export interface DirStatus {
   /** The live process writing this directory now (dir-lock.ts), if any: the numbers are moving. */
   running?: { pid: number; command: string; startedAt: string; host: string };
   ids: Record<string, number>;
+  /**
+   * IDs whose status is final but that miss a capture the profile asked for (its URL could not be
+   * built, or it failed after its retries): the next crawl run tries them again (issue 23 §2).
+   * `ids` names the first 100 (decimal); `reasons` the most common causes. Absent when there are none.
+   */
+  incomplete?: { total: number; ids: number[]; reasons: FailureReason[] };
   /** Final IDs archived with extraction cut short or failed, by note (storage/shard/extraction-notes.ts). */
   extractionNotes?: ReturnType<typeof extractionNotes>;
   warcs: { name: string; bytes: number; open: boolean }[];
@@ -74,6 +80,24 @@ export function shardFailureReasons(dir: string, limit = 5): FailureReason[] {
   }
 }
 
+/** Why IDs of the shard in `dir` are incomplete (`ids.incomplete`), the most common first; empty when none or no database. */
+export function shardIncompleteReasons(dir: string, limit = 5): { total: number; reasons: FailureReason[] } {
+  let shard: ShardDbReader;
+  try {
+    shard = ShardDbReader.open(join(dir, 'shard.sqlite'));
+  } catch {
+    return { total: 0, reasons: [] };
+  }
+  try {
+    const inc = shard.incomplete(0);
+    const byReason = new Map<string, number>();
+    for (const r of inc.reasons) byReason.set(reasonOf(r.reason), (byReason.get(reasonOf(r.reason)) ?? 0) + r.count);
+    return { total: inc.total, reasons: [...byReason].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason)).slice(0, limit) };
+  } finally {
+    shard.close();
+  }
+}
+
 /** The lines that list failure reasons: `  COUNT × REASON`. */
 export function formatFailureReasons(reasons: readonly FailureReason[]): string[] {
   const width = String(reasons[0]?.count ?? 0).length;
@@ -110,6 +134,7 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
     let reasons: FailureReason[] = [];
     // Merged databases keep no per-ID error text: notes are a shard's.
     let notes: ReturnType<typeof extractionNotes> = { total: 0, notes: [] };
+    let incomplete: DirStatus['incomplete'];
     if (db instanceof MergedDbReader) {
       for (const r of db.missingRanges()) {
         idsToRetry += r.end - r.start + 1;
@@ -122,6 +147,8 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
       provenance = { kind: 'merged', inputs: db.inputSummaries() };
     } else {
       notes = extractionNotes(db.extractionErrors());
+      const inc = db.incomplete(100);
+      if (inc.total > 0) incomplete = { total: inc.total, ids: inc.first.map((r) => r.id), reasons: shardIncompleteReasons(dir).reasons };
       idsToRetry = ids.failed ?? 0;
       reasons = failureReasons(db);
       firstRanges.push(...rangesOf(db.failedRanges(20)));
@@ -137,6 +164,7 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
       kind,
       ...(holder ? { running: { pid: holder.pid, command: holder.command, startedAt: holder.startedAt, host: holder.host } } : {}),
       ids,
+      ...(incomplete ? { incomplete } : {}),
       ...(notes.total > 0 ? { extractionNotes: notes } : {}),
       warcs,
       warcBytes: warcs.reduce((n, w) => n + w.bytes, 0),
@@ -158,6 +186,11 @@ export function formatStatus(s: DirStatus): string {
   lines.push(`${s.kind} ${s.dir}`);
   if (s.running) lines.push(`running: ${s.running.command} by process ${s.running.pid} (started ${s.running.startedAt}); these numbers are a snapshot`);
   lines.push(`ids: ${Object.entries(s.ids).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  if (s.incomplete) {
+    const inc = s.incomplete;
+    const shown = inc.ids.slice(0, 20).join(',');
+    lines.push(`incomplete: ${inc.total} IDs miss a capture (${shown}${inc.total > 20 ? ',…' : ''}); the next crawl run tries them again:`, ...formatFailureReasons(inc.reasons));
+  }
   lines.push(...formatExtractionNotes(s.extractionNotes));
   lines.push(`warcs: ${s.warcs.length} files, ${mib(s.warcBytes)}${s.left.openWarcs ? ` (${s.left.openWarcs} unfinished .open)` : ''}`);
   for (const w of s.warcs) lines.push(`  ${w.name}  ${mib(w.bytes)}${w.open ? '  (open)' : ''}`);
@@ -170,9 +203,9 @@ export function formatStatus(s: DirStatus): string {
   }
   const l = s.left;
   if (s.running) lines.push(`left: not known until the ${s.running.command} ends (${l.idsToRetry} IDs failed so far)`);
-  else if (l.idsToRetry === 0 && l.mediaQueued === 0 && l.mediaFailed === 0 && l.openWarcs === 0) lines.push('left: nothing');
+  else if (l.idsToRetry === 0 && !s.incomplete && l.mediaQueued === 0 && l.mediaFailed === 0 && l.openWarcs === 0) lines.push('left: nothing');
   else {
-    lines.push(`left: ${l.idsToRetry} IDs to retry${l.firstRanges.length ? ` (${l.firstRanges.join(',')}${l.idsToRetry > 0 && l.firstRanges.length >= 20 ? ',…' : ''})` : ''}; media ${l.mediaQueued} queued, ${l.mediaFailed} failed`);
+    lines.push(`left: ${l.idsToRetry} IDs to retry${s.incomplete ? ` and ${s.incomplete.total} incomplete` : ''}${l.firstRanges.length ? ` (${l.firstRanges.join(',')}${l.idsToRetry > 0 && l.firstRanges.length >= 20 ? ',…' : ''})` : ''}; media ${l.mediaQueued} queued, ${l.mediaFailed} failed`);
   }
   if (l.failureReasons.length > 0) lines.push('failed IDs by reason:', ...formatFailureReasons(l.failureReasons));
   return `${lines.join('\n')}\n`;

@@ -88,6 +88,21 @@ export class ShardDbReader {
       .all();
   }
 
+  /**
+   * IDs whose status is final but that miss a capture (`ids.incomplete`, schema 2): how many, the
+   * first `limit` of them in ID order, and how many per reason as stored. A shard written before
+   * the column existed has none.
+   */
+  incomplete(limit: number): { total: number; first: { id: number; reason: string }[]; reasons: { reason: string; count: number }[] } {
+    const columns = this.#db.prepare<[], { name: string }>('PRAGMA table_info(ids)').all();
+    if (!columns.some((c) => c.name === 'incomplete')) return { total: 0, first: [], reasons: [] };
+    const reasons = this.#db
+      .prepare<[], { reason: string; count: number }>('SELECT incomplete AS reason, COUNT(*) AS count FROM ids WHERE incomplete IS NOT NULL GROUP BY incomplete')
+      .all();
+    const first = this.#db.prepare<[number], { id: number; reason: string }>('SELECT id, incomplete AS reason FROM ids WHERE incomplete IS NOT NULL ORDER BY id LIMIT ?').all(limit);
+    return { total: reasons.reduce((n, r) => n + r.count, 0), first, reasons };
+  }
+
   /** The first `limit` runs of consecutive failed IDs, in ID order. */
   failedRanges(limit: number): { start: number; end: number }[] {
     return this.#db

@@ -13,6 +13,8 @@ export interface IdOutcome {
   httpStatus: number | null;
   attempts: number;
   lastError: string | null;
+  /** Why a final ID is incomplete (a capture it needs could not be had); null or absent when it is not. */
+  incomplete?: string | null;
   fields?: Record<string, unknown>;
   /** `fields` already serialised (the crawl serialises outside the commit, where a failure costs one ID only). */
   fieldsJson?: string;
@@ -32,7 +34,7 @@ export interface CaptureRow {
   bodyBytes: number;
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const MIGRATIONS: string[] = [
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,6 +55,10 @@ const MIGRATIONS: string[] = [
    CREATE TABLE related (id INTEGER PRIMARY KEY);
    CREATE TABLE warcs (name TEXT PRIMARY KEY, size INTEGER, sha256 TEXT, records INTEGER, state TEXT NOT NULL);
    CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, args TEXT, summary TEXT);`,
+  // 2 (issue 23 §2): an ID whose status is final but that misses a capture the profile asked for is
+  // incomplete — why, in this column; it is not final for the frontier (the next run crawls it again).
+  `ALTER TABLE ids ADD COLUMN incomplete TEXT;
+   CREATE INDEX ids_incomplete ON ids(incomplete) WHERE incomplete IS NOT NULL;`,
 ];
 
 /**
@@ -87,11 +93,11 @@ export class ShardDb {
     }
     const db = this.#db;
     this.#stmts = {
-      getId: db.prepare<[number], { status: IdStatus; attempts: number }>('SELECT status, attempts FROM ids WHERE id = ?'),
+      getId: db.prepare<[number], { status: IdStatus; attempts: number; incomplete: string | null }>('SELECT status, attempts, incomplete FROM ids WHERE id = ?'),
       putId: db.prepare(
-        `INSERT INTO ids (id, status, http_status, attempts, last_error, updated_at) VALUES (@id, @status, @httpStatus, @attempts, @lastError, @now)
+        `INSERT INTO ids (id, status, http_status, attempts, last_error, incomplete, updated_at) VALUES (@id, @status, @httpStatus, @attempts, @lastError, @incomplete, @now)
          ON CONFLICT(id) DO UPDATE SET status = excluded.status, http_status = excluded.http_status,
-           attempts = ids.attempts + excluded.attempts, last_error = excluded.last_error, updated_at = excluded.updated_at`,
+           attempts = ids.attempts + excluded.attempts, last_error = excluded.last_error, incomplete = excluded.incomplete, updated_at = excluded.updated_at`,
       ),
       putPost: db.prepare('INSERT OR REPLACE INTO posts (id, fields) VALUES (?, ?)'),
       putCapture: db.prepare(
@@ -145,7 +151,7 @@ export class ShardDb {
     this.#stmts.setMeta.run(key, value);
   }
 
-  idState(id: number): { status: IdStatus; attempts: number } | undefined {
+  idState(id: number): { status: IdStatus; attempts: number; incomplete: string | null } | undefined {
     return this.#stmts.getId.get(id);
   }
 
@@ -159,7 +165,7 @@ export class ShardDb {
   }
 
   recordOutcome(o: IdOutcome, now = Date.now()): void {
-    this.#stmts.putId.run({ id: o.id, status: o.status, httpStatus: o.httpStatus, attempts: o.attempts, lastError: o.lastError, now });
+    this.#stmts.putId.run({ id: o.id, status: o.status, httpStatus: o.httpStatus, attempts: o.attempts, lastError: o.lastError, incomplete: o.incomplete ?? null, now });
     if (o.fieldsJson !== undefined) this.#stmts.putPost.run(o.id, o.fieldsJson);
     else if (o.fields) this.#stmts.putPost.run(o.id, JSON.stringify(o.fields));
   }
@@ -238,11 +244,11 @@ export class ShardDb {
     this.#stmts.putWarc.run({ ...w, state });
   }
 
-  /** Final IDs as ranges (gaps-and-islands in SQL, streamed): what a resumed run skips. */
+  /** Final IDs as ranges (gaps-and-islands in SQL, streamed): what a resumed run skips. Failed and incomplete IDs are not final. */
   *finalRanges(): Generator<{ start: number; end: number }> {
     const stmt = this.#db.prepare<[], { start: number; end: number }>(
       `SELECT MIN(id) AS start, MAX(id) AS end FROM (
-         SELECT id, id - ROW_NUMBER() OVER (ORDER BY id) AS grp FROM ids WHERE status != 'failed')
+         SELECT id, id - ROW_NUMBER() OVER (ORDER BY id) AS grp FROM ids WHERE status != 'failed' AND incomplete IS NULL)
        GROUP BY grp ORDER BY start`,
     );
     yield* stmt.iterate();
@@ -262,6 +268,11 @@ export class ShardDb {
       out[r.status] = r.n;
     }
     return out;
+  }
+
+  /** IDs whose status is final but that miss a capture (`ids.incomplete`). */
+  incompleteCount(): number {
+    return this.#db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM ids WHERE incomplete IS NOT NULL').get()!.n;
   }
 
   urlCounts(): Record<string, number> {

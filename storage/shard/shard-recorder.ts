@@ -36,6 +36,12 @@ export interface IdFinal {
   httpStatus: number | null;
   attempts: number;
   lastError: string | null;
+  /**
+   * Why the ID is incomplete: its status is final, but a capture the profile asked for could not be
+   * had (its URL could not be built, or it failed after its retries). Not counted done: the next run
+   * crawls it again, and a node does not report it finished.
+   */
+  incomplete?: string;
   /** The extracted fields, already serialised (a value that cannot be stored costs its own fields, never the batch). */
   fieldsJson?: string;
   rows: CaptureRow[];
@@ -128,12 +134,12 @@ export class ShardRecorder {
       this.#commits.add(
         () => {
           for (const row of f.rows) db.recordCapture(row);
-          db.recordOutcome({ id: f.id, status: f.status, httpStatus: f.httpStatus, attempts: f.attempts, lastError: f.lastError, ...(f.fieldsJson !== undefined ? { fieldsJson: f.fieldsJson } : {}) });
+          db.recordOutcome({ id: f.id, status: f.status, httpStatus: f.httpStatus, attempts: f.attempts, lastError: f.lastError, incomplete: f.incomplete ?? null, ...(f.fieldsJson !== undefined ? { fieldsJson: f.fieldsJson } : {}) });
           for (const rid of f.relatedIds) if (!db.idState(rid)) db.addRelated(rid);
           const fresh = f.media.filter((url) => db.queueUrl(url, f.id));
           return () => resolve(fresh);
         },
-        f.status === 'failed' ? undefined : f.id,
+        f.status === 'failed' || f.incomplete ? undefined : f.id,
         reject,
       );
     });
@@ -186,7 +192,7 @@ export class ShardRecorder {
       takeRelated: (n: number) => db.takeRelated(n, partition),
       isFinal: (id: number) => {
         const s = db.idState(id);
-        return s !== undefined && s.status !== 'failed';
+        return s !== undefined && s.status !== 'failed' && !s.incomplete;
       },
     };
   }
