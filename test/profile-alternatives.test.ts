@@ -121,7 +121,7 @@ describe('the crawl command and status with incomplete IDs', () => {
   it('exits 3 and says how many are incomplete; status lists them with the reason, and in --json', async () => {
     wp.failing = true;
     const dir = join(tmp, 'cli');
-    const r = await crawl(['--profile', profileFile, '--base-url', wp.url, '--ids', '8-13', '--out', dir]);
+    const r = await crawl(['--profile', profileFile, '--base-url', wp.url, '--ids', '8,10,13', '--out', dir]);
     expect(r.code, r.stderr).toBe(3);
     expect(r.stderr).toMatch(/incomplete: 2 IDs miss a capture/);
     const st = await cli(['status', dir]);
@@ -209,5 +209,77 @@ describe('shard schema 2: the incomplete column', () => {
       db.close();
     }
     expect((await readdir(dir)).includes('shard.sqlite')).toBe(true);
+  });
+});
+
+describe('lifeboat probe', () => {
+  interface ProbeLine {
+    id: string;
+    status: string;
+    why: string;
+    incomplete: string | null;
+    captures: { name: string; url: string | null; http: number | null; bytes: number | null; skipped: string | null; tried?: { url: string; http: number | null; outcome: string }[] }[];
+    fields: Record<string, unknown>;
+    media: string[];
+    notes: string[];
+  }
+  const probe = async (args: string[]) => {
+    // The temporary folder goes where os.tmpdir() says: a folder of the test's own, to see it emptied.
+    const own = await mkdtemp(join(tmp, 'probe-tmp-'));
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = own;
+    try {
+      const r = await cli(['probe', '--profile', profileFile, '--base-url', wp.url, '--allow-private-network', ...args]);
+      return { ...r, left: await readdir(own) };
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  };
+
+  it('--json: one object per ID with its status and why, each capture, fields, media and notes; keeps nothing', async () => {
+    wp.failing = true;
+    const r = await probe(['--ids', '1-13', '--json']);
+    expect(r.code, r.stderr).toBe(3); // 12 failed, 10 and 13 incomplete
+    expect(r.left).toEqual([]);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as ProbeLine);
+    expect(lines.map((l) => l.id)).toEqual(['1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12', '13']);
+    const by = new Map(lines.map((l) => [l.id, l]));
+    const one = by.get('1')!;
+    expect(one).toMatchObject({ status: 'archived', why: 'HTTP 200 is in status.archived; alternative 1 of 3 (' + `${wp.url}/wp-json/wp/v2/posts/1) answered`, incomplete: null });
+    expect(one.captures.map((c) => [c.name, c.http, c.skipped])).toEqual([
+      ['item', 200, null],
+      ['page', 200, null],
+      ['featured', null, 'if: {json: "$.featured_media"} selects 0'],
+    ]);
+    expect(one.captures[0]!.bytes).toBeGreaterThan(100);
+    expect(one.fields).toMatchObject({ type: 'post', title: 'Item 1 title', featured_media: 0 });
+    expect(one.media).toEqual([`${wp.url}/wp-content/uploads/2026/12/inline-1.jpg`]);
+    const priv = by.get('5')!;
+    expect(priv.status).toBe('restricted');
+    expect(priv.why).toMatch(/^HTTP 401 is in status\.restricted; none archived, the strongest answer was alternative 1 of 3/);
+    expect(priv.captures[0]!.tried?.map((t) => [t.http, t.outcome])).toEqual([[401, 'restricted'], [404, 'missing'], [404, 'missing']]);
+    expect(priv.captures[1]).toMatchObject({ name: 'page', skipped: 'if: archived, and the primary is restricted' });
+    expect(by.get('4')!.why).toMatch(/alternative 2 of 3 \(.*\/pages\/4\) answered/);
+    expect(by.get('3')!.captures[1]).toMatchObject({ url: `${wp.url}/?attachment_id=3`, http: 200 });
+    expect(by.get('7')!.notes.join('\n')).toMatch(/page: http:\/\/elsewhere\.example\/\?p=7 not fetched \(.*scope/);
+    expect(by.get('10')!.incomplete).toMatch(/capture "featured": .*HTTP 500/);
+    expect(by.get('10')!.notes.join('\n')).toMatch(/^incomplete: capture "featured"/m);
+    expect(by.get('12')!.status).toBe('failed');
+  });
+
+  it('prints the same for a person, and refuses more than a few IDs', async () => {
+    wp.failing = false;
+    const r = await probe(['--ids', '2,5']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^ID 2: archived — HTTP 200 is in status\.archived/m);
+    expect(r.stdout).toMatch(/^ {2}featured: http:\/\/127\.0\.0\.1:\d+\/wp-json\/wp\/v2\/media\/3 → HTTP 200, \d+ bytes$/m);
+    expect(r.stdout).toMatch(/^ID 5: restricted — /m);
+    expect(r.stdout).toMatch(/^ {6}alternative 2: .*\/pages\/5 → HTTP 404 \(missing\)$/m);
+    expect(r.stdout).toMatch(/^ {4}title: "Item 2 title"$/m);
+    expect(r.stdout).toMatch(/^probe: 2 of 2 IDs: archived 1, restricted 1; incomplete 0; nothing kept$/m);
+    const many = await probe(['--ids', '1-5000']);
+    expect(many.code).toBe(2);
+    expect(many.stderr).toMatch(/5000 IDs; probe tries at most 1000/);
   });
 });

@@ -104,8 +104,9 @@ interface CaptureResult {
   url?: string;
   /** Body bytes of the answer that counts. */
   bytes?: number;
-  /** Which alternative counts (0-based), and all that were tried. */
+  /** Which alternative counts (0-based), its HTTP status (null when nothing answered), and all that were tried. */
   alternative?: number;
+  http?: number | null;
   tried?: TriedUrl[];
 }
 
@@ -200,7 +201,7 @@ export class CapturePlan {
         if (i === 0) {
           // The ID's status is what #decide made of the primary's answer that counts: decided nowhere else.
           status = statusOf(one);
-          httpStatus = one.rows.length > 0 ? one.status : null;
+          httpStatus = one.http ?? null;
           why = this.#why(spec, one);
           if (status === 'failed') {
             const d = one.decision;
@@ -316,8 +317,8 @@ export class CapturePlan {
     return {
       name,
       url: one.url ?? null,
-      http: one.rows.length > 0 ? one.status : null,
-      bytes: one.rows.length > 0 ? (one.bytes ?? null) : null,
+      http: one.http ?? null,
+      bytes: one.http != null ? (one.bytes ?? null) : null,
       ...(one.refused ? { skipped: `refused: ${one.error}` } : one.error ? { error: one.unbuilt ? `URL not built: ${one.error}` : one.error } : {}),
       ...(one.tried && one.tried.length > 1 ? { tried: one.tried } : {}),
     };
@@ -377,14 +378,14 @@ export class CapturePlan {
       }
       attempts += one.attempts;
       rows.push(...one.rows);
-      tried.push({ url: one.url ?? template, http: one.rows.length > 0 ? one.status : null, outcome: one.error ? 'error' : statusOf(one), ...(one.error ? { error: one.error } : {}) });
+      tried.push({ url: one.url ?? template, http: one.error ? null : one.status || null, outcome: one.error ? 'error' : statusOf(one), ...(one.error ? { error: one.error } : {}) });
       if (statusOf(one) === 'archived') {
         best = one;
         break;
       }
       if (!best || STRENGTH[statusOf(one)] > STRENGTH[statusOf(best)]) best = one;
     }
-    return { ...best!, rows, attempts, tried };
+    return { ...best!, rows, attempts, tried, http: tried[best!.alternative!]!.http };
   }
 
   /** Fetches one URL of a capture (HTTP or browser) and decides what its answer means. */
