@@ -266,6 +266,7 @@ describe('lifeboat probe', () => {
     expect(by.get('10')!.incomplete).toMatch(/capture "featured": .*HTTP 500/);
     expect(by.get('10')!.notes.join('\n')).toMatch(/^incomplete: capture "featured"/m);
     expect(by.get('12')!.status).toBe('failed');
+    expect(by.get('12')!.captures[0]).toMatchObject({ url: `${wp.url}/wp-json/wp/v2/media/12`, http: null, bytes: null });
   });
 
   it('prints the same for a person, and refuses more than a few IDs', async () => {
