@@ -31,7 +31,7 @@ export const extractSchema = z.strictObject({
 export const captureSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9_-]+$/, 'capture names are [a-z0-9_-]+'),
   /** One URL template, or alternatives tried in order until one answers with an archived status. */
-  url: z.union([z.string().min(1), z.array(z.string().min(1)).min(1, 'a list of URL alternatives needs at least one')]),
+  url: z.union([z.string().min(1), z.array(z.string().min(1)).min(1, 'a list of URL alternatives needs at least one')], { error: 'url is a URL template or a list of them (alternatives)' }),
   type: z.enum(['json', 'html', 'binary']).default('json'),
   render: z.enum(['http', 'browser']).default('http'),
   /**
@@ -39,7 +39,7 @@ export const captureSchema = z.strictObject({
    * only when the primary was archived and PATH, on its response, selects a value that is not
    * null, false, 0 or "".
    */
-  if: z.union([z.enum(['always', 'archived']), z.strictObject({ json: jsonPath })]).optional(),
+  if: z.union([z.strictObject({ json: jsonPath }), z.enum(['always', 'archived'], { error: 'if is always, archived or {json: "$.path"}' })]).optional(),
   extract: extractSchema.optional(),
   headers: z.record(z.string(), z.string()).default({}),
   /**

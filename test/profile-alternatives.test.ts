@@ -169,6 +169,8 @@ describe('the format: validation and placeholders', () => {
 
   it('refuses what cannot work, naming the key', () => {
     expect(err(base('  - {name: a, url: []}\n'))).toMatch(/captures\[0\]\.url/);
+    expect(err(base('  - {name: a, url: 5}\n'))).toMatch(/captures\[0\]\.url: url is a URL template or a list of them/);
+    expect(err(base('  - {name: a, url: "{base_url}/{id}"}\n  - {name: b, url: "{base_url}/x", if: archivd}\n'))).toMatch(/captures\[1\]\.if: if is always, archived or \{json: "\$\.path"\}/);
     expect(err(base('  - {name: a, url: ["{base_url}/{id}", "{base_url}/{nope}"]}\n'))).toMatch(/captures\[0\]\.url\[1\]: unknown placeholder \{nope\}/);
     expect(err(base('  - {name: a, url: "{base_url}/{id}", if: {json: "$.x"}}\n'))).toMatch(/captures\[0\]\.if: the primary capture cannot depend on itself/);
     expect(err(base('  - {name: a, url: "{base_url}/{id}"}\n  - {name: b, url: "{base_url}/x", if: {json: "$[?"}}\n'))).toMatch(/captures\[1\]\.if\.json: JSONPath/);
