@@ -84,7 +84,7 @@ export function shardFailureReasons(dir: string, limit = 5): FailureReason[] {
 export function shardIncompleteReasons(dir: string, limit = 5): { total: number; reasons: FailureReason[] } {
   let shard: ShardDbReader;
   try {
-    shard = ShardDbReader.open(join(dir, 'shard.sqlite'));
+    shard = ShardDbReader.open(shardDbPath(dir));
   } catch {
     return { total: 0, reasons: [] };
   }
