@@ -108,6 +108,12 @@ describe('a WordPress-shaped API: one ID sequence behind posts, pages and media'
     const second = await runCrawl({ profile: profile(), ranges: new RangeSet([{ start: 1, end: 13 }]), outDir: dir, node: 't', logger, allowPrivateNetwork: true, backoffBaseMs: 1 });
     expect(wp.hits.get('/wp-json/wp/v2/posts/10')).toBe(before + 1);
     expect(wp.hits.get('/wp-json/wp/v2/posts/1')).toBe(1);
+    // Only what was missing is fetched again: the primary (its status may have changed) and the
+    // failed capture; the page archived by the first run is not, and its fields are kept.
+    expect(wp.hits.get('/?p=10')).toBe(1);
+    const s2 = await readShard(dir);
+    expect(s2.fields.get(10)).toMatchObject({ type: 'post', link: `${wp.url}/?p=10`, featured_media: 12, heading: 'Item 10 title' });
+    expect(s2.urls.get(`${wp.url}/wp-content/uploads/2026/12/image-12.jpg`)).toBe('done');
     expect(second.incomplete).toBe(1);
     const st = await shardStatus(dir);
     expect(st.incomplete?.ids).toEqual([13]);

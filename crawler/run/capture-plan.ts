@@ -185,10 +185,13 @@ export class CapturePlan {
     let attempts = 0;
     let lastError: string | null = null;
     let primaryDoc: () => unknown = () => NOT_JSON;
+    // An ID an earlier run left incomplete: its primary is fetched again (the status may have
+    // changed), the secondaries it already holds are not; their fields come from the shard.
+    const earlier = this.#o.recorder.earlierCaptures(id);
     try {
       for (const [i, spec] of profile.captures.entries()) {
         if (i > 0) {
-          const skipped = this.#skipped(spec, status!, primaryDoc);
+          const skipped = this.#skipped(spec, status!, primaryDoc) ?? (status === 'archived' && earlier?.names.has(spec.name) ? 'archived by an earlier run' : undefined);
           if (skipped) {
             traces.push({ name: spec.name, url: null, http: null, bytes: null, skipped });
             continue;
@@ -207,6 +210,11 @@ export class CapturePlan {
             const d = one.decision;
             lastError = `${one.error ?? (d?.kind === 'final' && d.reason ? d.reason : `HTTP ${one.status}`)}${one.stopped ? ` (${one.stopped})` : ''}`;
             break;
+          }
+          if (earlier && status === 'archived') {
+            // Fields of the captures kept from the earlier run; this run's own answers override them.
+            for (const [k, v] of Object.entries(earlier.fields)) if (!(k in fields)) fields[k] = v;
+            for (const [k, v] of Object.entries(earlier.fields)) if (values[k] === undefined) values[k] = fieldText(v);
           }
           const text = one.text;
           let parsed: unknown;

@@ -270,6 +270,29 @@ export class ShardDb {
     return out;
   }
 
+  /** The IDs that are incomplete now (a crawl reads them once, at its start). */
+  incompleteIds(): number[] {
+    return this.#db.prepare<[], { id: number }>('SELECT id FROM ids WHERE incomplete IS NOT NULL').all().map((r) => r.id);
+  }
+
+  /**
+   * What an earlier run kept of an ID: the names of its captures that answered 2xx, and its
+   * stored fields — so a run that crawls an incomplete ID again fetches only what is missing.
+   */
+  earlierCaptures(id: number): { names: Set<string>; fields: Record<string, unknown> } {
+    const names = new Set(
+      this.#db.prepare<[number], { name: string }>('SELECT DISTINCT name FROM captures WHERE post_id = ? AND http_status BETWEEN 200 AND 299').all(id).map((r) => r.name),
+    );
+    const row = this.#db.prepare<[number], { fields: string }>('SELECT fields FROM posts WHERE id = ?').get(id);
+    let fields: Record<string, unknown> = {};
+    try {
+      if (row) fields = JSON.parse(row.fields) as Record<string, unknown>;
+    } catch {
+      fields = {};
+    }
+    return { names, fields };
+  }
+
   /** IDs whose status is final but that miss a capture (`ids.incomplete`). */
   incompleteCount(): number {
     return this.#db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM ids WHERE incomplete IS NOT NULL').get()!.n;

@@ -184,6 +184,17 @@ export class ShardRecorder {
     return this.#commits.commit();
   }
 
+  #incomplete: Set<number> | undefined;
+
+  /**
+   * For an ID an earlier run left incomplete: the captures it already holds (2xx) and its stored
+   * fields; undefined for any other ID. The incomplete IDs are read once, at the first call.
+   */
+  earlierCaptures(id: number): { names: Set<string>; fields: Record<string, unknown> } | undefined {
+    this.#incomplete ??= new Set(this.#db.incompleteIds());
+    return this.#incomplete.has(id) ? this.#db.earlierCaptures(id) : undefined;
+  }
+
   /** The frontier's view of the shard (frontier.ts `FrontierSource`), for one partition of the IDs. */
   frontierSource(partition: { index: number; count: number }) {
     const db = this.#db;
