@@ -24,12 +24,12 @@ async function run(args: string[]) {
   return { code, stdout: out.join(''), stderr: err.join('') };
 }
 
-function queue(shard: string, urls: [string, 'queued' | 'failed' | 'done'][]) {
+function queue(shard: string, urls: [string, 'queued' | 'failed' | 'done', string?][]) {
   const db = new ShardDb(path.join(shard, 'shard.sqlite'));
   try {
-    for (const [url, state] of urls) {
+    for (const [url, state, lastError] of urls) {
       db.queueUrl(url, 1);
-      if (state !== 'queued') db.setUrlState(url, state);
+      if (state !== 'queued') db.setUrlState(url, state, lastError ? { lastError } : {});
     }
   } finally {
     db.close();
@@ -69,13 +69,13 @@ describe('media in merge and coverage (issue 13)', () => {
     await makeShard({ dir: b, start: 21, end: 40, baseUrl: base });
     // a's post item reported three URLs (left queued); the avatar is archived in the shards themselves.
     queue(a, [[`${base}/media/avatar.gif`, 'queued'], [`${base}/media/x.png#frag`, 'queued'], [`${base}/media/y.png`, 'queued']]);
-    // b's media item tried x.png and gave up.
-    queue(b, [[`${base}/media/x.png`, 'failed'], [`${base}/media/z.png`, 'done']]);
+    // b's media item tried x.png and gave up (issue 21 §2: its reason reaches missing-media.txt).
+    queue(b, [[`${base}/media/x.png`, 'failed', 'connection reset by peer\n(8 attempts)'], [`${base}/media/z.png`, 'done']]);
     const out = path.join(dir, 'merged');
     const merged = await run(['merge', a, b, '--out', out]);
     expect(merged.stderr).toBe('');
     const missing = readFileSync(path.join(out, 'missing-media.txt'), 'utf8');
-    expect(missing).toBe(`${base}/media/x.png\n${base}/media/y.png\n`);
+    expect(missing).toBe(`${base}/media/x.png  # failed: connection reset by peer (8 attempts)\n${base}/media/y.png\n`);
     const coverage = JSON.parse(readFileSync(path.join(out, 'coverage.json'), 'utf8'));
     expect(coverage.media).toEqual({ archived: 1, missing: 2 });
 

@@ -175,29 +175,39 @@ export async function writeCoverage(db: Database.Database, dir: string, options:
 }
 
 /**
- * Media URLs left queued or failed by some input and archived by none, sorted (streamed). A URL
- * counts in the form it is fetched in: without its fragment (the tracker hands it out so).
+ * Media URLs left queued or failed by some input and archived by none, sorted (streamed), with
+ * why one failed (an input's last error for it; none when it was only left queued). A URL counts
+ * in the form it is fetched in: without its fragment (the tracker hands it out so).
  */
-export function* missingMedia(db: Database.Database): Generator<string> {
+export function* missingMedia(db: Database.Database): Generator<{ url: string; reason: string | null }> {
   // A 5xx or 429 answer was recorded, not archived: the URL is still missing.
   const archived = db.prepare<[string], number>(`SELECT 1 FROM records WHERE url = ? AND type IN ('response', 'revisit') AND COALESCE(status, 200) < 500 AND COALESCE(status, 200) <> 429 LIMIT 1`).pluck();
-  let last: string | undefined;
-  for (const raw of db.prepare<[], string>('SELECT DISTINCT url FROM media_left ORDER BY url').pluck().iterate() as IterableIterator<string>) {
-    const url = raw.replace(/#.*$/s, '');
-    if (url === last) continue;
-    last = url;
-    if (archived.get(url) === undefined) yield url;
+  let last: { url: string; reason: string | null } | undefined;
+  const rows = db.prepare<[], { url: string; reason: string | null }>('SELECT url, MAX(reason) AS reason FROM media_left GROUP BY url ORDER BY url').iterate();
+  for (const row of rows as IterableIterator<{ url: string; reason: string | null }>) {
+    const url = row.url.replace(/#.*$/s, '');
+    if (url === last?.url) {
+      last.reason ??= row.reason;
+      continue;
+    }
+    if (last && archived.get(last.url) === undefined) yield last;
+    last = { url, reason: row.reason };
   }
+  if (last && archived.get(last.url) === undefined) yield last;
 }
 
-/** Writes DIR/missing-media.txt (one URL a line); returns how many URLs it lists. */
+/**
+ * Writes DIR/missing-media.txt (one URL a line, a failed one followed by `  # failed: REASON`,
+ * a comment `tracker seed --media-from-file` skips); returns how many URLs it lists.
+ */
 async function writeMissingMedia(db: Database.Database, dir: string): Promise<number> {
   const path = join(dir, 'missing-media.txt');
   const out = createWriteStream(`${path}.tmp`);
   let n = 0;
-  for (const url of missingMedia(db)) {
+  for (const { url, reason } of missingMedia(db)) {
     n++;
-    if (!out.write(`${url}\n`)) await once(out, 'drain');
+    const why = reason ? `  # failed: ${reason.replace(/[\r\n]+/g, ' ').slice(0, 300)}` : '';
+    if (!out.write(`${url}${why}\n`)) await once(out, 'drain');
   }
   out.end();
   await once(out, 'finish');

@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS captures (post_id INTEGER, name TEXT, url TEXT NOT NU
 CREATE INDEX IF NOT EXISTS captures_post ON captures(post_id);
 CREATE TABLE IF NOT EXISTS posts (id INTEGER NOT NULL, input_id INTEGER NOT NULL, fields TEXT NOT NULL, PRIMARY KEY (id, input_id));
 CREATE TABLE IF NOT EXISTS requested (input_id INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS media_left (url TEXT NOT NULL, state TEXT NOT NULL, input_id INTEGER NOT NULL, PRIMARY KEY (url, input_id));
+CREATE TABLE IF NOT EXISTS media_left (url TEXT NOT NULL, state TEXT NOT NULL, input_id INTEGER NOT NULL, reason TEXT, PRIMARY KEY (url, input_id));
 CREATE TABLE IF NOT EXISTS defects (input_id INTEGER, file TEXT NOT NULL, offset INTEGER, what TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS warcs (name TEXT PRIMARY KEY, size INTEGER, sha256 TEXT, records INTEGER, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS decoded (record_id TEXT PRIMARY KEY, digest TEXT);
@@ -86,6 +86,8 @@ export class MergedDb {
     this.db.exec(SCHEMA);
     // Merged directories written before issue 15 lack the encoding column.
     if (!this.db.prepare<[], { name: string }>('PRAGMA table_info(records)').all().some((c) => c.name === 'encoding')) this.db.exec('ALTER TABLE records ADD COLUMN encoding TEXT');
+    // …and before issue 21 the reason a media URL failed.
+    if (!this.db.prepare<[], { name: string }>('PRAGMA table_info(media_left)').all().some((c) => c.name === 'reason')) this.db.exec('ALTER TABLE media_left ADD COLUMN reason TEXT');
     const db = this.db;
     this.#s = {
       knownId: db.prepare<[string, string], { n: number }>('SELECT 1 AS n FROM records WHERE record_id = ? UNION ALL SELECT 1 FROM duplicates WHERE record_id = ? LIMIT 1'),

@@ -58,7 +58,11 @@ export function importShardDb(mdb: MergedDb, shardDbPath: string, inputId: numbe
         const put = db.prepare('INSERT INTO requested (input_id, start, end) VALUES (?, ?, ?)');
         for (const [start, end] of JSON.parse(ranges.value) as [number, number][]) put.run(inputId, start, end);
       }
-      db.prepare(`INSERT OR IGNORE INTO media_left (url, state, input_id) SELECT url, state, ? FROM s.urls WHERE state IN ('queued', 'failed')`).run(inputId);
+      // A failed URL keeps why (issue 21 §2): the shard's last error, else its last HTTP status.
+      db.prepare(
+        `INSERT OR IGNORE INTO media_left (url, state, input_id, reason)
+         SELECT url, state, ?, CASE WHEN state = 'failed' THEN COALESCE(last_error, 'HTTP ' || http_status) END FROM s.urls WHERE state IN ('queued', 'failed')`,
+      ).run(inputId);
     });
   } finally {
     db.exec('DETACH DATABASE s');
