@@ -11,7 +11,7 @@ import type { TrackerClient, TrackerItem } from '../tracker/client/client.js';
 import { TrackerRequestError } from '../tracker/client/errors.js';
 import { runCrawl } from '../crawler/run/crawl.js';
 import { markUploaded } from '../crawler/run/caps.js';
-import { MediaReporter, mediaCounts, mediaFinished, queueMediaItem } from './media.js';
+import { MediaReporter, mediaCounts, mediaFailures, mediaFinished, queueMediaItem } from './media.js';
 import type { NodeOptions } from './options.js';
 import { uploadThenDoneWithRetry } from './upload.js';
 import { ScopeGuard } from '../crawler/fetch/scope-guard.js';
@@ -154,7 +154,7 @@ export async function crawlItem(
     // Some IDs failed (retries exhausted): hand them back for another try, keep what is final.
     // Incomplete IDs (a capture missing) are not finished either: they go back with the failed ones.
     const why = media ? `${counts.failed ?? 0} media URLs failed` : [...shardFailureReasons(dir, 3), ...shardIncompleteReasons(dir, 3).reasons.map((x) => ({ ...x, reason: `incomplete: ${x.reason}` }))].map((x) => `${x.count} × ${x.reason}`).join('; ');
-    const r = await client.fail(item.leaseId, `${left.size} IDs failed after all retries${why ? `; most common: ${why}` : ''}`, finished);
+    const r = await client.fail(item.leaseId, `${left.size} IDs failed after all retries${why ? `; most common: ${why}` : ''}`, finished, media ? mediaFailures(dir, item.urls ?? []) : undefined);
     log.log('warn', `item ${item.id}: ${left.size} IDs failed${why ? ` (${why})` : ''}; returned ${r.remaining.format()} to the tracker`);
     return { interrupted: false, finished, counts };
   }

@@ -26,7 +26,7 @@ const REPORT_CHARS = 48_000;
 const MAX_REPORT_URL_CHARS = 2000;
 
 /** Rows of the shard's URL table, read without changing it; none when there is no shard yet. */
-function readUrls(dir: string, where: string): { url: string; state: string }[] {
+function readUrls(dir: string, where: string): { url: string; state: string; reason: string | null; post_id: number | null }[] {
   let db;
   try {
     db = openForReading(shardDbPath(dir));
@@ -34,7 +34,12 @@ function readUrls(dir: string, where: string): { url: string; state: string }[] 
     return [];
   }
   try {
-    return db.prepare(`SELECT url, state FROM urls WHERE ${where} ORDER BY rowid`).all() as { url: string; state: string }[];
+    return db.prepare(`SELECT url, state, COALESCE(last_error, 'HTTP ' || http_status) AS reason, post_id FROM urls WHERE ${where} ORDER BY rowid`).all() as {
+      url: string;
+      state: string;
+      reason: string | null;
+      post_id: number | null;
+    }[];
   } catch {
     return []; // a shard created before it had a urls table: nothing queued
   } finally {
@@ -96,9 +101,15 @@ export class MediaReporter {
    * its media are among them. A URL is counted reported once a heartbeat carrying it succeeded.
    */
   async report(finished: RangeSet): Promise<void> {
-    const fresh = readUrls(this.#dir, `state = 'queued'`)
-      .map((r) => r.url)
-      .filter((url) => !this.#reported.has(url) && !this.#inline.includes(mediaKindOf(url)));
+    // Only media of posts in `finished` go now (the tracker takes media per ID reported finished:
+    // media.max_per_post), each report naming the posts whose media have all been sent.
+    const postOf = new Map<string, number | null>();
+    for (const r of readUrls(this.#dir, `state = 'queued'`)) {
+      if (this.#reported.has(r.url) || this.#inline.includes(mediaKindOf(r.url))) continue;
+      if (r.post_id !== null && !finished.has(r.post_id)) continue;
+      postOf.set(r.url, r.post_id);
+    }
+    const fresh = [...postOf.keys()];
     const refused = new Map<string, string>();
     for (const url of fresh) {
       try {
@@ -111,10 +122,14 @@ export class MediaReporter {
     }
     if (refused.size > 0) this.#skip(refused);
     const chunks = reportChunks(fresh.filter((url) => !refused.has(url)));
+    const lastChunk = new Map<number, number>();
+    chunks.forEach((chunk, i) => chunk.forEach((url) => postOf.get(url) != null && lastChunk.set(postOf.get(url)!, i)));
     for (const [i, chunk] of chunks.entries()) {
-      const last = i === chunks.length - 1;
-      await this.#client.heartbeat(this.#leaseId, last ? finished : this.#acked, chunk);
+      const later = [...lastChunk].filter(([, j]) => j > i).map(([post]) => ({ start: post, end: post }));
+      const ids = i === chunks.length - 1 ? finished : this.#acked.union(finished.subtract(new RangeSet(later)));
+      await this.#client.heartbeat(this.#leaseId, ids, chunk);
       for (const url of chunk) this.#reported.add(url);
+      this.#acked = this.#acked.union(ids);
     }
     if (chunks.length === 0) await this.#client.heartbeat(this.#leaseId, finished);
     this.#acked = this.#acked.union(finished);
@@ -168,6 +183,12 @@ export function queueMediaItem(options: { dir: string; urls: readonly MediaUrl[]
 export function mediaFinished(dir: string, urls: readonly MediaUrl[]): RangeSet {
   const final = new Set(readUrls(dir, `state IN ('done', 'skipped')`).map((r) => r.url));
   return new RangeSet(urls.filter((u) => final.has(u.url)).map((u) => ({ start: u.seq, end: u.seq })));
+}
+
+/** Why each of a media item's URLs failed in the shard (seq → reason), for the tracker's per-URL attempts (issue 21 §2). */
+export function mediaFailures(dir: string, urls: readonly MediaUrl[]): Map<number, string> {
+  const why = new Map(readUrls(dir, `state = 'failed'`).map((r) => [r.url, r.reason ?? 'failed after all retries']));
+  return new Map(urls.filter((u) => why.has(u.url)).map((u) => [u.seq, why.get(u.url)!]));
 }
 
 /** How a media item's URLs ended in the shard: done, failed (after all retries), skipped. */

@@ -31,7 +31,7 @@ describe('a followed platform, 2 nodes, one killed with -9', () => {
     writeFileSync(project, 'name: grow\nprofile: demo\nitem_size: 20\nlease_secs: 30\nfollow: {every_secs: 1}\nmedia: {collect: false}\n');
     db = `sqlite:${join(tmp, 'tracker.sqlite')}`;
     const discoverFor = () => () => discoverMaxId(loadProfile('demo', { baseUrl: platform.url }), { allowPrivateNetwork: true });
-    tracker = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-follow-test' }, logger: false, discoverFor });
+    tracker = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-follow-test' }, logger: false, discoverFor, baseUrl: platform.url });
   });
   afterAll(async () => {
     await tracker?.close();

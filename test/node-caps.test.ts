@@ -102,7 +102,7 @@ describe('a node under --max-disk against a real tracker', () => {
     writeFileSync(project, 'name: caps\nprofile: demo\nitem_size: 40\nlease_secs: 30\n');
     db = `sqlite:${path.join(tmp, 'tracker.sqlite')}`;
     await seedCommand({ db, project: 'caps', ids: '1-400', itemSize: 40, create: true });
-    tracker = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-caps-test' }, logger: false });
+    tracker = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-caps-test' }, logger: false, baseUrl: platform.url });
   });
   afterAll(async () => {
     await tracker?.close();

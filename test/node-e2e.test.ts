@@ -27,7 +27,7 @@ describe('8 volunteer nodes against one tracker, killed at random and restarted'
     await writeFile(project, 'name: e2e\nprofile: demo\nitem_size: 50\nlease_secs: 30\nmin_client_version: 0.1.0\n');
     db = `sqlite:${join(tmp, 'tracker.sqlite')}`;
     await seedCommand({ db, project: 'e2e', ids: `1-${POSTS}`, itemSize: 50, create: true });
-    tracker = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-e2e-test' }, logger: false });
+    tracker = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-e2e-test' }, logger: false, baseUrl: platform.url });
   });
   afterAll(async () => {
     await tracker?.close();
@@ -127,7 +127,7 @@ describe('8 volunteer nodes against one tracker, killed at random and restarted'
     const media = new Set<string>();
     for (let id = 1; id <= POSTS; id++) for (const url of platform.post(id).mediaUrls) media.add(new URL(url).pathname);
     expect([...media].filter((p) => !archivedMedia.has(p))).toEqual([]);
-    expect(await tracker.store.mediaCounts()).toEqual({ urls: media.size, done: media.size, pending: 0 });
+    expect(await tracker.store.mediaCounts()).toEqual({ urls: media.size, done: media.size, pending: 0, failed: 0 });
     const report = await verifyPaths(shards);
     expect(report.defects).toEqual([]);
   }, 400_000);

@@ -34,7 +34,7 @@ beforeAll(async () => {
   await writeFile(project, 'name: media-e2e\nprofile: demo\nitem_size: 50\nlease_secs: 30\nmedia: {item_size: 25}\n');
   db = `sqlite:${join(tmp, 'tracker.sqlite')}`;
   await seedCommand({ db, project: 'media-e2e', ids: `1-${POSTS}`, itemSize: 50, create: true });
-  tracker = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-media-e2e' }, logger: false });
+  tracker = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-media-e2e' }, logger: false, baseUrl: platform.url });
 });
 
 afterAll(async () => {
@@ -72,7 +72,7 @@ describe('shared media across nodes (issue 13)', () => {
     for (let id = 1; id <= POSTS; id++) for (const url of platform.post(id).mediaUrls) expected.add(new URL(url).pathname);
     expect(expected.size).toBeGreaterThan(50);
     const counts = await tracker.store.mediaCounts();
-    expect(counts).toEqual({ urls: expected.size, done: expected.size, pending: 0 });
+    expect(counts).toEqual({ urls: expected.size, done: expected.size, pending: 0, failed: 0 });
 
     // The platform's request log: each medium requested once (a 200), each post's API once.
     const log = platform.stats.paths;
@@ -116,7 +116,7 @@ describe('shared media across nodes (issue 13)', () => {
     await writeFile(project, 'name: inline\nprofile: demo\nitem_size: 40\nmedia: {inline: [image]}\n');
     const db2 = `sqlite:${join(tmp, 'inline.sqlite')}`;
     await seedCommand({ db: db2, project: 'inline', ids: '1-80', itemSize: 40, create: true });
-    const t2 = await serveTracker({ projectFile: project, db: db2, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-media-e2e' }, logger: false });
+    const t2 = await serveTracker({ projectFile: project, db: db2, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-media-e2e' }, logger: false, baseUrl: p2.url });
     try {
       const out = join(tmp, 'inline-node');
       await runNode({ trackerUrl: t2.url, nick: 'i', outDir: out, logger: silentLogger, nodeName: 'i', baseUrl: p2.url, allowPrivateNetwork: true, exitWhenDone: true, heartbeatMs: 200, only: 'posts' });

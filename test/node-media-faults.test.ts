@@ -28,7 +28,7 @@ beforeAll(async () => {
   platform = await startDemoPlatform({ posts: 120, rateLimit: { rps: 20, burst: 1, retryAfter: true } });
   const project = join(tmp, 'project.yaml');
   await writeFile(project, 'name: media-faults\nprofile: demo\nlease_secs: 60\nmedia: {item_size: 40}\n');
-  tracker = await serveTracker({ projectFile: project, db: `sqlite:${join(tmp, 'tracker.sqlite')}`, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-media-faults' }, logger: false });
+  tracker = await serveTracker({ projectFile: project, db: `sqlite:${join(tmp, 'tracker.sqlite')}`, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-media-faults' }, logger: false, baseUrl: platform.url });
   const all = new Set<string>();
   for (let id = 1; id <= 120; id++) for (const u of platform.post(id).mediaUrls) all.add(new URL(u).href);
   urls = [...all].filter((u) => u.endsWith('.png') || u.endsWith('.jpg')).slice(0, 40);
@@ -88,7 +88,7 @@ describe('a node killed mid-media-item (issue 13)', () => {
     expect(await second.exited, second.stderr()).toBe(0);
     expect(await readdir(join(out, 'items'))).toHaveLength(1);
     // Nothing lost: every URL done, on the tracker and in the shard; each archived once.
-    expect(await tracker.store.mediaCounts()).toEqual({ urls: urls.length, done: urls.length, pending: 0 });
+    expect(await tracker.store.mediaCounts()).toEqual({ urls: urls.length, done: urls.length, pending: 0, failed: 0 });
     expect(new Set(doneUrls(shard))).toEqual(new Set(urls));
     const db = new Database(join(shard, 'shard.sqlite'), { readonly: true });
     const captures = db.prepare<[], { url: string; n: number }>(`SELECT url, COUNT(*) AS n FROM captures WHERE name = 'media' AND http_status = 200 GROUP BY url`).all();
@@ -106,7 +106,7 @@ describe('a node killed mid-media-item (issue 13)', () => {
     const db = `sqlite:${join(tmp, 'posts.sqlite')}`;
     const { seedCommand } = await import('../tracker/server/commands.js');
     await seedCommand({ db, project: 'posts-killed', ids: '1-60', itemSize: 60, create: true });
-    const t = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-media-faults' }, logger: false });
+    const t = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-media-faults' }, logger: false, baseUrl: platform.url });
     try {
       const out = join(tmp, 'poster');
       const first = startNode(out, { url: t.url, nick: 'poster', only: 'posts' });
@@ -135,7 +135,7 @@ describe('a node killed mid-media-item (issue 13)', () => {
       const stats = await t.store.stats({ now: Date.now(), windowMs: 60_000 });
       expect(stats.ids).toEqual({ total: 60, done: 60 });
       // Every medium of the 60 posts reached the tracker, none fetched by the post item.
-      expect(await t.store.mediaCounts()).toEqual({ urls: expected.size, done: 0, pending: expected.size });
+      expect(await t.store.mediaCounts()).toEqual({ urls: expected.size, done: 0, pending: expected.size, failed: 0 });
       const sdb = new Database(join(shard, (await readdir(shard))[0]!, 'shard.sqlite'), { readonly: true });
       expect((sdb.prepare(`SELECT COUNT(*) AS n FROM captures WHERE name = 'media'`).get() as { n: number }).n).toBe(0);
       sdb.close();

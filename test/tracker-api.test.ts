@@ -106,7 +106,7 @@ describe('tracker API over HTTP', () => {
     expect(await node.claim()).toBeNull();
     const s = await snapshot();
     expect(s).toMatchObject({ project: 'api-test', ids: { total: 200, done: 200 }, progress: 1, bytes: 24_690 });
-    expect(s.nodes).toEqual([{ nick: 'alice', items: 2, ids: 200, bytes: 24_690, rate_ids_per_sec: expect.any(Number) }]);
+    expect(s.nodes).toEqual([{ nick: 'alice', items: 2, ids: 200, bytes: 24_690, rate_ids_per_sec: expect.any(Number), refused: { media: 0, claims: 0, stalled_leases: 0 } }]);
   });
 
   it('hands a dead node’s remainder to the next node and refuses the stale lease', async () => {

@@ -93,7 +93,7 @@ describe('project file', () => {
     const file = path.join(dir, 'minimal.yaml');
     writeFileSync(file, 'name: minimal\nprofile: demo\n');
     const project = await loadProjectFile(file);
-    expect(project).toEqual({ name: 'minimal', profile: 'demo', item_size: 1000, lease_secs: 600, min_client_version: '0.0.0', media: { collect: true, inline: [], item_size: 100 } });
+    expect(project).toEqual({ name: 'minimal', profile: 'demo', item_size: 1000, lease_secs: 600, min_client_version: '0.0.0', media: { collect: true, inline: [], item_size: 100, max_attempts: 3, max_per_node_hour: 100_000 }, nodes: { max_leases: 4, stall_secs: 3600 } });
     const running = await serveTracker({ projectFile: file, db: `sqlite:${path.join(dir, 'minimal.sqlite')}`, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'a-long-enough-admin-token' }, logger: false });
     try {
       expect(await (await fetch(`${running.url}/api/v1/project`)).json()).toEqual({ name: 'minimal', profile: 'demo', item_size: 1000, lease_secs: 600, min_client_version: '0.0.0' });

@@ -68,7 +68,7 @@ describe('media reports over HTTP (issue 13)', () => {
     const shared = ['http://127.0.0.1:8080/avatars/1.png', 'HTTP://127.0.0.1:8080/avatars/2.png#x'];
     expect((await a.heartbeat(ia.leaseId, r(1, 10), [...shared, 'http://127.0.0.1:8080/v/1.mp4'])).mediaQueued).toBe(3);
     expect((await b.heartbeat(ib.leaseId, r(11, 20), ['http://127.0.0.1:8080/avatars/2.png', ...shared])).mediaQueued).toBe(0);
-    expect(await t.store.mediaCounts()).toEqual({ urls: 3, done: 0, pending: 3 });
+    expect(await t.store.mediaCounts()).toEqual({ urls: 3, done: 0, pending: 3, failed: 0 });
     expect(await a.tryClaim({ only: 'posts' })).toMatchObject({ kind: 'later' });
     const media = (await a.claim({ only: 'media' }))!;
     expect(media.kind).toBe('media');
@@ -102,7 +102,7 @@ describe('media reports over HTTP (issue 13)', () => {
     await refused(Array.from({ length: 501 }, (_, i) => `http://127.0.0.1/${i}.png`));
     await refused([42]);
     await refused(Array.from({ length: 400 }, (_, i) => `http://127.0.0.1/${'x'.repeat(200)}/${i}.png`), 413);
-    expect(await t.store.mediaCounts()).toEqual({ urls: 0, done: 0, pending: 0 });
+    expect(await t.store.mediaCounts()).toEqual({ urls: 0, done: 0, pending: 0, failed: 0 });
     // Nor were the finished IDs sent with a refused report recorded.
     expect((await a.heartbeat(item.leaseId, new RangeSet())).remaining.toJSON()).toEqual([[1, 10]]);
     // The client says which URL, and the node can go on.

@@ -56,7 +56,7 @@ describeEachStore('media contract', (h) => {
     // The same report again (a retry after a lost answer): nothing new.
     const replay = await stores[0]!.heartbeat({ nodeId: nodes[0]!.id, leaseId: leases[0]!.leaseId, finished: r([1, 1]), now: T0, leaseMs: LEASE_MS, media: [...avatars, m('http://127.0.0.1/own/0.jpg')] });
     expect(replay.mediaQueued).toBe(0);
-    expect(await stores[0]!.mediaCounts()).toEqual({ urls: 34, done: 0, pending: 34 });
+    expect(await stores[0]!.mediaCounts()).toEqual({ urls: 34, done: 0, pending: 34, failed: 0 });
     // Duplicates inside one report count once.
     expect(await stores[1]!.queueMedia([m('http://127.0.0.1/x.gif'), m('http://127.0.0.1/x.gif')])).toEqual({ queued: 1, known: 0 });
   });
@@ -106,7 +106,7 @@ describeEachStore('media contract', (h) => {
     expect(await store.claim({ nodeId: b.id, now: late, leaseMs: LEASE_MS, only: 'media', mediaItemSize: 3 })).toMatchObject({ kind: 'lease', lease: { urls: [{ url: 'http://127.0.0.1/stale.png' }] } });
     expect(await store.done({ nodeId: b.id, leaseId: second.leaseId, stats: stats(500), now: late })).toEqual({ duplicate: false });
     expect(await store.done({ nodeId: b.id, leaseId: second.leaseId, stats: stats(500), now: late })).toEqual({ duplicate: true });
-    expect(await store.mediaCounts()).toEqual({ urls: 5, done: 4, pending: 0 });
+    expect(await store.mediaCounts()).toEqual({ urls: 5, done: 4, pending: 0, failed: 0 });
     // Media seqs are not post IDs: the leaderboard's IDs stay the posts'; bytes still count.
     const s = await store.stats({ now: late, windowMs: 60_000 });
     expect(s.ids).toEqual({ total: 1, done: 1 });

@@ -62,7 +62,7 @@ describeEachStore('schema and rules parity', (h) => {
       expect((failed as Error).message).toMatch(/^tracker database: .*planted failure/);
       const items = await h.sql<{ kind: string; state: string; node_id: number | null }>(`SELECT kind, state, node_id FROM items WHERE project = $1 ORDER BY id`, [store.project]);
       expect(items.map((i) => [i.kind, i.state, Number(i.node_id)])).toEqual([['posts', 'claimed', a.id]]);
-      expect(await store.mediaCounts()).toEqual({ urls: 1, done: 0, pending: 1 });
+      expect(await store.mediaCounts()).toEqual({ urls: 1, done: 0, pending: 1, failed: 0 });
     } finally {
       await h.exec(UNPLANT[h.kind]);
     }

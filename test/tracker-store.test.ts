@@ -93,8 +93,8 @@ describeEachStore('contract', (h) => {
     expect(s.ids).toEqual({ total: 100, done: 100 });
     expect(s.items).toMatchObject({ total: 1, done: 1, queued: 0, claimed: 0 });
     expect(s.nodes).toEqual([
-      { nick: 'alice', items: 0, ids: 51, bytes: 0, rateIdsPerSec: expect.any(Number) },
-      { nick: 'bob', items: 1, ids: 49, bytes: 300, rateIdsPerSec: expect.any(Number) },
+      { nick: 'alice', items: 0, ids: 51, bytes: 0, rateIdsPerSec: expect.any(Number), refused: { media: 0, claims: 0, stalledLeases: 0 } },
+      { nick: 'bob', items: 1, ids: 49, bytes: 300, rateIdsPerSec: expect.any(Number), refused: { media: 0, claims: 0, stalledLeases: 0 } },
     ]);
   });
 

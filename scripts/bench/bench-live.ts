@@ -74,7 +74,7 @@ async function tracker(tmp: string, name: string, platform: DemoPlatform, yaml: 
   const db = `sqlite:${join(tmp, `${name}.sqlite`)}`;
   if (seed) await (await import('../../tracker/server/commands.js')).seedCommand({ db, project: name, ids: seed, itemSize: 50, create: true });
   const discoverFor = () => () => discoverMaxId(loadProfile('demo', { baseUrl: platform.url }), { allowPrivateNetwork: true });
-  return serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: ADMIN }, logger: false, discoverFor });
+  return serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: ADMIN }, logger: false, discoverFor, baseUrl: platform.url });
 }
 
 async function follow(tmp: string, rate: number, growSecs: number): Promise<void> {

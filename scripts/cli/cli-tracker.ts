@@ -39,7 +39,7 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
     .option('--db <url>', 'sqlite:PATH or postgres://…', 'sqlite:tracker.sqlite')
     .option('--port <n>', 'port', (v) => Number(v), 8070)
     .option('--host <addr>', 'address to bind', '127.0.0.1')
-    .option('--base-url <url>', "override the profile's base_url for the project's follow polls")
+    .option('--base-url <url>', "override the profile's base_url (the project's follow polls; its port is one reported media may name)")
     .option('--allow-private-network', 'let follow polls reach loopback and private addresses (demo and tests)')
     .action(async (o: { project: string; db: string; port: number; host: string; baseUrl?: string; allowPrivateNetwork?: boolean }) => {
       const [{ serveTracker }, { loadProfile }, { discoverMaxId }] = await Promise.all([import('../../tracker/server/server.js'), import('../../config/profile.js'), import('../../crawler/run/discover.js')]);
@@ -48,7 +48,7 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
         const profile = loadProfile(profileName, o.baseUrl ? { baseUrl: o.baseUrl } : {});
         return () => discoverMaxId(profile, { allowPrivateNetwork: !!o.allowPrivateNetwork });
       };
-      const running = await serveTracker({ projectFile: resolve(o.project), db: o.db, port: o.port, host: o.host, env: io.env, logger: { level: 'warn' }, discoverFor });
+      const running = await serveTracker({ projectFile: resolve(o.project), db: o.db, port: o.port, host: o.host, env: io.env, logger: { level: 'warn' }, discoverFor, ...(o.baseUrl ? { baseUrl: o.baseUrl } : {}) });
       io.stdout.write(`tracker listening on ${running.url}\n`);
       await new Promise<void>((done) => {
         const remove = io.onInterrupt?.(() => {

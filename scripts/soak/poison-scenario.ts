@@ -65,7 +65,7 @@ export async function poisonTracker(o: { dir: string; posts: number; nodes: numb
   const port = await freePort();
   const trackerUrl = `http://127.0.0.1:${port}`;
   const env = { ...process.env, LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-poison-scenario' };
-  const tracker = spawn(process.execPath, [CLI, 'tracker', 'serve', '--project', project, '--db', db, '--port', String(port)], { stdio: ['ignore', 'ignore', 'pipe'], env });
+  const tracker = spawn(process.execPath, [CLI, 'tracker', 'serve', '--project', project, '--db', db, '--port', String(port), '--base-url', server.url], { stdio: ['ignore', 'ignore', 'pipe'], env });
   let trackerErr = '';
   tracker.stderr!.on('data', (d) => (trackerErr = (trackerErr + d).slice(-2000)));
   const live = new Map<number, ChildProcess>();

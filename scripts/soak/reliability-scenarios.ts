@@ -337,7 +337,7 @@ export async function trackerFaults(o: { dir: string; db: string; posts: number;
   let trackerStarts = 0;
   const startTracker = async (): Promise<void> => {
     trackerStarts++;
-    tracker = spawn(process.execPath, [CLI, 'tracker', 'serve', '--project', project, '--db', o.db, '--port', String(port)], { stdio: ['ignore', 'ignore', 'pipe'], env });
+    tracker = spawn(process.execPath, [CLI, 'tracker', 'serve', '--project', project, '--db', o.db, '--port', String(port), '--base-url', platform.url], { stdio: ['ignore', 'ignore', 'pipe'], env });
     let err = '';
     tracker.stderr!.on('data', (d) => (err += d));
     // Startup can take seconds on a loaded machine: wait up to 60 s.

@@ -177,10 +177,10 @@ export class TrackerClient {
    * Reports finished sub-ranges, and with `media` (at most 500 URLs, under 64 KiB) the media URLs
    * found in them; the lease is extended. A retried report is harmless: the tracker deduplicates.
    */
-  async heartbeat(leaseId: string, finished: RangeSet, media?: readonly string[]): Promise<{ leaseExpiresAt: Date; remaining: RangeSet; mediaQueued: number }> {
+  async heartbeat(leaseId: string, finished: RangeSet, media?: readonly string[]): Promise<{ leaseExpiresAt: Date; remaining: RangeSet; mediaQueued: number; mediaRefused: number }> {
     const body = { lease_id: leaseId, finished: finished.toJSON(), ...(media && media.length > 0 ? { media } : {}) };
-    const res = (await this.#call('POST', '/api/v1/heartbeat', body)) as { lease_expires_at: string; remaining: [number, number][]; media_queued?: number };
-    return { leaseExpiresAt: new Date(res.lease_expires_at), remaining: RangeSet.fromJSON(res.remaining), mediaQueued: res.media_queued ?? 0 };
+    const res = (await this.#call('POST', '/api/v1/heartbeat', body)) as { lease_expires_at: string; remaining: [number, number][]; media_queued?: number; media_refused?: number };
+    return { leaseExpiresAt: new Date(res.lease_expires_at), remaining: RangeSet.fromJSON(res.remaining), mediaQueued: res.media_queued ?? 0, mediaRefused: res.media_refused ?? 0 };
   }
 
   /** Finishes the item. Safe to repeat (a retried done is answered `duplicate: true`). */
@@ -207,9 +207,10 @@ export class TrackerClient {
     return { remaining: RangeSet.fromJSON(res.remaining) };
   }
 
-  /** Gives the item back with an error message. */
-  async fail(leaseId: string, error: string, finished?: RangeSet): Promise<{ remaining: RangeSet }> {
-    const body = { lease_id: leaseId, error: error.slice(0, 2000), ...(finished ? { finished: finished.toJSON() } : {}) };
+  /** Gives the item back with an error message; a media item may say why each URL failed (`mediaErrors`: seq → reason). */
+  async fail(leaseId: string, error: string, finished?: RangeSet, mediaErrors?: ReadonlyMap<number, string>): Promise<{ remaining: RangeSet }> {
+    const errors = mediaErrors && mediaErrors.size > 0 ? { media_errors: [...mediaErrors].slice(0, 10_000).map(([seq, reason]) => [seq, reason.slice(0, 500)]) } : {};
+    const body = { lease_id: leaseId, error: error.slice(0, 2000), ...(finished ? { finished: finished.toJSON() } : {}), ...errors };
     const res = (await this.#call('POST', '/api/v1/fail', body)) as { remaining: [number, number][] };
     return { remaining: RangeSet.fromJSON(res.remaining) };
   }

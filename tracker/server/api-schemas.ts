@@ -70,7 +70,16 @@ export const uploadUrlsBody = z.strictObject({
     .refine((files) => new Set(files.map((f) => f.name)).size === files.length, 'each file name once'),
 });
 export const releaseBody = z.strictObject({ lease_id: leaseId, finished: rangeList.optional() });
-export const failBody = z.strictObject({ lease_id: leaseId, finished: rangeList.optional(), error: z.string().min(1).max(2000) });
+export const failBody = z.strictObject({
+  lease_id: leaseId,
+  finished: rangeList.optional(),
+  error: z.string().min(1).max(2000),
+  media_errors: z
+    .array(z.tuple([z.number().int().min(1), z.string().min(1).max(500)]))
+    .max(10_000)
+    .optional()
+    .describe('a media item: why each URL left failed, as [seq, reason] (recorded on the URL; each counts one attempt)'),
+});
 export const seedBody = z.strictObject({
   ranges: z.string().min(1).describe('ID ranges in the integer codec: "1-1000,5000-6000" or a missing-ranges.txt'),
   item_size: z.number().int().min(1).optional(),
@@ -102,7 +111,12 @@ const claimResponse = z.union([
   z.object({ item: z.null(), retry_after_secs: z.number() }),
   z.object({ item: z.null(), done: z.literal(true) }),
 ]);
-const heartbeatResponse = z.object({ lease_expires_at: z.string(), remaining: rangeList, media_queued: count.describe('reported URLs the project had not seen') });
+const heartbeatResponse = z.object({
+  lease_expires_at: z.string(),
+  remaining: rangeList,
+  media_queued: count.describe('reported URLs the project had not seen'),
+  media_refused: count.describe('reported URLs left out: a port the project does not name, or over the media.max_per_post budget per finished ID or the node\'s hourly quota'),
+});
 const uploadUrlsResponse = z.object({
   urls: z.array(
     z.object({
@@ -117,6 +131,7 @@ const uploadUrlsResponse = z.object({
 });
 const doneResponse = z.object({ ok: z.literal(true), duplicate: z.boolean() });
 const releaseResponse = z.object({ ok: z.literal(true), remaining: rangeList });
+const refusals = z.object({ media: count, claims: count, stalled_leases: count });
 export const statsResponse = z.object({
   project: z.string(),
   items: z.object({ total: count, queued: count, claimed: count, done: count }),
@@ -127,7 +142,9 @@ export const statsResponse = z.object({
   active_nodes: count,
   rate_ids_per_sec: z.number(),
   rate_window_secs: z.number(),
-  nodes: z.array(z.object({ nick: z.string(), items: count, ids: count, bytes: count, rate_ids_per_sec: z.number() })),
+  nodes: z.array(z.object({ nick: z.string(), items: count, ids: count, bytes: count, rate_ids_per_sec: z.number(), refused: refusals })),
+  refused: refusals.describe('what the tracker refused, all nodes (issue 21): media URLs left out, claims over nodes.max_leases, leases taken away after nodes.stall_secs without progress'),
+  media_failed: count.describe('media URLs given up on after media.max_attempts (their reasons: a merge lists them in missing-media.txt)'),
   generated_at: z.string(),
   deadline: z
     .object({

@@ -74,7 +74,8 @@ export async function seedCommand(options: {
 export async function seedMediaCommand(options: { db: string; project: ProjectConfig; text: string; file: string; create?: boolean }): Promise<{ queued: number; known: number; summary: string }> {
   const { db, project, text, file } = options;
   checkName(project.name);
-  const scope = new MediaScope(mediaHostsOf(project));
+  // The organiser's own list (a merge's missing-media.txt): any port is taken; nodes' reports are held to media.ports.
+  const scope = new MediaScope(mediaHostsOf(project), 'any');
   const media: ReportedMedia[] = [];
   text.split(/\r?\n/).forEach((line, i) => {
     const url = line.replace(/#.*$/, '').trim();

@@ -1,6 +1,6 @@
 import type { TrackerStats } from '../store/item-store.js';
 
-export const COUNTERS = ['claims_lease', 'claims_later', 'claims_done', 'heartbeats', 'done', 'done_duplicate', 'releases', 'fails', 'expired', 'registrations', 'upload_urls', 'done_unverified', 'media_reported'] as const;
+export const COUNTERS = ['claims_lease', 'claims_later', 'claims_done', 'heartbeats', 'done', 'done_duplicate', 'releases', 'fails', 'expired', 'registrations', 'upload_urls', 'done_unverified', 'media_reported', 'media_refused', 'claims_capped'] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
 /**
@@ -30,9 +30,17 @@ export class TrackerMetrics {
       [`{${p},result="lease"}`, c('claims_lease')],
       [`{${p},result="later"}`, c('claims_later')],
       [`{${p},result="done"}`, c('claims_done')],
+      [`{${p},result="capped"}`, c('claims_capped')],
     ]);
     metric('lifeboat_tracker_heartbeats_total', 'counter', 'Heartbeats accepted by this process.', [[`{${p}}`, c('heartbeats')]]);
     metric('lifeboat_tracker_media_reported_total', 'counter', 'Media URLs reported in heartbeats accepted by this process (before dedupe).', [[`{${p}}`, c('media_reported')]]);
+    metric('lifeboat_tracker_media_refused_total', 'counter', 'Reported media URLs left out by this process (port not named, over a budget or quota).', [[`{${p}}`, c('media_refused')]]);
+    metric('lifeboat_tracker_refused', 'gauge', 'Refusals recorded in the store, all nodes: media URLs over a budget, claims over the lease cap, leases taken for no progress.', [
+      [`{${p},kind="media"}`, stats.refused.media],
+      [`{${p},kind="claims"}`, stats.refused.claims],
+      [`{${p},kind="stalled_leases"}`, stats.refused.stalledLeases],
+    ]);
+    metric('lifeboat_tracker_media_failed', 'gauge', 'Media URLs given up on after media.max_attempts.', [[`{${p}}`, stats.mediaFailed]]);
     metric('lifeboat_tracker_done_total', 'counter', 'Items finished through this process (duplicates excluded).', [[`{${p}}`, c('done')]]);
     metric('lifeboat_tracker_done_duplicate_total', 'counter', 'Repeated done reports ignored.', [[`{${p}}`, c('done_duplicate')]]);
     metric('lifeboat_tracker_upload_urls_total', 'counter', 'Pre-signed upload URLs handed out by this process.', [[`{${p}}`, c('upload_urls')]]);

@@ -8,7 +8,7 @@ import type { AddressBudget } from './address-budget.js';
 import type { MediaScope } from '../store/media-urls.js';
 import * as api from './api-schemas.js';
 import { HISTORY_BUCKET_MS } from '../store/stats.js';
-import { type ItemStore, type NodeRecord, type TrackerStats, parseSeedRanges } from '../store/item-store.js';
+import { type ItemStore, type NodeRecord, type Refusals, type TrackerStats, parseSeedRanges } from '../store/item-store.js';
 import { LeaseError, UploadUnverifiedError } from '../client/errors.js';
 import type { TrackerMetrics } from './metrics.js';
 import { type ProjectConfig, claimOrderOf, compareVersions } from '../store/project.js';
@@ -131,7 +131,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
         return { item: null, done: true };
       }
       if (result.kind === 'later') {
-        metrics.inc('claims_later');
+        metrics.inc(result.capped ? 'claims_capped' : 'claims_later');
         return { item: null, retry_after_secs: Math.ceil(result.retryAfterMs / 1000) };
       }
       metrics.inc('claims_lease');
@@ -161,12 +161,24 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
       if (body.media && body.media.length > 0 && !project.media.collect) {
         throw new InputError(`project ${project.name} does not collect media (media.collect: false): fetch media inline`, { code: 'E_MEDIA_OFF' });
       }
-      // Checked before anything is stored: one URL off scope refuses the whole report.
-      const media = body.media ? ctx.mediaScope.check(body.media) : undefined;
-      const result = await store.heartbeat({ nodeId: nodeOf(req).id, leaseId: body.lease_id, finished, now: now(), leaseMs, ...(media ? { media } : {}) });
+      // Checked before anything is stored: one URL off scope refuses the whole report; one naming
+      // a port the project does not is left out (counted as refused, as URLs over a budget are).
+      const checked = body.media ? ctx.mediaScope.checkReport(body.media) : undefined;
+      const media = checked?.media;
+      const result = await store.heartbeat({
+        nodeId: nodeOf(req).id,
+        leaseId: body.lease_id,
+        finished,
+        now: now(),
+        leaseMs,
+        ...(media ? { media } : {}),
+        ...(checked?.offPort ? { mediaRefusedBefore: checked.offPort } : {}),
+      });
       metrics.inc('heartbeats');
       if (media) metrics.inc('media_reported', media.length);
-      return { lease_expires_at: iso(result.leaseExpiresAt), remaining: ranges(result.remaining), media_queued: result.mediaQueued };
+      const refused = result.mediaRefused + (checked?.offPort ?? 0);
+      if (refused > 0) metrics.inc('media_refused', refused);
+      return { lease_expires_at: iso(result.leaseExpiresAt), remaining: ranges(result.remaining), media_queued: result.mediaQueued, media_refused: refused };
     },
   });
 
@@ -206,9 +218,10 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     app.route({
       ...route(path),
       handler: async (req) => {
-        const body = path === '/api/v1/fail' ? parse(api.failBody, req.body) : { ...parse(api.releaseBody, req.body), error: undefined };
+        const body = path === '/api/v1/fail' ? parse(api.failBody, req.body) : { ...parse(api.releaseBody, req.body), error: undefined, media_errors: undefined };
         const finished = body.finished ? RangeSet.fromJSON(body.finished) : undefined;
-        const result = await store.release({ nodeId: nodeOf(req).id, leaseId: body.lease_id, finished, error: body.error, now: now() });
+        const mediaErrors = body.media_errors ? new Map(body.media_errors.map(([seq, reason]) => [seq, reason])) : undefined;
+        const result = await store.release({ nodeId: nodeOf(req).id, leaseId: body.lease_id, finished, error: body.error, now: now(), ...(mediaErrors ? { mediaErrors } : {}) });
         metrics.inc(path === '/api/v1/fail' ? 'fails' : 'releases');
         return { ok: true, remaining: ranges(result.remaining) };
       },
@@ -312,10 +325,16 @@ export function statsJson(s: TrackerStats) {
     active_nodes: s.activeNodes,
     rate_ids_per_sec: s.rateIdsPerSec,
     rate_window_secs: s.rateWindowSecs,
-    nodes: s.nodes.map((n) => ({ nick: n.nick, items: n.items, ids: n.ids, bytes: n.bytes, rate_ids_per_sec: n.rateIdsPerSec })),
+    nodes: s.nodes.map((n) => ({ nick: n.nick, items: n.items, ids: n.ids, bytes: n.bytes, rate_ids_per_sec: n.rateIdsPerSec, refused: refusedJson(n.refused) })),
+    refused: refusedJson(s.refused),
+    media_failed: s.mediaFailed,
     generated_at: iso(s.generatedAt),
     ...(s.deadline ? { deadline: deadlineJson(s.deadline) } : {}),
   };
+}
+
+function refusedJson(r: Refusals) {
+  return { media: r.media, claims: r.claims, stalled_leases: r.stalledLeases };
 }
 
 /** The deadline block of /api/v1/stats: countdown and projected coverage per kind (issue 14). */

@@ -4,7 +4,8 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { ConfigError, InputError } from '../../config/errors.js';
 import { AddressBudget } from './address-budget.js';
-import { MediaScope, mediaHostsOf } from '../store/media-urls.js';
+import { MediaScope, mediaScopeOf } from '../store/media-urls.js';
+import { policyOf } from '../store/project.js';
 import { BannedError, LeaseError, NickTakenError, UploadStoreError, UploadUnverifiedError } from '../client/errors.js';
 import { EVENT_RETENTION_MS, type ItemStore, type NodeRecord, type TrackerStats } from '../store/item-store.js';
 import { TrackerMetrics } from './metrics.js';
@@ -64,6 +65,11 @@ export interface TrackerAppOptions {
   uploader?: TrackerUploader;
   /** Hosts reported media URLs may be on; default the project's media.hosts, else the scope.hosts of its profile. */
   mediaHosts?: string[];
+  /**
+   * The platform's base URL as the tracker knows it (`tracker serve --base-url`): its port is one
+   * reported media URLs may name (with media.ports); default the profile's base_url.
+   */
+  baseUrl?: string;
   /**
    * The platform's highest ID now (the profile's ids.discover): required by a project with
    * `follow`, whose new IDs the app then seeds every `follow.every_secs` (issue 14).
@@ -209,6 +215,9 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
   app.addHook('onRoute', (r) => {
     for (const method of [r.method].flat()) if (method !== 'HEAD') routes.push(`${method} ${r.url}`);
   });
+  // The project's limits (issue 21): media per URL, per ID and per node, leases per node, stalls.
+  const scope = mediaScopeOf(project, options.baseUrl);
+  store.setPolicy(policyOf(project, scope.maxPerPost));
   registerRoutes(app, {
     store,
     project,
@@ -228,7 +237,7 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
     openApi: buildOpenApi({ title: `lifeboat tracker: ${project.name}`, version: TRACKER_API_VERSION }),
     uploader,
     registrations: new AddressBudget({ max: limit.registrationsPerHour ?? 20, windowMs: 3_600_000, now }),
-    mediaScope: new MediaScope(options.mediaHosts ?? mediaHostsOf(project)),
+    mediaScope: new MediaScope(options.mediaHosts ?? scope.hosts, scope.ports),
   });
 
   if (aliveEveryMs > 0) {
@@ -313,6 +322,8 @@ export interface ServeTrackerOptions {
   logger?: FastifyServerOptions['logger'];
   /** Builds the discover call of a profile (by name or path), for a project with `follow`. */
   discoverFor?: (profile: string) => () => Promise<number>;
+  /** The platform's base URL as the organiser gives it (`--base-url`): follow polls and the media ports use it. */
+  baseUrl?: string;
 }
 
 export interface RunningTracker {
@@ -347,6 +358,7 @@ export async function serveTracker(options: ServeTrackerOptions): Promise<Runnin
         registrationsPerHour: project.rate_limit?.registrations_per_hour,
       },
       logger,
+      ...(options.baseUrl ? { baseUrl: options.baseUrl } : {}),
       ...(upload ? { uploader: upload.uploader } : {}),
       ...(project.follow && options.discoverFor ? { discoverMaxId: options.discoverFor(project.profile) } : {}),
     });

@@ -2,6 +2,7 @@ import type { RangeSet } from '../../config/id-ranges.js';
 import type { ItemKind, MediaUrl, ReportedMedia } from './media-urls.js';
 import type { DoneStats } from '../client/api-types.js';
 import type { DeadlineProjection, KindProgress } from './deadline.js';
+import type { StorePolicy } from './rules.js';
 
 /**
  * The tracker's durable state: items (ID ranges) and their leases, nodes, bans, settings and
@@ -47,12 +48,13 @@ export interface LeaseLookup {
 }
 
 /**
- * `lease`: work to do; `later`: everything is leased, ask again; `done`: nothing left at all.
+ * `lease`: work to do; `later`: everything is leased, ask again (`capped`: the node holds
+ * `maxLeasesPerNode` live leases already); `done`: nothing left at all.
  * `expired` counts the overdue leases this claim returned to the queue first (for metrics).
  */
 export type ClaimResult = (
   | { kind: 'lease'; lease: Lease }
-  | { kind: 'later'; retryAfterMs: number }
+  | { kind: 'later'; retryAfterMs: number; capped?: boolean }
   | { kind: 'done' }
 ) & { expired: number };
 
@@ -62,6 +64,15 @@ export interface NickStats {
   ids: number;
   bytes: number;
   rateIdsPerSec: number;
+  /** What the tracker refused this nick's nodes (issue 21 §3). */
+  refused: Refusals;
+}
+
+/** Refusals (issue 21 §3): media URLs over a budget, claims over the lease cap, leases taken away for no progress. */
+export interface Refusals {
+  media: number;
+  claims: number;
+  stalledLeases: number;
 }
 
 export interface TrackerStats {
@@ -75,6 +86,10 @@ export interface TrackerStats {
   rateIdsPerSec: number;
   rateWindowSecs: number;
   nodes: NickStats[];
+  /** The project's refusals, all nodes together. */
+  refused: Refusals;
+  /** Media URLs given up on after `media.max_attempts` (issue 21 §2). */
+  mediaFailed: number;
   generatedAt: number;
   /** A project with a `deadline`: the countdown and the projected coverage per kind (issue 14). */
   deadline?: DeadlineProjection;
@@ -113,6 +128,8 @@ export interface HeartbeatOptions {
    * transaction as `finished`, so a post counts as finished only with its media known.
    */
   media?: readonly ReportedMedia[];
+  /** URLs of the report the caller left out (a port the project does not name): counted on the node as refused. */
+  mediaRefusedBefore?: number;
 }
 
 export interface ReleaseOptions {
@@ -120,14 +137,26 @@ export interface ReleaseOptions {
   leaseId: string;
   /** Sub-ranges finished since the last heartbeat; they are kept, the rest goes back. */
   finished?: RangeSet;
-  /** Set for `fail`: recorded on the item as its last error. */
+  /** Set for `fail`: recorded on the item as its last error (and on a media item's unfinished URLs). */
   error?: string;
+  /** A media item's `fail`: why each URL failed (seq → reason), recorded on the URL instead of `error`. */
+  mediaErrors?: ReadonlyMap<number, string>;
   now: number;
+}
+
+/** `mediaRefused`: never-seen URLs of the report over the item's or the node's budget, not stored (counted on the node). */
+export interface HeartbeatResult {
+  leaseExpiresAt: number;
+  remaining: RangeSet;
+  mediaQueued: number;
+  mediaRefused: number;
 }
 
 export interface ItemStore {
   readonly kind: 'sqlite' | 'postgres';
   readonly project: string;
+  /** The project's limits (rules.ts StorePolicy); unset keys keep their defaults. */
+  setPolicy(policy: Partial<StorePolicy>): void;
   /** Creates the schema if needed (idempotent, safe with several processes). */
   init(): Promise<void>;
   /** Inserts one item per range set, in batches. Returns how many items and IDs were added. */
@@ -157,7 +186,7 @@ export interface ItemStore {
    */
   claim(options: ClaimOptions): Promise<ClaimResult>;
   /** Records finished sub-ranges and extends the lease. Throws `LeaseError` if stale. */
-  heartbeat(options: HeartbeatOptions): Promise<{ leaseExpiresAt: number; remaining: RangeSet; mediaQueued: number }>;
+  heartbeat(options: HeartbeatOptions): Promise<HeartbeatResult>;
   /**
    * Adds media URLs the project has not seen as pending media work (`tracker seed --media-from-file`).
    * With `requeue`, URLs already seen whose media item is done (a merge found them never archived)
@@ -165,7 +194,7 @@ export interface ItemStore {
    */
   queueMedia(media: readonly ReportedMedia[], options?: { requeue?: boolean }): Promise<{ queued: number; known: number }>;
   /** Media URLs of the project: `urls` seen, `done` in finished media items, `pending` not yet in an item. */
-  mediaCounts(): Promise<{ urls: number; done: number; pending: number }>;
+  mediaCounts(): Promise<MediaCounts>;
   /**
    * The item a node's lease is on, changing nothing: `live` (claimed by `nodeId`, not expired)
    * or `done` (finished by `nodeId` with this lease). Throws `LeaseError` otherwise.
@@ -203,6 +232,14 @@ export interface ItemStore {
   getSetting(key: string): Promise<string | undefined>;
   setSetting(key: string, value: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Media URLs of the project: `urls` seen, `done` archived by finished media items, `pending` not yet in an item, `failed` given up on. */
+export interface MediaCounts {
+  urls: number;
+  done: number;
+  pending: number;
+  failed: number;
 }
 
 export interface SeedResult {

@@ -35,13 +35,15 @@ export interface ReportedMedia {
 
 /**
  * The form a URL is deduplicated in: parsed and re-serialised by WHATWG URL (scheme and host in
- * lower case, default port dropped, percent-encoding normalised), without its fragment (never
- * sent to a server). The query is kept as it is: its order may matter to the platform.
+ * lower case, default port dropped, percent-encoding normalised), the host without trailing dots,
+ * without its fragment (never sent to a server). The query is kept as it is: its order may matter to the platform.
  * Throws a TypeError for a string that is not an absolute URL.
  */
 export function normaliseMediaUrl(raw: string): URL {
   const url = new URL(raw);
   url.hash = '';
+  // `cdn.example.org.` is the same host as `cdn.example.org`: one form, so it is deduplicated as one.
+  if (url.hostname.endsWith('.')) url.hostname = url.hostname.replace(/\.+$/, '');
   return url;
 }
 
@@ -91,9 +93,12 @@ export class MediaScope {
   readonly #suffixes: string[] = [];
   /** The host entries as given: claims send them, so an honest node reports only what is taken. */
   readonly hosts: readonly string[];
+  /** Ports a URL may name besides its scheme's default (issue 21 §2): not the tracker's, not :6379; `any` for the organiser's own lists. */
+  readonly ports: ReadonlySet<number> | 'any';
 
-  constructor(hosts: readonly string[]) {
+  constructor(hosts: readonly string[], ports: readonly number[] | 'any' = []) {
     this.hosts = [...hosts];
+    this.ports = ports === 'any' ? 'any' : new Set(ports);
     for (const entry of hosts) {
       const wildcard = entry.startsWith('*.');
       const host = hostOf(wildcard ? entry.slice(2) : entry);
@@ -113,10 +118,21 @@ export class MediaScope {
    * it is stored.
    */
   check(urls: readonly string[]): ReportedMedia[] {
+    return this.checkReport(urls, { dropOffPort: false }).media;
+  }
+
+  /**
+   * `check`, but with `dropOffPort` (a node's report) a URL naming a port the project does not
+   * is left out and counted in `offPort` instead of refusing the report: an honest node whose
+   * post links such a URL is not stopped, and nothing of it becomes work.
+   */
+  checkReport(urls: readonly string[], options: { dropOffPort: boolean } = { dropOffPort: true }): { media: ReportedMedia[]; offPort: number } {
+    let offPort = 0;
+    const media: ReportedMedia[] = [];
     if (urls.length > 0 && this.#exact.size === 0 && this.#suffixes.length === 0) {
       throw new InputError('this project has no media hosts (the tracker could not load its profile): the organisers should set media.hosts', { code: 'E_MEDIA_SCOPE' });
     }
-    return urls.map((raw, i) => {
+    urls.forEach((raw, i) => {
       let url: URL;
       try {
         url = normaliseMediaUrl(raw);
@@ -126,9 +142,18 @@ export class MediaScope {
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InputError(`media[${i}]: only http(s) URLs are taken, not ${url.protocol} (${raw.slice(0, 200)})`, { code: 'E_BAD_REQUEST' });
       if (url.username || url.password) throw new InputError(`media[${i}]: a URL with credentials is refused (${url.host})`, { code: 'E_BAD_REQUEST' });
       if (!this.allows(url)) throw new InputError(`media[${i}]: host ${url.hostname} is not in this project's media hosts (${raw.slice(0, 200)})`, { code: 'E_MEDIA_SCOPE' });
+      // WHATWG URL drops the scheme's default port: any port left must be one the project names.
+      if (url.port !== '' && this.ports !== 'any' && !this.ports.has(Number(url.port))) {
+        if (options.dropOffPort) {
+          offPort++;
+          return;
+        }
+        throw new InputError(`media[${i}]: port ${url.port} is not the scheme's default nor one this project names (media.ports) (${raw.slice(0, 200)})`, { code: 'E_MEDIA_SCOPE' });
+      }
       if (url.href.length > MAX_URL_CHARS) throw new InputError(`media[${i}]: longer than ${MAX_URL_CHARS} characters once normalised`, { code: 'E_BAD_REQUEST' });
-      return { url: url.href };
+      media.push({ url: url.href });
     });
+    return { media, offPort };
   }
 }
 
@@ -149,12 +174,29 @@ function hostOf(host: string): string {
  * none: reports are then refused until the project lists media.hosts.
  */
 export function mediaHostsOf(project: { profile: string; media: { hosts?: string[] | undefined } }): string[] {
-  if (project.media.hosts) return project.media.hosts;
+  return mediaScopeOf(project).hosts;
+}
+
+/**
+ * What the tracker checks reported media against, from the project and its profile (loaded with
+ * `baseUrl` when the tracker was given one): the hosts (mediaHostsOf), the ports besides the
+ * schemes' defaults (media.ports and the port of the profile's base_url), and the media a post
+ * may have: media.max_per_post per capture of the profile (100 when the tracker cannot load it).
+ */
+export function mediaScopeOf(project: { profile: string; media: { hosts?: string[] | undefined; ports?: number[] | undefined } }, baseUrl?: string): { hosts: string[]; ports: number[]; maxPerPost: number } {
+  let profile: ReturnType<typeof loadProfile> | undefined;
   try {
-    return loadProfile(project.profile).scopeHosts;
+    profile = loadProfile(project.profile, baseUrl ? { baseUrl } : {});
   } catch {
-    return [];
+    profile = undefined;
   }
+  const basePort = profile ? new URL(profile.baseUrl).port : '';
+  return {
+    hosts: project.media.hosts ?? profile?.scopeHosts ?? [],
+    ports: [...(project.media.ports ?? []), ...(basePort ? [Number(basePort)] : [])],
+    // The extractor keeps media.max_per_post references per capture of a post.
+    maxPerPost: profile ? profile.media.maxPerPost * Math.max(1, profile.captures.length) : 100,
+  };
 }
 
 /** Entries a store's SeenUrls keeps by default: ~60 MB, the most recently reported URLs. */

@@ -11,43 +11,80 @@ export const INSERT_MEDIA = `INSERT INTO media_urls (project, url_hash, url, pri
   ON CONFLICT (url_hash) DO NOTHING RETURNING seq`;
 
 /** $1 hashes: URLs whose media item is done are pending again (`--requeue`). */
-export const REQUEUE_MEDIA = `UPDATE media_urls SET item_id = NULL WHERE url_hash = ANY($1::bytea[]) AND item_id IN (SELECT id FROM items WHERE state = 'done')`;
+export const REQUEUE_MEDIA = `UPDATE media_urls SET item_id = NULL, attempts = 0, failed_at = NULL WHERE url_hash = ANY($1::bytea[]) AND item_id IN (SELECT id FROM items WHERE state = 'done')`;
 
 /**
- * $1 project, $2 now: overdue leases end — done when every ID was reported finished, else queued
- * with the remainder. Rows another transaction holds are skipped (it is expiring or updating them),
- * so claims in several processes never wait on each other here.
+ * $1 project, $2 now, $3 stall limit, $4 the reason for media URLs: overdue leases end — run out,
+ * or no progress reported since $3 (counted on the holder) — done when every ID was reported
+ * finished, else queued with the remainder; an unfinished media item's URLs count an attempt.
+ * Rows another transaction holds are skipped (it is expiring or updating them), so claims in
+ * several processes never wait on each other here.
  */
 export const EXPIRE = `
 WITH overdue AS (
-  SELECT id FROM items WHERE project = $1 AND state = 'claimed' AND lease_expires_at < $2 FOR UPDATE SKIP LOCKED),
+  SELECT id, node_id, kind, finished_count < id_count AS unfinished, lease_expires_at >= $2 AS stalled FROM items
+  WHERE project = $1 AND state = 'claimed' AND (lease_expires_at < $2 OR progress_at < $3) FOR UPDATE SKIP LOCKED),
+s AS (
+  UPDATE nodes n SET stalled_leases = n.stalled_leases + c.k
+  FROM (SELECT node_id, count(*) AS k FROM overdue WHERE stalled GROUP BY node_id) c WHERE n.id = c.node_id),
+m AS (
+  UPDATE media_urls SET attempts = attempts + 1, last_error = $4
+  WHERE failed_at IS NULL AND item_id IN (SELECT id FROM overdue WHERE kind = 'media' AND unfinished)),
 u AS (
   UPDATE items i SET state = CASE WHEN i.finished_count >= i.id_count THEN 'done' ELSE 'queued' END,
     lease_id = NULL, node_id = NULL, lease_expires_at = NULL
   FROM overdue WHERE i.id = overdue.id RETURNING 1)
 SELECT count(*)::int AS n FROM u`;
 
-/** $1 project, $2 lease id, $3 node, $4 expiry, $5..$6 priorities: leases the first queued item (`order` = id ASC or DESC). */
+/**
+ * $1 project, $2 lease id, $3 node, $4 expiry, $5..$6 priorities, $7 now: leases the first queued
+ * item (`order` = id ASC or DESC), those that never failed first; `attempts` as before this lease.
+ */
 export function claimSql(order: 'oldest' | 'newest'): string {
   return `
 WITH picked AS (
   SELECT id FROM items WHERE project = $1 AND state = 'queued' AND priority BETWEEN $5 AND $6
-  ORDER BY priority, id${order === 'newest' ? ' DESC' : ''} LIMIT 1 FOR UPDATE SKIP LOCKED)
-UPDATE items i SET state = 'claimed', lease_id = $2, node_id = $3, lease_expires_at = $4, attempts = attempts + 1
+  ORDER BY priority, failures, id${order === 'newest' ? ' DESC' : ''} LIMIT 1 FOR UPDATE SKIP LOCKED)
+UPDATE items i SET state = 'claimed', lease_id = $2, node_id = $3, lease_expires_at = $4, progress_at = $7, attempts = attempts + 1
 FROM picked WHERE i.id = picked.id
-RETURNING i.id, i.ranges, i.finished, i.kind`;
+RETURNING i.id, i.ranges, i.finished, i.kind, i.attempts - 1 AS attempts, i.failures`;
 }
 
-/** $1 project: the priority of the first pending URL and of the first queued media item. */
-export const PEEK_MEDIA = `SELECT (SELECT priority FROM media_urls WHERE project = $1 AND item_id IS NULL ORDER BY priority, seq LIMIT 1) AS pending,
-  (SELECT priority FROM items WHERE project = $1 AND state = 'queued' AND priority >= 1 ORDER BY priority, id LIMIT 1) AS queued`;
+/** $1 project: the priority of the first pending URL, and the priority and failures of the first queued media item. */
+export const PEEK_MEDIA = `WITH q AS (SELECT priority, failures FROM items WHERE project = $1 AND state = 'queued' AND priority >= 1 ORDER BY priority, failures, id LIMIT 1)
+  SELECT (SELECT priority FROM media_urls WHERE project = $1 AND item_id IS NULL ORDER BY priority, seq LIMIT 1) AS pending,
+  (SELECT priority FROM q) AS queued, (SELECT failures FROM q) AS queued_failures`;
+
+/** $1 project, $2 node: the node's live leases and the first to run out. */
+export const LIVE_LEASES = `SELECT COUNT(*)::int AS n, MIN(lease_expires_at) AS at FROM items WHERE project = $1 AND state = 'claimed' AND node_id = $2`;
+export const REFUSE_CLAIM = `UPDATE nodes SET refused_claims = refused_claims + 1 WHERE id = $1`;
+/** $1 item, $2 max attempts: its URLs to give up on. */
+export const GIVEN_UP = `SELECT seq FROM media_urls WHERE item_id = $1 AND failed_at IS NULL AND attempts >= $2::bigint`;
+/** $1 now, $2 seqs. */
+export const FAIL_URLS = `UPDATE media_urls SET failed_at = $1 WHERE seq = ANY($2::bigint[])`;
+/** $1 now, $2 item. */
+export const FINISH_GIVEN_UP = `UPDATE items SET state = 'done', finished = ranges, finished_count = id_count, done_at = $1, lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE id = $2`;
+/** $1 finished, $2 its size, $3 item. */
+export const GIVE_UP_PROGRESS = `UPDATE items SET finished = $1, finished_count = $2 WHERE id = $3`;
+/** $1 item, $2 seqs, $3 reasons: one attempt for each URL of a failed media item left unfinished. */
+export const ATTEMPT_URLS = `UPDATE media_urls m SET attempts = m.attempts + 1, last_error = t.reason
+  FROM unnest($2::bigint[], $3::text[]) AS t (seq, reason) WHERE m.seq = t.seq AND m.item_id = $1`;
+/** $1 item, $2 node: the item's media count and the node's quota window. */
+export const MEDIA_BUDGET = `SELECT i.media_reported, n.media_window_at, n.media_window_count FROM items i, nodes n WHERE i.id = $1 AND n.id = $2`;
+/** $1 item, $2 URLs taken. */
+export const MEDIA_TAKEN = `UPDATE items SET media_reported = media_reported + $2 WHERE id = $1`;
+/** $1 node, $2 refused, $3 window start, $4 window count. */
+export const NODE_MEDIA = `UPDATE nodes SET refused_media = refused_media + $2, media_window_at = $3, media_window_count = $4 WHERE id = $1`;
+export const REFUSE_MEDIA = `UPDATE nodes SET refused_media = refused_media + $2 WHERE id = $1`;
+/** $1 hashes: those already in the table. */
+export const MEDIA_KNOWN = `SELECT url_hash FROM media_urls WHERE url_hash = ANY($1::bytea[])`;
 
 /** $1 project, $2 priority, $3 size: the pending URLs a new media item takes (others' locked rows skipped). */
 export const PENDING_TAKE = `SELECT seq FROM media_urls WHERE project = $1 AND item_id IS NULL AND priority = $2 ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED`;
 
-/** $1 project, $2 ranges, $3 count, $4 priority, $5 lease id, $6 node, $7 expiry: a media item, leased at once. */
-export const INSERT_MEDIA_ITEM = `INSERT INTO items (project, ranges, id_count, kind, priority, state, lease_id, node_id, lease_expires_at, attempts)
-  VALUES ($1, $2, $3, 'media', $4, 'claimed', $5, $6, $7, 1) RETURNING id`;
+/** $1 project, $2 ranges, $3 count, $4 priority, $5 lease id, $6 node, $7 expiry, $8 now: a media item, leased at once. */
+export const INSERT_MEDIA_ITEM = `INSERT INTO items (project, ranges, id_count, kind, priority, state, lease_id, node_id, lease_expires_at, progress_at, attempts)
+  VALUES ($1, $2, $3, 'media', $4, 'claimed', $5, $6, $7, $8, 1) RETURNING id`;
 
 /** $1 project, $2 highest priority: when the next lease expires, and whether post items are queued. */
 export const NOTHING_QUEUED = `SELECT (SELECT MIN(lease_expires_at) FROM items WHERE project = $1 AND state = 'claimed' AND priority BETWEEN 0 AND $2) AS at,
@@ -67,14 +104,16 @@ n AS (UPDATE nodes SET ids_done = ids_done + $6::bigint, bytes_done = LEAST(byte
 e AS (INSERT INTO events (project, at, node_id, ids, bytes) SELECT $9, $4, $3, $6::bigint, $7::bigint FROM u WHERE $6::bigint + $7::bigint > 0)
 SELECT count(*)::int AS n FROM u`;
 
-/** Guarded ($1..$9), then $10 finished, $11 its size, $12 the new expiry. */
-export const HEARTBEAT = `WITH u AS (UPDATE items SET finished = $10, finished_count = $11, lease_expires_at = $12 WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`;
+/** Guarded ($1..$9), then $10 finished, $11 its size, $12 the new expiry, $13 media taken (progress too). */
+export const HEARTBEAT = `WITH u AS (UPDATE items SET finished = $10, finished_count = $11, lease_expires_at = $12,
+    progress_at = CASE WHEN $11::bigint > finished_count OR $13::boolean THEN $4 ELSE progress_at END WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`;
 /** Guarded ($1..$9), then $10 done_stats. */
 export const DONE = `WITH u AS (UPDATE items SET state = 'done', finished = ranges, finished_count = id_count, done_at = $4, done_stats = $10
   WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`;
 /** Guarded ($1..$9), then $10 finished, $11 its size, $12 the error (fail) or null. */
 export const RELEASE = `WITH u AS (UPDATE items SET state = CASE WHEN $11::bigint >= id_count THEN 'done' ELSE 'queued' END,
-    finished = $10, finished_count = $11::bigint, lease_id = NULL, node_id = NULL, lease_expires_at = NULL, last_error = COALESCE($12, last_error)
+    finished = $10, finished_count = $11::bigint, lease_id = NULL, node_id = NULL, lease_expires_at = NULL, last_error = COALESCE($12, last_error),
+    failures = failures + CASE WHEN $12::text IS NULL THEN 0 ELSE 1 END
   WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`;
 
 /** $1 project: the project's post IDs as disjoint ranges, joined in SQL (gaps and islands): few rows however many items. */
@@ -106,7 +145,10 @@ export const SET_SETTING = `INSERT INTO settings (project, key, value) VALUES ($
 export const STATS = {
   itemCounts: `SELECT state, COUNT(*) AS items, COALESCE(SUM(id_count), 0)::bigint AS ids, COALESCE(SUM(finished_count), 0)::bigint AS finished
     FROM items WHERE project = $1 AND kind = 'posts' GROUP BY state`,
-  nickTotals: `SELECT nick, SUM(items_done)::bigint AS items, SUM(ids_done)::bigint AS ids, SUM(bytes_done)::bigint AS bytes FROM nodes WHERE project = $1 GROUP BY nick`,
+  nickTotals: `SELECT nick, SUM(items_done)::bigint AS items, SUM(ids_done)::bigint AS ids, SUM(bytes_done)::bigint AS bytes,
+      SUM(refused_media)::bigint AS refused_media, SUM(refused_claims)::bigint AS refused_claims, SUM(stalled_leases)::bigint AS stalled_leases
+    FROM nodes WHERE project = $1 GROUP BY nick`,
+  failedMedia: `SELECT COUNT(*)::bigint AS n FROM media_urls WHERE project = $1 AND failed_at IS NOT NULL`,
   nickRates: `SELECT n.nick, SUM(e.ids)::bigint AS ids FROM events e JOIN nodes n ON n.id = e.node_id WHERE e.project = $1 AND e.at >= $2 GROUP BY n.nick`,
   activeNodes: `SELECT COUNT(DISTINCT node_id) AS n FROM items WHERE project = $1 AND state = 'claimed' AND lease_expires_at >= $2`,
   workItems: `SELECT priority, SUM(id_count)::bigint AS units, SUM(finished_count)::bigint AS finished,
@@ -116,7 +158,8 @@ export const STATS = {
   workPending: `SELECT priority, COUNT(*)::bigint AS n FROM media_urls WHERE project = $1 AND item_id IS NULL GROUP BY priority`,
   windowBytes: `SELECT COALESCE(SUM(bytes), 0)::bigint AS n, COALESCE(SUM(ids), 0)::bigint AS units, COUNT(*)::bigint AS events, MIN(at) AS first_at, MAX(at) AS last_at
     FROM events WHERE project = $1 AND at >= $2`,
-  mediaCounts: `SELECT COUNT(*)::bigint AS urls, COUNT(*) FILTER (WHERE m.item_id IS NULL)::bigint AS pending, COUNT(*) FILTER (WHERE i.state = 'done')::bigint AS done
+  mediaCounts: `SELECT COUNT(*)::bigint AS urls, COUNT(*) FILTER (WHERE m.item_id IS NULL)::bigint AS pending,
+      COUNT(*) FILTER (WHERE i.state = 'done' AND m.failed_at IS NULL)::bigint AS done, COUNT(*) FILTER (WHERE m.failed_at IS NOT NULL)::bigint AS failed
     FROM media_urls m LEFT JOIN items i ON i.id = m.item_id WHERE m.project = $1`,
 } as const;
 
@@ -126,3 +169,11 @@ export const BAN = `WITH b AS (INSERT INTO bans (project, nick, reason, created_
   r AS (UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL
     WHERE project = $1 AND state = 'claimed' AND node_id IN (SELECT id FROM nodes WHERE project = $1 AND nick = $2) RETURNING 1)
   SELECT (SELECT count(*) FROM r)::int AS n, (SELECT count(*) FROM b)::int AS b`;
+
+/** $1 token hash, $2 project: the node and whether its nick is banned. */
+export const AUTH = `SELECT n.id, n.nick, b.nick IS NOT NULL AS banned FROM nodes n
+  LEFT JOIN bans b ON b.project = n.project AND b.nick = n.nick WHERE n.token_hash = $1 AND n.project = $2`;
+
+/** $1 ms, $2 project, $3 since: leases live at `since` get `ms` more. */
+export const EXTEND_LEASES = `WITH e AS (UPDATE items SET lease_expires_at = lease_expires_at + $1 WHERE project = $2 AND state = 'claimed' AND lease_expires_at >= $3 RETURNING 1)
+  SELECT COUNT(*)::int AS n FROM e`;

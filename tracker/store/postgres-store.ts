@@ -2,39 +2,11 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { InputError, StorageError } from '../../config/errors.js';
 import { RangeSet } from '../../config/id-ranges.js';
-import {
-  type ClaimOptions,
-  type ClaimResult,
-  type DoneStats,
-  type HeartbeatOptions,
-  type ItemStore,
-  type LeaseLookup,
-  type NodeRecord,
-  type ReleaseOptions,
-  type SeedResult,
-  type TrackerStats,
-  EVENT_RETENTION_MS,
-} from './item-store.js';
+import { type ClaimOptions, type ClaimResult, type DoneStats, type HeartbeatOptions, type ItemStore, type LeaseLookup, type MediaCounts, type NodeRecord, type ReleaseOptions, type SeedResult, type TrackerStats, EVENT_RETENTION_MS } from './item-store.js';
 import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
 import { type KindProgress, type WorkRows, buildWorkProgress } from './deadline.js';
-import { type HistoryRow, type RatePoint, HISTORY_BUCKET_MS, HISTORY_RETENTION_MS, ROLLUP_KEY, ROLLUP_LAG_MS, buildHistory, buildStats } from './stats.js';
-import {
-  type ClaimedRow,
-  type LeaseRow,
-  applyFinished,
-  checkLive,
-  claimPriorities,
-  cutPendingFirst,
-  doneCredit,
-  isRepeatedDone,
-  leaseOf,
-  nothingToClaim,
-  packItems,
-  registrationDecision,
-  remainderOf,
-  storeError,
-  storedRanges,
-} from './rules.js';
+import { type HistoryRow, type RatePoint, type StatsRows, HISTORY_BUCKET_MS, HISTORY_RETENTION_MS, ROLLUP_KEY, ROLLUP_LAG_MS, buildHistory, buildStats } from './stats.js';
+import { type ClaimedRow, type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, mediaRoom, parseStoredRanges, retryAfterMsFor, seqsOf, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, isRepeatedDone, leaseOf, nothingToClaim, packItems, registrationDecision, remainderOf, storeError, storedRanges } from './rules.js';
 import { SCHEMA_VERSION, INDEXES, addMissingColumnsSql, createTablesSql } from './schema.js';
 import * as Q from './postgres-sql.js';
 
@@ -58,6 +30,7 @@ export class PostgresItemStore implements ItemStore {
   #pool: pg.Pool;
   #schema: string;
   #seen: SeenUrls;
+  #policy: StorePolicy = { ...NO_LIMITS };
 
   /**
    * `synchronousCommit: false` sets PostgreSQL's synchronous_commit=off for these sessions: a
@@ -73,6 +46,10 @@ export class PostgresItemStore implements ItemStore {
     this.#schema = schema;
     this.#pool = new pg.Pool({ connectionString, max: maxConnections, options: `-c search_path=${schema}${synchronousCommit ? '' : ' -c synchronous_commit=off'}`, types });
     this.#pool.on('error', () => {}); // an idle client dropped by the server; the next query reconnects
+  }
+
+  setPolicy(policy: Partial<StorePolicy>): void {
+    this.#policy = { ...this.#policy, ...policy };
   }
 
   /** One statement on any pooled connection (its own transaction); driver errors wrapped by `storeError`. */
@@ -183,18 +160,18 @@ export class PostgresItemStore implements ItemStore {
   }
 
   async authenticate(tokenHash: string): Promise<NodeRecord | undefined> {
-    const rows = await this.#q<{ id: number; nick: string; banned: boolean }>(
-      `SELECT n.id, n.nick, b.nick IS NOT NULL AS banned FROM nodes n
-       LEFT JOIN bans b ON b.project = n.project AND b.nick = n.nick WHERE n.token_hash = $1 AND n.project = $2`,
-      [tokenHash, this.project],
-    );
+    const rows = await this.#q<{ id: number; nick: string; banned: boolean }>(Q.AUTH, [tokenHash, this.project]);
     return rows[0];
   }
 
   async expireLeases(now: number): Promise<number> {
     await this.#rollup(now);
     await this.#q(`DELETE FROM events WHERE project = $1 AND at < $2`, [this.project, now - EVENT_RETENTION_MS]);
-    return Number((await this.#q<{ n: number }>(Q.EXPIRE, [this.project, now]))[0]?.n ?? 0);
+    return Number((await this.#q<{ n: number }>(Q.EXPIRE, this.#expireValues(now)))[0]?.n ?? 0);
+  }
+
+  #expireValues(now: number): unknown[] {
+    return [this.project, now, now - this.#policy.stallMs, EXPIRED_REASON];
   }
 
   /**
@@ -221,11 +198,7 @@ export class PostgresItemStore implements ItemStore {
   }
 
   async extendLeases({ since, byMs }: { since: number; byMs: number }): Promise<number> {
-    const rows = await this.#q<{ n: number }>(
-      `WITH e AS (UPDATE items SET lease_expires_at = lease_expires_at + $1 WHERE project = $2 AND state = 'claimed' AND lease_expires_at >= $3 RETURNING 1)
-       SELECT COUNT(*)::int AS n FROM e`,
-      [byMs, this.project, since],
-    );
+    const rows = await this.#q<{ n: number }>(Q.EXTEND_LEASES, [byMs, this.project, since]);
     return Number(rows[0]?.n ?? 0);
   }
 
@@ -241,20 +214,31 @@ export class PostgresItemStore implements ItemStore {
     const leaseExpiresAt = now + leaseMs;
     return this.#tx(async (client): Promise<ClaimResult> => {
       const q = async <R extends pg.QueryResultRow>(text: string, values: unknown[]) => (await client.query<R>(text, values)).rows;
-      const expired = Number((await q<{ n: number }>(Q.EXPIRE, [this.project, now]))[0]?.n ?? 0);
-      let row: ClaimedRow | undefined;
-      if (only !== 'media') row = (await q<ClaimedRow>(claimSql, [this.project, leaseId, nodeId, leaseExpiresAt, 0, 0]))[0];
-      if (!row && only !== 'posts') {
-        const peek = (await q<{ pending: number | null; queued: number | null }>(Q.PEEK_MEDIA, [this.project]))[0];
-        if (cutPendingFirst(peek?.pending, peek?.queued)) row = await this.#cutMediaItem(client, { priority: peek!.pending!, size: mediaItemSize, leaseId, nodeId, leaseExpiresAt });
-        row ??= (await q<ClaimedRow>(claimSql, [this.project, leaseId, nodeId, leaseExpiresAt, 1, 99]))[0];
+      const expired = Number((await q<{ n: number }>(Q.EXPIRE, this.#expireValues(now)))[0]?.n ?? 0);
+      const live = (await q<{ n: number; at: number | null }>(Q.LIVE_LEASES, [this.project, nodeId]))[0]!;
+      if (live.n >= this.#policy.maxLeasesPerNode) {
+        await q(Q.REFUSE_CLAIM, [nodeId]);
+        return { kind: 'later', retryAfterMs: retryAfterMsFor(live.at ?? now, now), capped: true, expired };
       }
-      if (!row) {
-        const seen = (await q<{ at: number | null; posts: boolean }>(Q.NOTHING_QUEUED, [this.project, hi]))[0];
-        return { ...nothingToClaim({ earliestExpiry: seen?.at, postsQueued: seen?.posts ?? false, only, now }), expired };
+      const take = (lo: number, hi: number) => q<ClaimedRow & { attempts: number; failures: number }>(claimSql, [this.project, leaseId, nodeId, leaseExpiresAt, lo, hi, now]);
+      for (;;) {
+        let row: (ClaimedRow & { attempts: number; failures: number }) | undefined;
+        if (only !== 'media') row = (await take(0, 0))[0];
+        if (!row && only !== 'posts') {
+          const peek = (await q<{ pending: number | null; queued: number | null; queued_failures: number | null }>(Q.PEEK_MEDIA, [this.project]))[0];
+          const queued = peek?.queued !== null && peek?.queued !== undefined ? { priority: peek.queued, failures: peek.queued_failures ?? 0 } : undefined;
+          if (cutPendingFirst(peek?.pending, queued)) row = await this.#cutMediaItem(client, { priority: peek!.pending!, size: mediaItemSize, leaseId, nodeId, leaseExpiresAt, now });
+          row ??= (await take(1, 99))[0];
+        }
+        if (!row) {
+          const seen = (await q<{ at: number | null; posts: boolean }>(Q.NOTHING_QUEUED, [this.project, hi]))[0];
+          return { ...nothingToClaim({ earliestExpiry: seen?.at, postsQueued: seen?.posts ?? false, only, now }), expired };
+        }
+        const kept = row.kind === 'media' && row.attempts > 0 ? await this.#giveUp(client, row, now) : row;
+        if (!kept) continue; // every URL left was given up on: the item is done, take the next
+        const urls = kept.kind === 'media' ? await this.#urlsOf(client, remainderOf(kept)) : undefined;
+        return { kind: 'lease', lease: leaseOf(kept, leaseId, leaseExpiresAt, urls), expired };
       }
-      const urls = row.kind === 'media' ? await this.#urlsOf(client, remainderOf(row)) : undefined;
-      return { kind: 'lease', lease: leaseOf(row, leaseId, leaseExpiresAt, urls), expired };
     });
   }
 
@@ -262,14 +246,29 @@ export class PostgresItemStore implements ItemStore {
    * Cuts up to `size` pending URLs of one priority into a media item leased at once (inside the
    * claim's transaction). Rows are taken with SKIP LOCKED: two tracker processes cutting at once take disjoint URLs.
    */
-  async #cutMediaItem(client: Client, o: { priority: number; size: number; leaseId: string; nodeId: number; leaseExpiresAt: number }): Promise<ClaimedRow | undefined> {
+  async #cutMediaItem(client: Client, o: { priority: number; size: number; leaseId: string; nodeId: number; leaseExpiresAt: number; now: number }) {
     const seqs = (await client.query<{ seq: number }>(Q.PENDING_TAKE, [this.project, o.priority, o.size])).rows.map((r) => Number(r.seq));
     if (seqs.length === 0) return undefined;
     const ranges = storedRanges(seqRanges(seqs));
-    const values = [this.project, ranges, seqs.length, o.priority, o.leaseId, o.nodeId, o.leaseExpiresAt];
+    const values = [this.project, ranges, seqs.length, o.priority, o.leaseId, o.nodeId, o.leaseExpiresAt, o.now];
     const id = Number((await client.query<{ id: number }>(Q.INSERT_MEDIA_ITEM, values)).rows[0]!.id);
     await client.query(`UPDATE media_urls SET item_id = $1 WHERE seq = ANY($2::bigint[])`, [id, seqs]);
-    return { id, ranges, finished: '[]', kind: 'media' };
+    return { id, ranges, finished: '[]', kind: 'media', attempts: 0, failures: 0 };
+  }
+
+  /** As SqliteItemStore's: a put-back media item's URLs at `media.max_attempts` are failed; undefined when none is left. */
+  async #giveUp<R extends ClaimedRow>(client: Client, row: R, now: number): Promise<R | undefined> {
+    const left = remainderOf(row);
+    const gone = (await client.query<{ seq: number }>(Q.GIVEN_UP, [row.id, this.#policy.mediaMaxAttempts])).rows.map((g) => Number(g.seq)).filter((seq) => left.has(seq));
+    if (gone.length === 0) return row;
+    await client.query(Q.FAIL_URLS, [now, gone]);
+    const after = parseStoredRanges(row.finished).union(seqRanges(gone));
+    if (left.subtract(after).isEmpty) {
+      await client.query(Q.FINISH_GIVEN_UP, [now, row.id]);
+      return undefined;
+    }
+    await client.query(Q.GIVE_UP_PROGRESS, [storedRanges(after), after.size, row.id]);
+    return { ...row, finished: storedRanges(after) };
   }
 
   async #urlsOf(client: Client, ranges: RangeSet): Promise<MediaUrl[]> {
@@ -282,13 +281,23 @@ export class PostgresItemStore implements ItemStore {
    * Inserts never-seen URLs in one statement (the unique hash is the dedupe) inside the caller's
    * transaction; returns how many were new and the hashes to remember once it commits.
    */
-  async #insertMedia(client: Client, media: readonly ReportedMedia[], requeue: boolean): Promise<{ fresh: number; hashes: Buffer[] }> {
-    const { todo, hashes } = mediaToStore(this.project, media, this.#seen, requeue);
-    if (todo.length === 0) return { fresh: 0, hashes };
+  async #insertMedia(client: Client, media: readonly ReportedMedia[], requeue: boolean, room = Infinity): Promise<{ fresh: number; refused: number; hashes: Buffer[] }> {
+    let { todo, hashes } = mediaToStore(this.project, media, this.#seen, requeue);
+    let refused = 0;
+    if (todo.length > room) {
+      // Over the budget: the known URLs cost nothing; of the never-seen ones only `room` are taken.
+      const known = new Set((await client.query<{ url_hash: Buffer }>(Q.MEDIA_KNOWN, [hashes])).rows.map((r) => r.url_hash.toString('latin1')));
+      let left = room;
+      const keep = todo.map((_, i) => known.has(hashes[i]!.toString('latin1')) || left-- > 0);
+      refused = keep.filter((k) => !k).length;
+      todo = todo.filter((_, i) => keep[i]);
+      hashes = hashes.filter((_, i) => keep[i]);
+    }
+    if (todo.length === 0) return { fresh: 0, refused, hashes };
     const inserted = await client.query(Q.INSERT_MEDIA, [this.project, hashes, todo.map((m) => m.url), todo.map((m) => mediaPriority(m))]);
     let fresh = inserted.rowCount ?? 0;
     if (requeue) fresh += (await client.query(Q.REQUEUE_MEDIA, [hashes])).rowCount ?? 0;
-    return { fresh, hashes };
+    return { fresh, refused, hashes };
   }
 
   async queueMedia(media: readonly ReportedMedia[], options: { requeue?: boolean } = {}): Promise<{ queued: number; known: number }> {
@@ -297,9 +306,9 @@ export class PostgresItemStore implements ItemStore {
     return { queued: fresh, known: uniqueMedia(media).length - fresh };
   }
 
-  async mediaCounts(): Promise<{ urls: number; done: number; pending: number }> {
-    const row = (await this.#q<{ urls: number; done: number; pending: number }>(Q.STATS.mediaCounts, [this.project]))[0]!;
-    return { urls: row.urls, done: row.done, pending: row.pending };
+  async mediaCounts(): Promise<MediaCounts> {
+    const row = (await this.#q<MediaCounts>(Q.STATS.mediaCounts, [this.project]))[0]!;
+    return { urls: row.urls, done: row.done, pending: row.pending, failed: row.failed };
   }
 
   async #byLease(leaseId: string): Promise<LeaseRow | undefined> {
@@ -315,11 +324,12 @@ export class PostgresItemStore implements ItemStore {
     throw new StorageError(`lease ${leaseId}: too many concurrent updates; try again`);
   }
 
-  async heartbeat({ nodeId, leaseId, finished, now, leaseMs, media = [] }: HeartbeatOptions) {
+  async heartbeat({ nodeId, leaseId, finished, now, leaseMs, media = [], mediaRefusedBefore = 0 }: HeartbeatOptions) {
+    if (mediaRefusedBefore > 0) await this.#q(Q.REFUSE_MEDIA, [nodeId, mediaRefusedBefore]);
     const leaseExpiresAt = now + leaseMs;
-    const write = (row: LeaseRow) => {
+    const write = (row: LeaseRow, mediaTaken = 0) => {
       const { after, added, remaining } = applyFinished(row, finished);
-      return { remaining, values: [row.id, leaseId, nodeId, now, row.finished, added, 0, 0, this.project, storedRanges(after), after.size, leaseExpiresAt] };
+      return { remaining, after, values: [row.id, leaseId, nodeId, now, row.finished, added, 0, 0, this.project, storedRanges(after), after.size, leaseExpiresAt, mediaTaken > 0] };
     };
     // URLs this process knows are stored need no transaction: the one-statement path below serves.
     const unseen = mediaToStore(this.project, media, this.#seen, false).todo;
@@ -327,10 +337,16 @@ export class PostgresItemStore implements ItemStore {
       // Media and the finished IDs they came from in one transaction; the item row is locked first.
       const { result, hashes } = await this.#tx(async (client) => {
         const row = checkLive((await client.query<LeaseRow>(Q.BY_LEASE_FOR_UPDATE, [leaseId, this.project])).rows[0], leaseId, nodeId, now);
-        const stored = await this.#insertMedia(client, unseen, false);
-        const w = write(row);
+        // Within the item's and the node's budget (rules.ts mediaRoom); what is over is counted on the node.
+        const b = (await client.query<{ media_reported: number; media_window_at: number; media_window_count: number }>(Q.MEDIA_BUDGET, [row.id, nodeId])).rows[0]!;
+        const finishedAfter = row.kind === 'posts' ? applyFinished(row, finished).after.size : 0;
+        const room = mediaRoom({ policy: this.#policy, itemReported: b.media_reported, finishedAfter, windowAt: b.media_window_at, windowCount: b.media_window_count, now });
+        const stored = await this.#insertMedia(client, unseen, false, room.room);
+        await client.query(Q.MEDIA_TAKEN, [row.id, stored.fresh]);
+        await client.query(Q.NODE_MEDIA, [nodeId, stored.refused, room.windowAt, room.windowCount + stored.fresh]);
+        const w = write(row, stored.fresh);
         await client.query(Q.HEARTBEAT, w.values);
-        return { result: { leaseExpiresAt, remaining: w.remaining, mediaQueued: stored.fresh }, hashes: stored.hashes };
+        return { result: { leaseExpiresAt, remaining: w.remaining, mediaQueued: stored.fresh, mediaRefused: stored.refused }, hashes: stored.hashes };
       });
       this.#seen.addAll(hashes); // committed: from now on these are turned away in memory
       return result;
@@ -338,7 +354,7 @@ export class PostgresItemStore implements ItemStore {
     return this.#guarded(leaseId, async (found) => {
       const w = write(checkLive(found, leaseId, nodeId, now));
       const rows = await this.#q<{ n: number }>(Q.HEARTBEAT, w.values);
-      return rows[0]?.n === 1 ? { leaseExpiresAt, remaining: w.remaining, mediaQueued: 0 } : undefined;
+      return rows[0]?.n === 1 ? { leaseExpiresAt, remaining: w.remaining, mediaQueued: 0, mediaRefused: 0 } : undefined;
     });
   }
 
@@ -357,24 +373,40 @@ export class PostgresItemStore implements ItemStore {
     });
   }
 
-  async release({ nodeId, leaseId, finished, error, now }: ReleaseOptions) {
-    return this.#guarded(leaseId, async (found) => {
-      const row = checkLive(found, leaseId, nodeId, now);
+  async release({ nodeId, leaseId, finished, error, mediaErrors, now }: ReleaseOptions) {
+    const values = (row: LeaseRow) => {
       const { after, added, remaining } = applyFinished(row, finished ?? new RangeSet());
-      const rows = await this.#q<{ n: number }>(Q.RELEASE, [row.id, leaseId, nodeId, now, row.finished, added, 0, 0, this.project, storedRanges(after), after.size, error ?? null]);
-      return rows[0]?.n === 1 ? { remaining } : undefined;
+      return { remaining, values: [row.id, leaseId, nodeId, now, row.finished, added, 0, 0, this.project, storedRanges(after), after.size, error ?? null] };
+    };
+    const found = await this.#byLease(leaseId);
+    if (error !== undefined && found?.kind === 'media') {
+      // A failed media item: each URL left counts one attempt, project-wide, with its reason — with the release, in one transaction.
+      return this.#tx(async (client) => {
+        const row = checkLive((await client.query<LeaseRow>(Q.BY_LEASE_FOR_UPDATE, [leaseId, this.project])).rows[0], leaseId, nodeId, now);
+        const v = values(row);
+        await client.query(Q.RELEASE, v.values);
+        const seqs = [...seqsOf(v.remaining)];
+        await client.query(Q.ATTEMPT_URLS, [row.id, seqs, seqs.map((seq) => mediaErrors?.get(seq) ?? error)]);
+        return { remaining: v.remaining };
+      });
+    }
+    return this.#guarded(leaseId, async (again) => {
+      const v = values(checkLive(again, leaseId, nodeId, now));
+      const rows = await this.#q<{ n: number }>(Q.RELEASE, v.values);
+      return rows[0]?.n === 1 ? { remaining: v.remaining } : undefined;
     });
   }
 
   async stats({ now, windowMs }: { now: number; windowMs: number }): Promise<TrackerStats> {
     // Read-only: events are rolled up into the rate history, then pruned, by expireLeases.
-    const [itemCounts, nickTotals, nickRates, active] = await Promise.all([
+    const [itemCounts, nickTotals, nickRates, active, failed] = await Promise.all([
       this.#q<{ state: string; items: number; ids: number; finished: number }>(Q.STATS.itemCounts, [this.project]),
-      this.#q<{ nick: string; items: number; ids: number; bytes: number }>(Q.STATS.nickTotals, [this.project]),
+      this.#q<StatsRows['nickTotals'][number]>(Q.STATS.nickTotals, [this.project]),
       this.#q<{ nick: string; ids: number }>(Q.STATS.nickRates, [this.project, now - windowMs]),
       this.#q<{ n: number }>(Q.STATS.activeNodes, [this.project, now]),
+      this.#q<{ n: number }>(Q.STATS.failedMedia, [this.project]),
     ]);
-    const rows = { itemCounts, nickTotals, nickRates, activeNodes: Number(active[0]?.n ?? 0) };
+    const rows = { itemCounts, nickTotals, nickRates, activeNodes: Number(active[0]?.n ?? 0), mediaFailed: Number(failed[0]?.n ?? 0) };
     return buildStats({ project: this.project, rows, now, windowMs });
   }
 

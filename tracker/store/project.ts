@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { ConfigError } from '../../config/errors.js';
 import { formatKeyPath, issueMessage, primaryIssue } from '../../config/schema-issue.js';
 import { DEFAULT_MEDIA_ITEM_SIZE, MEDIA_KINDS } from './media-urls.js';
+import type { StorePolicy } from './rules.js';
 
 /**
  * A tracker project file (YAML or JSON). Every key, its unit and default:
@@ -31,6 +32,15 @@ import { DEFAULT_MEDIA_ITEM_SIZE, MEDIA_KINDS } from './media-urls.js';
  *   inline: []                 #   media kinds a post item still fetches itself (image, video, other); default none
  *   item_size: 100             #   URLs per media item; default 100
  *   hosts: [cdn.example.org]   #   hosts reported URLs may be on; default the profile's scope.hosts
+ *   ports: [8443]              #   ports besides the scheme's default reported URLs may name; default the port of
+ *                              #   the profile's base_url (as the tracker loads it: `tracker serve --base-url`), if any
+ *   max_attempts: 3            #   times a media item holding a URL may fail or run out before the URL is `failed`
+ *                              #   (counted project-wide; the item then finishes without it); default 3
+ *   max_per_node_hour: 100000  #   never-seen URLs one node may report per hour; default 100000 (per ID it reports
+ *                              #   finished, a node may also report at most the profile's media.max_per_post)
+ * nodes:                       # optional (issue 21 §3): limits on volunteers nobody vetted
+ *   max_leases: 4              #   live leases one node may hold (per node, not per address); default 4
+ *   stall_secs: 3600           #   a lease whose heartbeats report no progress this long goes to another node; default 3600
  * follow: {every_secs: 60}     # optional (issue 14): poll the profile's ids.discover every N s (>= 1) and seed
  *                              #   the IDs above the highest held as items, as `tracker seed` would
  * deadline: 2026-12-01T00:00:00Z   # optional (issue 14): RFC 3339; the tracker projects coverage per kind at
@@ -84,8 +94,17 @@ export const projectSchema = z.strictObject({
       inline: z.array(z.enum(MEDIA_KINDS)).default([]),
       item_size: z.number().int().min(1).max(10_000).default(DEFAULT_MEDIA_ITEM_SIZE),
       hosts: z.array(z.string().min(1)).min(1).optional(),
+      ports: z.array(z.number().int().min(1).max(65_535)).optional(),
+      max_attempts: z.number().int().min(1).max(1000).default(3),
+      max_per_node_hour: z.number().int().min(0).default(100_000),
     })
-    .default({ collect: true, inline: [], item_size: DEFAULT_MEDIA_ITEM_SIZE }),
+    .default({ collect: true, inline: [], item_size: DEFAULT_MEDIA_ITEM_SIZE, max_attempts: 3, max_per_node_hour: 100_000 }),
+  nodes: z
+    .strictObject({
+      max_leases: z.number().int().min(1).max(10_000).default(4),
+      stall_secs: z.number().int().min(60).default(3600),
+    })
+    .default({ max_leases: 4, stall_secs: 3600 }),
   follow: z.strictObject({ every_secs: z.number().min(1).max(86_400) }).optional(),
   deadline: z.iso.datetime({ offset: true }).optional(),
   order: z.enum(['newest', 'oldest']).optional(),
@@ -97,6 +116,17 @@ export function claimOrderOf(project: Pick<ProjectConfig, 'order' | 'deadline'>)
 }
 
 export type ProjectConfig = z.infer<typeof projectSchema>;
+
+/** The limits the store enforces for a project (rules.ts StorePolicy); `maxPerPost` is its profile's media.max_per_post. */
+export function policyOf(project: Pick<ProjectConfig, 'media' | 'nodes'>, maxPerPost: number): StorePolicy {
+  return {
+    mediaMaxAttempts: project.media.max_attempts,
+    maxLeasesPerNode: project.nodes.max_leases,
+    stallMs: project.nodes.stall_secs * 1000,
+    mediaPerId: maxPerPost,
+    mediaPerNodeHour: project.media.max_per_node_hour,
+  };
+}
 
 /** The project's `upload` section: where the tracker's pre-signed URLs point. */
 export type ProjectUpload = NonNullable<ProjectConfig['upload']>;

@@ -2,7 +2,7 @@ import type { IdCodec } from '../../config/id-codec.js';
 import { InputError, LifeboatError, StorageError } from '../../config/errors.js';
 import { RangeSet, parseRanges } from '../../config/id-ranges.js';
 import { BannedError, LeaseError, NickTakenError } from '../client/errors.js';
-import type { ItemKind, MediaUrl } from './media-urls.js';
+import { type ItemKind, type MediaUrl, MAX_REPORTED_URLS } from './media-urls.js';
 
 /**
  * The tracker's rules, once, for both stores: what a live lease is, how reported sub-ranges
@@ -88,10 +88,67 @@ export function claimPriorities(only: ItemKind | undefined): { lo: number; hi: n
   return only === 'posts' ? { lo: 0, hi: 0 } : only === 'media' ? { lo: 1, hi: 99 } : { lo: 0, hi: 99 };
 }
 
-/** Pending media URLs are cut into a new item when their kind comes before every queued item's. */
-export function cutPendingFirst(pending: number | null | undefined, queued: number | null | undefined): pending is number {
-  return pending !== null && pending !== undefined && (queued === null || queued === undefined || pending < queued);
+/**
+ * Pending media URLs are cut into a new item when their kind comes before the first queued
+ * item's, or is the same and that item failed before (an item put back by `fail` goes behind
+ * the work of its kind that has not failed: one that keeps failing never blocks the rest).
+ */
+export function cutPendingFirst(pending: number | null | undefined, queued: { priority: number; failures: number } | null | undefined): pending is number {
+  if (pending === null || pending === undefined) return false;
+  if (!queued) return true;
+  return pending < Number(queued.priority) || (pending === Number(queued.priority) && Number(queued.failures) > 0);
 }
+
+/**
+ * The project's limits the stores enforce (issue 21 §2, §3); the project file sets them
+ * (tracker/store/project.ts `policyOf`), these are the defaults.
+ */
+export interface StorePolicy {
+  /** Times a media URL may be put back unfinished (a failed or expired media item) before it is `failed`. */
+  mediaMaxAttempts: number;
+  /** Live leases one node may hold at once (not per address: volunteers share NATs). */
+  maxLeasesPerNode: number;
+  /** A lease whose holder reports no progress this long is handed to others. */
+  stallMs: number;
+  /** Never-seen media URLs an item may add per ID reported finished (the profile's media.max_per_post per capture). */
+  mediaPerId: number;
+  /** Never-seen media URLs one node may add per hour. */
+  mediaPerNodeHour: number;
+}
+
+/** No limit: a store enforces nothing until it is given the project's policy (the tracker always does: project.ts `policyOf`). */
+const NONE = Number.MAX_SAFE_INTEGER;
+export const NO_LIMITS: StorePolicy = { mediaMaxAttempts: NONE, maxLeasesPerNode: NONE, stallMs: NONE, mediaPerId: NONE, mediaPerNodeHour: NONE };
+
+export const MEDIA_WINDOW_MS = 3600_000;
+
+/**
+ * How many never-seen media URLs a report may add: within the item's budget (`mediaPerId` per ID
+ * finished once the report is taken, plus one report's worth — a post's media may span two
+ * reports, the ID going with the second — less what the item added before) and the node's hourly quota.
+ * `window` is the node's quota window after the report's time (a new one when the hour is over).
+ */
+export function mediaRoom(o: { policy: StorePolicy; itemReported: number; finishedAfter: number; windowAt: number; windowCount: number; now: number }): { room: number; windowAt: number; windowCount: number } {
+  const fresh = o.now - Number(o.windowAt) >= MEDIA_WINDOW_MS;
+  const windowAt = fresh ? o.now : Number(o.windowAt);
+  const windowCount = fresh ? 0 : Number(o.windowCount);
+  const byItem = Math.min(NONE, o.policy.mediaPerId * o.finishedAfter + MAX_REPORTED_URLS) - Number(o.itemReported);
+  const byNode = o.policy.mediaPerNodeHour - windowCount;
+  return { room: Math.max(0, Math.min(byItem, byNode)), windowAt, windowCount };
+}
+
+/** The numbers of a range set, one by one (a media item's seqs: at most `media.item_size`). */
+export function* seqsOf(set: RangeSet): Generator<number> {
+  for (const r of set.ranges) for (let n = r.start; n <= r.end; n++) yield n;
+}
+
+/** A media URL put back unfinished `attempts` times is given up on. */
+export function mediaGivenUp(attempts: number, policy: StorePolicy): boolean {
+  return Number(attempts) >= policy.mediaMaxAttempts;
+}
+
+/** The reason recorded on the URLs of a media item whose lease ran out without a report. */
+export const EXPIRED_REASON = 'the lease ran out before the URL was fetched (the node stopped, hung or was too slow)';
 
 /**
  * A claim that found nothing to hand out: `later` while leased items (of the kinds asked for)

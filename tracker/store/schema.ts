@@ -6,8 +6,11 @@
  * both live databases end up with exactly these columns (test/tracker-store-parity.test.ts).
  */
 
-/** 2: items have a kind and a priority; media_urls (issue 13). */
-export const SCHEMA_VERSION = 2;
+/**
+ * 2: items have a kind and a priority; media_urls (issue 13). 3: per-URL attempts and failures,
+ * an item's last progress and media count, nodes' refusals and media quota window (issue 21).
+ */
+export const SCHEMA_VERSION = 3;
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -62,6 +65,12 @@ export const TABLES: readonly Table[] = [
       col('done_stats', 'text'),
       col('kind', 'text', "NOT NULL DEFAULT 'posts'", 2),
       col('priority', 'int', 'NOT NULL DEFAULT 0', 2),
+      /** When the holder last reported progress (finished IDs or seqs, media); set by a claim. */
+      col('progress_at', 'bigint', undefined, 3),
+      /** Never-seen media URLs reported under this item (the `media.max_per_post` budget). */
+      col('media_reported', 'bigint', 'NOT NULL DEFAULT 0', 3),
+      /** Times a holder gave the item back with `fail`: such items go behind the rest of their kind. */
+      col('failures', 'int', 'NOT NULL DEFAULT 0', 3),
     ],
   },
   {
@@ -76,6 +85,13 @@ export const TABLES: readonly Table[] = [
       col('ids_done', 'bigint', 'NOT NULL DEFAULT 0'),
       col('bytes_done', 'bigint', 'NOT NULL DEFAULT 0'),
       col('last_seen_at', 'bigint'),
+      /** What the tracker refused this node (issue 21 §3): media URLs over a budget, claims over the lease cap, leases taken for no progress. */
+      col('refused_media', 'bigint', 'NOT NULL DEFAULT 0', 3),
+      col('refused_claims', 'bigint', 'NOT NULL DEFAULT 0', 3),
+      col('stalled_leases', 'bigint', 'NOT NULL DEFAULT 0', 3),
+      /** The node's media quota window: its start (ms) and the never-seen URLs taken in it. */
+      col('media_window_at', 'bigint', 'NOT NULL DEFAULT 0', 3),
+      col('media_window_count', 'bigint', 'NOT NULL DEFAULT 0', 3),
     ],
   },
   {
@@ -106,6 +122,11 @@ export const TABLES: readonly Table[] = [
       col('url', 'text', 'NOT NULL'),
       col('priority', 'smallint', 'NOT NULL'),
       col('item_id', 'bigint'),
+      /** Media items holding the URL that were put back unfinished (failed or expired), project-wide. */
+      col('attempts', 'int', 'NOT NULL DEFAULT 0', 3),
+      col('last_error', 'text', undefined, 3),
+      /** Set when the URL was given up on after `media.max_attempts` (its reason is last_error). */
+      col('failed_at', 'bigint', undefined, 3),
     ],
   },
 ];
@@ -116,6 +137,8 @@ export const INDEXES: readonly string[] = [
   'CREATE UNIQUE INDEX IF NOT EXISTS items_lease ON items (lease_id) WHERE lease_id IS NOT NULL',
   "CREATE INDEX IF NOT EXISTS items_expiry ON items (project, lease_expires_at) WHERE state = 'claimed'",
   'CREATE INDEX IF NOT EXISTS items_claim ON items (project, state, priority, id)',
+  'CREATE INDEX IF NOT EXISTS items_turn ON items (project, state, priority, failures, id)',
+  'CREATE INDEX IF NOT EXISTS items_node ON items (node_id) WHERE node_id IS NOT NULL',
   'CREATE INDEX IF NOT EXISTS nodes_nick ON nodes (project, nick)',
   'CREATE INDEX IF NOT EXISTS events_at ON events (project, at)',
   'CREATE INDEX IF NOT EXISTS media_urls_pending ON media_urls (project, priority, seq) WHERE item_id IS NULL',

@@ -2,91 +2,16 @@ import Database from 'better-sqlite3';
 import { StorageError } from '../../config/errors.js';
 import { randomUUID } from 'node:crypto';
 import { RangeSet } from '../../config/id-ranges.js';
-import {
-  type ClaimOptions,
-  type ClaimResult,
-  type DoneStats,
-  type HeartbeatOptions,
-  type ItemStore,
-  type LeaseLookup,
-  type NodeRecord,
-  type ReleaseOptions,
-  type SeedResult,
-  type TrackerStats,
-  EVENT_RETENTION_MS,
-} from './item-store.js';
-import { type LeaseRow, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, heldIds, isRepeatedDone, leaseOf, nothingToClaim, packItems, parseStoredRanges, registrationDecision, remainderOf, storeError, storedRanges } from './rules.js';
+import { type ClaimOptions, type ClaimResult, type DoneStats, type HeartbeatOptions, type ItemStore, type LeaseLookup, type MediaCounts, type NodeRecord, type ReleaseOptions, type SeedResult, type TrackerStats, EVENT_RETENTION_MS } from './item-store.js';
+import { type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, heldIds, isRepeatedDone, leaseOf, mediaRoom, nothingToClaim, packItems, parseStoredRanges, registrationDecision, remainderOf, retryAfterMsFor, seqsOf, storeError, storedRanges } from './rules.js';
 import { SCHEMA_VERSION, addMissingColumnsSql, createTablesSql, INDEXES } from './schema.js';
+import { SQL } from './sqlite-sql.js';
 import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
 import { type KindProgress, type WorkRows, buildWorkProgress } from './deadline.js';
-import {
-  type HistoryRow,
-  type RatePoint,
-  type StatsRows,
-  HISTORY_BUCKET_MS,
-  HISTORY_RETENTION_MS,
-  ROLLUP_KEY,
-  ROLLUP_LAG_MS,
-  buildHistory,
-  buildStats,
-} from './stats.js';
+import { type HistoryRow, type RatePoint, type StatsRows, HISTORY_BUCKET_MS, HISTORY_RETENTION_MS, ROLLUP_KEY, ROLLUP_LAG_MS, buildHistory, buildStats } from './stats.js';
 
 type Stmt = Database.Statement<unknown[], unknown>;
 
-
-/** Every statement the store runs, by name; prepared once by `init()`. */
-const SQL = {
-  heldRanges: `SELECT ranges FROM items WHERE project = ? AND kind = 'posts' ORDER BY id`,
-  projects: `SELECT project FROM items UNION SELECT project FROM nodes UNION SELECT project FROM settings ORDER BY 1`,
-  insertItem: `INSERT INTO items (project, ranges, id_count) VALUES (?, ?, ?)`,
-  insertNode: `INSERT INTO nodes (project, nick, token_hash, created_at) VALUES (?, ?, ?, ?)`,
-  isBanned: `SELECT 1 FROM bans WHERE project = ? AND nick = ?`,
-  nickOwner: `SELECT id, token_hash FROM nodes WHERE project = ? AND nick = ? ORDER BY id LIMIT 1`,
-  tokenUsed: `SELECT 1 FROM nodes WHERE project = ? AND token_hash = ? LIMIT 1`,
-  auth: `SELECT n.id, n.nick, b.nick IS NOT NULL AS banned FROM nodes n LEFT JOIN bans b ON b.project = n.project AND b.nick = n.nick WHERE n.token_hash = ? AND n.project = ?`,
-  finishExpired: `UPDATE items SET state = 'done', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ? AND finished_count >= id_count`,
-  expire: `UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND lease_expires_at < ?`,
-  nextQueued: `SELECT id, ranges, finished, kind, priority FROM items WHERE project = ? AND state = 'queued' AND priority BETWEEN ? AND ? ORDER BY priority, id LIMIT 1`,
-  nextQueuedNewest: `SELECT id, ranges, finished, kind, priority FROM items WHERE project = ? AND state = 'queued' AND priority BETWEEN ? AND ? ORDER BY priority, id DESC LIMIT 1`,
-  queuedPosts: `SELECT 1 FROM items WHERE project = ? AND state = 'queued' AND priority = 0 LIMIT 1`,
-  pendingMin: `SELECT priority FROM media_urls WHERE project = ? AND item_id IS NULL ORDER BY priority, seq LIMIT 1`,
-  pendingTake: `SELECT seq FROM media_urls WHERE project = ? AND item_id IS NULL AND priority = ? ORDER BY seq LIMIT ?`,
-  insertMediaItem: `INSERT INTO items (project, ranges, id_count, kind, priority) VALUES (?, ?, ?, 'media', ?)`,
-  assignSeq: `UPDATE media_urls SET item_id = ? WHERE seq = ?`,
-  insertMedia: `INSERT INTO media_urls (project, url_hash, url, priority) VALUES (?, ?, ?, ?) ON CONFLICT (url_hash) DO NOTHING`,
-  requeueMedia: `UPDATE media_urls SET item_id = NULL WHERE url_hash = ? AND item_id IN (SELECT id FROM items WHERE state = 'done')`,
-  mediaCounts: `SELECT COUNT(*) AS urls, COALESCE(SUM(m.item_id IS NULL), 0) AS pending, COALESCE(SUM(i.state = 'done'), 0) AS done
-    FROM media_urls m LEFT JOIN items i ON i.id = m.item_id WHERE m.project = ?`,
-  lease: `UPDATE items SET state = 'claimed', lease_id = ?, node_id = ?, lease_expires_at = ?, attempts = attempts + 1 WHERE id = ?`,
-  extendLeases: `UPDATE items SET lease_expires_at = lease_expires_at + ? WHERE project = ? AND state = 'claimed' AND lease_expires_at >= ?`,
-  earliestExpiry: `SELECT MIN(lease_expires_at) AS at FROM items WHERE project = ? AND state = 'claimed' AND priority BETWEEN ? AND ?`,
-  byLease: `SELECT id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count, kind FROM items WHERE lease_id = ? AND project = ?`,
-  progress: `UPDATE items SET finished = ?, finished_count = ?, lease_expires_at = ? WHERE id = ?`,
-  credit: `UPDATE nodes SET ids_done = ids_done + ?, bytes_done = MIN(bytes_done + ?, 9007199254740991), items_done = items_done + ?, last_seen_at = ? WHERE id = ?`,
-  event: `INSERT INTO events (project, at, node_id, ids, bytes) VALUES (?, ?, ?, ?, ?)`,
-  finish: `UPDATE items SET state = 'done', finished = ranges, finished_count = id_count, done_at = ?, done_stats = ? WHERE id = ?`,
-  requeue: `UPDATE items SET state = CASE WHEN ? >= id_count THEN 'done' ELSE 'queued' END, finished = ?, finished_count = ?, lease_id = NULL, node_id = NULL, lease_expires_at = NULL, last_error = COALESCE(?, last_error) WHERE id = ?`,
-  ban: `INSERT OR REPLACE INTO bans (project, nick, reason, created_at) VALUES (?, ?, ?, ?)`,
-  unban: `DELETE FROM bans WHERE project = ? AND nick = ?`,
-  releaseNick: `UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = ? AND state = 'claimed' AND node_id IN (SELECT id FROM nodes WHERE project = ? AND nick = ?)`,
-  getSetting: `SELECT value FROM settings WHERE project = ? AND key = ?`,
-  setSetting: `INSERT OR REPLACE INTO settings (project, key, value) VALUES (?, ?, ?)`,
-  pruneEvents: `DELETE FROM events WHERE project = ? AND at < ?`,
-  rollup: `INSERT INTO rate_history (project, bucket, ids, bytes)
-    SELECT project, (at / ${HISTORY_BUCKET_MS}) * ${HISTORY_BUCKET_MS}, SUM(ids), SUM(bytes) FROM events WHERE project = ? AND at >= ? AND at < ? GROUP BY 2
-    ON CONFLICT (project, bucket) DO UPDATE SET ids = ids + excluded.ids, bytes = bytes + excluded.bytes`,
-  pruneHistory: `DELETE FROM rate_history WHERE project = ? AND bucket < ?`,
-  history: `SELECT bucket, ids, bytes FROM rate_history WHERE project = ? AND bucket >= ?
-    UNION ALL SELECT (at / ${HISTORY_BUCKET_MS}) * ${HISTORY_BUCKET_MS}, SUM(ids), SUM(bytes) FROM events WHERE project = ? AND at >= ? GROUP BY 1`,
-  itemCounts: `SELECT state, COUNT(*) AS items, COALESCE(SUM(id_count), 0) AS ids, COALESCE(SUM(finished_count), 0) AS finished FROM items WHERE project = ? AND kind = 'posts' GROUP BY state`,
-  nickTotals: `SELECT nick, SUM(items_done) AS items, SUM(ids_done) AS ids, SUM(bytes_done) AS bytes FROM nodes WHERE project = ? GROUP BY nick`,
-  nickRates: `SELECT n.nick AS nick, SUM(e.ids) AS ids FROM events e JOIN nodes n ON n.id = e.node_id WHERE e.project = ? AND e.at >= ? GROUP BY n.nick`,
-  activeNodes: `SELECT COUNT(DISTINCT node_id) AS n FROM items WHERE project = ? AND state = 'claimed' AND lease_expires_at >= ?`,
-  workItems: `SELECT priority, SUM(id_count) AS units, SUM(finished_count) AS finished, SUM(CASE WHEN state = 'done' THEN finished_count ELSE 0 END) AS sample_units,
-    SUM(CASE WHEN state = 'done' THEN COALESCE(json_extract(done_stats, '$.bytes'), 0) ELSE 0 END) AS sample_bytes FROM items WHERE project = ? GROUP BY priority`,
-  workPending: `SELECT priority, COUNT(*) AS n FROM media_urls WHERE project = ? AND item_id IS NULL GROUP BY priority`,
-  windowBytes: `SELECT COALESCE(SUM(bytes), 0) AS n, COALESCE(SUM(ids), 0) AS units, COUNT(*) AS events, MIN(at) AS first_at, MAX(at) AS last_at FROM events WHERE project = ? AND at >= ?`,
-} as const;
 
 type SqlName = keyof typeof SQL;
 
@@ -96,6 +21,8 @@ interface QueuedRow {
   finished: string;
   kind: string;
   priority: number;
+  attempts: number;
+  failures: number;
 }
 
 /**
@@ -109,6 +36,7 @@ export class SqliteItemStore implements ItemStore {
   #db: Database.Database;
   #s: Partial<Record<SqlName, Stmt>> = {};
   #seen: SeenUrls;
+  #policy: StorePolicy = { ...NO_LIMITS };
 
   /**
    * Opens (and owns) the database file at `path`; `close()` closes it. `seenCache`: URL hashes
@@ -140,6 +68,10 @@ export class SqliteItemStore implements ItemStore {
       this.#db.prepare(`INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
     });
     for (const [name, text] of Object.entries(SQL)) this.#s[name as SqlName] = this.#db.prepare(text);
+  }
+
+  setPolicy(policy: Partial<StorePolicy>): void {
+    this.#policy = { ...this.#policy, ...policy };
   }
 
   #stmt(name: SqlName): Stmt {
@@ -231,9 +163,12 @@ export class SqliteItemStore implements ItemStore {
     return row ? { id: row.id, nick: row.nick, banned: row.banned === 1 } : undefined;
   }
 
+  /** Ends overdue leases: run out, or no progress reported for the policy's stall time. */
   #expire(now: number): number {
-    const finished = this.#stmt('finishExpired').run(this.project, now).changes;
-    return finished + this.#stmt('expire').run(this.project, now).changes;
+    const p = { project: this.project, now, stallBefore: now - this.#policy.stallMs };
+    this.#stmt('countStalled').run(p);
+    this.#stmt('attemptExpired').run({ ...p, reason: EXPIRED_REASON });
+    return this.#stmt('finishExpired').run(p).changes + this.#stmt('expire').run(p).changes;
   }
 
   async expireLeases(now: number): Promise<number> {
@@ -270,21 +205,30 @@ export class SqliteItemStore implements ItemStore {
     const { lo, hi } = claimPriorities(only);
     return this.#tx((): ClaimResult => {
       const expired = this.#expire(now);
-      let row = this.#stmt(order === 'newest' ? 'nextQueuedNewest' : 'nextQueued').get(this.project, lo, hi) as QueuedRow | undefined;
-      if (only !== 'posts') {
-        const pending = (this.#stmt('pendingMin').get(this.project) as { priority: number } | undefined)?.priority;
-        if (cutPendingFirst(pending, row?.priority)) row = this.#cutMediaItem(pending, mediaItemSize);
+      const live = this.#stmt('liveLeases').get(this.project, nodeId) as { n: number; at: number | null };
+      if (live.n >= this.#policy.maxLeasesPerNode) {
+        this.#stmt('refuseClaim').run(nodeId);
+        return { kind: 'later', retryAfterMs: retryAfterMsFor(live.at ?? now, now), capped: true, expired };
       }
-      if (!row) {
-        const earliestExpiry = (this.#stmt('earliestExpiry').get(this.project, 0, hi) as { at: number | null }).at;
-        const postsQueued = this.#stmt('queuedPosts').get(this.project) !== undefined;
-        return { ...nothingToClaim({ earliestExpiry, postsQueued, only, now }), expired };
+      for (;;) {
+        let row = this.#stmt(order === 'newest' ? 'nextQueuedNewest' : 'nextQueued').get(this.project, lo, hi) as QueuedRow | undefined;
+        if (only !== 'posts') {
+          const pending = (this.#stmt('pendingMin').get(this.project) as { priority: number } | undefined)?.priority;
+          if (cutPendingFirst(pending, row)) row = this.#cutMediaItem(pending, mediaItemSize);
+        }
+        if (!row) {
+          const earliestExpiry = (this.#stmt('earliestExpiry').get(this.project, 0, hi) as { at: number | null }).at;
+          const postsQueued = this.#stmt('queuedPosts').get(this.project) !== undefined;
+          return { ...nothingToClaim({ earliestExpiry, postsQueued, only, now }), expired };
+        }
+        const leaseId = randomUUID();
+        const leaseExpiresAt = now + leaseMs;
+        this.#stmt('lease').run(leaseId, nodeId, leaseExpiresAt, now, row.id);
+        const kept = row.kind === 'media' && row.attempts > 0 ? this.#giveUp(row, now) : row;
+        if (!kept) continue; // every URL left was given up on: the item is done, take the next
+        const urls = kept.kind === 'media' ? this.#urlsOf(remainderOf(kept)) : undefined;
+        return { kind: 'lease', lease: leaseOf(kept, leaseId, leaseExpiresAt, urls), expired };
       }
-      const leaseId = randomUUID();
-      const leaseExpiresAt = now + leaseMs;
-      this.#stmt('lease').run(leaseId, nodeId, leaseExpiresAt, row.id);
-      const urls = row.kind === 'media' ? this.#urlsOf(remainderOf(row)) : undefined;
-      return { kind: 'lease', lease: leaseOf(row, leaseId, leaseExpiresAt, urls), expired };
     });
   }
 
@@ -294,7 +238,26 @@ export class SqliteItemStore implements ItemStore {
     const ranges = seqRanges(seqs);
     const id = Number(this.#stmt('insertMediaItem').run(this.project, storedRanges(ranges), ranges.size, priority).lastInsertRowid);
     for (const seq of seqs) this.#stmt('assignSeq').run(id, seq);
-    return { id, ranges: storedRanges(ranges), finished: '[]', kind: 'media', priority };
+    return { id, ranges: storedRanges(ranges), finished: '[]', kind: 'media', priority, attempts: 0, failures: 0 };
+  }
+
+  /**
+   * A media item put back before, as it is leased again: its URLs put back `media.max_attempts`
+   * times are `failed` (their reason stays in last_error) and count as finished. Returns the item
+   * with what is left, or undefined when nothing is (the item is then done).
+   */
+  #giveUp(row: QueuedRow, now: number): QueuedRow | undefined {
+    const left = remainderOf(row);
+    const gone = (this.#stmt('givenUp').all(row.id, this.#policy.mediaMaxAttempts) as { seq: number }[]).map((g) => g.seq).filter((seq) => left.has(seq));
+    if (gone.length === 0) return row;
+    for (const seq of gone) this.#stmt('failUrl').run(now, seq);
+    const after = parseStoredRanges(row.finished).union(seqRanges(gone));
+    if (left.subtract(after).isEmpty) {
+      this.#stmt('finishGivenUp').run(now, row.id);
+      return undefined;
+    }
+    this.#stmt('giveUpProgress').run(storedRanges(after), after.size, row.id);
+    return { ...row, finished: storedRanges(after) };
   }
 
   #urlsOf(ranges: RangeSet): MediaUrl[] {
@@ -304,17 +267,26 @@ export class SqliteItemStore implements ItemStore {
 
   /**
    * Inserts never-seen URLs (one statement each, the unique hash is the dedupe) inside the
-   * caller's transaction; returns how many were new and the hashes to remember once it commits.
+   * caller's transaction, at most `room` of them (the rest `refused`); returns how many were new
+   * and the hashes of those stored or known, to remember once it commits.
    */
-  #insertMedia(media: readonly ReportedMedia[], requeue: boolean): { fresh: number; hashes: Buffer[] } {
+  #insertMedia(media: readonly ReportedMedia[], requeue: boolean, room = Infinity): { fresh: number; refused: number; hashes: Buffer[] } {
     const { todo, hashes } = mediaToStore(this.project, media, this.#seen, requeue);
     let fresh = 0;
+    let refused = 0;
+    const kept: Buffer[] = [];
     todo.forEach((m, i) => {
       const hash = hashes[i]!;
+      if (fresh >= room) {
+        if (this.#stmt('mediaKnown').get(hash) === undefined) refused++;
+        else kept.push(hash);
+        return;
+      }
+      kept.push(hash);
       if (this.#stmt('insertMedia').run(this.project, hash, m.url, mediaPriority(m)).changes > 0) fresh++;
       else if (requeue) fresh += this.#stmt('requeueMedia').run(hash).changes;
     });
-    return { fresh, hashes };
+    return { fresh, refused, hashes: kept };
   }
 
   async queueMedia(media: readonly ReportedMedia[], options: { requeue?: boolean } = {}): Promise<{ queued: number; known: number }> {
@@ -323,9 +295,9 @@ export class SqliteItemStore implements ItemStore {
     return { queued: fresh, known: uniqueMedia(media).length - fresh };
   }
 
-  async mediaCounts(): Promise<{ urls: number; done: number; pending: number }> {
-    const row = this.#do(() => this.#stmt('mediaCounts').get(this.project) as { urls: number; done: number; pending: number });
-    return { urls: row.urls, done: row.done, pending: row.pending };
+  async mediaCounts(): Promise<MediaCounts> {
+    const row = this.#do(() => this.#stmt('mediaCounts').get(this.project) as MediaCounts);
+    return { urls: row.urls, done: row.done, pending: row.pending, failed: row.failed };
   }
 
   #byLease(leaseId: string): LeaseRow | undefined {
@@ -333,9 +305,10 @@ export class SqliteItemStore implements ItemStore {
   }
 
   /** Stores a report of finished sub-ranges on the item and credits the node; returns what is left. */
-  #recordFinished(row: LeaseRow, finished: RangeSet, nodeId: number, now: number, expiresAt: number | null): RangeSet {
+  #recordFinished(row: LeaseRow, finished: RangeSet, nodeId: number, now: number, expiresAt: number | null, mediaTaken = 0): RangeSet {
     const { after, added, remaining } = applyFinished(row, finished);
-    this.#stmt('progress').run(storedRanges(after), after.size, expiresAt, row.id);
+    const progressed = after.size > Number(row.finished_count) || mediaTaken > 0;
+    this.#stmt('progress').run(storedRanges(after), after.size, expiresAt, progressed ? 1 : 0, now, row.id);
     if (added > 0) {
       this.#stmt('credit').run(added, 0, 0, now, nodeId);
       this.#stmt('event').run(this.project, now, nodeId, added, 0);
@@ -343,16 +316,28 @@ export class SqliteItemStore implements ItemStore {
     return remaining;
   }
 
-  async heartbeat({ nodeId, leaseId, finished, now, leaseMs, media = [] }: HeartbeatOptions) {
+  async heartbeat({ nodeId, leaseId, finished, now, leaseMs, media = [], mediaRefusedBefore = 0 }: HeartbeatOptions) {
     const { result, hashes } = this.#tx(() => {
       const row = checkLive(this.#byLease(leaseId), leaseId, nodeId, now);
+      if (mediaRefusedBefore > 0) this.#stmt('refuseMedia').run(mediaRefusedBefore, nodeId);
       const leaseExpiresAt = now + leaseMs;
-      const stored = media.length > 0 ? this.#insertMedia(media, false) : { fresh: 0, hashes: [] };
-      const remaining = this.#recordFinished(row, finished, nodeId, now, leaseExpiresAt);
-      return { result: { leaseExpiresAt, remaining, mediaQueued: stored.fresh }, hashes: stored.hashes };
+      const stored = media.length > 0 ? this.#reportMedia(row, finished, nodeId, media, now) : { fresh: 0, refused: 0, hashes: [] };
+      const remaining = this.#recordFinished(row, finished, nodeId, now, leaseExpiresAt, stored.fresh);
+      return { result: { leaseExpiresAt, remaining, mediaQueued: stored.fresh, mediaRefused: stored.refused }, hashes: stored.hashes };
     });
     this.#seen.addAll(hashes); // committed: from now on these are turned away in memory
     return result;
+  }
+
+  /** Stores a report's media within the item's and the node's budget (rules.ts mediaRoom); counts what is refused. */
+  #reportMedia(row: LeaseRow, finished: RangeSet, nodeId: number, media: readonly ReportedMedia[], now: number) {
+    const b = this.#stmt('mediaBudget').get(row.id, nodeId) as { media_reported: number; media_window_at: number; media_window_count: number };
+    const finishedAfter = row.kind === 'posts' ? applyFinished(row, finished).after.size : 0;
+    const room = mediaRoom({ policy: this.#policy, itemReported: b.media_reported, finishedAfter, windowAt: b.media_window_at, windowCount: b.media_window_count, now });
+    const stored = this.#insertMedia(media, false, room.room);
+    this.#stmt('mediaTaken').run(stored.fresh, row.id);
+    this.#stmt('nodeMedia').run(stored.refused, room.windowAt, room.windowCount + stored.fresh, nodeId);
+    return stored;
   }
 
   async lookupLease({ nodeId, leaseId, now }: { nodeId: number; leaseId: string; now: number }): Promise<LeaseLookup> {
@@ -374,12 +359,14 @@ export class SqliteItemStore implements ItemStore {
     });
   }
 
-  async release({ nodeId, leaseId, finished, error, now }: ReleaseOptions) {
+  async release({ nodeId, leaseId, finished, error, mediaErrors, now }: ReleaseOptions) {
     return this.#tx(() => {
       const row = checkLive(this.#byLease(leaseId), leaseId, nodeId, now);
       const remaining = this.#recordFinished(row, finished ?? new RangeSet(), nodeId, now, null);
+      // A failed media item: each URL left counts one attempt, project-wide, with its reason.
+      if (error !== undefined && row.kind === 'media') for (const seq of seqsOf(remaining)) this.#stmt('attemptUrl').run(mediaErrors?.get(seq) ?? error, seq, row.id);
       const after = parseStoredRanges(row.ranges).subtract(remaining);
-      this.#stmt('requeue').run(after.size, storedRanges(after), after.size, error ?? null, row.id);
+      this.#stmt('requeue').run({ count: after.size, finished: storedRanges(after), error: error ?? null, id: row.id });
       return { remaining };
     });
   }
@@ -391,6 +378,7 @@ export class SqliteItemStore implements ItemStore {
       itemCounts: this.#stmt('itemCounts').all(this.project) as StatsRows['itemCounts'],
       nickTotals: this.#stmt('nickTotals').all(this.project) as StatsRows['nickTotals'],
       nickRates: this.#stmt('nickRates').all(this.project, since) as StatsRows['nickRates'],
+      mediaFailed: Number((this.#stmt('failedMedia').get(this.project) as { n: number }).n),
       activeNodes: Number((this.#stmt('activeNodes').get(this.project, now) as { n: number }).n),
     }));
     return buildStats({ project: this.project, rows, now, windowMs });

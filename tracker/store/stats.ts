@@ -5,9 +5,19 @@ export type { RatePoint } from './item-store.js';
 /** The raw rows both stores read for `stats()`; numbers may arrive as strings (PostgreSQL bigint). */
 export interface StatsRows {
   itemCounts: { state: string; items: number | string; ids: number | string; finished: number | string }[];
-  nickTotals: { nick: string; items: number | string; ids: number | string; bytes: number | string }[];
+  nickTotals: {
+    nick: string;
+    items: number | string;
+    ids: number | string;
+    bytes: number | string;
+    refused_media?: number | string | null;
+    refused_claims?: number | string | null;
+    stalled_leases?: number | string | null;
+  }[];
   nickRates: { nick: string; ids: number | string }[];
   activeNodes: number;
+  /** Media URLs given up on (issue 21 §2). */
+  mediaFailed: number;
 }
 
 /** Turns the stores' raw rows into the `TrackerStats` shape served at /api/v1/stats. */
@@ -30,7 +40,14 @@ export function buildStats(options: { project: string; rows: StatsRows; now: num
     ids: Number(r.ids),
     bytes: Number(r.bytes),
     rateIdsPerSec: round2((rates.get(r.nick) ?? 0) / windowSecs),
+    refused: { media: Number(r.refused_media ?? 0), claims: Number(r.refused_claims ?? 0), stalledLeases: Number(r.stalled_leases ?? 0) },
   }));
+  const refused = { media: 0, claims: 0, stalledLeases: 0 };
+  for (const n of nodes) {
+    refused.media += n.refused.media;
+    refused.claims += n.refused.claims;
+    refused.stalledLeases += n.refused.stalledLeases;
+  }
   nodes.sort((a, b) => b.ids - a.ids || b.bytes - a.bytes || a.nick.localeCompare(b.nick));
   let recent = 0;
   for (const ids of rates.values()) recent += ids;
@@ -45,6 +62,8 @@ export function buildStats(options: { project: string; rows: StatsRows; now: num
     rateIdsPerSec,
     rateWindowSecs: windowSecs,
     nodes,
+    refused,
+    mediaFailed: rows.mediaFailed,
     generatedAt: now,
   };
 }
