@@ -6,6 +6,9 @@
 /** A response body: small ones in memory, large ones spooled to a temporary file. */
 export type BodySource = { kind: 'buffer'; data: Buffer } | { kind: 'file'; path: string; length: number };
 
+/** One part of a WARC record's block: bytes in hand, or a body (possibly spooled to a file). */
+export type BlockPart = Buffer | BodySource;
+
 export interface Capture {
   url: string;
   method: string;

@@ -2,7 +2,7 @@ import type { Hash } from 'node:crypto';
 import { writeSync, writevSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import zlib from 'node:zlib';
-import type { BlockPart } from './warc-build.js';
+import type { BlockPart } from './capture.js';
 import { blockChunks, writeStoredMember } from './warc-compress.js';
 
 /**

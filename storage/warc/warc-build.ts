@@ -4,11 +4,9 @@
  * parts, in order. No I/O: a spooled body stays a reference to its file. The rolling file
  * (warc-writer.ts) compresses specs into gzip members and appends them.
  */
-import { bodyLength, type BodySource, type Capture } from './capture.js';
+import { bodyLength, type BlockPart, type Capture } from './capture.js';
 import { alreadyCompressed } from './warc-compress.js';
 import { RECORD_END, recordHead, REVISIT_PROFILE, sha1Of, warcDate, warcFields, type WarcType } from './warc-record.js';
-
-export type BlockPart = Buffer | BodySource;
 
 /** The payload digest of an empty request body (every GET): computed once, not per capture. */
 const EMPTY_SHA1 = sha1Of(Buffer.alloc(0));

@@ -6,8 +6,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import type { BodySource } from './capture.js';
-import type { BlockPart } from './warc-build.js';
+import type { BlockPart, BodySource } from './capture.js';
 import { RECORD_END } from './warc-record.js';
 
 const gzipAsync = promisify(zlib.gzip);

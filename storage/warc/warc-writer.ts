@@ -2,13 +2,14 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, rename, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StorageError } from '../../config/errors.js';
-import type { Capture } from './capture.js';
-import { blockLength, captureRecords, extraRecord, recordHeadOf, warcinfoRecord, type BlockPart, type RecordSpec, type RevisitTarget } from './warc-build.js';
+import type { BlockPart, Capture } from './capture.js';
+import { blockLength, captureRecords, extraRecord, recordHeadOf, warcinfoRecord, type RecordSpec, type RevisitTarget } from './warc-build.js';
 import { appendBuffer, appendParts, appendStreamedMember, byteLength, syncDir, type OpenWarcFile } from './warc-append.js';
 import { compress, readSmallBody, storedGzipMemberParts } from './warc-compress.js';
 import { newRecordId, RECORD_END, type WarcType } from './warc-record.js';
 
-export type { BlockPart, RevisitTarget } from './warc-build.js';
+export type { BlockPart } from './capture.js';
+export type { RevisitTarget } from './warc-build.js';
 export { syncDir } from './warc-append.js';
 
 /** Where a record landed. `file` is always the final name (without `.open`). */
