@@ -61,7 +61,7 @@ async function perItem<T>(rounds: number, items: T[], fn: (items: T[]) => Promis
 }
 
 async function startDemo(posts: number): Promise<{ url: string; stop: () => void }> {
-  const args = [join(DIST, 'demo-server.js'), '--port', '0', '--posts', String(posts)];
+  const args = [join(DIST, '..', 'demo', 'demo-server.js'), '--port', '0', '--posts', String(posts)];
   const child = spawn('taskset', ['-c', '0', process.execPath, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
   const url = await new Promise<string>((res, rej) => {
     child.stdout!.on('data', (d: Buffer) => {

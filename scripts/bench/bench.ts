@@ -7,16 +7,19 @@
  * way: as whole processes (start-up included), over exactly the same URL list, with their CPU
  * seconds (user + system, from /usr/bin/time) per 1,000 URLs.
  *
- * The headline is the pinned one-core table (issue 17): the platform alone on core 0, each client
- * alone on core 1 (taskset), so no client's number carries the platform's CPU. The two-core
- * table (platform and client sharing both cores) is kept beside it; `--media-heavy` adds the
- * pinned measurement on a platform where half the posts carry a 1-3 MiB video.
+ * The headline (issue 26) is lifeboat's ratio to a minimal archiver (bench-minimal.ts: only the
+ * work an archive cannot skip), one core each: the platform alone on core 0, each client alone
+ * on core 1 (taskset), so no client's number carries the platform's CPU; small records and a
+ * media-heavy platform (half the posts carry a 1-3 MiB video), best of `--repeat` runs. The
+ * two-core table (platform and client sharing both cores) follows unless `--pinned-only`.
+ * `--compare DIST` (repeatable) adds lifeboat as built elsewhere, alternating with this build
+ * (A/B of a change in one run); `--wget` adds wget --warc-file to the pinned runs.
  *
  *   node dist/scripts/bench/bench.js [--posts 10000] [--concurrency 32,64] [--big-secs 60]
- *        [--pinned-posts 3000] [--media-heavy 400] [--repeat 3]
+ *        [--pinned-posts 3000] [--media-heavy 400] [--repeat 3] [--pinned-only] [--wget] [--compare DIST]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -44,7 +47,7 @@ function pinned(cpus: string | undefined, cmd: string, args: string[]): [string,
 }
 
 async function startDemo(posts: number, o: { cpus?: string; heavyVideos?: boolean } = {}): Promise<{ url: string; child: ChildProcess }> {
-  const [cmd, args] = pinned(o.cpus, process.execPath, [join(DIST, 'demo-server.js'), '--port', '0', '--posts', String(posts), ...(o.heavyVideos ? ['--heavy-videos'] : [])]);
+  const [cmd, args] = pinned(o.cpus, process.execPath, [join(DIST, '..', 'demo', 'demo-server.js'), '--port', '0', '--posts', String(posts), ...(o.heavyVideos ? ['--heavy-videos'] : [])]);
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((res, rej) => {
     child.stdout!.on('data', (d: Buffer) => {
@@ -105,36 +108,49 @@ async function dirBytes(dir: string): Promise<number> {
 }
 
 /**
- * The pinned one-core measurement (issue 17): the platform alone on core 0; lifeboat, the bare
- * loop and wget each alone on core 1, one after the other, over the URL list lifeboat fetched.
- * Repeated `repeat` times: compare the ratios within one run (the machine is shared).
+ * The pinned one-core measurement (issues 17, 26): the platform alone on core 0; lifeboat, the
+ * minimal archiver (bench-minimal.ts), the bare loop and (with `wget`) wget each alone on core 1,
+ * one after the other, over the URL list lifeboat fetched. `compare` adds lifeboat as built in
+ * other dist/ folders (A/B of a change, alternating within each repetition). Repeated `repeat`
+ * times: compare within one run (the machine is shared).
  */
-export async function runPinnedBench(o: { posts: number; concurrency: number; repeat: number; heavyVideos?: boolean }): Promise<Row[][]> {
+export async function runPinnedBench(o: { posts: number; concurrency: number; repeat: number; heavyVideos?: boolean; wget?: boolean; compare?: string[] }): Promise<Row[][]> {
   const runs: Row[][] = [];
   const tmp = await mkdtemp(join(tmpdir(), 'lifeboat-bench-pinned-'));
   const demo = await startDemo(o.posts, { cpus: '0', heavyVideos: o.heavyVideos ?? false });
-  const cli = join(DIST, 'cli.js');
+  const builds = [{ what: 'lifeboat crawl (WARC + SQLite, fsync)', cli: join(DIST, '..', 'cli', 'bin.js') }, ...(o.compare ?? []).map((d) => ({ what: `lifeboat crawl, build ${d}`, cli: join(resolve(d), 'scripts', 'cli', 'bin.js') }))];
+  const list = join(tmp, 'urls.txt');
   try {
     for (let i = 0; i < o.repeat; i++) {
       const rows: Row[] = [];
-      const out = join(tmp, `crawl-${i}`);
-      const r = await timed(process.execPath, [cli, 'crawl', '--profile', 'demo', '--base-url', demo.url, '--ids', `1-${o.posts}`, '--out', out, '--allow-private-network', '--quiet', '--concurrency', String(o.concurrency)], undefined, '1');
-      if (r.code !== 0) throw new Error(`lifeboat crawl exited ${r.code}`);
-      const db = new Database(shardDbPath(out), { readonly: true });
-      const urls = db.prepare<[], { url: string }>('SELECT url FROM captures ORDER BY rowid').all().map((x) => x.url);
-      const bodyBytes = db.prepare<[], { n: number }>('SELECT SUM(body_bytes) AS n FROM captures').get()!.n;
-      db.close();
-      await rm(out, { recursive: true, force: true });
-      rows.push({ what: 'lifeboat crawl (WARC + SQLite, fsync)', concurrency: o.concurrency, secs: r.secs, ids: o.posts, requests: urls.length, mb: bodyBytes / 1e6, peakRssMb: r.peakRssMb, cpuSecs: r.cpuSecs });
-      const list = join(tmp, 'urls.txt');
-      await writeFile(list, `${urls.join('\n')}\n`);
+      for (const [b, build] of (i % 2 === 0 ? builds : [...builds].reverse()).entries()) {
+        const out = join(tmp, `crawl-${i}-${b}`);
+        const r = await timed(process.execPath, [build.cli, 'crawl', '--profile', 'demo', '--base-url', demo.url, '--ids', `1-${o.posts}`, '--out', out, '--allow-private-network', '--quiet', '--concurrency', String(o.concurrency)], undefined, '1');
+        if (r.code !== 0) throw new Error(`${build.what} exited ${r.code}`);
+        const db = new Database(shardDbPath(out), { readonly: true });
+        const urls = db.prepare<[], { url: string }>('SELECT url FROM captures ORDER BY rowid').all().map((x) => x.url);
+        const bodyBytes = db.prepare<[], { n: number }>('SELECT SUM(body_bytes) AS n FROM captures').get()!.n;
+        db.close();
+        await rm(out, { recursive: true, force: true });
+        rows.push({ what: build.what, concurrency: o.concurrency, secs: r.secs, ids: o.posts, requests: urls.length, mb: bodyBytes / 1e6, peakRssMb: r.peakRssMb, cpuSecs: r.cpuSecs });
+        if (i === 0 && b === 0) await writeFile(list, `${urls.join('\n')}\n`);
+      }
+      const requests = rows[0]!.requests;
+      const mdir = join(tmp, `minimal-${i}`);
+      await mkdir(mdir);
+      const m = await timed(process.execPath, [join(DIST, 'bench-minimal.js'), list, String(o.concurrency), mdir], undefined, '1');
+      if (m.code !== 0) throw new Error(`bench-minimal exited ${m.code}`);
+      await rm(mdir, { recursive: true, force: true });
+      rows.push({ what: MINIMAL, concurrency: o.concurrency, secs: m.secs, ids: o.posts, requests, mb: Number(m.stdout.trim()) / 1e6, peakRssMb: m.peakRssMb, cpuSecs: m.cpuSecs });
       const plain = await timed(process.execPath, [join(DIST, 'bench-plain.js'), list, String(o.concurrency)], undefined, '1');
       if (plain.code !== 0) throw new Error(`bench-plain exited ${plain.code}`);
-      rows.push({ what: 'plain undici loop (discard)', concurrency: o.concurrency, secs: plain.secs, ids: o.posts, requests: urls.length, mb: Number(plain.stdout.trim()) / 1e6, peakRssMb: plain.peakRssMb, cpuSecs: plain.cpuSecs });
-      const wdir = join(tmp, `wget-${i}`);
-      const w = await timed('bash', ['-c', `mkdir -p ${wdir} && cd ${wdir} && wget -q --compression=auto --warc-file=bench -i ${list} -O /dev/null; echo $?`], undefined, '1');
-      rows.push({ what: 'wget --warc-file (one connection)', concurrency: 1, secs: w.secs, ids: o.posts, requests: urls.length, mb: (await dirBytes(wdir)) / 1e6, peakRssMb: w.peakRssMb, cpuSecs: w.cpuSecs });
-      await rm(wdir, { recursive: true, force: true });
+      rows.push({ what: 'plain undici loop (discard)', concurrency: o.concurrency, secs: plain.secs, ids: o.posts, requests, mb: Number(plain.stdout.trim()) / 1e6, peakRssMb: plain.peakRssMb, cpuSecs: plain.cpuSecs });
+      if (o.wget) {
+        const wdir = join(tmp, `wget-${i}`);
+        const w = await timed('bash', ['-c', `mkdir -p ${wdir} && cd ${wdir} && wget -q --compression=auto --warc-file=bench -i ${list} -O /dev/null; echo $?`], undefined, '1');
+        rows.push({ what: 'wget --warc-file (one connection)', concurrency: 1, secs: w.secs, ids: o.posts, requests, mb: (await dirBytes(wdir)) / 1e6, peakRssMb: w.peakRssMb, cpuSecs: w.cpuSecs });
+        await rm(wdir, { recursive: true, force: true });
+      }
       runs.push(rows);
     }
   } finally {
@@ -144,11 +160,30 @@ export async function runPinnedBench(o: { posts: number; concurrency: number; re
   return runs;
 }
 
+const MINIMAL = 'minimal archiver (bench-minimal)';
+
+/**
+ * The headline of issue 26: each client's best of the runs (highest URLs/s; least CPU per URL),
+ * and lifeboat's ratio to the minimal archiver on both. CPU per URL is the steadier figure on a
+ * shared machine; with the client's core the limit, the URLs/s ratio tends to the CPU ratio.
+ */
+export function headline(runs: Row[][]): string {
+  const whats = [...new Set(runs.flat().map((r) => r.what))];
+  const best = new Map(whats.map((w) => {
+    const rows = runs.flat().filter((r) => r.what === w);
+    return [w, { urlsPerSec: Math.max(...rows.map((r) => r.requests / r.secs)), cpuMsPerUrl: Math.min(...rows.map((r) => ((r.cpuSecs ?? NaN) / r.requests) * 1e3)) }];
+  }));
+  const m = best.get(MINIMAL)!;
+  const lines = ['| what | best URLs/s | best CPU ms / URL | URLs/s ÷ minimal | minimal CPU ÷ this CPU |', '|---|---:|---:|---:|---:|'];
+  for (const [w, b] of best) lines.push(`| ${w} | ${b.urlsPerSec.toFixed(0)} | ${b.cpuMsPerUrl.toFixed(3)} | ${(b.urlsPerSec / m.urlsPerSec).toFixed(2)} | ${(m.cpuMsPerUrl / b.cpuMsPerUrl).toFixed(2)} |`);
+  return lines.join('\n');
+}
+
 export async function runCrawlBench(opts: { posts: number; concurrencies: number[]; bigSecs: number }): Promise<Row[]> {
   const rows: Row[] = [];
   const tmp = await mkdtemp(join(tmpdir(), 'lifeboat-bench-'));
   const demo = await startDemo(opts.posts);
-  const cli = join(DIST, 'cli.js');
+  const cli = join(DIST, '..', 'cli', 'bin.js');
   try {
     for (const c of opts.concurrencies) {
       const out = join(tmp, `crawl-${c}`);
@@ -204,12 +239,15 @@ function table(rows: Row[]): string {
   return lines.join('\n');
 }
 
-/** One pinned run's ratios: lifeboat's URLs/s, MB/s and CPU per URL against the bare loop's. */
+/** One pinned run's ratios: each lifeboat build's URLs/s and CPU per URL against the minimal archiver's and the bare loop's. */
 function pinnedSummary(rows: Row[]): string {
-  const l = rows.find((r) => r.what.startsWith('lifeboat'))!;
+  const m = rows.find((r) => r.what === MINIMAL)!;
   const p = rows.find((r) => r.what.startsWith('plain'))!;
-  const cpu = l.cpuSecs !== undefined && p.cpuSecs !== undefined ? `; CPU per URL ${((l.cpuSecs / l.requests) * 1e3).toFixed(3)} ms against ${((p.cpuSecs / p.requests) * 1e3).toFixed(3)} ms (${(p.cpuSecs / l.cpuSecs).toFixed(2)})` : '';
-  return `lifeboat at ${(p.secs / l.secs).toFixed(2)} of the bare loop's URLs/s, ${(l.mb / l.secs / (p.mb / p.secs)).toFixed(2)} of its MB/s${cpu}`;
+  const cpuMs = (r: Row): number => ((r.cpuSecs ?? NaN) / r.requests) * 1e3;
+  return rows
+    .filter((r) => r.what.startsWith('lifeboat'))
+    .map((l) => `${l.what}: ${(m.secs / l.secs).toFixed(2)} of the minimal archiver's URLs/s (CPU ${(cpuMs(m) / cpuMs(l)).toFixed(2)}), ${(p.secs / l.secs).toFixed(2)} of the bare loop's (CPU ${(cpuMs(p) / cpuMs(l)).toFixed(2)})`)
+    .join('\n');
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
@@ -222,22 +260,27 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
       'media-heavy': { type: 'string' },
       repeat: { type: 'string' },
       'pinned-only': { type: 'boolean' },
+      wget: { type: 'boolean' },
+      compare: { type: 'string', multiple: true },
     },
   });
   const repeat = Number(values.repeat ?? 3);
   const concurrency = Number((values.concurrency ?? '32,64').split(',')[0]);
   const pinnedPosts = Number(values['pinned-posts'] ?? 3000);
+  const common = { concurrency, repeat, wget: values.wget ?? false, compare: values.compare ?? [] };
+  const heads: string[] = [];
   console.log(`## One core each, pinned: platform on core 0, each client alone on core 1 (${pinnedPosts} posts, concurrency ${concurrency}, ${repeat} runs)\n`);
-  for (const [i, run] of (await runPinnedBench({ posts: pinnedPosts, concurrency, repeat })).entries()) {
-    console.log(`run ${i + 1}:\n${table(run)}\n${pinnedSummary(run)}\n`);
-  }
+  const small = await runPinnedBench({ posts: pinnedPosts, ...common });
+  for (const [i, run] of small.entries()) console.log(`run ${i + 1}:\n${table(run)}\n${pinnedSummary(run)}\n`);
+  heads.push(`Small records (${pinnedPosts} posts), best of ${repeat}:\n\n${headline(small)}`);
   const heavy = Number(values['media-heavy'] ?? 400);
   if (heavy > 0) {
     console.log(`## Media-heavy, pinned: half the posts carry a 1-3 MiB video (${heavy} posts, ${repeat} runs)\n`);
-    for (const [i, run] of (await runPinnedBench({ posts: heavy, concurrency, repeat, heavyVideos: true })).entries()) {
-      console.log(`run ${i + 1}:\n${table(run)}\n${pinnedSummary(run)}\n`);
-    }
+    const media = await runPinnedBench({ posts: heavy, heavyVideos: true, ...common });
+    for (const [i, run] of media.entries()) console.log(`run ${i + 1}:\n${table(run)}\n${pinnedSummary(run)}\n`);
+    heads.push(`Media-heavy (${heavy} posts, half with a 1-3 MiB video), best of ${repeat}:\n\n${headline(media)}`);
   }
+  console.log(`## Headline (issue 26): lifeboat / minimal archiver, one core each\n\n${heads.join('\n\n')}\n`);
   if (values['pinned-only']) process.exit(0);
   console.log('## Two cores shared by the platform and the client\n');
   const rows = await runCrawlBench({
