@@ -52,7 +52,7 @@ describeBrowser('browser capture retries like HTTP capture', () => {
     try {
       const waits: number[] = [];
       const out = await fetcherFor(pool, { maxAttempts: 3, waits }).fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/page`);
-      expect(out.result.status).toBe(200);
+      expect(out.status).toBe(200);
       expect(out.attempts).toBe(2);
       expect(waits).toHaveLength(1);
       expect(waits[0]).toBeGreaterThanOrEqual(2_000);
@@ -75,7 +75,7 @@ describeBrowser('browser capture retries like HTTP capture', () => {
     await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
     try {
       const out = await fetching;
-      expect(out.result.status).toBe(200);
+      expect(out.status).toBe(200);
       expect(out.attempts).toBe(1);
     } finally {
       server.close();

@@ -1,7 +1,8 @@
 import net from 'node:net';
 import { RetryableFetchError, ScopeError, errorMessage } from '../../config/errors.js';
-import { capturePage, type BrowserCaptureResult } from './browser-capture.js';
+import { capturePage, renderedDomCapture, type BrowserCaptureResult } from './browser-capture.js';
 import type { BrowserPool } from './browser-pool.js';
+import type { Fetched } from '../fetch/fetched.js';
 import type { FetcherEvents } from '../fetch/fetcher.js';
 import type { HostLimiter } from '../fetch/host-limiter.js';
 import { hostDownCode, isRetryable, isRetryableStatus, parseRetryAfter, retryAfterOfHead, retrying } from '../../config/retry.js';
@@ -33,11 +34,6 @@ export interface BrowserFetcherOptions {
   maxOutageMs?: number;
   events?: FetcherEvents & { onBlocked?: (url: string, reason: string) => void };
   signal?: AbortSignal;
-}
-
-export interface BrowserOutcome {
-  result: BrowserCaptureResult;
-  attempts: number;
 }
 
 const ADDRESS_CACHE_MS = 60_000;
@@ -77,8 +73,11 @@ export class BrowserFetcher {
     return ok;
   }
 
-  /** Captures one page (with retries); throws ScopeError or the last retryable error. */
-  async fetch(url: string): Promise<BrowserOutcome> {
+  /**
+   * Captures one page (with retries); throws ScopeError or the last retryable error. The answer
+   * extraction reads is the rendered DOM; `captures` are every response the page loaded.
+   */
+  async fetch(url: string): Promise<Fetched> {
     const { pool, limiter, maxAttempts, pageTimeoutMs } = this.#o;
     const refused = await this.allowRequest(url);
     if (refused) throw new ScopeError(`${url}: ${refused}`, { code: 'E_SCOPE' });
@@ -134,6 +133,7 @@ export class BrowserFetcher {
         }
       },
     );
-    return { result, attempts };
+    const rendered = { text: result.renderedText, blocked: result.blocked, idleTimedOut: result.idleTimedOut, ...(result.screenshot ? { screenshot: result.screenshot } : {}) };
+    return { captures: result.captures, answer: renderedDomCapture(result), status: result.status, finalUrl: result.finalUrl, attempts, rendered };
   }
 }

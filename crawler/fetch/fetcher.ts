@@ -1,5 +1,6 @@
 import { LifeboatError, RetryableFetchError, ScopeError } from '../../config/errors.js';
 import type { Capture } from '../../storage/warc/capture.js';
+import type { Fetched } from './fetched.js';
 import type { HostLimiter } from './host-limiter.js';
 import { releaseBody, type HttpCapturer } from './http-capture.js';
 import { hostDownCode, isRetryable, isRetryableStatus, parseRetryAfter, retryAfterOfHead, retrying } from '../../config/retry.js';
@@ -8,15 +9,9 @@ import type { ScopeGuard } from './scope-guard.js';
 
 /**
  * The capture layers composed (ARCHITECTURE.md "House rules"): scope → robots → per-host politeness →
- * undici capture → retry with backoff → redirects recorded and followed within scope.
+ * undici capture → retry with backoff → redirects recorded and followed within scope. The result
+ * is a `Fetched` (fetched.ts), the shape the browser's fetcher gives too.
  */
-export interface FetchOutcome {
-  /** Every recorded response, redirects first; the last is the final answer. */
-  hops: Capture[];
-  attempts: number;
-  /** Set when a redirect pointed somewhere the crawler may not go; `hops` holds what was recorded. */
-  stopped?: string;
-}
 
 export interface FetcherEvents {
   onThrottle?: (host: string) => void;
@@ -61,6 +56,12 @@ function locationOf(c: Capture): string | undefined {
   return /^location:[ \t]*(.*)$/im.exec(c.responseHead.toString('latin1'))?.[1]?.trim();
 }
 
+/** The hops of one fetch as a `Fetched`: the last hop is the answer. */
+function fetched(hops: Capture[], attempts: number): Fetched {
+  const answer = hops[hops.length - 1]!;
+  return { captures: hops, answer, status: answer.status, finalUrl: answer.url, attempts };
+}
+
 export class Fetcher {
   readonly #o: FetcherOptions;
 
@@ -69,7 +70,7 @@ export class Fetcher {
   }
 
   /** Fetches one URL (with retries); throws ScopeError (robots, scope) or the last retryable error. */
-  async fetch(url: string, headers: Record<string, string> = {}): Promise<FetchOutcome> {
+  async fetch(url: string, headers: Record<string, string> = {}): Promise<Fetched> {
     const hops: Capture[] = [];
     let attempts = 0;
     let current = url;
@@ -80,14 +81,14 @@ export class Fetcher {
         one = await this.#fetchOne(current, headers);
       } catch (err) {
         const total = attempts + attemptsOf(err);
-        if (err instanceof ScopeError && hops.length > 0) return { hops, attempts: total, stopped: err.message };
+        if (err instanceof ScopeError && hops.length > 0) return { ...fetched(hops, total), stopped: err.message };
         throw withAttempts(err, total);
       }
       const { capture, tries } = one;
       attempts += tries;
       hops.push(capture);
       const location = capture.status >= 300 && capture.status < 400 ? locationOf(capture) : undefined;
-      if (!location) return { hops, attempts };
+      if (!location) return fetched(hops, attempts);
       seen.add(current);
       const next = new URL(location, current).href;
       if (seen.has(next) || hops.length > this.#o.maxRedirects) {

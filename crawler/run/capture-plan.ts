@@ -410,11 +410,10 @@ export class CapturePlan {
     let references: string[] = [];
     try {
       const outcome = await stack.fetcher.fetch(url);
-      const last = outcome.hops[outcome.hops.length - 1]!;
-      references = await this.#requisites.ofStylesheet(last); // read before #record releases the body
-      const { rows } = await this.#record(outcome.hops, 'media', postId);
+      references = await this.#requisites.ofStylesheet(outcome.answer); // read before #record releases the body
+      const { rows } = await this.#record(outcome.captures, 'media', postId);
       stats.media('done');
-      done = { url, state: 'done', rows, attempts: outcome.attempts, httpStatus: last.status, lastError: outcome.stopped ?? null };
+      done = { url, state: 'done', rows, attempts: outcome.attempts, httpStatus: outcome.status, lastError: outcome.stopped ?? null };
     } catch (err) {
       if (signal.aborted) return undefined;
       if (err instanceof StorageError) throw err;
@@ -501,22 +500,22 @@ export class CapturePlan {
       stats.fetchError();
       return { ...nothing(), attempts: attemptsOf(err), error: errorMessage(err), refused: err instanceof ScopeError };
     }
-    const last = outcome.hops[outcome.hops.length - 1]!;
+    const last = outcome.answer;
     let ex: Extracted;
     try {
       ex = await extract(last, spec.extract, spec.type, this.#limits, signal, spec.requisites);
     } catch (err) {
-      for (const hop of outcome.hops) await releaseBody(hop.body);
+      for (const hop of outcome.captures) await releaseBody(hop.body);
       throw err;
     }
     const decision = this.#decide({ status: last.status, text: ex.text }, primary);
     if (decision.kind === 'retry') {
-      for (const hop of outcome.hops) await releaseBody(hop.body);
+      for (const hop of outcome.captures) await releaseBody(hop.body);
       const retryAfterMs = parseRetryAfter(/^retry-after:[ \t]*(.*)$/im.exec(last.responseHead.toString('latin1'))?.[1]);
       return { ...nothing(), attempts: outcome.attempts, status: last.status, text: ex.text, decision, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
     }
     if (ex.problem) this.#log.log('debug', `extraction of ${last.url}: ${ex.problem}`, { id });
-    const { rows } = await this.#record(outcome.hops, spec.name, id);
+    const { rows } = await this.#record(outcome.captures, spec.name, id);
     return {
       rows,
       attempts: outcome.attempts,
@@ -544,28 +543,27 @@ export class CapturePlan {
       stats.fetchError();
       return { ...nothing(), attempts: 1, error: errorMessage(err), refused: err instanceof ScopeError };
     }
-    const page = got.result;
     let ex: Extracted;
     try {
-      ex = await extract(stack.renderedDomCapture!(page), spec.extract, spec.type, this.#limits, signal);
+      ex = await extract(got.answer, spec.extract, spec.type, this.#limits, signal);
     } catch (err) {
-      for (const hop of page.captures) await releaseBody(hop.body);
+      for (const hop of got.captures) await releaseBody(hop.body);
       throw err;
     }
-    if (ex.problem) this.#log.log('debug', `extraction of the rendered ${page.finalUrl}: ${ex.problem}`, { id });
-    const { rows } = await this.#record(page.captures, spec.name, id);
-    if (page.screenshot) {
-      const shot = await recorder.recordResource({ url: `urn:screenshot:${page.finalUrl}`, contentType: 'image/png', data: page.screenshot });
+    if (ex.problem) this.#log.log('debug', `extraction of the rendered ${got.finalUrl}: ${ex.problem}`, { id });
+    const { rows } = await this.#record(got.captures, spec.name, id);
+    if (got.rendered?.screenshot) {
+      const shot = await recorder.recordResource({ url: `urn:screenshot:${got.finalUrl}`, contentType: 'image/png', data: got.rendered.screenshot });
       stats.recorded({ records: 1, bytes: shot.length }, recorder.warcsClosed);
     }
     return {
       rows,
       attempts: got.attempts,
-      status: page.status,
+      status: got.status,
       fields: ex.fields,
-      media: resolveUrls(ex.media, page.finalUrl),
+      media: resolveUrls(ex.media, got.finalUrl),
       ids: ex.ids,
-      text: page.renderedText,
+      text: got.rendered?.text,
       bytes: rows.reduce((n, r) => n + r.bodyBytes, 0),
       ...(ex.problem ? { problem: ex.problem } : {}),
     };

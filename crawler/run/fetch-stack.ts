@@ -64,7 +64,7 @@ export async function buildFetchStack(settings: CrawlSettings, o: { spoolDir: st
   // Only profiles with `render: browser` captures get a browser pool (Chromium starts on first use);
   // playwright-core is loaded only then (loading it cost ~1.5 s of start-up for HTTP-only crawls).
   const browserMods = profile.captures.some((c) => c.render === 'browser')
-    ? await Promise.all([import('../browser/browser-pool.js'), import('../browser/browser-fetcher.js'), import('../browser/browser-capture.js')])
+    ? await Promise.all([import('../browser/browser-pool.js'), import('../browser/browser-fetcher.js')])
     : undefined;
   const browserPool = browserMods
     ? new browserMods[0].BrowserPool({
@@ -92,7 +92,7 @@ export async function buildFetchStack(settings: CrawlSettings, o: { spoolDir: st
         events,
       })
     : undefined;
-  return { ua, guard, capturer, robots, limiter, fetcher, browserPool, browserFetcher, renderedDomCapture: browserMods?.[2].renderedDomCapture };
+  return { ua, guard, capturer, robots, limiter, fetcher, browserPool, browserFetcher };
 }
 
 /** Closes what `buildFetchStack` opened; never throws (the crawl's own outcome matters more). */
