@@ -5,7 +5,6 @@ import type { AnyNode, Document, Element } from 'domhandler';
 import { jsonNesting, MAX_JSON_PARSE_DEPTH, ValueBounder, type ExtractLimits } from './extract-bounds.js';
 import { boundedText, parseHtmlBounded, selectSome } from './html-extract.js';
 import { jsonPathQuery } from './json-path.js';
-import { readMarkdownUrls } from './markdown-urls.js';
 import { pageRequisites } from './page-requisites.js';
 import type { ExtractRules, RequisiteKind, Selector } from '../../config/profile.js';
 import type { Capture } from '../../storage/warc/capture.js';
@@ -159,6 +158,8 @@ async function extractOrThrow(capture: Capture, rules: ExtractRules | undefined,
         return out.slice(0, limit);
       }
       if (sel.markdown) {
+        // Loaded on first use: most profiles read no markdown, and marked is a share of start-up.
+        const { readMarkdownUrls } = await import('./markdown-urls.js');
         const urls: string[] = [];
         for (const md of strings) {
           if (urls.length >= limit) break;

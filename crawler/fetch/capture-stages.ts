@@ -132,7 +132,7 @@ let spoolCounter = 0;
 /**
  * Where the body goes: in memory up to `thresholdBytes` while all bodies being received stay
  * within the budget (read once, hashed in the same pass, written once into the WARC); past
- * either, into a spool file in `dir`. undici reuses its read buffers, so a chunk is copied once.
+ * either, into a spool file in `dir`.
  */
 export function bodyStoreStage(o: { dir: string; thresholdBytes: number; budget: MemoryBudget }): Stage {
   const memory: Buffer[] = [];
@@ -147,7 +147,9 @@ export function bodyStoreStage(o: { dir: string; thresholdBytes: number; budget:
   return {
     data(ex, chunk) {
       if (spool) return spool.stream.write(chunk) ? undefined : drained(spool.stream);
-      memory.push(Buffer.from(chunk));
+      // No copy: undici hands out views of the buffer each socket read returned, which nothing
+      // reuses (client-h1 parses a copy in wasm memory; the body view points into the read).
+      memory.push(chunk);
       o.budget.used += chunk.length;
       held += chunk.length;
       if (ex.received <= o.thresholdBytes && o.budget.used <= o.budget.limit) return undefined;

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, hash, randomUUID } from 'node:crypto';
 import { sha1Label } from './capture.js';
 
 /** Pure functions that build WARC/1.1 record heads. Bodies are appended by the writer. */
@@ -15,6 +15,8 @@ export function warcDate(d: Date): string {
 }
 
 export function sha1Of(...parts: Uint8Array[]): string {
+  // One part (a request head, a small record): the one-shot hash skips the Hash object (~0.6 of ~1.3 µs here).
+  if (parts.length === 1) return sha1Label(hash('sha1', parts[0]!, 'buffer'));
   const h = createHash('sha1');
   for (const p of parts) h.update(p);
   return sha1Label(h.digest());
