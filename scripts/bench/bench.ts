@@ -1,11 +1,12 @@
 /**
  * `npm run bench`: lifeboat crawl against the demo platform (no chaos) beside
- *   (a) a plain undici loop fetching the same URLs at the same concurrency and discarding them
+ *   (a) the minimal archiver (bench-minimal.ts), the yardstick of issue 26,
+ *   (b) a plain undici loop fetching the same URLs at the same concurrency and discarding them
  *       (the ceiling on this machine), and
- *   (b) `wget --warc-file` over the same URL list,
- * plus peak RSS over a 10-million-ID range that is mostly missing. All three are timed the same
- * way: as whole processes (start-up included), over exactly the same URL list, with their CPU
- * seconds (user + system, from /usr/bin/time) per 1,000 URLs.
+ *   (c) with `--wget`, `wget --warc-file` over the same URL list,
+ * plus (without `--pinned-only`) a two-core table and peak RSS over a 10-million-ID range that is
+ * mostly missing. All are timed the same way: as whole processes (start-up included), over
+ * exactly the same URL list, with their CPU seconds (user + system, from /usr/bin/time) per URL.
  *
  * The headline (issue 26) is lifeboat's ratio to a minimal archiver (bench-minimal.ts: only the
  * work an archive cannot skip), one core each: the platform alone on core 0, each client alone
