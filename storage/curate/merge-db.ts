@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS records (record_id TEXT PRIMARY KEY, type TEXT NOT NU
 CREATE INDEX IF NOT EXISTS records_key ON records(url, payload_digest);
 CREATE INDEX IF NOT EXISTS records_surt ON records(surt, ts);
 CREATE TABLE IF NOT EXISTS duplicates (record_id TEXT PRIMARY KEY, kept_record_id TEXT, type TEXT NOT NULL, url TEXT,
-  payload_digest TEXT, date TEXT, input_id INTEGER NOT NULL);
+  payload_digest TEXT, date TEXT, input_id INTEGER NOT NULL, warc TEXT, offset INTEGER, length INTEGER);
 CREATE TABLE IF NOT EXISTS ids (id INTEGER PRIMARY KEY, status TEXT NOT NULL, http_status INTEGER, input_id INTEGER NOT NULL, updated_at INTEGER);
 CREATE INDEX IF NOT EXISTS ids_status ON ids(status);
 CREATE TABLE IF NOT EXISTS id_conflicts (id INTEGER NOT NULL, status TEXT NOT NULL, input_id INTEGER NOT NULL, other_status TEXT NOT NULL, other_input_id INTEGER NOT NULL);
@@ -65,6 +65,10 @@ export interface DuplicateRow {
   payloadDigest: string | null;
   date: string | null;
   inputId: number;
+  /** Index-only merges: where the duplicate stays (relative to the output folder); null when it was dropped by not copying it. */
+  warc?: string | null;
+  offset?: number | null;
+  length?: number | null;
 }
 
 /** Status precedence when inputs disagree: what we hold beats what we could not get. */
@@ -88,6 +92,10 @@ export class MergedDb {
     if (!this.db.prepare<[], { name: string }>('PRAGMA table_info(records)').all().some((c) => c.name === 'encoding')) this.db.exec('ALTER TABLE records ADD COLUMN encoding TEXT');
     // …and before issue 21 the reason a media URL failed.
     if (!this.db.prepare<[], { name: string }>('PRAGMA table_info(media_left)').all().some((c) => c.name === 'reason')) this.db.exec('ALTER TABLE media_left ADD COLUMN reason TEXT');
+    // ... and before issue 25 where an index-only merge's duplicates stay.
+    if (!this.db.prepare<[], { name: string }>('PRAGMA table_info(duplicates)').all().some((c) => c.name === 'warc')) {
+      this.db.exec('ALTER TABLE duplicates ADD COLUMN warc TEXT; ALTER TABLE duplicates ADD COLUMN offset INTEGER; ALTER TABLE duplicates ADD COLUMN length INTEGER');
+    }
     const db = this.db;
     this.#s = {
       knownId: db.prepare<[string, string], { n: number }>('SELECT 1 AS n FROM records WHERE record_id = ? UNION ALL SELECT 1 FROM duplicates WHERE record_id = ? LIMIT 1'),
@@ -97,8 +105,8 @@ export class MergedDb {
          VALUES (@recordId, @type, @url, @surt, @ts, @date, @mime, @status, @payloadDigest, @cdxDigest, @warc, @offset, @length, @inputId, @encoding)`,
       ),
       putDuplicate: db.prepare(
-        `INSERT OR IGNORE INTO duplicates (record_id, kept_record_id, type, url, payload_digest, date, input_id)
-         VALUES (@recordId, @keptRecordId, @type, @url, @payloadDigest, @date, @inputId)`,
+        `INSERT OR IGNORE INTO duplicates (record_id, kept_record_id, type, url, payload_digest, date, input_id, warc, offset, length)
+         VALUES (@recordId, @keptRecordId, @type, @url, @payloadDigest, @date, @inputId, @warc, @offset, @length)`,
       ),
       putDefect: db.prepare('INSERT INTO defects (input_id, file, offset, what) VALUES (?, ?, ?, ?)'),
       knownWarc: db.prepare<[string], { input_id: number }>('SELECT input_id FROM input_warcs WHERE sha256 = ?'),
@@ -124,7 +132,7 @@ export class MergedDb {
   }
 
   putDuplicate(d: DuplicateRow): void {
-    this.#s.putDuplicate.run(d);
+    this.#s.putDuplicate.run({ warc: null, offset: null, length: null, ...d });
   }
 
   putDefect(inputId: number | null, file: string, offset: number | undefined, what: string): void {
@@ -140,8 +148,13 @@ export class MergedDb {
     this.#s.putWarcInput.run(sha256, name, size, inputId);
   }
 
-  putWarc(w: { name: string; size: number; sha256: string; records: number }, state: 'open' | 'closed'): void {
+  /** A merged WARC (`open`, `closed`), or an input WARC an index-only merge points into (`referenced`, named relative to the output folder). */
+  putWarc(w: { name: string; size: number; sha256: string; records: number }, state: 'open' | 'closed' | 'referenced'): void {
     this.#s.putWarc.run({ ...w, state });
+  }
+
+  inputCount(): number {
+    return this.db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM inputs').get()!.n;
   }
 
   inputByDigest(digest: string): { id: number; path: string } | undefined {

@@ -1,6 +1,7 @@
 import { cdxDigest, cdxMime, cdxTimestamp, isHttpUri, surtOf } from './cdxj.js';
 import type { DuplicateRow, KeptRecordRow, MergedDb } from './merge-db.js';
-import type { RecordSpool } from './merge-spool.js';
+import { relative, sep } from 'node:path';
+import type { Spooled } from './scan-files.js';
 import { inputWarcLabel, markCopiedWarcinfo } from './merge-warcinfo.js';
 import { normaliseSha1 } from '../warc/warc-digest.js';
 import type { ReadRecord } from '../warc/warc-reader.js';
@@ -31,11 +32,19 @@ import type { WarcWriter } from '../warc/warc-writer.js';
  * `WARC-Lifeboat-Copied-From` header (merge-warcinfo.ts), its block unchanged. Records are
  * written in batches and indexed in merged.sqlite in one transaction per batch, after the bytes
  * are in the file.
+ *
+ * Index-only (`merge --index-only`, issue 25): the same decisions, but nothing is copied. A kept
+ * record is indexed where it is — its input WARC, named by a path relative to the output folder,
+ * at its own offset — and a dropped duplicate stays in its file, marked in merged.sqlite
+ * (`duplicates` with its `warc`, `offset`, `length`) and left out of the CDXJ, so the index and
+ * every report equal a full merge's except for where the bytes are. Warcinfo records are indexed
+ * unchanged (there is no copy to mark). A record that is not its own gzip member (a whole-file
+ * gzip WARC) cannot be pointed at; it is a defect, as in a full merge without a spool.
  */
 export interface OfferSource {
   inputId: number;
   path: string;
-  spool?: RecordSpool;
+  spool?: Spooled;
 }
 
 export interface MergeCounts {
@@ -51,7 +60,9 @@ type Decision = 'keep' | 'drop';
 interface BatchEntry {
   data: Buffer | { path: string; offset: number; length: number };
   row: Omit<KeptRecordRow, 'warc' | 'offset' | 'length'>;
-  spool?: RecordSpool;
+  spool?: Spooled;
+  /** Index-only: where the record stays. */
+  at?: { warc: string; offset: number; length: number };
 }
 
 const ANCHOR_TYPES = new Set(['response', 'resource', 'revisit', 'warcinfo']);
@@ -104,11 +115,22 @@ export class MergeOutput {
   #recent = new Map<string, Decision>();
   #pending: { rec: ReadRecord; src: OfferSource }[] = [];
 
+  readonly #writer: WarcWriter | undefined;
+  readonly #out: string | undefined;
+
+  /** `target`: the writer of the merged WARCs, or (index-only) the output folder the records are referenced from. */
   constructor(
     private readonly mdb: MergedDb,
-    private readonly writer: WarcWriter,
+    target: WarcWriter | { out: string },
     private readonly onDefect: (inputId: number, file: string, offset: number, what: string) => void,
-  ) {}
+  ) {
+    if ('out' in target && typeof target.out === 'string') this.#out = target.out;
+    else this.#writer = target as WarcWriter;
+  }
+
+  #place(path: string, rec: ReadRecord): { warc: string; offset: number; length: number } {
+    return { warc: relative(this.#out!, path).split(sep).join('/'), offset: rec.offset, length: rec.length };
+  }
 
   #remember(id: string, d: Decision): void {
     this.#recent.set(id, d);
@@ -173,8 +195,20 @@ export class MergeOutput {
     if (decision === 'drop') {
       this.counts.duplicates++;
       this.#dupIds.add(id);
-      this.#dups.push({ recordId: id, keptRecordId: keptAs ?? null, type: rec.type, url: rec.targetUri ?? null, payloadDigest: this.#keyDigest(rec) ?? null, date: rec.date ?? null, inputId: src.inputId });
+      const at = this.#out !== undefined && rec.exact ? this.#place(src.path, rec) : { warc: null, offset: null, length: null };
+      this.#dups.push({ recordId: id, keptRecordId: keptAs ?? null, type: rec.type, url: rec.targetUri ?? null, payloadDigest: this.#keyDigest(rec) ?? null, date: rec.date ?? null, inputId: src.inputId, ...at });
       await src.spool?.dispose();
+      return;
+    }
+    if (this.#out !== undefined) {
+      if (!rec.exact) {
+        this.onDefect(src.inputId, src.path, rec.offset, `${rec.type} record ${id} shares its gzip member with other records (a whole-file gzip WARC); it cannot be indexed in place — merge this input without --index-only`);
+        return;
+      }
+      this.#batch.push({ data: Buffer.alloc(0), row: recordRow(rec, src.inputId), at: this.#place(src.path, rec) });
+      this.#batchIds.add(id);
+      this.counts.recordsKept++;
+      if (this.#batch.length >= BATCH_RECORDS) await this.flush();
       return;
     }
     let data: BatchEntry['data'];
@@ -206,9 +240,13 @@ export class MergeOutput {
     this.#batch = [];
     this.#dups = [];
     this.#batchBytes = 0;
-    const written = batch.length > 0 ? await this.writer.writeMembers(batch.map((b) => ({ data: b.data, recordId: b.row.recordId, type: b.row.type }))) : [];
+    const written = batch.length > 0 && this.#writer ? await this.#writer.writeMembers(batch.map((b) => ({ data: b.data, recordId: b.row.recordId, type: b.row.type }))) : [];
     this.mdb.transaction(() => {
       batch.forEach((b, i) => {
+        if (b.at) {
+          this.mdb.putRecord({ ...b.row, ...b.at });
+          return;
+        }
         const w = written[i]!;
         this.counts.bytesWritten += w.length;
         this.mdb.putRecord({ ...b.row, warc: w.file, offset: w.offset, length: w.length });

@@ -1,20 +1,20 @@
 import { createHash } from 'node:crypto';
 import { access, lstat, mkdir, readdir, stat } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { basename, join, relative, resolve, sep } from 'node:path';
 import { InputError } from '../../config/errors.js';
 import { writeCdxj } from './cdxj.js';
 import { writeCoverage, type CoverageReport } from './coverage.js';
 import { LOCK_DB, LOCK_FILE, acquireDirLock } from '../shard/dir-lock.js';
 import { openInputDb, SHARD_TABLES } from './input-db.js';
-import { checkInputFile, hashRegularFile } from '../warc/input-file.js';
+import { checkInputFile } from '../warc/input-file.js';
 import { MergedDb } from './merge-db.js';
 import { MergeOutput, type MergeCounts } from './merge-output.js';
 import { mergeWarcinfo } from './merge-warcinfo.js';
 import { syncPostSearch } from './post-search.js';
 import { importShardDb } from './merge-shard-db.js';
-import { RecordSpool } from './merge-spool.js';
+import { ScanPool, type ScanEvent } from './scan-files.js';
 import { readManifest } from '../shard/shard-manifest.js';
-import { detectWarcFormat, readWarc } from '../warc/warc-reader.js';
 import { repairOpenWarcs } from '../warc/warc-repair.js';
 import { WarcWriter } from '../warc/warc-writer.js';
 import { MERGED_DB, SHARD_DB, SHARD_MANIFEST, WARCS_DIR, mergedDbPath, shardDbPath, warcsDir } from '../shard/layout.js';
@@ -44,6 +44,14 @@ export interface MergeOptions {
   /** How missing-ranges.txt writes an ID (the profile codec's notation); default decimal. */
   formatId?: (id: number) => string;
   software?: string;
+  /** Input files read, inflated and digest-checked at once, on worker threads (default: the number of cores; 1: in-process). */
+  jobs?: number;
+  /**
+   * Leave the WARCs where they are (issue 25): the index and merged.sqlite point into the input
+   * files by paths relative to `out`; nothing is copied. A WARC whose size and sha256 match its
+   * shard.json is not re-hashed record by record (the file hash proves it unchanged).
+   */
+  indexOnly?: boolean;
 }
 
 export interface MergeProgress extends MergeCounts {
@@ -68,6 +76,9 @@ export interface MergeResult extends MergeCounts {
   cdxjLines: number;
   coverage: CoverageReport;
   seconds: number;
+  jobs: number;
+  /** Set by an index-only merge: how its input WARCs were checked, and what was not re-checked. */
+  indexOnly?: { warcsReferenced: number; trusted: number; recordChecked: number };
 }
 
 const WARC_NAME = /\.warc(\.gz)?(\.open)?$/;
@@ -77,6 +88,8 @@ interface InputWarc {
   name: string;
   size: number;
   sha256: string;
+  /** Size and sha256 match the shard's shard.json (an index-only merge then believes the records' declared sha1 digests). */
+  matchesManifest: boolean;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -98,55 +111,77 @@ interface InputListing {
 }
 
 /**
- * An input's WARCs. Only regular files are read (input-file.ts). Each WARC is hashed and compared
- * with shard.json: a file changed since the manifest was written (or not listed in it) is a
- * defect, and is still merged by its records — each record is checked against its own digests,
- * so the good ones are kept, as for any damaged input.
+ * An input's WARCs. Only regular files are read (input-file.ts). Each WARC is hashed (on the
+ * pool's workers) and compared with shard.json: a file changed since the manifest was written
+ * (or not listed in it) is a defect, and is still merged by its records — each record is checked
+ * against its own digests, so the good ones are kept, as for any damaged input.
  */
-async function listInput(path: string): Promise<InputListing> {
-  let st;
-  try {
-    st = await stat(path);
-  } catch {
-    throw new InputError(`merge input ${path} does not exist`, { code: 'E_MERGE_INPUT' });
-  }
-  if (!st.isDirectory()) {
-    const check = await checkInputFile(path);
-    if (!check.ok) throw new InputError(`merge input ${path}: ${check.what}`, { code: 'E_MERGE_INPUT' });
-    const { sha256, size } = await hashRegularFile(path);
-    return { kind: 'warc', warcs: [{ path, name: basename(path), size, sha256 }], problems: [] };
-  }
-  const manifest = await readManifest(path);
-  const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
-  const dir = warcsDir(path);
-  if (!(await exists(dir))) throw new InputError(`merge input ${path} is neither a WARC file nor a shard directory (no warcs/)`, { code: 'E_MERGE_INPUT' });
-  const warcs: InputWarc[] = [];
-  const problems: InputListing['problems'] = [];
-  for (const name of (await readdir(dir)).filter((n) => WARC_NAME.test(n)).sort()) {
-    const p = join(dir, name);
-    const check = await checkInputFile(p, path);
-    if (!check.ok) {
-      problems.push({ file: p, what: check.what });
+type Listing = InputListing & { path: string };
+
+async function listInputs(paths: string[], pool: ScanPool): Promise<Listing[]> {
+  type Entry = { file: string; name: string; what?: string; manifest?: { size?: number; sha256?: string } | null; hash?: AsyncIterable<ScanEvent> };
+  const pending: { listing: Listing; entries: Entry[]; hasManifest: boolean }[] = [];
+  for (const p of paths) {
+    let st;
+    try {
+      st = await stat(p);
+    } catch {
+      throw new InputError(`merge input ${p} does not exist`, { code: 'E_MERGE_INPUT' });
+    }
+    if (!st.isDirectory()) {
+      const check = await checkInputFile(p);
+      if (!check.ok) throw new InputError(`merge input ${p}: ${check.what}`, { code: 'E_MERGE_INPUT' });
+      pending.push({ listing: { path: resolve(p), kind: 'warc', warcs: [], problems: [] }, entries: [{ file: p, name: basename(p), hash: pool.submit({ kind: 'hash', path: p }) }], hasManifest: false });
       continue;
     }
-    const { sha256, size } = await hashRegularFile(p);
-    const entry = listed.get(name);
-    if (manifest && !name.endsWith('.open')) {
-      if (!entry) problems.push({ file: p, what: 'not listed in shard.json; merged by its records' });
-      else if (entry.size !== size || entry.sha256 !== sha256) {
-        const how = entry.size !== size ? `size ${size}, shard.json says ${entry.size}` : 'sha256 differs from shard.json';
-        problems.push({ file: p, what: `changed since shard.json was written (${how}); merged by its records, each checked on its own digests` });
-      }
+    const manifest = await readManifest(p);
+    const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
+    const dir = join(p, 'warcs');
+    if (!(await exists(dir))) throw new InputError(`merge input ${p} is neither a WARC file nor a shard directory (no warcs/)`, { code: 'E_MERGE_INPUT' });
+    const entries: Entry[] = [];
+    for (const name of (await readdir(dir)).filter((n) => WARC_NAME.test(n)).sort()) {
+      const file = join(dir, name);
+      const check = await checkInputFile(file, p);
+      if (!check.ok) entries.push({ file, name, what: check.what });
+      else entries.push({ file, name, manifest: listed.get(name) ?? null, hash: pool.submit({ kind: 'hash', path: file }) });
     }
-    warcs.push({ path: p, name, size, sha256 });
+    const archived = manifest?.counts?.archived;
+    pending.push({
+      listing: { path: resolve(p), kind: 'shard', warcs: [], problems: [], archivedListed: typeof archived === 'number' ? archived : undefined, profile: manifest?.profile, node: manifest?.node, software: manifest?.software },
+      entries,
+      hasManifest: !!manifest,
+    });
   }
-  const archived = manifest?.counts?.archived;
-  return { kind: 'shard', warcs, problems, archivedListed: typeof archived === 'number' ? archived : undefined, profile: manifest?.profile, node: manifest?.node, software: manifest?.software };
+  for (const { listing, entries, hasManifest } of pending) {
+    for (const e of entries) {
+      if (!e.hash) {
+        listing.problems.push({ file: e.file, what: e.what! });
+        continue;
+      }
+      let hashed: { sha256: string; size: number } | undefined;
+      for await (const ev of e.hash) {
+        if (ev.k === 'hashed') hashed = ev;
+        else if (ev.k === 'unreadable') throw new InputError(`merge input ${e.file}: cannot be read: ${ev.message}`, { code: 'E_MERGE_INPUT' });
+      }
+      const { sha256, size } = hashed!;
+      let matchesManifest = false;
+      if (hasManifest && !e.name.endsWith('.open')) {
+        const entry = e.manifest;
+        if (!entry) listing.problems.push({ file: e.file, what: 'not listed in shard.json; merged by its records' });
+        else if (entry.size !== size || entry.sha256 !== sha256) {
+          const how = entry.size !== size ? `size ${size}, shard.json says ${entry.size}` : 'sha256 differs from shard.json';
+          listing.problems.push({ file: e.file, what: `changed since shard.json was written (${how}); merged by its records, each checked on its own digests` });
+        } else matchesManifest = true;
+      }
+      listing.warcs.push({ path: e.file, name: e.name, size, sha256, matchesManifest });
+    }
+  }
+  return pending.map((p) => p.listing);
 }
 
 /** Folds a shard's database in; a database that cannot be read is a defect and the WARCs stand alone. */
-async function importInputDb(mdb: MergedDb, listing: InputListing & { path: string }, tmpDir: string, inputId: number, onDefect: (inputId: number, file: string, offset: number | undefined, what: string) => void): Promise<void> {
-  const dbPath = shardDbPath(listing.path);
+async function importInputDb(mdb: MergedDb, listing: Listing, tmpDir: string, inputId: number, onDefect: (inputId: number, file: string, offset: number | undefined, what: string) => void): Promise<void> {
+  const dbPath = join(listing.path, 'shard.sqlite');
   if (!(await lstat(dbPath).catch(() => undefined))) {
     if ((listing.archivedListed ?? 0) > 0) onDefect(inputId, dbPath, undefined, `missing, but shard.json counts ${listing.archivedListed} archived IDs; the WARCs were merged by their records`);
     return;
@@ -168,17 +203,20 @@ async function importInputDb(mdb: MergedDb, listing: InputListing & { path: stri
 export async function mergeShards(o: MergeOptions): Promise<MergeResult> {
   const started = Date.now();
   if (o.inputs.length === 0) throw new InputError('merge needs at least one shard directory or WARC file', { code: 'E_MERGE_INPUT' });
-  const listings = [];
-  for (const p of o.inputs) listings.push({ path: resolve(p), ...(await listInput(p)) });
-
-  await checkMergeOut(o.out);
-  const warcDir = warcsDir(o.out);
-  await mkdir(warcDir, { recursive: true });
-  const lock = acquireDirLock(o.out, 'merge');
+  const pool = new ScanPool(o.jobs ?? availableParallelism());
   try {
-    return await mergeLocked(o, listings, started);
+    const listings = await listInputs(o.inputs, pool);
+    await checkMergeOut(o.out);
+    const warcDir = join(o.out, 'warcs');
+    await mkdir(warcDir, { recursive: true });
+    const lock = acquireDirLock(o.out, 'merge');
+    try {
+      return await mergeLocked(o, listings, started, pool);
+    } finally {
+      lock.release();
+    }
   } finally {
-    lock.release();
+    await pool.close();
   }
 }
 
@@ -213,20 +251,35 @@ async function checkMergeOut(out: string): Promise<void> {
   }
 }
 
-async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaited<ReturnType<typeof listInput>>)[], started: number): Promise<MergeResult> {
-  const warcDir = warcsDir(o.out);
-  await repairOpenWarcs(warcDir); // a merge that crashed: cut its last file back to whole records
-  const mdb = new MergedDb(mergedDbPath(o.out));
+/** How an index-only merge names an input WARC: its path relative to the output folder, with `/` (what the CDXJ `filename` holds). */
+export function referencedName(out: string, path: string): string {
+  return relative(out, path).split(sep).join('/');
+}
+
+async function mergeLocked(o: MergeOptions, listings: Listing[], started: number, pool: ScanPool): Promise<MergeResult> {
+  const warcDir = join(o.out, 'warcs');
+  const indexOnly = !!o.indexOnly;
+  const mdb = new MergedDb(join(o.out, 'merged.sqlite'));
+  const earlierMode = mdb.meta('mode') ?? (mdb.inputCount() > 0 ? 'full' : undefined);
+  const mode = indexOnly ? 'index-only' : 'full';
+  if (earlierMode && earlierMode !== mode) {
+    mdb.close();
+    throw new InputError(`--out ${o.out} holds a${earlierMode === 'full' ? ' full' : 'n index-only'} merge; merge into it ${earlierMode === 'full' ? 'without' : 'with'} --index-only, or into a new folder`, { code: 'E_MERGE_OUT' });
+  }
+  mdb.setMeta('mode', mode);
+  if (!indexOnly) await repairOpenWarcs(warcDir); // a merge that crashed: cut its last file back to whole records
   const prefix = mdb.meta('prefix') ?? listings.find((l) => l.profile)?.profile ?? 'lifeboat';
   mdb.setMeta('prefix', prefix);
-  const writer = new WarcWriter({
-    dir: warcDir,
-    prefix,
-    node: 'merged',
-    maxFileBytes: o.maxWarcBytes ?? 1024 * 1024 * 1024,
-    warcinfo: mergeWarcinfo({ software: o.software ?? 'lifeboat', inputs: listings, alreadyMerged: (sha) => mdb.mergedWarc(sha) !== undefined }),
-    onFileClosed: (w) => mdb.putWarc(w, 'closed'),
-  });
+  const writer = indexOnly
+    ? undefined
+    : new WarcWriter({
+        dir: warcDir,
+        prefix,
+        node: 'merged',
+        maxFileBytes: o.maxWarcBytes ?? 1024 * 1024 * 1024,
+        warcinfo: mergeWarcinfo({ software: o.software ?? 'lifeboat', inputs: listings, alreadyMerged: (sha) => mdb.mergedWarc(sha) !== undefined }),
+        onFileClosed: (w) => mdb.putWarc(w, 'closed'),
+      });
   const defects: MergeDefect[] = [];
   let defectCount = 0;
   const onDefect = (inputId: number | null, file: string, offset: number | undefined, what: string): void => {
@@ -235,13 +288,33 @@ async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaite
     mdb.putDefect(inputId, file, offset, what);
     o.onDefect?.({ file, offset, what });
   };
-  const output = new MergeOutput(mdb, writer, (id, file, offset, what) => onDefect(id, file, offset, what));
+  const output = new MergeOutput(mdb, writer ?? { out: o.out }, (id, file, offset, what) => onDefect(id, file, offset, what));
   const result: MergeResult['inputs'] = [];
   let bytesRead = 0;
+  const summary = { warcsReferenced: 0, trusted: 0, recordChecked: 0 };
+
+  // What will be read, predicted as the loop below decides it, so the pool can read ahead; the
+  // loop still decides for itself (a prediction that proves wrong only costs a wasted read).
+  const scans = new Map<string, AsyncIterable<ScanEvent>>();
+  const scanTask = (w: InputWarc) => ({ kind: 'merge' as const, path: w.path, trust: indexOnly && w.matchesManifest, spool: !indexOnly });
+  {
+    const digests = new Set<string>();
+    const shas = new Set<string>();
+    for (const input of listings) {
+      const digest = inputDigest(input);
+      if (input.warcs.length > 0 && (digests.has(digest) || mdb.inputByDigest(digest))) continue;
+      digests.add(digest);
+      for (const w of input.warcs) {
+        if (shas.has(w.sha256) || mdb.mergedWarc(w.sha256) !== undefined) continue;
+        shas.add(w.sha256);
+        scans.set(w.path, pool.submit(scanTask(w)));
+      }
+    }
+  }
 
   try {
     for (const input of listings) {
-      const digest = createHash('sha256').update(input.warcs.map((w) => w.sha256).sort().join('\n')).digest('hex');
+      const digest = inputDigest(input);
       const earlier = mdb.inputByDigest(digest);
       if (earlier && input.warcs.length > 0) {
         result.push({ path: input.path, status: 'skipped', reason: `already merged (as ${earlier.path})`, warcs: 0, warcsSkipped: input.warcs.length });
@@ -255,18 +328,16 @@ async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaite
       let merged = 0;
       let skipped = 0;
       for (const w of input.warcs) {
+        const scan = scans.get(w.path);
+        scans.delete(w.path);
         if (mdb.mergedWarc(w.sha256) !== undefined) {
+          if (scan) for await (const _ of scan) void _; // predicted wrongly: let the worker finish
           skipped++;
           continue;
         }
-        const read = await mergeWarcFile(w.path, inputId, output, onDefect, (n) => o.onProgress?.({ ...output.counts, input: input.path, file: w.path, bytesRead: bytesRead + inputBytes + n, defects: defectCount })).then(
-          () => true,
-          (err: unknown) => {
-            // Swapped for a FIFO or device after it was listed: a defect, never a hang.
-            if ((err as { code?: string }).code !== 'E_NOT_REGULAR_FILE') throw err;
-            onDefect(inputId, w.path, undefined, (err as Error).message);
-            return false;
-          },
+        const readBefore = output.counts.recordsRead;
+        const read = await mergeWarcFile(w.path, scan ?? pool.submit(scanTask(w)), inputId, output, onDefect, (n) =>
+          o.onProgress?.({ ...output.counts, input: input.path, file: w.path, bytesRead: bytesRead + inputBytes + n, defects: defectCount }),
         );
         if (!read) continue;
         await output.settlePending();
@@ -274,6 +345,13 @@ async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaite
         inputBytes += w.size;
         merged++;
         mdb.putInputWarc(w.sha256, w.name, w.size, inputId);
+        if (indexOnly) {
+          summary.warcsReferenced++;
+          if (w.matchesManifest) summary.trusted++;
+          else summary.recordChecked++;
+          mdb.putWarc({ name: referencedName(o.out, w.path), size: w.size, sha256: w.sha256, records: output.counts.recordsRead - readBefore }, 'referenced');
+        }
+        o.onProgress?.({ ...output.counts, input: input.path, file: w.path, bytesRead: bytesRead + inputBytes, defects: defectCount });
       }
       bytesRead += inputBytes;
       if (input.kind === 'shard') await importInputDb(mdb, input, o.out, inputId, onDefect);
@@ -289,52 +367,59 @@ async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaite
     }
     await output.flush();
   } finally {
-    await writer.close();
+    await writer?.close();
   }
   const cdxjLines = await writeCdxj(mdb.db, join(o.out, 'indexes', 'index.cdxj'));
   syncPostSearch(mdb.db);
   const coverage = await writeCoverage(mdb.db, o.out, { formatId: o.formatId });
   mdb.close();
-  return { ...output.counts, inputs: result, bytesRead, defectCount, defects, cdxjLines, coverage, seconds: (Date.now() - started) / 1000 };
+  return {
+    ...output.counts,
+    inputs: result,
+    bytesRead,
+    defectCount,
+    defects,
+    cdxjLines,
+    coverage,
+    seconds: (Date.now() - started) / 1000,
+    jobs: pool.jobs,
+    ...(indexOnly ? { indexOnly: summary } : {}),
+  };
 }
 
+function inputDigest(input: Listing): string {
+  return createHash('sha256').update(input.warcs.map((w) => w.sha256).sort().join('\n')).digest('hex');
+}
+
+/** Consumes one file's scan in order; false when the file could not be read at all (a defect). */
 async function mergeWarcFile(
   path: string,
+  scan: AsyncIterable<ScanEvent>,
   inputId: number,
   output: MergeOutput,
   onDefect: (inputId: number, file: string, offset: number | undefined, what: string) => void,
   progress: (bytes: number) => void,
-): Promise<void> {
-  const format = await detectWarcFormat(path);
-  const spools = new Map<number, RecordSpool>();
-  const rawSink =
-    format === 'plain' || format === 'gzip-whole'
-      ? (at: number) => {
-          const s = new RecordSpool();
-          spools.set(at, s);
-          return s;
-        }
-      : undefined;
-  let n = 0;
-  try {
-    for await (const item of readWarc(path, { format, rawSink })) {
-      if (item.kind === 'defect') {
-        onDefect(inputId, item.file, item.offset, item.what);
-        continue;
-      }
+): Promise<boolean> {
+  let ok = true;
+  for await (const ev of scan) {
+    if (ev.k === 'defect') onDefect(inputId, ev.file, ev.offset, ev.what);
+    else if (ev.k === 'progress') progress(ev.offset);
+    else if (ev.k === 'unreadable') {
+      // Swapped for a FIFO or device after it was listed: a defect, never a hang.
+      if (ev.code !== 'E_NOT_REGULAR_FILE') throw Object.assign(new Error(ev.message), { code: ev.code });
+      onDefect(inputId, path, undefined, ev.message);
+      ok = false;
+    } else if (ev.k === 'record') {
+      const item = ev.rec;
       output.counts.recordsRead++;
-      const spool = spools.get(item.streamOffset);
-      spools.delete(item.streamOffset);
       if (item.problems.length > 0 || !item.recordId) {
         for (const p of item.problems.length > 0 ? item.problems : ['no WARC-Record-ID']) onDefect(inputId, path, item.offset, `${item.type} record ${item.recordId ?? ''}: ${p}; not merged`);
         output.rejected(item);
-        await spool?.dispose();
+        await ev.spool?.dispose();
         continue;
       }
-      await output.offer(item, { inputId, path, spool });
-      if (++n % 5000 === 0) progress(item.offset);
+      await output.offer(item, { inputId, path, spool: ev.spool });
     }
-  } finally {
-    for (const s of spools.values()) await s.dispose();
   }
+  return ok;
 }

@@ -68,27 +68,39 @@ export function normaliseSha1(label: string | undefined): string | undefined {
  * when a declared label uses another algorithm, with that one too; then checks the label.
  */
 export class DigestCheck {
-  readonly #sha1: Hash = createHash('sha1');
+  readonly #sha1: Hash | undefined;
   readonly #other: Hash | undefined;
   readonly #declared: ParsedDigest | undefined;
   readonly declaredLabel: string | undefined;
+  /** The declared sha1 was taken on trust: nothing was hashed, `ok` is undefined (not checked). */
+  readonly trusted: boolean;
   #sha1Digest: Buffer | undefined;
   #otherDigest: Buffer | undefined;
 
-  constructor(declared: string | undefined) {
+  /**
+   * `trustSha1`: a declared sha1 label is believed, not recomputed (`merge --index-only` on a
+   * file whose sha256 matched its shard.json: the whole file is already proven unchanged).
+   */
+  constructor(declared: string | undefined, trustSha1 = false) {
     this.declaredLabel = declared;
     this.#declared = parseDigest(declared);
+    this.trusted = trustSha1 && this.#declared?.algo === 'sha1';
+    if (this.trusted) {
+      this.#sha1Digest = this.#declared!.bytes;
+      return;
+    }
+    this.#sha1 = createHash('sha1');
     if (this.#declared && this.#declared.algo !== 'sha1') this.#other = createHash(this.#declared.algo);
   }
 
   update(chunk: Buffer): void {
-    this.#sha1.update(chunk);
+    this.#sha1?.update(chunk);
     this.#other?.update(chunk);
   }
 
   #finish(): void {
     if (this.#sha1Digest) return;
-    this.#sha1Digest = this.#sha1.digest();
+    this.#sha1Digest = this.#sha1!.digest();
     this.#otherDigest = this.#other?.digest();
   }
 
@@ -100,6 +112,7 @@ export class DigestCheck {
 
   /** True/false when a recognised label was declared; undefined when none (or an unknown algorithm). */
   get ok(): boolean | undefined {
+    if (this.trusted) return undefined;
     this.#finish();
     if (!this.#declared) return this.declaredLabel === undefined ? undefined : false;
     const actual = this.#declared.algo === 'sha1' ? this.#sha1Digest! : this.#otherDigest!;

@@ -5,6 +5,8 @@ export interface WarcParserOptions {
   file: string;
   maxHeadBytes?: number;
   rawSink?: (streamOffset: number) => RawRecordSink | undefined;
+  /** Believe declared sha1 digests instead of recomputing them (DigestCheck `trustSha1`). */
+  trustSha1Digests?: boolean;
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -54,6 +56,7 @@ export class WarcParser {
   readonly #file: string;
   readonly #maxHead: number;
   readonly #rawSink: WarcParserOptions['rawSink'];
+  readonly #trust: boolean;
   #state: 'head' | 'block' | 'trailer' | 'seek' | 'skip' = 'head';
   #head: Buffer[] = [];
   #headBytes = 0;
@@ -73,6 +76,7 @@ export class WarcParser {
     this.#file = options.file;
     this.#maxHead = options.maxHeadBytes ?? 1024 * 1024;
     this.#rawSink = options.rawSink;
+    this.#trust = options.trustSha1Digests ?? false;
   }
 
   /** Finished records and defects since the last call. */
@@ -263,8 +267,8 @@ export class WarcParser {
         problems: [],
       },
       remaining: contentLength,
-      block: new DigestCheck(lower.get('warc-block-digest')),
-      payload: checksPayload ? new DigestCheck(payloadDigest) : undefined,
+      block: new DigestCheck(lower.get('warc-block-digest'), this.#trust),
+      payload: checksPayload ? new DigestCheck(payloadDigest, this.#trust) : undefined,
       httpHead: isHttp ? [] : undefined,
       httpHeadBytes: 0,
       dechunk: undefined,
@@ -317,7 +321,7 @@ export class WarcParser {
     if (status) cur.info.httpStatus = Number(status[1]);
     else cur.info.httpMethod = /^([A-Z]+) /.exec(first)?.[1];
     const te = fields.find(([k]) => k.toLowerCase() === 'transfer-encoding')?.[1];
-    if (te && /chunked/i.test(te) && cur.payload) {
+    if (te && /chunked/i.test(te) && cur.payload && !cur.payload.trusted) {
       const check = new DigestCheck(cur.info.payloadDigest);
       cur.dechunk = { d: new Dechunker((c) => check.update(c)), check };
     }

@@ -26,6 +26,8 @@ export interface ReadWarcOptions {
   rawSink?: (streamOffset: number) => RawRecordSink | undefined;
   /** Skip detection when the caller already knows. */
   format?: WarcFormat;
+  /** Believe declared sha1 digests instead of recomputing them (only for a file proven unchanged as a whole). */
+  trustSha1Digests?: boolean;
 }
 
 /** A record read from a per-record gzip file may carry its compressed member (a view, valid indefinitely). */
@@ -72,7 +74,7 @@ function holdsOneRecord(data: Buffer): boolean {
 /** Every record and defect of one WARC file, in file order. */
 export async function* readWarc(path: string, options: ReadWarcOptions = {}): AsyncGenerator<ReadItem> {
   const format = options.format ?? (await detectWarcFormat(path));
-  const parser = new WarcParser({ file: path, maxHeadBytes: options.maxHeadBytes, rawSink: options.rawSink });
+  const parser = new WarcParser({ file: path, maxHeadBytes: options.maxHeadBytes, rawSink: options.rawSink, trustSha1Digests: options.trustSha1Digests });
   if (format === 'empty') {
     yield { kind: 'defect', file: path, offset: 0, what: 'empty WARC file' };
     return;

@@ -1,0 +1,450 @@
+import { once } from 'node:events';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import zlib from 'node:zlib';
+import { Worker } from 'node:worker_threads';
+import { hashRegularFile } from '../warc/input-file.js';
+import type { RawRecordSink, WarcRecordInfo } from '../warc/warc-item.js';
+import { detectWarcFormat, readWarc, type ReadRecord } from '../warc/warc-reader.js';
+
+/**
+ * Reading one input file for `merge` and `verify` (issue 25): the part that inflates and hashes,
+ * and so the part that runs on every core. Each scan is a stream of events in file order; the
+ * caller (merge.ts, verify.ts) consumes them one file after another, so what it decides and
+ * writes does not depend on how many scans ran at once. A scan runs in-process (`--jobs 1`) or
+ * on a worker thread (scan-pool.ts); the events are the same either way.
+ */
+export type ScanTask =
+  | { kind: 'hash'; path: string }
+  /** `trust`: believe declared sha1 digests (the file's sha256 already matched its shard.json); `spool`: re-compress records of plain and whole-gzip files. */
+  | { kind: 'merge'; path: string; trust: boolean; spool: boolean }
+  /** `hash`: also sha256 the file after reading it (for the shard.json check). */
+  | { kind: 'verify'; path: string; hash: boolean };
+
+/** A re-compressed record: its member in memory or in a spill file, freed by `dispose`. */
+export interface Spooled {
+  readonly data: Buffer | { path: string; offset: number; length: number };
+  dispose(): Promise<void>;
+}
+
+/** What verify needs of a record: its place and identity, and what is wrong with it. */
+export interface VerifyRecord {
+  offset: number;
+  length: number;
+  type: string;
+  recordId: string | undefined;
+  targetUri: string | undefined;
+  date: string | undefined;
+  problems: string[];
+}
+
+export type ScanEvent =
+  | { k: 'defect'; file: string; offset: number; what: string }
+  | { k: 'record'; rec: ReadRecord; spool?: Spooled }
+  | { k: 'vrecord'; rec: VerifyRecord }
+  | { k: 'progress'; offset: number }
+  | { k: 'hashed'; sha256: string; size: number }
+  /** The file could not be read at all (swapped for a FIFO, an I/O error); `code` as thrown. */
+  | { k: 'unreadable'; code: string | undefined; message: string };
+
+function unreadable(err: unknown): ScanEvent {
+  return { k: 'unreadable', code: (err as { code?: string }).code, message: (err as Error).message };
+}
+
+/** The events of one task, in file order. */
+export async function* scanFile(task: ScanTask): AsyncGenerator<ScanEvent> {
+  if (task.kind === 'hash') {
+    try {
+      yield { k: 'hashed', ...(await hashRegularFile(task.path)) };
+    } catch (err) {
+      yield unreadable(err);
+    }
+    return;
+  }
+  if (task.kind === 'verify') {
+    yield* scanVerify(task.path, task.hash);
+    return;
+  }
+  yield* scanMerge(task.path, task.trust, task.spool);
+}
+
+async function* scanVerify(path: string, hash: boolean): AsyncGenerator<ScanEvent> {
+  let n = 0;
+  try {
+    for await (const item of readWarc(path)) {
+      if (item.kind === 'defect') {
+        yield { k: 'defect', file: item.file, offset: item.offset, what: item.what };
+        continue;
+      }
+      const { offset, length, type, recordId, targetUri, date, problems } = item;
+      yield { k: 'vrecord', rec: { offset, length, type, recordId, targetUri, date, problems } };
+      if (++n % 10000 === 0) yield { k: 'progress', offset };
+    }
+  } catch (err) {
+    yield unreadable(err);
+    return;
+  }
+  if (!hash) return;
+  try {
+    yield { k: 'hashed', ...(await hashRegularFile(path)) };
+  } catch (err) {
+    yield unreadable(err);
+  }
+}
+
+async function* scanMerge(path: string, trust: boolean, spool: boolean): AsyncGenerator<ScanEvent> {
+  const spools = new Map<number, RecordSpool>();
+  let n = 0;
+  try {
+    const format = await detectWarcFormat(path);
+    const rawSink =
+      spool && (format === 'plain' || format === 'gzip-whole')
+        ? (at: number) => {
+            const s = new RecordSpool();
+            spools.set(at, s);
+            return s;
+          }
+        : undefined;
+    for await (const item of readWarc(path, { format, rawSink, trustSha1Digests: trust })) {
+      if (item.kind === 'defect') {
+        yield { k: 'defect', file: item.file, offset: item.offset, what: item.what };
+        continue;
+      }
+      const s = spools.get(item.streamOffset);
+      spools.delete(item.streamOffset);
+      yield s ? { k: 'record', rec: item, spool: s } : { k: 'record', rec: item };
+      if (++n % 5000 === 0) yield { k: 'progress', offset: item.offset };
+    }
+  } catch (err) {
+    yield unreadable(err);
+  } finally {
+    for (const s of spools.values()) await s.dispose();
+  }
+}
+
+/**
+ * Re-compresses one record that is not its own gzip member (from a plain `.warc` or a
+ * whole-file-gzip WARC) into a single member, as the reader passes its bytes. Up to
+ * `memoryBytes` of compressed output stays in memory; beyond that it spills to a temp file, so a
+ * 1 GB record costs a temp file, not 1 GB of memory.
+ */
+export class RecordSpool implements RawRecordSink {
+  readonly #gz = zlib.createGzip({ level: 6 });
+  #chunks: Buffer[] = [];
+  #bytes = 0;
+  #fh: FileHandle | undefined;
+  #path: string | undefined;
+  #fileBytes = 0;
+  #pendingSpill: Promise<void> = Promise.resolve();
+  record: WarcRecordInfo | undefined;
+
+  constructor(private readonly memoryBytes = 8 * 1024 * 1024, private readonly spillDir = tmpdir()) {
+    this.#gz.on('data', (c: Buffer) => {
+      this.#chunks.push(c);
+      this.#bytes += c.length;
+    });
+  }
+
+  async #spill(): Promise<void> {
+    if (!this.#fh) {
+      this.#path = join(this.spillDir, `lifeboat-spool-${randomUUID()}.gz`);
+      this.#fh = await open(this.#path, 'w+');
+    }
+    const data = Buffer.concat(this.#chunks, this.#bytes);
+    this.#chunks = [];
+    this.#bytes = 0;
+    await this.#fh.write(data, 0, data.length, this.#fileBytes);
+    this.#fileBytes += data.length;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (!this.#gz.write(chunk)) await once(this.#gz, 'drain');
+    if (this.#bytes > this.memoryBytes) await this.#spill();
+  }
+
+  async end(record: WarcRecordInfo): Promise<void> {
+    this.record = record;
+    const ended = once(this.#gz, 'end');
+    this.#gz.end();
+    await ended;
+    if (this.#fh) await this.#spill();
+    await this.#pendingSpill;
+  }
+
+  async abort(): Promise<void> {
+    this.#gz.destroy();
+    await this.dispose();
+  }
+
+  /** The compressed member: a buffer, or a byte range of the spill file. */
+  get data(): Buffer | { path: string; offset: number; length: number } {
+    if (this.#path) return { path: this.#path, offset: 0, length: this.#fileBytes };
+    return Buffer.concat(this.#chunks, this.#bytes);
+  }
+
+  async dispose(): Promise<void> {
+    await this.#fh?.close().catch(() => undefined);
+    this.#fh = undefined;
+    if (this.#path) await rm(this.#path, { force: true });
+  }
+
+  /** Closes the spill file but leaves it for whoever now holds `data` (a worker handing it to the main thread). */
+  async release(): Promise<void> {
+    await this.#fh?.close().catch(() => undefined);
+    this.#fh = undefined;
+  }
+}
+
+/**
+ * Runs scans on up to `jobs` worker threads (`jobs` 1: in-process, lazily, as before issue 25).
+ * `submit` returns the task's events as a stream; tasks start in submission order as workers
+ * come free, so a caller that submits a phase's files up front and consumes the streams in order
+ * keeps every core busy while its own work stays serial. Memory per job is bounded: a worker
+ * sends its events in batches (at most BATCH_EVENTS events or BATCH_BYTES of copied record
+ * bytes) and stops after CREDITS unconsumed batches until the caller takes one.
+ */
+export class ScanPool {
+  readonly #jobs: number;
+  readonly #workers: PoolWorker[] = [];
+  readonly #queue: { task: ScanTask; stream: TaskStream }[] = [];
+  #closed = false;
+
+  constructor(jobs: number) {
+    this.#jobs = Math.max(1, Math.floor(jobs));
+  }
+
+  get jobs(): number {
+    return this.#jobs;
+  }
+
+  submit(task: ScanTask): AsyncIterable<ScanEvent> {
+    if (this.#jobs === 1) return scanFile(task);
+    const stream = new TaskStream();
+    this.#queue.push({ task, stream });
+    this.#pump();
+    return stream;
+  }
+
+  #pump(): void {
+    while (this.#queue.length > 0 && !this.#closed) {
+      let w = this.#workers.find((x) => !x.busy);
+      if (!w && this.#workers.length < this.#jobs) {
+        w = new PoolWorker(() => this.#pump());
+        this.#workers.push(w);
+      }
+      if (!w) return;
+      const next = this.#queue.shift()!;
+      w.run(next.task, next.stream);
+    }
+  }
+
+  /** Stops the workers; streams not finished end with an error. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const q of this.#queue) q.stream.fail(new Error('scan pool closed'));
+    this.#queue.length = 0;
+    await Promise.all(this.#workers.map((w) => w.terminate()));
+  }
+}
+
+/** Messages between ScanPool and scan-worker.ts. */
+export type ToScanWorker = { type: 'task'; id: number; task: ScanTask } | { type: 'ack'; id: number };
+export type FromScanWorker =
+  | { type: 'events'; events: WireEvent[]; bytes: ArrayBuffer | undefined }
+  | { type: 'end' }
+  | { type: 'fail'; message: string };
+
+/** An event as it crosses the thread: record bytes ride in the batch's one ArrayBuffer. */
+export type WireEvent =
+  | Exclude<ScanEvent, { k: 'record' }>
+  | { k: 'record'; rec: Omit<ReadRecord, 'member'>; member?: [number, number]; spool?: [number, number] | { path: string; offset: number; length: number } };
+
+export const CREDITS = 4;
+const BATCH_EVENTS = 512;
+const BATCH_BYTES = 8 * 1024 * 1024;
+
+/** Worker side: runs one task, sends its events in batches, waits for credit. */
+export async function runScanTask(task: ScanTask, send: (m: FromScanWorker, transfer: ArrayBuffer[]) => void, credit: () => Promise<void>): Promise<void> {
+  let events: WireEvent[] = [];
+  let parts: Buffer[] = [];
+  let bytes = 0;
+  let outstanding = 0;
+  const flush = async (): Promise<void> => {
+    if (events.length === 0) return;
+    let buf: ArrayBuffer | undefined;
+    if (bytes > 0) {
+      const all = new Uint8Array(new ArrayBuffer(bytes));
+      let at = 0;
+      for (const p of parts) {
+        all.set(p, at);
+        at += p.length;
+      }
+      buf = all.buffer;
+    }
+    send({ type: 'events', events, bytes: buf }, buf ? [buf] : []);
+    events = [];
+    parts = [];
+    bytes = 0;
+    outstanding++;
+    while (outstanding >= CREDITS) {
+      await credit();
+      outstanding--;
+    }
+  };
+  const pack = (b: Buffer): [number, number] => {
+    parts.push(b);
+    bytes += b.length;
+    return [bytes - b.length, b.length];
+  };
+  for await (const e of scanFile(task)) {
+    if (e.k !== 'record') events.push(e);
+    else {
+      const { member, ...rec } = e.rec;
+      const wire: Extract<WireEvent, { k: 'record' }> = { k: 'record', rec };
+      if (member) wire.member = pack(member);
+      if (e.spool) {
+        const data = e.spool.data;
+        wire.spool = Buffer.isBuffer(data) ? pack(data) : data;
+        if (Buffer.isBuffer(data)) await e.spool.dispose();
+        else await (e.spool as RecordSpool).release();
+      }
+      events.push(wire);
+    }
+    if (events.length >= BATCH_EVENTS || bytes >= BATCH_BYTES) await flush();
+  }
+  await flush();
+}
+
+/** Main side: a wire event back into a ScanEvent (views into the batch's buffer; spill files owned here now). */
+function fromWire(e: WireEvent, bytes: ArrayBuffer | undefined): ScanEvent {
+  if (e.k !== 'record') return e;
+  const rec = e.rec as ReadRecord;
+  if (e.member) rec.member = Buffer.from(bytes!, e.member[0], e.member[1]);
+  if (!e.spool) return { k: 'record', rec };
+  const s = e.spool;
+  const spool: Spooled = Array.isArray(s)
+    ? { data: Buffer.from(bytes!, s[0], s[1]), dispose: async () => undefined }
+    : { data: s, dispose: () => rm(s.path, { force: true }) };
+  return { k: 'record', rec, spool };
+}
+
+/**
+ * One task's events as they arrive from its worker; taking a batch gives the worker credit. The
+ * worker is free for the next task once this stream has ended and been read to its end (or
+ * abandoned: then what still arrives is acknowledged and dropped), so at most `jobs` files are
+ * ahead of the caller.
+ */
+class TaskStream implements AsyncIterable<ScanEvent> {
+  readonly #batches: { events: WireEvent[]; bytes: ArrayBuffer | undefined }[] = [];
+  #ended = false;
+  #error: Error | undefined;
+  #wake: (() => void) | undefined;
+  #discard = false;
+  #done = false;
+  ack: () => void = () => undefined;
+  onDone: () => void = () => undefined;
+
+  push(events: WireEvent[], bytes: ArrayBuffer | undefined): void {
+    if (this.#discard) {
+      this.ack();
+      return;
+    }
+    this.#batches.push({ events, bytes });
+    this.#wake?.();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#wake?.();
+    if (this.#discard) this.#finish();
+  }
+
+  fail(err: Error): void {
+    this.#error = err;
+    this.#ended = true;
+    this.#wake?.();
+    if (this.#discard) this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.onDone();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<ScanEvent> {
+    try {
+      for (;;) {
+        const b = this.#batches.shift();
+        if (b) {
+          this.ack();
+          for (const e of b.events) yield fromWire(e, b.bytes);
+          continue;
+        }
+        if (this.#error) throw this.#error;
+        if (this.#ended) return;
+        await new Promise<void>((r) => (this.#wake = r));
+        this.#wake = undefined;
+      }
+    } finally {
+      if (this.#ended) this.#finish();
+      else {
+        this.#discard = true;
+        for (const b of this.#batches.splice(0)) {
+          this.ack();
+          for (const e of b.events) if (e.k === 'record' && e.spool && !Array.isArray(e.spool)) await rm(e.spool.path, { force: true });
+        }
+      }
+    }
+  }
+}
+
+/** The worker script: the compiled one, also when this module runs from TypeScript source (tests). */
+function workerScript(): URL {
+  return import.meta.url.endsWith('.ts') ? new URL('../../dist/storage/curate/scan-worker.js', import.meta.url) : new URL('./scan-worker.js', import.meta.url);
+}
+
+let taskIds = 0;
+
+class PoolWorker {
+  readonly #w: Worker;
+  #stream: TaskStream | undefined;
+  busy = false;
+
+  constructor(private readonly onFree: () => void) {
+    this.#w = new Worker(workerScript());
+    this.#w.on('message', (m: FromScanWorker) => {
+      const s = this.#stream;
+      if (!s) return;
+      if (m.type === 'events') s.push(m.events, m.bytes);
+      else {
+        this.#stream = undefined;
+        if (m.type === 'end') s.end();
+        else s.fail(new Error(m.message));
+      }
+    });
+    this.#w.on('error', (err) => {
+      const s = this.#stream;
+      this.#stream = undefined;
+      s?.fail(err);
+    });
+  }
+
+  run(task: ScanTask, stream: TaskStream): void {
+    this.busy = true;
+    this.#stream = stream;
+    const id = ++taskIds;
+    stream.ack = () => this.#w.postMessage({ type: 'ack', id } satisfies ToScanWorker);
+    stream.onDone = () => {
+      this.busy = false;
+      this.onFree();
+    };
+    this.#w.postMessage({ type: 'task', id, task } satisfies ToScanWorker);
+  }
+
+  async terminate(): Promise<void> {
+    await this.#w.terminate();
+  }
+}
