@@ -281,6 +281,12 @@ export class MergedDbReader {
     return out;
   }
 
+  /** The input WARCs an index-only merge points into (named relative to its folder), sorted by name. */
+  referencedWarcs(): { name: string; size: number; sha256: string }[] {
+    if (!this.hasTables('warcs')) return [];
+    return this.#db.prepare<[], { name: string; size: number; sha256: string }>(`SELECT name, size, sha256 FROM warcs WHERE state = 'referenced' ORDER BY name`).all();
+  }
+
   /** Every kept record, sorted by (file, offset); streamed. */
   recordLocations(): Iterable<RecordLocation> {
     return this.#db

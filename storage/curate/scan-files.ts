@@ -47,10 +47,11 @@ export type ScanEvent =
   | { k: 'progress'; offset: number }
   | { k: 'hashed'; sha256: string; size: number }
   /** The file could not be read at all (swapped for a FIFO, an I/O error); `code` as thrown. */
-  | { k: 'unreadable'; code: string | undefined; message: string };
+  | { k: 'unreadable'; code: string | undefined; message: string; stage?: 'hash' };
 
-function unreadable(err: unknown): ScanEvent {
-  return { k: 'unreadable', code: (err as { code?: string }).code, message: (err as Error).message };
+function unreadable(err: unknown, stage?: 'hash'): ScanEvent {
+  const e: ScanEvent = { k: 'unreadable', code: (err as { code?: string }).code, message: (err as Error).message };
+  return stage ? { ...e, stage } : e;
 }
 
 /** The events of one task, in file order. */
@@ -84,13 +85,12 @@ async function* scanVerify(path: string, hash: boolean): AsyncGenerator<ScanEven
     }
   } catch (err) {
     yield unreadable(err);
-    return;
   }
   if (!hash) return;
   try {
     yield { k: 'hashed', ...(await hashRegularFile(path)) };
   } catch (err) {
-    yield unreadable(err);
+    yield unreadable(err, 'hash');
   }
 }
 

@@ -1,14 +1,13 @@
 import { lstat, readdir, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type Database from 'better-sqlite3';
 import { MERGED_TABLES, openInputDb, SHARD_TABLES } from './input-db.js';
 import { MergedDbReader } from './merge-db.js';
 import { ShardDbReader, type RecordLocation } from '../shard/shard-db-read.js';
-import { checkInputFile, hashRegularFile } from '../warc/input-file.js';
+import { checkInputFile } from '../warc/input-file.js';
 import { readManifest } from '../shard/shard-manifest.js';
-import { readWarc, type ReadRecord } from '../warc/warc-reader.js';
-import { manifestPath, mergedDbPath, shardDbPath, warcsDir } from '../shard/layout.js';
+import { ScanPool, type ScanEvent, type VerifyRecord } from './scan-files.js';
 
 /**
  * `lifeboat verify` (ARCHITECTURE.md "Curator commands"): re-reads every record of every WARC, recomputes its digests,
@@ -39,6 +38,8 @@ export interface VerifyOptions {
   /** Where input databases are snapshotted (they are never opened in place); default the OS temp dir. */
   tmpDir?: string;
   onProgress?: (p: { file: string; records: number; bytes: number }) => void;
+  /** Files read and digest-checked at once, on worker threads (default: the number of cores; 1: in-process). */
+  jobs?: number;
 }
 
 class Collector {
@@ -52,34 +53,34 @@ class Collector {
 
 
 /** Checks one record on its own: digests, required fields. */
-function checkRecord(r: ReadRecord, out: Collector): void {
-  for (const p of r.problems) out.add({ file: r.file, offset: r.offset, what: `${r.type} record ${r.recordId ?? ''}: ${p}` });
-  if (!r.recordId) out.add({ file: r.file, offset: r.offset, what: `${r.type} record has no WARC-Record-ID` });
-  if (!r.date) out.add({ file: r.file, offset: r.offset, what: `${r.type} record has no WARC-Date` });
+function checkRecord(file: string, r: VerifyRecord, out: Collector): void {
+  for (const p of r.problems) out.add({ file, offset: r.offset, what: `${r.type} record ${r.recordId ?? ''}: ${p}` });
+  if (!r.recordId) out.add({ file, offset: r.offset, what: `${r.type} record has no WARC-Record-ID` });
+  if (!r.date) out.add({ file, offset: r.offset, what: `${r.type} record has no WARC-Date` });
 }
 
-/** Reads one WARC (already checked to be a regular file) record by record. */
-async function verifyWarc(path: string, size: number, out: Collector, opts: VerifyOptions, onRecord?: (r: ReadRecord) => void): Promise<void> {
+/** Consumes one WARC's scan (the file already checked to be a regular file); returns its sha256 when the scan hashed it. */
+async function verifyWarc(path: string, size: number, scan: AsyncIterable<ScanEvent>, out: Collector, opts: VerifyOptions, onRecord?: (r: VerifyRecord) => void): Promise<{ sha256: string; size: number } | Error | undefined> {
   out.report.files++;
   out.report.bytes += size;
-  let n = 0;
-  try {
-    for await (const item of readWarc(path)) {
-      if (item.kind === 'defect') {
-        out.add({ file: item.file, offset: item.offset, what: item.what });
-        continue;
-      }
-      n++;
+  let hashed: { sha256: string; size: number } | Error | undefined;
+  for await (const ev of scan) {
+    if (ev.k === 'defect') out.add({ file: ev.file, offset: ev.offset, what: ev.what });
+    else if (ev.k === 'vrecord') {
+      const r = ev.rec;
       out.report.records++;
-      out.report.counts.types[item.type] = (out.report.counts.types[item.type] ?? 0) + 1;
-      checkRecord(item, out);
-      onRecord?.(item);
-      if (opts.onProgress && n % 10000 === 0) opts.onProgress({ file: path, records: out.report.records, bytes: out.report.bytes });
-    }
-  } catch (err) {
+      out.report.counts.types[r.type] = (out.report.counts.types[r.type] ?? 0) + 1;
+      checkRecord(path, r, out);
+      onRecord?.(r);
+    } else if (ev.k === 'progress') opts.onProgress?.({ file: path, records: out.report.records, bytes: out.report.bytes });
+    else if (ev.k === 'hashed') hashed = ev;
     // Not a WARC defect but the file itself (swapped for a FIFO after the check, an I/O error).
-    out.add({ file: path, what: `cannot be read: ${(err as Error).message}` });
+    else if (ev.k === 'unreadable') {
+      if (ev.stage === 'hash') hashed = new Error(ev.message);
+      else out.add({ file: path, what: `cannot be read: ${ev.message}` });
+    }
   }
+  return hashed;
 }
 
 /** Joins the sorted rows with the records of each file as they are read. */
@@ -105,7 +106,7 @@ class RowJoin {
       this.#next();
     }
   }
-  record(name: string, r: ReadRecord): void {
+  record(name: string, r: VerifyRecord): void {
     while (this.#row && this.#row.warc === name && this.#row.offset < r.offset) {
       this.#bad(this.#row, 'no record starts at this offset');
       this.#next();
@@ -133,7 +134,7 @@ class RowJoin {
 }
 
 /** The directory's database: `shard.sqlite` (or a merge's `merged.sqlite`), opened from a snapshot. */
-async function openDirDb(dir: string, out: Collector, opts: VerifyOptions): Promise<{ db: ShardDbReader | MergedDbReader; path: string; close: () => Promise<void> } | undefined> {
+async function openDirDb(dir: string, out: { add: (d: Defect) => void }, opts: VerifyOptions): Promise<{ db: ShardDbReader | MergedDbReader; path: string; close: () => Promise<void> } | undefined> {
   const candidates = [
     { path: shardDbPath(dir), tables: SHARD_TABLES, reader: (db: Database.Database) => new ShardDbReader(db) },
     { path: mergedDbPath(dir), tables: MERGED_TABLES, reader: (db: Database.Database) => new MergedDbReader(db) },
@@ -149,49 +150,99 @@ async function openDirDb(dir: string, out: Collector, opts: VerifyOptions): Prom
   return undefined;
 }
 
-async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Promise<void> {
-  const warcDir = warcsDir(dir);
+/**
+ * A directory's plan, made before any file is read so that every file's scan can be started at
+ * once (on `jobs` workers): its WARCs and their checks, its manifest and database, and the
+ * defects found on the way, reported in the order a file-by-file run reports them.
+ *
+ * An index-only merge output (merged.sqlite `meta.mode` = `index-only`) has no WARCs of its own:
+ * its files are the input WARCs merged.sqlite's `warcs` table references (by paths relative to
+ * the folder), each checked against the size and sha256 recorded when it was merged.
+ */
+interface DirPlan {
+  dir: string;
+  early: Defect[];
+  manifest: Awaited<ReturnType<typeof readManifest>>;
+  input: Awaited<ReturnType<typeof openDirDb>>;
+  /** Where the database's `warc` names are relative to. */
+  base: string;
+  files: { name: string; path: string; finalName: string; what?: string; size: number; scan?: AsyncIterable<ScanEvent>; expect?: { size: number | undefined; sha256: string | undefined } | null }[];
+  /** Listed (in shard.json, or referenced by an index-only merge) but not found. */
+  listedMissing: string[];
+}
+
+async function planDir(dir: string, opts: VerifyOptions, pool: ScanPool): Promise<DirPlan | Defect> {
+  const warcDir = join(dir, 'warcs');
   let names: string[];
   try {
     names = (await readdir(warcDir)).filter((n) => /\.warc(\.gz)?(\.open)?$/.test(n)).sort();
   } catch {
-    out.add({ file: dir, what: 'not a shard or merge directory (no warcs/)' });
-    return;
+    return { file: dir, what: 'not a shard or merge directory (no warcs/)' };
   }
+  const early: Defect[] = [];
   const manifest = await readManifest(dir).catch((err: Error) => {
-    out.add({ file: manifestPath(dir), what: err.message });
+    early.push({ file: join(dir, 'shard.json'), what: err.message });
     return undefined;
   });
-  const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
-  const input = await openDirDb(dir, out, opts);
-  try {
-    const join_ = new RowJoin(input ? input.db.recordLocations() : [], out, warcDir);
-    for (const name of names) {
-      const path = join(warcDir, name);
-      const finalName = name.replace(/\.open$/, '');
-      const check = await checkInputFile(path, dir);
-      listed.delete(name);
+  const input = await openDirDb(dir, { add: (d) => early.push(d) }, opts);
+  const referenced = input?.db instanceof MergedDbReader && input.db.meta('mode') === 'index-only' ? input.db.referencedWarcs() : undefined;
+  const plan: DirPlan = { dir, early, manifest, input, base: referenced ? dir : warcDir, files: [], listedMissing: [] };
+  if (referenced) {
+    for (const w of referenced) {
+      const path = resolve(dir, w.name);
+      const check = await checkInputFile(path);
       if (!check.ok) {
-        out.add({ file: path, what: check.what });
+        if (/ENOENT/.test(check.what)) plan.listedMissing.push(w.name);
+        else plan.files.push({ name: w.name, path, finalName: w.name, what: check.what, size: 0 });
         continue;
       }
-      if (name.endsWith('.open')) out.add({ file: path, what: 'unfinished WARC (.open): a crawl is running or crashed; run the crawl again to repair it' });
-      join_.skipTo(finalName);
-      await verifyWarc(path, check.size, out, opts, (r) => join_.record(finalName, r));
-      join_.endFile(finalName);
-      if (manifest && !name.endsWith('.open')) {
-        const entry = manifest.warcs?.find((w) => w.name === name);
-        if (!entry) out.add({ file: path, what: 'not listed in shard.json' });
-        else {
-          const actual = await hashRegularFile(path).catch((err: Error) => err);
-          if (actual instanceof Error) out.add({ file: path, what: `cannot be read: ${actual.message}` });
-          else if (actual.size !== entry.size) out.add({ file: path, what: `size ${actual.size}, shard.json says ${entry.size}` });
-          else if (actual.sha256 !== entry.sha256) out.add({ file: path, what: 'sha256 differs from shard.json' });
-        }
+      plan.files.push({ name: w.name, path, finalName: w.name, size: check.size, expect: w, scan: pool.submit({ kind: 'verify', path, hash: true }) });
+    }
+    return plan;
+  }
+  const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
+  for (const name of names) {
+    const path = join(warcDir, name);
+    const finalName = name.replace(/\.open$/, '');
+    const check = await checkInputFile(path, dir);
+    listed.delete(name);
+    if (!check.ok) {
+      plan.files.push({ name, path, finalName, what: check.what, size: 0 });
+      continue;
+    }
+    const entry = manifest && !name.endsWith('.open') ? (manifest.warcs?.find((w) => w.name === name) ?? null) : undefined;
+    const expect = entry === undefined ? undefined : entry && { size: entry.size, sha256: entry.sha256 };
+    plan.files.push({ name, path, finalName, size: check.size, expect, scan: pool.submit({ kind: 'verify', path, hash: !!expect }) });
+  }
+  plan.listedMissing = [...listed.keys()];
+  return plan;
+}
+
+async function verifyDir(plan: DirPlan, out: Collector, opts: VerifyOptions): Promise<void> {
+  const { dir, manifest, input } = plan;
+  for (const d of plan.early) out.add(d);
+  const index = plan.base === dir;
+  try {
+    const join_ = new RowJoin(input ? input.db.recordLocations() : [], out, plan.base);
+    for (const f of plan.files) {
+      if (!f.scan) {
+        out.add({ file: f.path, what: f.what! });
+        continue;
+      }
+      if (f.name.endsWith('.open')) out.add({ file: f.path, what: 'unfinished WARC (.open): a crawl is running or crashed; run the crawl again to repair it' });
+      join_.skipTo(f.finalName);
+      const actual = await verifyWarc(f.path, f.size, f.scan, out, opts, (r) => join_.record(f.finalName, r));
+      join_.endFile(f.finalName);
+      if (f.expect === null) out.add({ file: f.path, what: 'not listed in shard.json' });
+      else if (f.expect) {
+        const whose = index ? 'merged.sqlite' : 'shard.json';
+        if (actual instanceof Error) out.add({ file: f.path, what: `cannot be read: ${actual.message}` });
+        else if (actual && actual.size !== f.expect.size) out.add({ file: f.path, what: `size ${actual.size}, ${whose} says ${f.expect.size}` });
+        else if (actual && actual.sha256 !== f.expect.sha256) out.add({ file: f.path, what: `sha256 differs from ${whose}${index ? ' (changed since it was merged)' : ''}` });
       }
     }
     join_.finish();
-    for (const name of listed.keys()) out.add({ file: join(warcDir, name), what: 'listed in shard.json but missing' });
+    for (const name of plan.listedMissing) out.add({ file: index ? resolve(dir, name) : join(plan.base, name), what: index ? 'referenced by merged.sqlite but missing' : 'listed in shard.json but missing' });
     if (input) checkIds(input.db, input.path, out, manifest?.counts);
     else if ((manifest?.counts?.archived ?? 0) > 0) {
       out.add({ file: manifestPath(dir), what: `lists ${manifest!.counts!.archived} archived IDs that no readable database confirms` });
@@ -215,21 +266,35 @@ function checkIds(db: ShardDbReader | MergedDbReader, dbPath: string, out: Colle
 /** Verifies shard directories, merge directories and bare WARC files. Non-zero `defectCount`: the CLI exits 1. */
 export async function verifyPaths(paths: string[], options: VerifyOptions = {}): Promise<VerifyReport> {
   const out = new Collector(options.maxDefects ?? 10_000);
-  for (const p of paths) {
-    let isDir: boolean;
-    try {
-      isDir = (await stat(p)).isDirectory();
-    } catch {
-      out.add({ file: p, what: 'no such file or directory' });
-      continue;
+  const pool = new ScanPool(options.jobs ?? availableParallelism());
+  type Item = { defect: Defect } | { plan: DirPlan } | { file: string; size: number; scan: AsyncIterable<ScanEvent> };
+  const items: Item[] = [];
+  try {
+    for (const p of paths) {
+      let isDir: boolean;
+      try {
+        isDir = (await stat(p)).isDirectory();
+      } catch {
+        items.push({ defect: { file: p, what: 'no such file or directory' } });
+        continue;
+      }
+      if (isDir) {
+        const plan = await planDir(p, options, pool);
+        items.push('dir' in plan ? { plan } : { defect: plan });
+        continue;
+      }
+      const check = await checkInputFile(p);
+      if (check.ok) items.push({ file: p, size: check.size, scan: pool.submit({ kind: 'verify', path: p, hash: false }) });
+      else items.push({ defect: { file: p, what: check.what } });
     }
-    if (isDir) {
-      await verifyDir(p, out, options);
-      continue;
+    for (const item of items) {
+      if ('defect' in item) out.add(item.defect);
+      else if ('plan' in item) await verifyDir(item.plan, out, options);
+      else await verifyWarc(item.file, item.size, item.scan, out, options);
     }
-    const check = await checkInputFile(p);
-    if (check.ok) await verifyWarc(p, check.size, out, options);
-    else out.add({ file: p, what: check.what });
+  } finally {
+    for (const item of items) if ('plan' in item) await item.plan.input?.close().catch(() => undefined);
+    await pool.close();
   }
   return out.report;
 }
