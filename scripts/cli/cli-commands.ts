@@ -3,7 +3,8 @@ import { resolve } from 'node:path';
 import { InputError } from '../../config/errors.js';
 import type { Command } from 'commander';
 import type { CliIo } from './cli-io.js';
-import { registerCurateCommands } from './cli-curate.js';
+import { progressLine, registerCurateCommands } from './cli-curate.js';
+import { positiveInt } from './cli-options.js';
 import { registerTrackerCommands } from './cli-tracker.js';
 
 /** Commands beyond `crawl`, kept apart so cli.ts stays small. */
@@ -25,7 +26,8 @@ export function registerMoreCommands(program: Command, io: CliIo, setExit: (code
     .description('re-read every record, recompute digests, check the shard DB points at real records')
     .argument('<paths...>', 'shard directories or WARC files')
     .option('--json', 'print the report as JSON')
-    .action(async (paths: string[], o: { json?: boolean }) => {
+    .option('--jobs <n>', 'files read and checked at once, one per core (default: the number of cores)', positiveInt('--jobs'))
+    .action(async (paths: string[], o: { json?: boolean; jobs?: number }) => {
       // A path that is not there is a typo, not a defect of the archive: bad input, one line.
       const absent = paths.filter((p) => !existsSync(resolve(p)));
       if (absent.length > 0) throw new InputError(`no such file or directory: ${absent.join(', ')}`, { code: 'E_VERIFY_INPUT' });
@@ -34,7 +36,12 @@ export function registerMoreCommands(program: Command, io: CliIo, setExit: (code
         const holder = lockHolder(resolve(p));
         if (holder) io.stderr.write(`${p}: running — ${holder.command} by process ${holder.pid} (started ${holder.startedAt}); checking what is on disk now, its open WARC is not final yet\n`);
       }
-      const report = await verifyPaths(paths.map((p) => resolve(p)));
+      const progress = progressLine(io, 'verify');
+      const report = await verifyPaths(
+        paths.map((p) => resolve(p)),
+        { ...(o.jobs ? { jobs: o.jobs } : {}), onProgress: (p) => progress(`${p.records} records, ${(p.bytes / 1e6).toFixed(0)} MB of files started; at ${p.file}`) },
+      );
+      progress.done();
       if (o.json) io.stdout.write(`${JSON.stringify(report)}\n`);
       else {
         for (const d of report.defects) io.stdout.write(`defect: ${d.file}${d.offset !== undefined ? ` @${d.offset}` : ''}: ${d.what}\n`);

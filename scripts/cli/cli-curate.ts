@@ -41,6 +41,20 @@ function uploadProgress(io: CliIo): (p: UploadProgress) => void {
   };
 }
 
+/** A progress line on stderr at most once a second (a TTY rewrites it in place); `done` ends it. */
+export function progressLine(io: CliIo, what: string): ((text: string) => void) & { done: () => void } {
+  let last = 0;
+  let shown = false;
+  const write = (text: string): void => {
+    const now = Date.now();
+    if (now - last < 1000) return;
+    last = now;
+    shown = true;
+    io.stderr.write(io.stderr.isTTY ? `\r\x1b[2K${what}: ${text}` : `${what}: ${text}\n`);
+  };
+  return Object.assign(write, { done: () => void (shown && io.stderr.isTTY && io.stderr.write('\n')) });
+}
+
 /** Curator commands: merge, export, status, upload. */
 export function registerCurateCommands(program: Command, io: CliIo, setExit: (code: number) => void): void {
   program
@@ -49,25 +63,42 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
     .argument('<shards...>', 'shard directories or WARC files')
     .requiredOption('--out <dir>', 'merged directory (merging into an existing one adds to it)')
     .option('--warc-size <bytes>', 'rotate merged WARCs at this size (default 1G)', byteSize)
+    .option('--jobs <n>', 'input files read and checked at once, one per core (default: the number of cores)', positiveInt('--jobs'))
+    .option('--index-only', 'copy nothing: index the input WARCs where they are (paths relative to --out)')
     .option('--json', 'print the result as JSON')
-    .action(async (shards: string[], o: { out: string; warcSize?: number; json?: boolean }) => {
+    .action(async (shards: string[], o: { out: string; warcSize?: number; jobs?: number; indexOnly?: boolean; json?: boolean }) => {
       const inputs = shards.map((s) => resolve(s));
       for (const i of inputs) if (!existsSync(i)) throw new InputError(`no such shard or WARC: ${i}`, { code: 'E_MERGE_INPUT' });
       const formatId = inputs.map(shardCodec).find((f) => f !== undefined);
       const { mergeShards } = await import('../../storage/curate/merge.js');
+      if (o.indexOnly && o.warcSize) throw new InputError('--warc-size has no effect with --index-only (no WARCs are written)', { code: 'E_MERGE_OPTIONS' });
+      const progress = progressLine(io, 'merge');
       const result = await mergeShards({
         inputs,
         out: resolve(o.out),
         software: SOFTWARE,
         ...(o.warcSize ? { maxWarcBytes: o.warcSize } : {}),
         ...(formatId ? { formatId } : {}),
+        ...(o.jobs ? { jobs: o.jobs } : {}),
+        indexOnly: !!o.indexOnly,
+        onProgress: (p) => progress(`${(p.bytesRead / 1e6).toFixed(0)} MB read, ${p.recordsRead} records, ${p.recordsKept} kept, ${p.duplicates} duplicates, ${p.defects} defects; at ${p.file}`),
         onDefect: (d) => io.stderr.write(`defect: ${d.file}${d.offset !== undefined ? ` @${d.offset}` : ''}: ${d.what}\n`),
       });
+      progress.done();
       if (o.json) io.stdout.write(`${JSON.stringify(result)}\n`);
       else {
         for (const i of result.inputs) io.stdout.write(`${i.status}: ${i.path}${i.reason ? ` (${i.reason})` : ''}\n`);
         const c = result.coverage;
-        io.stdout.write(`${Object.entries(c.statuses).map(([k, v]) => `${k} ${v}`).join(', ')}; ${c.missing_ids} IDs without a final status in ${c.missing_ranges} ranges (missing-ranges.txt); ${c.conflicts.versions.count} URLs with differing versions, ${c.conflicts.same_content.count} with the same content in another encoding (coverage.json); ${result.cdxjLines} index lines; ${result.defectCount} defects; ${result.seconds.toFixed(1)} s\n`);
+        io.stdout.write(`${Object.entries(c.statuses).map(([k, v]) => `${k} ${v}`).join(', ')}; ${c.missing_ids} IDs without a final status in ${c.missing_ranges} ranges (missing-ranges.txt); ${c.conflicts.versions.count} URLs with differing versions, ${c.conflicts.same_content.count} with the same content in another encoding (coverage.json); ${result.cdxjLines} index lines; ${result.defectCount} defects; ${result.seconds.toFixed(1)} s, ${result.jobs} jobs\n`);
+        const x = result.indexOnly;
+        if (x) {
+          io.stdout.write(
+            `index-only: ${x.warcsReferenced} input WARCs left in place and referenced from indexes/index.cdxj (nothing copied). ` +
+              `${x.trusted} matched their shard.json (size and sha256), so their records' sha1 block and payload digests were not recomputed; ` +
+              `${x.recordChecked} had no matching shard.json entry and were checked record by record. ` +
+              `The index is only as good as those files stay: run \`lifeboat verify ${o.out}\` to re-check them.\n`,
+          );
+        }
       }
       setExit(result.defectCount > 0 ? 1 : 0);
     });

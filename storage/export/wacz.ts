@@ -3,11 +3,13 @@ import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { InputError } from '../../config/errors.js';
 import { indexShard } from '../curate/shard-index.js';
 import { readManifest } from '../shard/shard-manifest.js';
+import { flatWarcNames, readReferencedWarcs } from '../shard/referenced-warcs.js';
+import { createInterface } from 'node:readline';
 import { MergedDb, MergedDbReader } from '../curate/merge-db.js';
 import { pageLines } from './wacz-pages.js';
 import { ZipWriter } from './zip-writer.js';
@@ -140,6 +142,24 @@ function describe(db: MergedDbReader, o: ExportWaczOptions, source: WaczResult['
   };
 }
 
+/** Copies a CDXJ file, each line's `filename` replaced by its flat name (the WARC's name in the package). */
+async function rewriteCdxjFilenames(from: string, to: string, flat: Map<string, string>): Promise<void> {
+  const out = createWriteStream(to);
+  const lines = createInterface({ input: createReadStream(from), crlfDelay: Infinity });
+  for await (const line of lines) {
+    if (!line) continue;
+    const a = line.indexOf(' ');
+    const b = line.indexOf(' ', a + 1);
+    const fields = JSON.parse(line.slice(b + 1)) as Record<string, string>;
+    const name = fields.filename && flat.get(fields.filename);
+    if (!name) throw new InputError(`${from}: a line names ${fields.filename ?? 'no file'}, which merged.sqlite does not reference`, { code: 'E_EXPORT_INPUT' });
+    fields.filename = name;
+    if (!out.write(`${line.slice(0, b)} ${JSON.stringify(fields)}\n`)) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'finish');
+}
+
 /** Which kind of directory `dir` is; for a shard, builds its index in `work`. */
 async function openSource(dir: string, work: string): Promise<{ source: WaczResult['source']; dbPath: string; cdxjPath: string; warcDir: string }> {
   const merged = { dbPath: mergedDbPath(dir), cdxjPath: join(dir, 'indexes', 'index.cdxj') };
@@ -172,7 +192,15 @@ export async function exportWacz(o: ExportWaczOptions): Promise<WaczResult> {
     const src = await openSource(o.dir, work);
     db = MergedDbReader.open(src.dbPath); // leaves no -wal/-shm behind (issue 10 §3)
     const files: { src: string; path: string }[] = [];
-    for (const name of (await readdir(src.warcDir)).filter((n) => n.endsWith('.warc.gz')).sort()) files.push({ src: join(src.warcDir, name), path: `archive/${name}` });
+    const referenced = src.source === 'merged' ? readReferencedWarcs(o.dir) : undefined;
+    if (referenced) {
+      // An index-only merge: the WARCs it points into go in under flat names, and the index is rewritten to name them so.
+      const flat = flatWarcNames(referenced.map((w) => w.name));
+      for (const w of referenced) files.push({ src: resolve(o.dir, w.name), path: `archive/${flat.get(w.name)!}` });
+      const rewritten = join(work, 'index.cdxj');
+      await rewriteCdxjFilenames(src.cdxjPath, rewritten, flat);
+      src.cdxjPath = rewritten;
+    } else for (const name of (await readdir(src.warcDir)).filter((n) => n.endsWith('.warc.gz')).sort()) files.push({ src: join(src.warcDir, name), path: `archive/${name}` });
     if ((await stat(src.cdxjPath)).size > (o.compressIndexAboveBytes ?? 10 * 1024 * 1024)) {
       await compressIndex(src.cdxjPath, join(work, 'index.cdx.gz'), join(work, 'index.idx'), o.linesPerBlock ?? 3000);
       files.push({ src: join(work, 'index.cdx.gz'), path: 'indexes/index.cdx.gz' }, { src: join(work, 'index.idx'), path: 'indexes/index.idx' });

@@ -182,7 +182,7 @@ export async function uploadDirectoryToIa(o: IaUploadOptions): Promise<UploadRun
   const target = parseUploadTarget(o.target);
   if (target.scheme !== 'ia') throw new InputError(`uploadDirectoryToIa handles ia:// targets, not ${o.target}`, { code: 'E_UPLOAD_SCHEME' });
   if (!o.credentials?.accessKey || !o.credentials.secretKey) throw new MissingCredentialsError('no Internet Archive S3 keys given; see readIaCredentials');
-  const files = await listShardFiles(o.dir);
+  const files = await listShardFiles(o.dir, { deleteAfterUpload: o.deleteAfterUpload });
   const manifest = await readManifest(o.dir);
   const metadata = { ...iaMetadataFromManifest(manifest, files), ...o.metadata };
   const metaHeaders = iaMetadataHeaders(metadata);
@@ -231,7 +231,7 @@ async function uploadOne(ctx: IaContext, file: ShardFile, extraHeaders: Record<s
   const key = itemPath(ctx, file.name);
   const base = { file: file.name, key, size: file.size, deleted: false };
   const digests = await digestFile(file.path);
-  if (file.name.startsWith('warcs/')) checkAgainstManifest(ctx.manifest, file.name, digests.sha256);
+  if (file.name.startsWith('warcs/')) checkAgainstManifest(ctx.manifest, file.name, digests.sha256, file.expectSha256);
   const present = await head(ctx, file.name);
   // Already there: by its MD5 ETag, or — a server that gives none — by reading it back (never by size alone).
   const md5Etag = present.etag !== undefined && /^[0-9a-f]{32}$/.test(present.etag);

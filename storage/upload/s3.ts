@@ -96,7 +96,7 @@ export async function uploadDirectory(options: UploadDirectoryOptions): Promise<
   if (!Number.isInteger(partSizeBytes) || partSizeBytes < MIN_PART_SIZE_BYTES) {
     throw new InputError(`partSizeBytes ${partSizeBytes}: must be an integer ≥ ${MIN_PART_SIZE_BYTES} (5 MiB)`, { code: 'E_UPLOAD_PART_SIZE' });
   }
-  const files = await listShardFiles(options.dir);
+  const files = await listShardFiles(options.dir, { deleteAfterUpload: options.deleteAfterUpload });
   const manifest = await readManifest(options.dir);
   const s3 = options.s3Client ?? createS3Client(options);
   const started = performance.now();
@@ -220,7 +220,7 @@ async function uploadOne(ctx: S3Context, file: ShardFile, keyName = file.name): 
   const partSizeBytes = partSizeFor(file.size, ctx.partSizeBytes);
   const multipart = file.size > partSizeBytes;
   const digests = await digestFile(file.path, multipart ? partSizeBytes : 0);
-  if (keyName.startsWith('warcs/')) checkAgainstManifest(ctx.manifest, keyName, digests.sha256);
+  if (keyName.startsWith('warcs/')) checkAgainstManifest(ctx.manifest, keyName, digests.sha256, file.expectSha256);
 
   const existing = await headObject(ctx, key);
   if (existing && !(await verifiedMismatch(ctx, key, existing, digests, multipart ? partSizeBytes : 0))) {

@@ -1,8 +1,10 @@
 /** Which files of a shard directory go up, and the check of each WARC against its shard.json. */
 import { lstat, readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { InputError } from '../../config/errors.js';
 import { checkInputFile } from '../warc/input-file.js';
 import { readManifest, type ManifestOnDisk } from '../shard/shard-manifest.js';
+import { flatWarcNames, readReferencedWarcs } from '../shard/referenced-warcs.js';
 import { UploadError } from './errors.js';
 import { manifestPath as manifestPathOf, warcPath, warcsDir } from '../shard/layout.js';
 
@@ -11,6 +13,8 @@ export interface ShardFile {
   name: string;
   path: string;
   size: number;
+  /** The sha256 the file must have (an index-only merge's referenced WARC, as recorded when it was merged). */
+  expectSha256?: string;
 }
 
 /**
@@ -19,9 +23,27 @@ export interface ShardFile {
  * input-file.ts), and when `shard.json` exists only the WARCs it lists: anything else in `warcs/`
  * (a link to /etc/passwd, a FIFO, a file the manifest does not know) stops the upload with an
  * InputError naming it, before anything is sent. A merge directory has no shard.json: its
- * regular WARCs are sent. `shard.sqlite` is left to the caller (it must be snapshotted first, see s3.ts).
+ * regular WARCs are sent. An index-only merge (issue 25) has none of its own: the input WARCs its
+ * merged.sqlite references are sent, as `warcs/SHARD--NAME` (referenced-warcs.ts), each checked
+ * against the sha256 recorded when it was merged; they are other folders' files, so
+ * `deleteAfterUpload` is refused. `shard.sqlite` is left to the caller (it must be snapshotted first, see s3.ts).
  */
-export async function listShardFiles(dir: string): Promise<ShardFile[]> {
+export async function listShardFiles(dir: string, options: { deleteAfterUpload?: boolean } = {}): Promise<ShardFile[]> {
+  const referenced = readReferencedWarcs(dir);
+  if (referenced) {
+    if (options.deleteAfterUpload) {
+      throw new InputError(`${dir} is an index-only merge: its WARCs are the inputs' own files, so --delete-after-upload is refused (delete them from their shards yourself once uploaded)`, { code: 'E_UPLOAD_INDEX_ONLY_DELETE' });
+    }
+    const flat = flatWarcNames(referenced.map((w) => w.name));
+    const files: ShardFile[] = [];
+    for (const w of referenced) {
+      const path = resolve(dir, w.name);
+      const check = await checkInputFile(path);
+      if (!check.ok) throw new InputError(`${path} (referenced by ${join(dir, 'merged.sqlite')}): ${check.what}; nothing uploaded`, { code: 'E_UPLOAD_NOT_REGULAR' });
+      files.push({ name: `warcs/${flat.get(w.name)!}`, path, size: check.size, expectSha256: w.sha256 });
+    }
+    return files;
+  }
   let names: string[];
   try {
     names = await readdir(warcsDir(dir));
@@ -52,8 +74,14 @@ export async function listShardFiles(dir: string): Promise<ShardFile[]> {
   return files;
 }
 
-/** Throws E_UPLOAD_MANIFEST_MISMATCH when the manifest lists `name` with another sha256. */
-export function checkAgainstManifest(manifest: ManifestOnDisk | undefined, name: string, sha256: string): void {
+/** Throws E_UPLOAD_MANIFEST_MISMATCH when the manifest lists `name` with another sha256 (or `expected`, a referenced WARC's, differs). */
+export function checkAgainstManifest(manifest: ManifestOnDisk | undefined, name: string, sha256: string, expected?: string): void {
+  if (expected && expected !== sha256) {
+    throw new UploadError(`${name}: sha256 ${sha256} differs from ${expected} recorded by the index-only merge; the input WARC changed since it was merged — run \`lifeboat verify\` first`, {
+      code: 'E_UPLOAD_MANIFEST_MISMATCH',
+      file: name,
+    });
+  }
   const base = name.replace(/^warcs\//, '');
   const entry = manifest?.warcs?.find((w) => w.name === base || w.name === name);
   if (entry?.sha256 && entry.sha256.toLowerCase() !== sha256) {

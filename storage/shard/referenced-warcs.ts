@@ -1,0 +1,55 @@
+import { existsSync } from 'node:fs';
+import { join, posix } from 'node:path';
+import { openForReading } from './sqlite-read.js';
+
+/**
+ * The input WARCs an index-only merge points into (`lifeboat merge --index-only`, issue 25):
+ * merged.sqlite's `warcs` rows in state `referenced`, named by paths relative to the merge folder
+ * (what the CDXJ `filename` field holds). `export --wacz` and `upload` take these files; they
+ * need flat names there (`archive/NAME`, `warcs/NAME`), given by `flatWarcNames`.
+ */
+export interface ReferencedWarc {
+  /** Relative to the merge folder, with `/`. */
+  name: string;
+  size: number;
+  sha256: string;
+}
+
+/** The referenced WARCs of `dir` sorted by name; undefined when `dir` is not an index-only merge output. */
+export function readReferencedWarcs(dir: string): ReferencedWarc[] | undefined {
+  const path = join(dir, 'merged.sqlite');
+  if (!existsSync(path)) return undefined;
+  const db = openForReading(path);
+  try {
+    const tables = new Set(db.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table'`).all().map((r) => r.name));
+    if (!tables.has('meta') || !tables.has('warcs')) return undefined;
+    if (db.prepare<[], { value: string }>(`SELECT value FROM meta WHERE key = 'mode'`).get()?.value !== 'index-only') return undefined;
+    return db.prepare<[], ReferencedWarc>(`SELECT name, size, sha256 FROM warcs WHERE state = 'referenced' ORDER BY name`).all();
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * A flat, unique file name per referenced WARC: `SHARD--NAME` for `…/SHARD/warcs/NAME`, else the
+ * file's own name; a name met twice gets `-2`, `-3` … before its extension. Deterministic for a
+ * given (sorted) list, so a WACZ and an upload of the same merge name the files alike.
+ */
+export function flatWarcNames(names: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const used = new Set<string>();
+  for (const name of names) {
+    const parts = name.split('/');
+    const file = parts[parts.length - 1]!;
+    const shard = parts.length >= 3 && parts[parts.length - 2] === 'warcs' ? parts[parts.length - 3] : undefined;
+    const base = shard && shard !== '..' && shard !== '.' ? `${shard}--${file}` : file;
+    let flat = base;
+    for (let n = 2; used.has(flat); n++) {
+      const m = /^(.*?)(\.warc(?:\.gz)?)?$/.exec(base)!;
+      flat = `${m[1]}-${n}${m[2] ?? ''}`;
+    }
+    used.add(flat);
+    out.set(name, posix.basename(flat));
+  }
+  return out;
+}
