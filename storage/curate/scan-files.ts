@@ -202,8 +202,8 @@ export class RecordSpool implements RawRecordSink {
  * `submit` returns the task's events as a stream; tasks start in submission order as workers
  * come free, so a caller that submits a phase's files up front and consumes the streams in order
  * keeps every core busy while its own work stays serial. Memory per job is bounded: a worker
- * sends its events in batches (at most BATCH_EVENTS events or BATCH_BYTES of copied record
- * bytes) and stops after CREDITS unconsumed batches until the caller takes one.
+ * sends its events in batches and stops after CREDIT_UNITS worth of unconsumed batches until the
+ * caller takes one.
  */
 export class ScanPool {
   readonly #jobs: number;
@@ -259,18 +259,31 @@ export type FromScanWorker =
 /** An event as it crosses the thread: record bytes ride in the batch's one ArrayBuffer. */
 export type WireEvent =
   | Exclude<ScanEvent, { k: 'record' }>
-  | { k: 'record'; rec: Omit<ReadRecord, 'member'>; member?: [number, number]; spool?: [number, number] | { path: string; offset: number; length: number } };
+  | { k: 'record'; rec: Omit<ReadRecord, 'member' | 'headers'>; spool?: [number, number] | { path: string; offset: number; length: number } };
 
-export const CREDITS = 4;
+/**
+ * How far a worker may run ahead of the caller: unconsumed batches, counted in units — a batch of
+ * record metadata is one unit (at most BATCH_EVENTS records, well under 1 MB), a batch carrying
+ * re-compressed record bytes (plain and whole-gzip inputs) one unit per MiB. So a job holds at
+ * most ~64k records' metadata or ~128 MiB of bytes: enough to read a whole typical WARC ahead of
+ * the caller (which is what keeps every core busy), and bounded however large the file.
+ */
+export const CREDIT_UNITS = 128;
 const BATCH_EVENTS = 512;
 const BATCH_BYTES = 8 * 1024 * 1024;
 
-/** Worker side: runs one task, sends its events in batches, waits for credit. */
+/**
+ * Worker side: runs one task, sends its events in batches, waits for credit. A merge record
+ * travels without its bytes (`member`) and header map: the caller copies kept records from the
+ * input file by offset and length (WarcWriter reads runs of them in one go), which costs less
+ * than shipping every byte across and lets the worker run a whole file ahead.
+ */
 export async function runScanTask(task: ScanTask, send: (m: FromScanWorker, transfer: ArrayBuffer[]) => void, credit: () => Promise<void>): Promise<void> {
   let events: WireEvent[] = [];
   let parts: Buffer[] = [];
   let bytes = 0;
-  let outstanding = 0;
+  const inflight: number[] = [];
+  let units = 0;
   const flush = async (): Promise<void> => {
     if (events.length === 0) return;
     let buf: ArrayBuffer | undefined;
@@ -284,13 +297,15 @@ export async function runScanTask(task: ScanTask, send: (m: FromScanWorker, tran
       buf = all.buffer;
     }
     send({ type: 'events', events, bytes: buf }, buf ? [buf] : []);
+    const u = Math.max(1, Math.ceil(bytes / (1024 * 1024)));
+    inflight.push(u);
+    units += u;
     events = [];
     parts = [];
     bytes = 0;
-    outstanding++;
-    while (outstanding >= CREDITS) {
+    while (units >= CREDIT_UNITS) {
       await credit();
-      outstanding--;
+      units -= inflight.shift()!;
     }
   };
   const pack = (b: Buffer): [number, number] => {
@@ -301,9 +316,10 @@ export async function runScanTask(task: ScanTask, send: (m: FromScanWorker, tran
   for await (const e of scanFile(task)) {
     if (e.k !== 'record') events.push(e);
     else {
-      const { member, ...rec } = e.rec;
+      const { member, headers, ...rec } = e.rec;
+      void member;
+      void headers;
       const wire: Extract<WireEvent, { k: 'record' }> = { k: 'record', rec };
-      if (member) wire.member = pack(member);
       if (e.spool) {
         const data = e.spool.data;
         wire.spool = Buffer.isBuffer(data) ? pack(data) : data;
@@ -320,8 +336,7 @@ export async function runScanTask(task: ScanTask, send: (m: FromScanWorker, tran
 /** Main side: a wire event back into a ScanEvent (views into the batch's buffer; spill files owned here now). */
 function fromWire(e: WireEvent, bytes: ArrayBuffer | undefined): ScanEvent {
   if (e.k !== 'record') return e;
-  const rec = e.rec as ReadRecord;
-  if (e.member) rec.member = Buffer.from(bytes!, e.member[0], e.member[1]);
+  const rec: ReadRecord = { ...e.rec, headers: new Map() };
   if (!e.spool) return { k: 'record', rec };
   const s = e.spool;
   const spool: Spooled = Array.isArray(s)

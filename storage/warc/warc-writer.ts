@@ -271,44 +271,65 @@ export class WarcWriter {
         pending = [];
         pendingBytes = 0;
       };
+      // Byte ranges of input files: one handle per file for the batch, and a run of ranges that
+      // follow each other in one file (the records a merge keeps from it) is copied in one read.
+      const handles = new Map<string, FileHandle>();
+      const source = async (path: string): Promise<FileHandle> => {
+        let fh = handles.get(path);
+        if (!fh) handles.set(path, (fh = await open(path, 'r')));
+        return fh;
+      };
       try {
-        for (const m of members) {
-          const offset = file.size + pendingBytes;
-          let length: number;
+        for (let i = 0; i < members.length; ) {
+          const m = members[i]!;
           if (Buffer.isBuffer(m.data)) {
+            out.push({ file: file.name, offset: file.size + pendingBytes, length: m.data.length, recordId: m.recordId, type: m.type as WarcType });
             pending.push(m.data);
             pendingBytes += m.data.length;
-            length = m.data.length;
-          } else {
-            await flushPending();
-            const src = await open(m.data.path, 'r');
-            try {
-              for (let done = 0; done < m.data.length; ) {
-                const buf = Buffer.alloc(Math.min(4 * 1024 * 1024, m.data.length - done));
-                const { bytesRead } = await src.read(buf, 0, buf.length, m.data.offset + done);
-                if (bytesRead === 0) throw new StorageError(`${m.data.path} ended before offset ${m.data.offset + m.data.length}`);
-                appendBuffer(file, buf.subarray(0, bytesRead));
-                done += bytesRead;
-              }
-            } finally {
-              await src.close();
-            }
-            length = m.data.length;
+            file.records++;
+            this.#recordsWritten++;
+            if (pendingBytes >= 8 * 1024 * 1024) await flushPending();
+            i++;
+            continue;
           }
-          file.records++;
-          this.#recordsWritten++;
-          out.push({ file: file.name, offset, length, recordId: m.recordId, type: m.type as WarcType });
-          if (pendingBytes >= 8 * 1024 * 1024) await flushPending();
+          await flushPending();
+          const { path, offset: from } = m.data;
+          let to = from + m.data.length;
+          let j = i + 1;
+          for (; j < members.length; j++) {
+            const d = members[j]!.data;
+            if (Buffer.isBuffer(d) || d.path !== path || d.offset !== to) break;
+            to += d.length;
+          }
+          const runStart = file.size;
+          const src = await source(path);
+          for (let done = 0; done < to - from; ) {
+            const buf = Buffer.allocUnsafe(Math.min(8 * 1024 * 1024, to - from - done));
+            const { bytesRead } = await src.read(buf, 0, buf.length, from + done);
+            if (bytesRead === 0) throw new StorageError(`${path} ended before offset ${to}`);
+            appendBuffer(file, buf.subarray(0, bytesRead));
+            done += bytesRead;
+          }
+          for (; i < j; i++) {
+            const r = members[i]!;
+            const d = r.data as { offset: number; length: number };
+            out.push({ file: file.name, offset: runStart + (d.offset - from), length: d.length, recordId: r.recordId, type: r.type as WarcType });
+            file.records++;
+            this.#recordsWritten++;
+          }
         }
         await flushPending();
         this.#bytesWritten += file.size - start;
       } catch (err) {
+        for (const fh of handles.values()) await fh.close().catch(() => undefined);
+        handles.clear();
         await file.fh.truncate(start).catch(() => undefined);
         file.size = start;
         const error = new StorageError(`copying records to ${file.path} failed: ${(err as Error).message}`, { code: (err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'E_DISK_FULL' : 'E_WARC_WRITE', cause: err });
         this.#broken = error;
         throw error;
       }
+      for (const fh of handles.values()) await fh.close();
       await this.#rotateIfFull();
       return out;
     });
