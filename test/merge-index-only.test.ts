@@ -243,6 +243,9 @@ print(json.dumps({"lines": n, "bad": bad}))`;
       expect(sha256(body)).toBe(first.sha256);
       s3.destroy();
       for (const d of [a, b, c]) expect((await readdir(join(d, 'warcs'))).length).toBeGreaterThan(0);
+      // A referenced WARC changed since its merge (the earlier test flipped a bit in shard-u) is not sent as good.
+      const err = await uploadDirectory({ dir: join(tmp, 'index-t2'), target: 's3://lifeboat-io/t2', endpoint, credentials }).catch((e: unknown) => e);
+      expect(JSON.stringify(err) + String(err)).toMatch(/recorded by the index-only merge/);
     } finally {
       server.close();
     }
