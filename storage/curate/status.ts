@@ -1,4 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
+import { readReferencedWarcs } from '../shard/referenced-warcs.js';
+import { join } from 'node:path';
 import { InputError } from '../../config/errors.js';
 import { extractionNotes, formatExtractionNotes } from '../shard/extraction-notes.js';
 import { lockHolder } from '../shard/dir-lock.js';
@@ -123,6 +125,8 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
   for (const name of (await readdir(warcsDir(dir)).catch(() => [] as string[])).filter((n) => /\.warc(\.gz)?(\.open)?$/.test(n)).sort()) {
     warcs.push({ name, bytes: (await stat(warcPath(dir, name))).size, open: name.endsWith('.open') });
   }
+  // An index-only merge's WARCs are the inputs' files it points into (named relative to `dir`).
+  for (const w of (kind === 'merged' ? readReferencedWarcs(dir) : undefined) ?? []) warcs.push({ name: w.name, bytes: w.size, open: false });
   const db = kind === 'merged' ? MergedDbReader.open(dbPath) : ShardDbReader.open(dbPath);
   try {
     const ids: Record<string, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0, ...db.idCounts() };
