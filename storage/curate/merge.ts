@@ -116,10 +116,20 @@ interface InputListing {
  * (or not listed in it) is a defect, and is still merged by its records — each record is checked
  * against its own digests, so the good ones are kept, as for any damaged input.
  */
-type Listing = InputListing & { path: string };
+type Listing = InputListing & {
+  path: string;
+  /** The files still to hash (then `warcs` and `problems` are filled in, by `hashInput`). */
+  pending?: { entries: Entry[]; hasManifest: boolean };
+};
+type Entry = { file: string; name: string; what?: string; manifest?: { size?: number; sha256?: string } | null; hash?: AsyncIterable<ScanEvent> };
 
-async function listInputs(paths: string[], pool: ScanPool): Promise<Listing[]> {
-  type Entry = { file: string; name: string; what?: string; manifest?: { size?: number; sha256?: string } | null; hash?: AsyncIterable<ScanEvent> };
+/**
+ * The inputs and their files, checked but not yet hashed. A full merge hashes every file first
+ * (its WARCs' warcinfo names them all); an index-only merge hashes each input just before
+ * reading it (the next input's while this one is read), so at scale a file's second read comes
+ * from the page cache rather than the disk.
+ */
+async function listInputs(paths: string[]): Promise<Listing[]> {
   const pending: { listing: Listing; entries: Entry[]; hasManifest: boolean }[] = [];
   for (const p of paths) {
     let st;
@@ -131,7 +141,7 @@ async function listInputs(paths: string[], pool: ScanPool): Promise<Listing[]> {
     if (!st.isDirectory()) {
       const check = await checkInputFile(p);
       if (!check.ok) throw new InputError(`merge input ${p}: ${check.what}`, { code: 'E_MERGE_INPUT' });
-      pending.push({ listing: { path: resolve(p), kind: 'warc', warcs: [], problems: [] }, entries: [{ file: p, name: basename(p), hash: pool.submit({ kind: 'hash', path: p }) }], hasManifest: false });
+      pending.push({ listing: { path: resolve(p), kind: 'warc', warcs: [], problems: [] }, entries: [{ file: p, name: basename(p) }], hasManifest: false });
       continue;
     }
     const manifest = await readManifest(p);
@@ -143,7 +153,7 @@ async function listInputs(paths: string[], pool: ScanPool): Promise<Listing[]> {
       const file = join(dir, name);
       const check = await checkInputFile(file, p);
       if (!check.ok) entries.push({ file, name, what: check.what });
-      else entries.push({ file, name, manifest: listed.get(name) ?? null, hash: pool.submit({ kind: 'hash', path: file }) });
+      else entries.push({ file, name, manifest: listed.get(name) ?? null });
     }
     const archived = manifest?.counts?.archived;
     pending.push({
@@ -152,31 +162,42 @@ async function listInputs(paths: string[], pool: ScanPool): Promise<Listing[]> {
       hasManifest: !!manifest,
     });
   }
-  for (const { listing, entries, hasManifest } of pending) {
-    for (const e of entries) {
-      if (!e.hash) {
-        listing.problems.push({ file: e.file, what: e.what! });
-        continue;
-      }
-      let hashed: { sha256: string; size: number } | undefined;
-      for await (const ev of e.hash) {
-        if (ev.k === 'hashed') hashed = ev;
-        else if (ev.k === 'unreadable') throw new InputError(`merge input ${e.file}: cannot be read: ${ev.message}`, { code: 'E_MERGE_INPUT' });
-      }
-      const { sha256, size } = hashed!;
-      let matchesManifest = false;
-      if (hasManifest && !e.name.endsWith('.open')) {
-        const entry = e.manifest;
-        if (!entry) listing.problems.push({ file: e.file, what: 'not listed in shard.json; merged by its records' });
-        else if (entry.size !== size || entry.sha256 !== sha256) {
-          const how = entry.size !== size ? `size ${size}, shard.json says ${entry.size}` : 'sha256 differs from shard.json';
-          listing.problems.push({ file: e.file, what: `changed since shard.json was written (${how}); merged by its records, each checked on its own digests` });
-        } else matchesManifest = true;
-      }
-      listing.warcs.push({ path: e.file, name: e.name, size, sha256, matchesManifest });
+  return pending.map((p) => ({ ...p.listing, pending: { entries: p.entries, hasManifest: p.hasManifest } }));
+}
+
+/** Starts hashing an input's files on the pool (once). */
+function submitHashes(listing: Listing, pool: ScanPool): void {
+  for (const e of listing.pending?.entries ?? []) if (e.what === undefined && !e.hash) e.hash = pool.submit({ kind: 'hash', path: e.file });
+}
+
+/** Takes an input's hashes in file order: fills `warcs` (with sha256, size, whether shard.json agrees) and `problems`. */
+async function hashInput(listing: Listing, pool: ScanPool): Promise<void> {
+  const pending = listing.pending;
+  if (!pending) return;
+  submitHashes(listing, pool);
+  listing.pending = undefined;
+  for (const e of pending.entries) {
+    if (e.what !== undefined) {
+      listing.problems.push({ file: e.file, what: e.what });
+      continue;
     }
+    let hashed: { sha256: string; size: number } | undefined;
+    for await (const ev of e.hash!) {
+      if (ev.k === 'hashed') hashed = ev;
+      else if (ev.k === 'unreadable') throw new InputError(`merge input ${e.file}: cannot be read: ${ev.message}`, { code: 'E_MERGE_INPUT' });
+    }
+    const { sha256, size } = hashed!;
+    let matchesManifest = false;
+    if (pending.hasManifest && !e.name.endsWith('.open')) {
+      const entry = e.manifest;
+      if (!entry) listing.problems.push({ file: e.file, what: 'not listed in shard.json; merged by its records' });
+      else if (entry.size !== size || entry.sha256 !== sha256) {
+        const how = entry.size !== size ? `size ${size}, shard.json says ${entry.size}` : 'sha256 differs from shard.json';
+        listing.problems.push({ file: e.file, what: `changed since shard.json was written (${how}); merged by its records, each checked on its own digests` });
+      } else matchesManifest = true;
+    }
+    listing.warcs.push({ path: e.file, name: e.name, size, sha256, matchesManifest });
   }
-  return pending.map((p) => p.listing);
 }
 
 /** Folds a shard's database in; a database that cannot be read is a defect and the WARCs stand alone. */
@@ -205,7 +226,11 @@ export async function mergeShards(o: MergeOptions): Promise<MergeResult> {
   if (o.inputs.length === 0) throw new InputError('merge needs at least one shard directory or WARC file', { code: 'E_MERGE_INPUT' });
   const pool = new ScanPool(o.jobs ?? availableParallelism());
   try {
-    const listings = await listInputs(o.inputs, pool);
+    const listings = await listInputs(o.inputs);
+    if (!o.indexOnly) {
+      for (const l of listings) submitHashes(l, pool);
+      for (const l of listings) await hashInput(l, pool);
+    }
     await checkMergeOut(o.out);
     const warcDir = join(o.out, 'warcs');
     await mkdir(warcDir, { recursive: true });
@@ -295,25 +320,32 @@ async function mergeLocked(o: MergeOptions, listings: Listing[], started: number
 
   // What will be read, predicted as the loop below decides it, so the pool can read ahead; the
   // loop still decides for itself (a prediction that proves wrong only costs a wasted read).
+  // A full merge predicts every input at once; an index-only merge one input at a time, its
+  // hashes just before (and the next input's hashes queued behind its reads).
   const scans = new Map<string, AsyncIterable<ScanEvent>>();
   const scanTask = (w: InputWarc) => ({ kind: 'merge' as const, path: w.path, trust: indexOnly && w.matchesManifest, spool: !indexOnly });
-  {
-    const digests = new Set<string>();
-    const shas = new Set<string>();
-    for (const input of listings) {
-      const digest = inputDigest(input);
-      if (input.warcs.length > 0 && (digests.has(digest) || mdb.inputByDigest(digest))) continue;
-      digests.add(digest);
-      for (const w of input.warcs) {
-        if (shas.has(w.sha256) || mdb.mergedWarc(w.sha256) !== undefined) continue;
-        shas.add(w.sha256);
-        scans.set(w.path, pool.submit(scanTask(w)));
-      }
+  const digests = new Set<string>();
+  const shas = new Set<string>();
+  const predict = (input: Listing): void => {
+    const digest = inputDigest(input);
+    if (input.warcs.length > 0 && (digests.has(digest) || mdb.inputByDigest(digest))) return;
+    digests.add(digest);
+    for (const w of input.warcs) {
+      if (shas.has(w.sha256) || mdb.mergedWarc(w.sha256) !== undefined) continue;
+      shas.add(w.sha256);
+      scans.set(w.path, pool.submit(scanTask(w)));
     }
-  }
+  };
+  if (!indexOnly) for (const input of listings) predict(input);
 
   try {
-    for (const input of listings) {
+    for (const [i, input] of listings.entries()) {
+      if (indexOnly) {
+        await hashInput(input, pool);
+        predict(input);
+        const next = listings[i + 1];
+        if (next) submitHashes(next, pool);
+      }
       const digest = inputDigest(input);
       const earlier = mdb.inputByDigest(digest);
       if (earlier && input.warcs.length > 0) {
