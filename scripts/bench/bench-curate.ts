@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { mergeShards } from '../../storage/curate/merge.js';
 import { ScanPool, type ScanTask } from '../../storage/curate/scan-files.js';
@@ -16,7 +17,7 @@ import { generateShard } from './bench-merge.js';
  * to explain the totals: sha256 of the files, reading (inflate + sha1 digests) of every record,
  * reading with declared sha1 digests believed (what index-only does), and `cat`.
  *
- *   npm run build && taskset -c 0,1 node dist/scripts/bench/bench-curate.js [--shard-mb 100] [--rounds 2]
+ *   npm run build && taskset -c 0,1 node dist/scripts/bench/bench-curate.js [--shard-mb 100] [--rounds 3]
  */
 const MB = 1024 * 1024;
 
@@ -49,16 +50,22 @@ async function child(c: Child, inputs: string[], out: string): Promise<void> {
     }
   }
   const seconds = Number(process.hrtime.bigint() - t) / 1e9;
-  process.stdout.write(`${JSON.stringify({ seconds, peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024), ...extra })}\n`);
+  const cpu = process.cpuUsage();
+  // CPU seconds of all threads, and the main thread's busy time (its event loop's active time): on
+  // a machine whose cores are shared, the ratio of the two says what dedicated cores would give.
+  const mainBusy = performance.eventLoopUtilization().active / 1000;
+  process.stdout.write(`${JSON.stringify({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, mainBusySeconds: mainBusy, peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024), ...extra })}\n`);
 }
 
-function runChild(c: Child, inputs: string[], out: string): Promise<{ seconds: number; peakRssMB: number }> {
+type Measured = { seconds: number; cpuSeconds: number; mainBusySeconds: number; peakRssMB: number };
+
+function runChild(c: Child, inputs: string[], out: string): Promise<Measured> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(c), out, ...inputs], { stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     p.on('error', reject);
-    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(stdout.trim().split('\n').pop()!) as { seconds: number; peakRssMB: number }) : reject(new Error(`${c.kind} --jobs ${c.jobs} exited ${code}`))));
+    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(stdout.trim().split('\n').pop()!) as Measured) : reject(new Error(`${c.kind} --jobs ${c.jobs} exited ${code}`))));
   });
 }
 
@@ -77,7 +84,7 @@ async function main(): Promise<void> {
     return i > 0 ? Number(process.argv[i + 1]) : dflt;
   };
   const shardMB = arg('--shard-mb', 100);
-  const rounds = arg('--rounds', 2);
+  const rounds = arg('--rounds', 3);
   const shards = arg('--shards', 4);
   const mediaBytes = 256 * 1024;
   const postsPerShard = Math.ceil((shardMB * MB) / (mediaBytes + 2000));
@@ -108,7 +115,7 @@ async function main(): Promise<void> {
       { kind: 'scan-full', jobs: 1 }, { kind: 'scan-full', jobs: 2 },
       { kind: 'scan-trust', jobs: 1 }, { kind: 'scan-trust', jobs: 2 },
     ];
-    const best = new Map<string, { seconds: number; peakRssMB: number; all: number[] }>();
+    const best = new Map<string, Measured & { all: number[] }>();
     for (let r = 0; r < rounds; r++) {
       for (const c of runs) {
         const out = join(root, `out-${c.kind}-${c.jobs}`);
@@ -119,13 +126,18 @@ async function main(): Promise<void> {
         const prev = best.get(key);
         const all = [...(prev?.all ?? []), m.seconds];
         best.set(key, !prev || m.seconds < prev.seconds ? { ...m, all } : { ...prev, all });
-        log(`round ${r + 1}: ${key}: ${m.seconds.toFixed(2)} s (${(bytes / MB / m.seconds).toFixed(0)} MB/s), peak RSS ${m.peakRssMB} MB`);
+        log(`round ${r + 1}: ${key}: ${m.seconds.toFixed(2)} s (${(bytes / MB / m.seconds).toFixed(0)} MB/s), CPU ${m.cpuSeconds.toFixed(2)} s, main thread busy ${m.mainBusySeconds.toFixed(2)} s, peak RSS ${m.peakRssMB} MB`);
       }
     }
     const s = (k: string): number => best.get(k)!.seconds;
     const result = {
       inputMB: Math.round(bytes / MB), files: files.length, catSeconds: cat, rounds,
-      runs: Object.fromEntries([...best].map(([k, v]) => [k, { seconds: +v.seconds.toFixed(2), mbPerSec: +(bytes / MB / v.seconds).toFixed(0), peakRssMB: v.peakRssMB, all: v.all.map((x) => +x.toFixed(2)) }])),
+      runs: Object.fromEntries(
+        [...best].map(([k, v]) => [
+          k,
+          { seconds: +v.seconds.toFixed(2), mbPerSec: +(bytes / MB / v.seconds).toFixed(0), cpuSeconds: +v.cpuSeconds.toFixed(2), mainBusySeconds: +v.mainBusySeconds.toFixed(2), peakRssMB: v.peakRssMB, all: v.all.map((x) => +x.toFixed(2)) },
+        ]),
+      ),
       ratios: {
         verifyJobs2: +(s('verify --jobs 1') / s('verify --jobs 2')).toFixed(2),
         mergeJobs2: +(s('merge --jobs 1') / s('merge --jobs 2')).toFixed(2),
