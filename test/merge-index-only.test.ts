@@ -221,7 +221,7 @@ print(json.dumps({"lines": n, "bad": bad}))`;
     expect(checked.lines).toBe((await cdxj(out)).length);
   });
 
-  it('upload sends the referenced WARCs (checked against merged.sqlite) and refuses to delete them', async () => {
+  it('upload sends the referenced WARCs (checked against merged.sqlite) and the index naming them so, and refuses to delete them', async () => {
     const S3rver = createRequire(import.meta.url)('s3rver') as new (o: Record<string, unknown>) => { configureBuckets(): Promise<void>; callback(): http.RequestListener };
     const s3rver = new S3rver({ silent: true, directory: join(tmp, 's3rver'), configureBuckets: [{ name: 'lifeboat-io', configs: [] }] });
     await s3rver.configureBuckets();
@@ -235,8 +235,15 @@ print(json.dumps({"lines": n, "bad": bad}))`;
       await expect(uploadDirectory({ dir: out, target: 's3://lifeboat-io/m', endpoint, credentials, deleteAfterUpload: true })).rejects.toMatchObject({ code: 'E_UPLOAD_INDEX_ONLY_DELETE' });
       const res = await uploadDirectory({ dir: out, target: 's3://lifeboat-io/m', endpoint, credentials });
       const referenced = table(out, `SELECT name, sha256 FROM warcs WHERE state = 'referenced' ORDER BY name`) as { name: string; sha256: string }[];
-      expect(res.files.map((f) => f.outcome)).toEqual(referenced.map(() => 'uploaded'));
+      expect(res.files.map((f) => f.outcome)).toEqual([...referenced.map(() => 'uploaded'), 'uploaded']);
+      expect(res.files.at(-1)!.file).toBe('indexes/index.cdxj');
       const s3 = new S3Client({ endpoint, credentials, region: 'us-east-1', forcePathStyle: true });
+      // CDXJ + WARCs: the uploaded index names each WARC as uploaded under warcs/.
+      const index = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: 'lifeboat-io', Key: 'm/indexes/index.cdxj' }))).Body!.transformToByteArray()).toString('utf8');
+      const uploaded = new Set(res.files.map((f) => f.file));
+      const lines = index.trimEnd().split('\n');
+      expect(lines.length).toBe((await cdxj(out)).length);
+      for (const l of lines) expect(uploaded.has(`warcs/${(JSON.parse(l.slice(l.indexOf('{'))) as { filename: string }).filename}`)).toBe(true);
       const first = referenced.find((r) => r.name.includes('shard-a/'))!;
       const key = `m/warcs/shard-a--${first.name.split('/').pop()}`;
       const body = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: 'lifeboat-io', Key: key }))).Body!.transformToByteArray());

@@ -8,8 +8,7 @@ import { gzipSync } from 'node:zlib';
 import { InputError } from '../../config/errors.js';
 import { indexShard } from '../curate/shard-index.js';
 import { readManifest } from '../shard/shard-manifest.js';
-import { flatWarcNames, readReferencedWarcs } from '../shard/referenced-warcs.js';
-import { createInterface } from 'node:readline';
+import { flatWarcNames, readReferencedWarcs, rewriteCdxjFilenames } from '../shard/referenced-warcs.js';
 import { MergedDb, MergedDbReader } from '../curate/merge-db.js';
 import { pageLines } from './wacz-pages.js';
 import { ZipWriter } from './zip-writer.js';
@@ -140,24 +139,6 @@ function describe(db: MergedDbReader, o: ExportWaczOptions, source: WaczResult['
     mainPageUrl,
     mainPageDate,
   };
-}
-
-/** Copies a CDXJ file, each line's `filename` replaced by its flat name (the WARC's name in the package). */
-async function rewriteCdxjFilenames(from: string, to: string, flat: Map<string, string>): Promise<void> {
-  const out = createWriteStream(to);
-  const lines = createInterface({ input: createReadStream(from), crlfDelay: Infinity });
-  for await (const line of lines) {
-    if (!line) continue;
-    const a = line.indexOf(' ');
-    const b = line.indexOf(' ', a + 1);
-    const fields = JSON.parse(line.slice(b + 1)) as Record<string, string>;
-    const name = fields.filename && flat.get(fields.filename);
-    if (!name) throw new InputError(`${from}: a line names ${fields.filename ?? 'no file'}, which merged.sqlite does not reference`, { code: 'E_EXPORT_INPUT' });
-    fields.filename = name;
-    if (!out.write(`${line.slice(0, b)} ${JSON.stringify(fields)}\n`)) await once(out, 'drain');
-  }
-  out.end();
-  await once(out, 'finish');
 }
 
 /** Which kind of directory `dir` is; for a shard, builds its index in `work`. */

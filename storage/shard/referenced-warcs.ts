@@ -1,5 +1,8 @@
-import { existsSync } from 'node:fs';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { join, posix } from 'node:path';
+import { createInterface } from 'node:readline';
+import { InputError } from '../../config/errors.js';
 import { openForReading } from './sqlite-read.js';
 
 /**
@@ -52,4 +55,22 @@ export function flatWarcNames(names: readonly string[]): Map<string, string> {
     out.set(name, posix.basename(flat));
   }
   return out;
+}
+
+/** Copies a CDXJ file, each line's `filename` replaced by its flat name (the WARC's name in a WACZ or an upload). */
+export async function rewriteCdxjFilenames(from: string, to: string, flat: Map<string, string>): Promise<void> {
+  const out = createWriteStream(to);
+  const lines = createInterface({ input: createReadStream(from), crlfDelay: Infinity });
+  for await (const line of lines) {
+    if (!line) continue;
+    const a = line.indexOf(' ');
+    const b = line.indexOf(' ', a + 1);
+    const fields = JSON.parse(line.slice(b + 1)) as Record<string, string>;
+    const name = fields.filename && flat.get(fields.filename);
+    if (!name) throw new InputError(`${from}: a line names ${fields.filename ?? 'no file'}, which merged.sqlite does not reference`, { code: 'E_INDEX_REFERENCE' });
+    fields.filename = name;
+    if (!out.write(`${line.slice(0, b)} ${JSON.stringify(fields)}\n`)) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'finish');
 }

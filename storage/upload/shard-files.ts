@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { InputError } from '../../config/errors.js';
 import { checkInputFile } from '../warc/input-file.js';
 import { readManifest, type ManifestOnDisk } from '../shard/shard-manifest.js';
-import { flatWarcNames, readReferencedWarcs } from '../shard/referenced-warcs.js';
+import { flatWarcNames, readReferencedWarcs, rewriteCdxjFilenames } from '../shard/referenced-warcs.js';
 import { UploadError } from './errors.js';
 import { manifestPath as manifestPathOf, warcPath, warcsDir } from '../shard/layout.js';
 
@@ -25,7 +25,9 @@ export interface ShardFile {
  * InputError naming it, before anything is sent. A merge directory has no shard.json: its
  * regular WARCs are sent. An index-only merge (issue 25) has none of its own: the input WARCs its
  * merged.sqlite references are sent, as `warcs/SHARD--NAME` (referenced-warcs.ts), each checked
- * against the sha256 recorded when it was merged; they are other folders' files, so
+ * against the sha256 recorded when it was merged, then `indexes/index.cdxj` with each line naming
+ * its WARC by that flat name (written beside the index as `index-flat.cdxj`): CDXJ + WARCs, what
+ * a wayback collection over `warcs/` serves. The WARCs are other folders' files, so
  * `deleteAfterUpload` is refused. `shard.sqlite` is left to the caller (it must be snapshotted first, see s3.ts).
  */
 export async function listShardFiles(dir: string, options: { deleteAfterUpload?: boolean } = {}): Promise<ShardFile[]> {
@@ -42,6 +44,9 @@ export async function listShardFiles(dir: string, options: { deleteAfterUpload?:
       if (!check.ok) throw new InputError(`${path} (referenced by ${join(dir, 'merged.sqlite')}): ${check.what}; nothing uploaded`, { code: 'E_UPLOAD_NOT_REGULAR' });
       files.push({ name: `warcs/${flat.get(w.name)!}`, path, size: check.size, expectSha256: w.sha256 });
     }
+    const index = join(dir, 'indexes', 'index-flat.cdxj');
+    await rewriteCdxjFilenames(join(dir, 'indexes', 'index.cdxj'), index, flat);
+    files.push({ name: 'indexes/index.cdxj', path: index, size: (await lstat(index)).size });
     return files;
   }
   let names: string[];
