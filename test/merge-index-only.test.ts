@@ -155,7 +155,7 @@ describe('merge --index-only (issue 25 §2)', () => {
     expect(r.defects.some((d) => d.file === victim && /changed since shard\.json was written/.test(d.what))).toBe(true);
     expect(r.defects.some((d) => d.file === victim && /payload digest mismatch/.test(d.what) && /not merged/.test(d.what))).toBe(true);
     expect(r.indexOnly!.recordChecked).toBe(1);
-    expect((await cdxj(out)).some((l) => l.fields.url.endsWith('/api/v1/posts/305'))).toBe(false);
+    expect((await cdxj(out)).some((l) => l.fields.url!.endsWith('/api/v1/posts/305'))).toBe(false);
     // Tampering after the merge: verify of the merge output names the file and the record.
     const out2 = join(tmp, 'index-t2');
     const u = join(tmp, 'shard-u');
@@ -163,7 +163,8 @@ describe('merge --index-only (issue 25 §2)', () => {
     expect((await mergeShards({ inputs: [u], out: out2, indexOnly: true })).defectCount).toBe(0);
     const uw = join(u, 'warcs', (await readdir(join(u, 'warcs')))[0]!);
     const ub = await readFile(uw);
-    ub[Math.floor(ub.length / 2)] ^= 0x01;
+    const mid = Math.floor(ub.length / 2);
+    ub[mid] = ub[mid]! ^ 0x01;
     await writeFile(uw, ub);
     const v = await verifyPaths([out2]);
     expect(v.defects.some((d) => d.file === uw && /sha256 differs from merged\.sqlite/.test(d.what))).toBe(true);

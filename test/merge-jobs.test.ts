@@ -76,7 +76,8 @@ describe('merge and verify --jobs (issue 25 §1)', () => {
     const dw = (await readdir(join(d, 'warcs'))).sort();
     const victim = join(d, 'warcs', dw[1]!);
     const bytes = await readFile(victim);
-    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    const mid = Math.floor(bytes.length / 2);
+    bytes[mid] = bytes[mid]! ^ 0xff;
     await writeFile(victim, bytes);
     // Foreign layouts, re-compressed record by record (the spool path, on the workers too).
     const aw = (await readdir(join(a, 'warcs'))).sort();

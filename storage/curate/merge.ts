@@ -146,7 +146,7 @@ async function listInputs(paths: string[]): Promise<Listing[]> {
     }
     const manifest = await readManifest(p);
     const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
-    const dir = join(p, 'warcs');
+    const dir = warcsDir(p);
     if (!(await exists(dir))) throw new InputError(`merge input ${p} is neither a WARC file nor a shard directory (no warcs/)`, { code: 'E_MERGE_INPUT' });
     const entries: Entry[] = [];
     for (const name of (await readdir(dir)).filter((n) => WARC_NAME.test(n)).sort()) {
@@ -202,7 +202,7 @@ async function hashInput(listing: Listing, pool: ScanPool): Promise<void> {
 
 /** Folds a shard's database in; a database that cannot be read is a defect and the WARCs stand alone. */
 async function importInputDb(mdb: MergedDb, listing: Listing, tmpDir: string, inputId: number, onDefect: (inputId: number, file: string, offset: number | undefined, what: string) => void): Promise<void> {
-  const dbPath = join(listing.path, 'shard.sqlite');
+  const dbPath = shardDbPath(listing.path);
   if (!(await lstat(dbPath).catch(() => undefined))) {
     if ((listing.archivedListed ?? 0) > 0) onDefect(inputId, dbPath, undefined, `missing, but shard.json counts ${listing.archivedListed} archived IDs; the WARCs were merged by their records`);
     return;
@@ -232,7 +232,7 @@ export async function mergeShards(o: MergeOptions): Promise<MergeResult> {
       for (const l of listings) await hashInput(l, pool);
     }
     await checkMergeOut(o.out);
-    const warcDir = join(o.out, 'warcs');
+    const warcDir = warcsDir(o.out);
     await mkdir(warcDir, { recursive: true });
     const lock = acquireDirLock(o.out, 'merge');
     try {
@@ -282,9 +282,9 @@ export function referencedName(out: string, path: string): string {
 }
 
 async function mergeLocked(o: MergeOptions, listings: Listing[], started: number, pool: ScanPool): Promise<MergeResult> {
-  const warcDir = join(o.out, 'warcs');
+  const warcDir = warcsDir(o.out);
   const indexOnly = !!o.indexOnly;
-  const mdb = new MergedDb(join(o.out, 'merged.sqlite'));
+  const mdb = new MergedDb(mergedDbPath(o.out));
   const earlierMode = mdb.meta('mode') ?? (mdb.inputCount() > 0 ? 'full' : undefined);
   const mode = indexOnly ? 'index-only' : 'full';
   if (earlierMode && earlierMode !== mode) {

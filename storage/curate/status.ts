@@ -1,6 +1,5 @@
 import { readdir, stat } from 'node:fs/promises';
 import { readReferencedWarcs } from '../shard/referenced-warcs.js';
-import { join } from 'node:path';
 import { InputError } from '../../config/errors.js';
 import { extractionNotes, formatExtractionNotes } from '../shard/extraction-notes.js';
 import { lockHolder } from '../shard/dir-lock.js';

@@ -8,6 +8,7 @@ import { ShardDbReader, type RecordLocation } from '../shard/shard-db-read.js';
 import { checkInputFile } from '../warc/input-file.js';
 import { readManifest } from '../shard/shard-manifest.js';
 import { ScanPool, type ScanEvent, type VerifyRecord } from './scan-files.js';
+import { manifestPath, mergedDbPath, shardDbPath, warcsDir } from '../shard/layout.js';
 
 /**
  * `lifeboat verify` (ARCHITECTURE.md "Curator commands"): re-reads every record of every WARC, recomputes its digests,
@@ -172,7 +173,7 @@ interface DirPlan {
 }
 
 async function planDir(dir: string, opts: VerifyOptions, pool: ScanPool): Promise<DirPlan | Defect> {
-  const warcDir = join(dir, 'warcs');
+  const warcDir = warcsDir(dir);
   let names: string[];
   try {
     names = (await readdir(warcDir)).filter((n) => /\.warc(\.gz)?(\.open)?$/.test(n)).sort();
@@ -181,7 +182,7 @@ async function planDir(dir: string, opts: VerifyOptions, pool: ScanPool): Promis
   }
   const early: Defect[] = [];
   const manifest = await readManifest(dir).catch((err: Error) => {
-    early.push({ file: join(dir, 'shard.json'), what: err.message });
+    early.push({ file: manifestPath(dir), what: err.message });
     return undefined;
   });
   const input = await openDirDb(dir, { add: (d) => early.push(d) }, opts);

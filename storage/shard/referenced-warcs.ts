@@ -1,8 +1,9 @@
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { join, posix } from 'node:path';
+import { posix } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InputError } from '../../config/errors.js';
+import { mergedDbPath } from './layout.js';
 import { openForReading } from './sqlite-read.js';
 
 /**
@@ -20,7 +21,7 @@ export interface ReferencedWarc {
 
 /** The referenced WARCs of `dir` sorted by name; undefined when `dir` is not an index-only merge output. */
 export function readReferencedWarcs(dir: string): ReferencedWarc[] | undefined {
-  const path = join(dir, 'merged.sqlite');
+  const path = mergedDbPath(dir);
   if (!existsSync(path)) return undefined;
   const db = openForReading(path);
   try {

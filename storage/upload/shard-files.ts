@@ -6,7 +6,7 @@ import { checkInputFile } from '../warc/input-file.js';
 import { readManifest, type ManifestOnDisk } from '../shard/shard-manifest.js';
 import { flatWarcNames, readReferencedWarcs, rewriteCdxjFilenames } from '../shard/referenced-warcs.js';
 import { UploadError } from './errors.js';
-import { manifestPath as manifestPathOf, warcPath, warcsDir } from '../shard/layout.js';
+import { manifestPath as manifestPathOf, mergedDbPath, warcPath, warcsDir } from '../shard/layout.js';
 
 /** A file of a shard directory to upload; `name` is relative to the directory, with `/`. */
 export interface ShardFile {
@@ -41,7 +41,7 @@ export async function listShardFiles(dir: string, options: { deleteAfterUpload?:
     for (const w of referenced) {
       const path = resolve(dir, w.name);
       const check = await checkInputFile(path);
-      if (!check.ok) throw new InputError(`${path} (referenced by ${join(dir, 'merged.sqlite')}): ${check.what}; nothing uploaded`, { code: 'E_UPLOAD_NOT_REGULAR' });
+      if (!check.ok) throw new InputError(`${path} (referenced by ${mergedDbPath(dir)}): ${check.what}; nothing uploaded`, { code: 'E_UPLOAD_NOT_REGULAR' });
       files.push({ name: `warcs/${flat.get(w.name)!}`, path, size: check.size, expectSha256: w.sha256 });
     }
     const index = join(dir, 'indexes', 'index-flat.cdxj');
