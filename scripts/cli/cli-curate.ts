@@ -41,9 +41,9 @@ function uploadProgress(io: CliIo): (p: UploadProgress) => void {
   };
 }
 
-/** A progress line on stderr at most once a second (a TTY rewrites it in place); `done` ends it. */
+/** A progress line on stderr at most once a second, the first after a second (a short run prints none; a TTY rewrites it in place); `done` ends it. */
 export function progressLine(io: CliIo, what: string): ((text: string) => void) & { done: () => void } {
-  let last = 0;
+  let last = Date.now();
   let shown = false;
   const write = (text: string): void => {
     const now = Date.now();
