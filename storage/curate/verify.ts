@@ -7,6 +7,8 @@ import { MergedDbReader } from './merge-db.js';
 import { ShardDbReader, type RecordLocation } from '../shard/shard-db-read.js';
 import { checkInputFile, hashRegularFile } from '../warc/input-file.js';
 import { readManifest } from '../shard/shard-manifest.js';
+import { lockHolder } from '../shard/dir-lock.js';
+import { nodeFolderOf } from '../shard/shard-dir.js';
 import { readWarc, type ReadRecord } from '../warc/warc-reader.js';
 import { manifestPath, mergedDbPath, shardDbPath, warcsDir } from '../shard/layout.js';
 
@@ -121,6 +123,10 @@ class RowJoin {
       this.#next();
     }
   }
+  /** Rows of a file that is not read (a running crawl's .open WARC): passed over, not defects. */
+  skipFile(name: string): void {
+    while (this.#row && this.#row.warc === name) this.#next();
+  }
   endFile(name: string): void {
     while (this.#row && this.#row.warc === name) {
       this.#bad(this.#row, 'no record starts at this offset (past the last record)');
@@ -163,6 +169,10 @@ async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Prom
     return undefined;
   });
   const listed = new Map((manifest?.warcs ?? []).map((w) => [w.name, w]));
+  // A crawl (or a node's crawl of this item) writing here now: its .open WARC is its own, not a
+  // defect, and not read (its last record may be half-written); shard.json is written when it ends.
+  const live = lockHolder(dir) !== undefined;
+  const node = nodeFolderOf(dir);
   const input = await openDirDb(dir, out, opts);
   try {
     const join_ = new RowJoin(input ? input.db.recordLocations() : [], out, warcDir);
@@ -175,13 +185,27 @@ async function verifyDir(dir: string, out: Collector, opts: VerifyOptions): Prom
         out.add({ file: path, what: check.what });
         continue;
       }
-      if (name.endsWith('.open')) out.add({ file: path, what: 'unfinished WARC (.open): a crawl is running or crashed; run the crawl again to repair it' });
+      if (name.endsWith('.open') && live) {
+        join_.skipTo(finalName);
+        join_.skipFile(finalName);
+        continue;
+      }
+      if (name.endsWith('.open')) {
+        out.add({
+          file: path,
+          what: node
+            ? `unfinished WARC (.open): the node stopped during this item; start the node again on ${node} (lifeboat node --out ${node} …) to repair it`
+            : 'unfinished WARC (.open): a crawl is running or crashed; run the crawl again to repair it',
+        });
+      }
       join_.skipTo(finalName);
       await verifyWarc(path, check.size, out, opts, (r) => join_.record(finalName, r));
       join_.endFile(finalName);
       if (manifest && !name.endsWith('.open')) {
         const entry = manifest.warcs?.find((w) => w.name === name);
-        if (!entry) out.add({ file: path, what: 'not listed in shard.json' });
+        if (!entry) {
+          if (!live) out.add({ file: path, what: 'not listed in shard.json' });
+        }
         else {
           const actual = await hashRegularFile(path).catch((err: Error) => err);
           if (actual instanceof Error) out.add({ file: path, what: `cannot be read: ${actual.message}` });
