@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { InputError } from '../../config/errors.js';
 import { LOCK_FILE } from './dir-lock.js';
@@ -17,7 +17,9 @@ export async function checkShardOut(out: string): Promise<void> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return;
-    if (code === 'ENOTDIR') throw new InputError(`--out ${out} is a file, not a folder`, { code: 'E_OUT_DIR' });
+    // --out itself a file; a file further up the path is left to mkdir's own message.
+    if (code === 'ENOTDIR' && (await stat(out).then((st) => !st.isDirectory(), () => false))) throw new InputError(`--out ${out} is a file, not a folder`, { code: 'E_OUT_DIR' });
+    if (code === 'ENOTDIR') return;
     throw err;
   }
   // Before the shard test: an uploaded merge output holds a shard.sqlite too (the upload ledger).
