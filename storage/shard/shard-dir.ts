@@ -3,6 +3,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { InputError } from '../../config/errors.js';
 import { LOCK_FILE } from './dir-lock.js';
+import { MERGED_DB, SHARD_DB, SHARD_MANIFEST, WARCS_DIR } from './layout.js';
 
 /**
  * `crawl --out DIR` writes a shard: DIR must be new, empty, or a shard already (a resumed crawl).
@@ -23,15 +24,15 @@ export async function checkShardOut(out: string): Promise<void> {
     throw err;
   }
   // Before the shard test: an uploaded merge output holds a shard.sqlite too (the upload ledger).
-  if (entries.includes('merged.sqlite')) {
+  if (entries.includes(MERGED_DB)) {
     throw new InputError(`--out ${out} is a merge output, not a shard: crawl into a new folder, then merge it into ${out}`, { code: 'E_OUT_DIR' });
   }
-  if (entries.includes('shard.sqlite') || entries.includes('shard.json')) return;
+  if (entries.includes(SHARD_DB) || entries.includes(SHARD_MANIFEST)) return;
   if (entries.includes('node.json')) {
     throw new InputError(`--out ${out} is a volunteer node's folder (its shards are ${out}/items/*): crawl into a new folder`, { code: 'E_OUT_DIR' });
   }
   // What a crawl killed before its database existed leaves behind: its lock, warcs/ and tmp/.
-  const others = entries.filter((name) => name !== LOCK_FILE && name !== 'warcs' && name !== 'tmp');
+  const others = entries.filter((name) => name !== LOCK_FILE && name !== WARCS_DIR && name !== 'tmp');
   if (others.length > 0) {
     throw new InputError(`--out ${out} is not empty and not a shard (it holds ${others.slice(0, 3).join(', ')}${others.length > 3 ? ', …' : ''}): give a new or empty folder`, {
       code: 'E_OUT_DIR',
@@ -46,7 +47,7 @@ export async function checkShardOut(out: string): Promise<void> {
  */
 export async function nodeItemDirs(dir: string): Promise<string[] | undefined> {
   const entries = await readdir(dir).catch(() => undefined);
-  if (!entries || entries.includes('shard.sqlite') || entries.includes('merged.sqlite')) return undefined;
+  if (!entries || entries.includes(SHARD_DB) || entries.includes(MERGED_DB)) return undefined;
   if (!entries.includes('node.json') && !entries.includes('items')) return undefined;
   const items = await readdir(join(dir, 'items'), { withFileTypes: true }).catch(() => undefined);
   if (!items) return entries.includes('node.json') ? [] : undefined;
@@ -54,7 +55,7 @@ export async function nodeItemDirs(dir: string): Promise<string[] | undefined> {
   for (const e of items) {
     if (!e.isDirectory()) continue;
     const path = join(dir, 'items', e.name);
-    if (existsSync(join(path, 'shard.sqlite'))) dirs.push({ id: e.name, path });
+    if (existsSync(join(path, SHARD_DB))) dirs.push({ id: e.name, path });
   }
   if (dirs.length === 0 && !entries.includes('node.json')) return undefined;
   return dirs.sort((a, b) => Number(a.id) - Number(b.id) || a.id.localeCompare(b.id)).map((d) => d.path);
