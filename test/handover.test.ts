@@ -9,6 +9,11 @@ import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../config/logger.js';
+import { RangeSet } from '../config/id-ranges.js';
+import { loadProfile } from '../config/profile.js';
+import { runCrawl } from '../crawler/run/crawl.js';
+import { queueMediaItem } from '../node/media.js';
 import { cliLogger, progressLine } from '../scripts/cli/cli-io.js';
 import { main } from '../scripts/cli/cli.js';
 import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
@@ -86,6 +91,21 @@ describe('status tells the truth', () => {
     const media = progressLine({ total: 0, done: 0, media_total: 40, media_done: 9, media_failed: 1, eta_secs: -1 });
     expect(media).toMatch(/^10\/40 media URLs 25% {2}/);
     expect(media).not.toMatch(/ETA|0\/0 IDs/);
+  });
+
+  it('a media item (URLs, no IDs) says how many media URLs it fetches, not "crawling 0 IDs of 0 requested ()"', async () => {
+    const dir = join(tmp, 'media-item');
+    await mkdir(dir, { recursive: true });
+    const profile = loadProfile('demo', { baseUrl: platform.url });
+    const messages: string[] = [];
+    const logger = createLogger((e) => messages.push(e.message));
+    queueMediaItem({ dir, urls: [1, 2, 3].map((n) => ({ seq: n, url: `${platform.url}/media/img/${n}-0.jpg` })), profile, allowPrivateNetwork: true, log: logger });
+    let progress: Record<string, number> | undefined;
+    const r = await runCrawl({ profile, ranges: new RangeSet(), outDir: dir, node: 'n', logger, allowPrivateNetwork: true, onProgress: (s) => (progress = s.snapshot()), progressIntervalMs: 1 });
+    expect(messages).toContain(`fetching 3 media URLs into ${dir}`);
+    expect(messages.join('\n')).not.toMatch(/crawling 0 IDs/);
+    expect(r.stats.snapshot().media_total).toBe(3);
+    if (progress) expect(progressLine(progress)).toMatch(/^\d\/3 media URLs/);
   });
 
   it('on a terminal a message clears the progress line first, so the two never run together', () => {
