@@ -133,13 +133,14 @@ describe('status tells the truth', () => {
         nickTotals: [{ nick: 'a', items: 5, ids: 20, bytes: 1 }],
         nickRates: [],
         activeNodes: 0,
+        mediaFailed: 0,
       },
       now: 0,
       windowMs: 60_000,
     });
     expect(stats.items).toEqual({ queued: 1, claimed: 0, done: 5, total: 6 });
     expect(stats.ids).toEqual({ total: 20, done: 20 });
-    const empty = buildStats({ project: 'p', rows: { itemCounts: [], nickTotals: [], nickRates: [], activeNodes: 0 }, now: 0, windowMs: 60_000 });
+    const empty = buildStats({ project: 'p', rows: { itemCounts: [], nickTotals: [], nickRates: [], activeNodes: 0, mediaFailed: 0 }, now: 0, windowMs: 60_000 });
     expect(formatTrackerStatus(empty)).not.toContain('all done');
     expect(formatTrackerStatus(empty)).toContain('nothing seeded yet');
   });
