@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { BUILTIN_DIR, builtinProfileNames } from './builtin-profiles.js';
 import { compile as compileCss } from 'css-select';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import parseJsonPath from 'jsonpath-rfc9535/parser';
@@ -76,11 +76,7 @@ export interface Profile {
   scopeHosts: string[];
 }
 
-const BUILTIN_DIR = fileURLToPath(new URL('./profiles/', import.meta.url));
-
-export function builtinProfileNames(): string[] {
-  return ['demo', 'demo-browser', 'hackernews', 'discourse', 'lemmy', 'mediawiki'];
-}
+export { builtinProfileNames } from './builtin-profiles.js';
 
 /** Reads a built-in profile by name, or a YAML/JSON file by path. */
 export function loadProfile(nameOrPath: string, overrides: { baseUrl?: string } = {}): Profile {

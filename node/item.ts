@@ -133,6 +133,7 @@ export async function crawlItem(
   // Stopped at --max-disk with every ID already final: finish it normally (done, uploads).
   const finishedAnyway = diskFull && !opts.signal?.aborted && !media && item.ranges.subtract(progress()).isEmpty;
   if (controller.signal.aborted && !finishedAnyway) {
+    if (media) counts = mediaItemCounts(dir);
     // Ctrl-C: the release may name only IDs whose media the tracker holds.
     if (!reporter) return { interrupted: true, finished: progress(), counts, diskFull };
     await reporter.report(finished).catch((err: unknown) => log.log('warn', `could not report the media of item ${item.id} (${errorMessage(err)})`));

@@ -44,7 +44,10 @@ interface NodeState {
 }
 
 export interface NodeResult {
+  /** Items finished (done or handed back with their failures). */
   items: number;
+  /** The item stopped part-way by Ctrl-C (its saved IDs are in `counts`, the rest given back). */
+  stoppedItem?: number;
   counts: Record<string, number>;
   interrupted: boolean;
 }
@@ -95,7 +98,17 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
   const statePath = join(opts.outDir, 'node.json');
   let state = await readState(statePath);
   if (state && (state.tracker !== opts.trackerUrl || state.nick !== opts.nick)) {
-    throw new InputError(`${opts.outDir} belongs to nick ${state.nick} at ${state.tracker}: use another --out`, { code: 'E_NODE_STATE' });
+    if (state.registered === false && !state.current) {
+      // A start that never registered (a wrong tracker port, an invalid or taken nick) holds
+      // nothing: no lease, no shard of anyone's. It does not lock the folder.
+      log.log('info', `${statePath} is from a start that never registered (nick ${state.nick} at ${state.tracker}); starting afresh as ${opts.nick} at ${opts.trackerUrl}`);
+      state = undefined;
+    } else {
+      throw new InputError(
+        `${opts.outDir} belongs to nick ${state.nick} at ${state.tracker}: to go on with it, start the node with --tracker ${state.tracker} --nick ${state.nick}; for another nick or tracker, use another --out`,
+        { code: 'E_NODE_STATE' },
+      );
+    }
   }
   const client =
     opts.client ??
@@ -205,6 +218,13 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
     }
 
     const result = await crawlItem(item, opts, client, log);
+    // What the item's shard holds counts in the summary, also for an item stopped half-way
+    // (Ctrl-C, --max-disk): those IDs are saved. A media item's URLs are not post IDs: they count
+    // apart (media_archived, media_failed, …).
+    for (const [k, v] of Object.entries(result.counts)) {
+      const key = item.kind === 'media' ? `media_${k}` : k;
+      counts[key] = (counts[key] ?? 0) + v;
+    }
     if (result.interrupted && result.diskFull) {
       // At --max-disk mid-item: the rest goes back; the next claim check frees room or stops.
       await client.release(item.leaseId, result.finished).catch((err: unknown) => log.log('warn', `could not release item ${item.id} (${errorMessage(err)}); its lease will expire`));
@@ -223,12 +243,7 @@ async function nodeLocked(opts: NodeOptions): Promise<NodeResult> {
       } catch (err) {
         log.log('warn', `could not release item ${item.id} (${errorMessage(err)}); its lease will expire and the remainder return to the queue`);
       }
-      return { items, counts, interrupted: true };
-    }
-    // A media item's URLs are not post IDs: they count apart (media_archived, media_failed, …).
-    for (const [k, v] of Object.entries(result.counts)) {
-      const key = item.kind === 'media' ? `media_${k}` : k;
-      counts[key] = (counts[key] ?? 0) + v;
+      return { items, counts, interrupted: true, stoppedItem: item.id };
     }
     items++;
     delete state.current;

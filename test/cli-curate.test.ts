@@ -84,6 +84,12 @@ describe('curator commands end to end: crawl → merge → verify → export →
     const st = await run(['status', a]);
     expect(st.stdout).toMatch(/verified +warcs\/.* -> s3:\/\/archive\/shards\/a/);
 
+    // A merge output goes up with what a curator needs next to its WARCs (issue 22 §3).
+    const um = await run(['upload', merged, '--to', 's3://archive/merged', '--endpoint', endpoint]);
+    expect(um.code, um.stderr).toBe(0);
+    for (const f of ['warcs/', 'indexes/index.cdxj', 'coverage.json', 'missing-ranges.txt', 'merged.sqlite']) expect(um.stdout).toMatch(new RegExp(`uploaded +${f}`));
+    expect(um.stdout.trimEnd().split('\n').at(-2)).toMatch(/uploaded +merged\.sqlite$/);
+
     const bad = await run(['upload', a, '--to', 'ftp://nowhere']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/ftp:\/\/nowhere/);

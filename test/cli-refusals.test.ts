@@ -121,7 +121,7 @@ describe('failed IDs: the summary and status say why', () => {
     const dir = join(tmp, 'failing-shard');
     const first = await run(['crawl', '--profile', profile, '--ids', '1-9', '--out', dir, '--allow-private-network', '--quiet']);
     expect(first.code).toBe(3);
-    expect(first.stdout).toMatch(/^shard: archived 4, missing 0, gone 0, restricted 0, failed 5; this run: ids 9, records \d+, bytes \d+, warcs 1\n$/);
+    expect(first.stdout).toMatch(/^shard: archived 4, missing 0, gone 0, restricted 0, failed 5; this run: ids 9, records \d+, bytes \d+, warcs 1\nleft: 5 IDs \(0 never attempted, 5 to retry\)\n$/);
     const host = url.replace('http://', '');
     expect(first.stderr).toContain('failed IDs by reason');
     expect(first.stderr).toContain(`  3 × http://${host}/…: HTTP 500\n`);
@@ -141,7 +141,7 @@ describe('failed IDs: the summary and status say why', () => {
     fixed = true;
     const second = await run(['crawl', '--profile', profile, '--ids', '1-9', '--out', dir, '--allow-private-network', '--quiet']);
     expect(second.code).toBe(3);
-    expect(second.stdout).toMatch(/^shard: archived 7, missing 0, gone 0, restricted 0, failed 2; this run: ids 5, records \d+, bytes \d+, warcs 1\n$/);
+    expect(second.stdout).toMatch(/^shard: archived 7, missing 0, gone 0, restricted 0, failed 2; this run: ids 5, records \d+, bytes \d+, warcs 1\nleft: 2 IDs \(0 never attempted, 2 to retry\)\n$/);
     expect(second.stderr).not.toContain('HTTP 500');
     expect(second.stderr).toContain('  2 × unexpected HTTP 302');
   });
@@ -226,7 +226,7 @@ describe('the tracker, as a volunteer gets it wrong', () => {
     try {
       const file = join(tmp, 'ok-project.yaml');
       await writeFile(file, 'name: rescue\nprofile: demo\nitem_size: 10\nlease_secs: 60\nmin_client_version: 0.1.0\n');
-      const r = await run(['tracker', 'serve', '--project', file, '--db', `sqlite:${join(tmp, 'busy.sqlite')}`, '--port', String(port)], {
+      const r = await run(['tracker', 'serve', '--project', file, '--db', `sqlite:${join(tmp, 'busy.sqlite')}`, '--port', String(port), '--create'], {
         LIFEBOAT_ADMIN_TOKEN: 'a-long-enough-admin-token',
       });
       expect(r.code).toBe(1);

@@ -240,7 +240,9 @@ describe('shardStatus', () => {
     expect(s.left.firstRanges).toEqual(['11', '22']);
     expect(s.left.idsToRetry).toBe(2);
     expect(s.provenance).toMatchObject({ kind: 'shard', node: 'alice', ranges: '1-30' });
-    expect(formatStatus(s)).toContain('left: 2 IDs to retry (11,22)');
+    expect(s.left).toMatchObject({ ids: 2, neverAttempted: 0 });
+    expect(formatStatus(s)).toContain('left: 2 IDs (0 never attempted, 2 to retry)');
+    expect(formatStatus(s)).toContain('IDs left: 11,22\n');
   });
 
   it('reports a merged directory: inputs and what is left', async () => {

@@ -12,6 +12,8 @@ export class CrawlStats {
   readonly started = Date.now();
   readonly ids: Record<IdStatus, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 };
   total = 0;
+  /** A media item's URLs to fetch (it has no IDs: `total` is 0). */
+  mediaTotal = 0;
   done = 0;
   records = 0;
   bytes = 0;
@@ -81,7 +83,11 @@ export class CrawlStats {
 
   snapshot(): Record<string, number> {
     const elapsedSecs = (Date.now() - this.started) / 1000;
+    // A media item (no IDs, only URLs) is timed by its URLs.
+    const byMedia = this.total === 0 && this.mediaTotal > 0;
+    const [done, total] = byMedia ? [this.mediaDone + this.mediaFailed + this.mediaSkipped, this.mediaTotal] : [this.done, this.total];
     const rate = elapsedSecs > 0 ? this.done / elapsedSecs : 0;
+    const unitRate = elapsedSecs > 0 ? done / elapsedSecs : 0;
     return {
       ...this.ids,
       done: this.done,
@@ -95,11 +101,12 @@ export class CrawlStats {
       media_done: this.mediaDone,
       media_failed: this.mediaFailed,
       media_skipped: this.mediaSkipped,
+      media_total: this.mediaTotal,
       extraction_notes: this.extractionNotes,
       elapsed_secs: Math.round(elapsedSecs * 10) / 10,
       ids_per_sec: Math.round(rate * 10) / 10,
       mb_per_sec: Math.round((elapsedSecs > 0 ? this.bytes / 1e6 / elapsedSecs : 0) * 100) / 100,
-      eta_secs: rate > 0 ? Math.round((this.total - this.done) / rate) : -1,
+      eta_secs: unitRate > 0 ? Math.round(Math.max(0, total - done) / unitRate) : -1,
       rss_mb: Math.round(process.memoryUsage.rss() / 1048576),
     };
   }

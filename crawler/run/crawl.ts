@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { InputError, LifeboatError, StorageError, errorMessage } from '../../config/errors.js';
 import type { Logger } from '../../config/logger.js';
 import type { Profile } from '../../config/profile.js';
+import { checkShardOut } from '../../storage/shard/shard-dir.js';
 import { acquireDirLock } from '../../storage/shard/dir-lock.js';
 import { ShardDb, type IdStatus } from '../../storage/shard/shard-db.js';
 import { writeManifest } from '../../storage/shard/shard-manifest.js';
@@ -52,6 +53,7 @@ export async function runCrawl(opts: CrawlOptions): Promise<CrawlResult> {
   const settings = resolveCrawlSettings(profile, flags);
   // Refused before the directory is created: a profile whose every fetch would be refused.
   await checkCrawlScope(profile, { allowPrivateNetwork: settings.allowPrivateNetwork });
+  await checkShardOut(opts.outDir);
   try {
     await mkdir(warcsDir(opts.outDir), { recursive: true });
   } catch (err) {
@@ -109,9 +111,15 @@ async function crawlLocked(settings: CrawlSettings, opts: CrawlOptions): Promise
   const stats = new CrawlStats();
   stats.total = opts.ranges.subtract(new RangeSet(db.finalRanges())).size;
   const workers = settings.workers;
-  log.log('info', `crawling ${stats.total} IDs of ${opts.ranges.size} requested (${opts.ranges.format(codec)}) into ${outDir}${workers > 1 ? ` with ${workers} workers` : ''}`, {
-    requeued_media: requeued,
-  });
+  if (opts.ranges.isEmpty) {
+    // No IDs (a node's media item): only the media queued in the shard are fetched.
+    stats.mediaTotal = queuedMedia.length;
+    log.log('info', `fetching ${queuedMedia.length} media URLs into ${outDir}`, { requeued_media: requeued });
+  } else {
+    log.log('info', `crawling ${stats.total} IDs of ${opts.ranges.size} requested (${opts.ranges.format(codec)}) into ${outDir}${workers > 1 ? ` with ${workers} workers` : ''}`, {
+      requeued_media: requeued,
+    });
+  }
   const progressTimer = opts.onProgress ? setInterval(() => opts.onProgress!(stats), opts.progressIntervalMs ?? 1000) : undefined;
   let fatalError: Error | undefined;
   let aborted = false;

@@ -31,14 +31,23 @@ export function registerMoreCommands(program: Command, io: CliIo, setExit: (code
       // A path that is not there is a typo, not a defect of the archive: bad input, one line.
       const absent = paths.filter((p) => !existsSync(resolve(p)));
       if (absent.length > 0) throw new InputError(`no such file or directory: ${absent.join(', ')}`, { code: 'E_VERIFY_INPUT' });
-      const [{ verifyPaths }, { lockHolder }] = await Promise.all([import('../../storage/curate/verify.js'), import('../../storage/shard/dir-lock.js')]);
-      for (const p of paths) {
-        const holder = lockHolder(resolve(p));
-        if (holder) io.stderr.write(`${p}: running — ${holder.command} by process ${holder.pid} (started ${holder.startedAt}); checking what is on disk now, its open WARC is not final yet\n`);
+      const [{ verifyPaths }, { lockHolder }, { nodeFolderOf }, { expandNodeFolders }] = await Promise.all([
+        import('../../storage/curate/verify.js'),
+        import('../../storage/shard/dir-lock.js'),
+        import('../../storage/shard/shard-dir.js'),
+        import('./node-folders.js'),
+      ]);
+      const inputs = await expandNodeFolders(paths.map((p) => resolve(p)), io);
+      for (const p of inputs) {
+        const holder = lockHolder(p);
+        if (!holder) continue;
+        const node = nodeFolderOf(p);
+        const who = node ? `the node on ${node} is crawling this item (process ${holder.pid}, started ${holder.startedAt})` : `running — ${holder.command} by process ${holder.pid} (started ${holder.startedAt})`;
+        io.stderr.write(`${p}: ${who}; its .open WARC is its own, not a defect, and is not read; what is final is checked now${node ? ' (verify the item again once the node has finished it)' : ` (verify again when the ${holder.command} ends)`}\n`);
       }
       const progress = progressLine(io, 'verify');
       const report = await verifyPaths(
-        paths.map((p) => resolve(p)),
+        inputs,
         { ...(o.jobs ? { jobs: o.jobs } : {}), onProgress: (p) => progress(`${p.records} records, ${(p.bytes / 1e6).toFixed(0)} MB of files started; at ${p.file}`) },
       );
       progress.done();

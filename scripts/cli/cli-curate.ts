@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../config/errors.js';
 import { codecSpecFromName, createCodec } from '../../config/id-codec.js';
@@ -41,6 +41,19 @@ function uploadProgress(io: CliIo): (p: UploadProgress) => void {
   };
 }
 
+/** `--endpoint` must be an http(s) URL: `127.0.0.1:4569` (no scheme) is bad usage, said on one line. */
+function checkEndpoint(raw: string): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) {
+    throw new InputError(`--endpoint ${JSON.stringify(raw)} is not an http(s) URL: write it with its scheme, e.g. http://${raw.replace(/^[a-z]+:\/\//i, '')}`, { code: 'E_USAGE' });
+  }
+}
+
 /** A progress line on stderr at most once a second, the first after a second (a short run prints none; a TTY rewrites it in place); `done` ends it. */
 export function progressLine(io: CliIo, what: string): ((text: string) => void) & { done: () => void } {
   let last = Date.now();
@@ -67,8 +80,10 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
     .option('--index-only', 'copy nothing: index the input WARCs where they are (paths relative to --out)')
     .option('--json', 'print the result as JSON')
     .action(async (shards: string[], o: { out: string; warcSize?: number; jobs?: number; indexOnly?: boolean; json?: boolean }) => {
-      const inputs = shards.map((s) => resolve(s));
-      for (const i of inputs) if (!existsSync(i)) throw new InputError(`no such shard or WARC: ${i}`, { code: 'E_MERGE_INPUT' });
+      const given = shards.map((s) => resolve(s));
+      for (const i of given) if (!existsSync(i)) throw new InputError(`no such shard or WARC: ${i}`, { code: 'E_MERGE_INPUT' });
+      const { expandNodeFolders } = await import('./node-folders.js');
+      const inputs = await expandNodeFolders(given, io);
       const formatId = inputs.map(shardCodec).find((f) => f !== undefined);
       const { mergeShards } = await import('../../storage/curate/merge.js');
       if (o.indexOnly && o.warcSize) throw new InputError('--warc-size has no effect with --index-only (no WARCs are written)', { code: 'E_MERGE_OPTIONS' });
@@ -152,7 +167,19 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
     .argument('<dir>', 'shard or merged directory')
     .option('--json', 'JSON output')
     .action(async (dir: string, o: { json?: boolean }) => {
-      const [{ formatStatus, shardStatus }, { listUploads }] = await Promise.all([import('../../storage/curate/status.js'), import('../../storage/upload/ledger.js')]);
+      const [{ formatNodeStatus, formatStatus, nodeStatus, shardStatus }, { listUploads }, { nodeItemDirs }] = await Promise.all([
+        import('../../storage/curate/status.js'),
+        import('../../storage/upload/ledger.js'),
+        import('../../storage/shard/shard-dir.js'),
+      ]);
+      const items = await nodeItemDirs(resolve(dir));
+      if (items !== undefined) {
+        // A node's folder: all its items, one line each, and their sums.
+        const n = await nodeStatus(resolve(dir), items);
+        io.stdout.write(o.json ? `${JSON.stringify({ ...n, items: n.items.map((i) => ({ ...i, uploads: listUploads(i.dir) })) })}\n` : formatNodeStatus(n));
+        setExit(0);
+        return;
+      }
       const s = await shardStatus(resolve(dir));
       const uploads = listUploads(resolve(dir));
       if (o.json) io.stdout.write(`${JSON.stringify({ ...s, uploads })}\n`);
@@ -179,6 +206,7 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
     .option('--collection <name>', 'IA collection')
     .option('--title <title>', 'IA item title')
     .action(async (dir: string, o: { to: string; endpoint?: string; concurrency?: number; partSize?: number; deleteAfterUpload?: boolean; includeDb?: boolean; collection?: string; title?: string }) => {
+      if (o.endpoint !== undefined) checkEndpoint(o.endpoint);
       const { parseUploadTarget } = await import('../../storage/upload/target.js');
       const target = parseUploadTarget(o.to);
       const common = {
@@ -191,17 +219,30 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
       };
       const { uploadDirectory } = await import('../../storage/upload/s3.js');
       const { defaultIaConfigFiles, readIaCredentials, uploadDirectoryToIa } = await import('../../storage/upload/ia.js');
-      const result =
-        target.scheme === 's3'
-          ? await uploadDirectory({ ...common, ...(o.partSize ? { partSizeBytes: o.partSize } : {}), includeDatabase: !!o.includeDb })
-          : await uploadDirectoryToIa({
-              ...common,
-              credentials: readIaCredentials({ env: io.env, configFile: defaultIaConfigFiles(io.env, homedir()) }),
-              ...(o.collection || o.title ? { metadata: { ...(o.collection ? { collection: o.collection } : {}), ...(o.title ? { title: o.title } : {}) } } : {}),
-            });
-      if (io.stderr.isTTY) io.stderr.write('\n');
-      for (const f of result.files) io.stdout.write(`${f.outcome.padEnd(8)} ${f.file}${f.error ? `: ${f.error}` : ''}\n`);
-      io.stdout.write(`${result.files.length} files, ${(result.bytesSent / 1e6).toFixed(1)} MB sent at ${result.mbPerSec.toFixed(1)} MB/s to ${result.target}\n`);
+      const { nodeItemDirs } = await import('../../storage/shard/shard-dir.js');
+      // A node's folder: each item shard goes up under PREFIX/items/ITEM, as it lies on disk.
+      const items = await nodeItemDirs(resolve(dir));
+      if (items !== undefined && items.length === 0) throw new InputError(`${dir} is a volunteer node's folder with no item shards yet: run the node first`, { code: 'E_NODE_EMPTY' });
+      if (items !== undefined && target.scheme === 'ia') {
+        throw new InputError(`${dir} is a node's folder of ${items.length} item shards; an archive.org item takes one shard: upload each with lifeboat upload ${dir}/items/ITEM --to ia://IDENTIFIER-ITEM, or use s3://`, { code: 'E_USAGE' });
+      }
+      const jobs = items === undefined ? [{ dir: resolve(dir), to: o.to }] : items.map((d) => ({ dir: d, to: `${o.to.replace(/\/+$/, '')}/items/${basename(d)}` }));
+      if (items !== undefined) io.stderr.write(`${dir}: a node's folder; uploading its ${items.length} item shards to ${o.to.replace(/\/+$/, '')}/items/ITEM\n`);
+      for (const job of jobs) {
+        const each = { ...common, dir: job.dir, target: job.to };
+        const result =
+          target.scheme === 's3'
+            ? await uploadDirectory({ ...each, ...(o.partSize ? { partSizeBytes: o.partSize } : {}), includeDatabase: !!o.includeDb })
+            : await uploadDirectoryToIa({
+                ...each,
+                credentials: readIaCredentials({ env: io.env, configFile: defaultIaConfigFiles(io.env, homedir()) }),
+                ...(o.collection || o.title ? { metadata: { ...(o.collection ? { collection: o.collection } : {}), ...(o.title ? { title: o.title } : {}) } } : {}),
+              });
+        if (io.stderr.isTTY) io.stderr.write('\n');
+        const where = items === undefined ? '' : `items/${basename(job.dir)}/`;
+        for (const f of result.files) io.stdout.write(`${f.outcome.padEnd(8)} ${where}${f.file}${f.error ? `: ${f.error}` : ''}\n`);
+        io.stdout.write(`${result.files.length} files, ${(result.bytesSent / 1e6).toFixed(1)} MB sent at ${result.mbPerSec.toFixed(1)} MB/s to ${result.target}\n`);
+      }
       setExit(0);
     });
 }

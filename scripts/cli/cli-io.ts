@@ -26,13 +26,34 @@ export const processIo: CliIo = {
   },
 };
 
+/**
+ * A closed pipe (`lifeboat search DIR words | head -1`) is the reader saying it has read enough:
+ * the command ends quietly with exit 0, not with an EPIPE stack trace. Installed once, for the
+ * process's own streams (main() in cli.ts); a stderr that is gone is simply not written to.
+ */
+let pipesGuarded = false;
+export function endQuietlyOnClosedPipe(exit: (code: number) => void = (code) => process.exit(code)): void {
+  if (pipesGuarded) return;
+  pipesGuarded = true;
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') exit(0);
+    else throw err;
+  });
+  process.stderr.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
+/** On a terminal, a message first clears the live progress line (`\r`, erase line): it must not run into it. */
+const CLEAR_LINE = '\r\x1b[2K';
+
 export function cliLogger(io: CliIo, options: { json: boolean; quiet: boolean; verbose?: boolean }): Logger {
   const rank: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
   const min = options.verbose ? 0 : options.quiet ? 2 : 1;
   return createLogger((e) => {
     if (rank[e.level] < min) return;
     if (options.json) io.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
-    else io.stderr.write(`${e.level === 'info' ? '' : `${e.level}: `}${e.message}\n`);
+    else io.stderr.write(`${io.stderr.isTTY ? CLEAR_LINE : ''}${e.level === 'info' ? '' : `${e.level}: `}${e.message}\n`);
   });
 }
 
@@ -49,7 +70,6 @@ function fmtBytes(n: number): string {
 }
 
 function fmtEta(secs: number): string {
-  if (secs < 0) return '?';
   const h = Math.floor(secs / 3600);
   const m = Math.floor((secs % 3600) / 60);
   const s = secs % 60;
@@ -62,16 +82,22 @@ function fmtEta(secs: number): string {
  */
 export function progressLine(s: Record<string, number | undefined>, options: { columns?: number; stopping?: boolean; caps?: string } = {}): string {
   const n = (k: string): number => s[k] ?? 0;
-  const pct = n('total') > 0 ? ` ${Math.floor((n('done') / n('total')) * 100)}%` : '';
+  // A media item (issue 13) has URLs to fetch, no IDs: its line counts those.
+  const media = n('total') === 0 && n('media_total') > 0;
+  const [done, total, unit] = media ? [n('media_done') + n('media_failed') + n('media_skipped'), n('media_total'), 'media URLs'] : [n('done'), n('total'), 'IDs'];
+  const pct = total > 0 ? ` ${Math.floor((done / total) * 100)}%` : '';
+  // No ETA until there is a rate to base it on (a "?" says nothing).
+  const eta = options.stopping ? 'stopping…' : (s.eta_secs ?? -1) >= 0 ? `ETA ${fmtEta(s.eta_secs!)}` : undefined;
   const fields: [text: string, rank: number][] = [
-    [`${n('done')}/${n('total')} IDs${pct}`, 0],
-    [options.stopping ? 'stopping…' : `ETA ${fmtEta(s.eta_secs ?? -1)}`, 1],
+    [`${done}/${total} ${unit}${pct}`, 0],
+    ...(eta ? [[eta, 1] as [string, number]] : []),
     [`${n('ids_per_sec')}/s`, 2],
     [`${n('mb_per_sec')} MB/s`, 7],
     [fmtBytes(n('bytes')), 8],
     [`retries ${n('retries')}`, 4],
     [`429s ${n('throttles')}`, 5],
-    [`errors ${n('errors')}`, 6],
+    // Fetches that failed for good, after all their retries (a retry that then worked is not one).
+    [`failed fetches ${n('errors')}`, 6],
     [`failed ${n('failed')}`, 3],
     // --max-disk / --max-hours / --max-bandwidth (issue 14), e.g. "caps: disk 1.20/50.0 GiB, 0.5/8 h".
     ...(options.caps ? [[`caps: ${options.caps}`, 3] as [string, number]] : []),

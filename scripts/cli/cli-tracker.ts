@@ -29,6 +29,11 @@ async function readRangesFile(path: string, flag = '--from-file'): Promise<strin
   }
 }
 
+/** A ranges or URL file with nothing in it but blank lines and `#` comments (an empty missing-ranges.txt: the merge found nothing missing). */
+function nothingIn(text: string): boolean {
+  return text.split(/\r?\n/).every((line) => line.replace(/#.*$/, '').trim() === '');
+}
+
 /** `lifeboat tracker serve|seed|status` and `lifeboat node`. */
 export function registerTrackerCommands(program: Command, io: CliIo, setExit: (code: number) => void): void {
   const tracker = program.command('tracker').description('the coordination server that hands ID ranges to volunteer nodes');
@@ -38,11 +43,14 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
     .requiredOption('--project <file>', 'project file (YAML or JSON)')
     .option('--db <url>', 'sqlite:PATH or postgres://…', 'sqlite:tracker.sqlite')
     .option('--port <n>', 'port', (v) => Number(v), 8070)
-    .option('--host <addr>', 'address to bind', '127.0.0.1')
+    .option('--host <addr>', 'address to bind (default 127.0.0.1, this machine only; 0.0.0.0 for volunteers elsewhere)', '127.0.0.1')
     .option('--base-url <url>', "override the profile's base_url (the project's follow polls; its port is one reported media may name)")
     .option('--allow-private-network', 'let follow polls reach loopback and private addresses (demo and tests)')
-    .action(async (o: { project: string; db: string; port: number; host: string; baseUrl?: string; allowPrivateNetwork?: boolean }) => {
-      const [{ serveTracker }, { loadProfile }, { discoverMaxId }] = await Promise.all([import('../../tracker/server/server.js'), import('../../config/profile.js'), import('../../crawler/run/discover.js')]);
+    .option('--create', 'start the project if the database does not hold it yet (otherwise a misspelt --db is refused)')
+    .action(async (o: { project: string; db: string; port: number; host: string; baseUrl?: string; allowPrivateNetwork?: boolean; create?: boolean }) => {
+      const project = await projectFromFlag(o.project);
+      const [{ serveTracker }, { loadProfile }, { discoverMaxId }, { checkServeDb }] = await Promise.all([import('../../tracker/server/server.js'), import('../../config/profile.js'), import('../../crawler/run/discover.js'), import('../../tracker/server/commands.js')]);
+      await checkServeDb({ db: o.db, project: project.name, create: !!o.create });
       // A project with `follow` polls its profile's ids.discover (issue 14); built here: the tracker never imports the crawler.
       const discoverFor = (profileName: string) => {
         const profile = loadProfile(profileName, o.baseUrl ? { baseUrl: o.baseUrl } : {});
@@ -77,6 +85,11 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
       const project = await projectFromFlag(o.project);
       if (o.mediaFromFile) {
         const text = await readRangesFile(o.mediaFromFile, '--media-from-file');
+        if (nothingIn(text)) {
+          io.stdout.write(`--media-from-file ${o.mediaFromFile} holds no media URLs: nothing to seed\n`);
+          setExit(0);
+          return;
+        }
         const { seedMediaCommand } = await import('../../tracker/server/commands.js');
         const r = await seedMediaCommand({ db: o.db, project, text, file: o.mediaFromFile, create: !!o.create });
         io.stdout.write(`${r.summary}\n`);
@@ -84,6 +97,11 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
         return;
       }
       const ids = o.ids ?? (await readRangesFile(o.fromFile!));
+      if (o.fromFile && nothingIn(ids)) {
+        io.stdout.write(`--from-file ${o.fromFile} holds no ID ranges: nothing to seed\n`);
+        setExit(0);
+        return;
+      }
       const { seedCommand } = await import('../../tracker/server/commands.js');
       const r = await seedCommand({ db: o.db, project: project.name, ids, itemSize: o.itemSize ?? project.item_size, create: !!o.create });
       io.stdout.write(`${r.summary}\n`);
@@ -139,7 +157,9 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
           signal: interrupt.signal,
         });
         const c = r.counts;
-        io.stdout.write(o.json ? `${JSON.stringify(r)}\n` : `items ${r.items}; archived ${c.archived}, missing ${c.missing}, gone ${c.gone}, restricted ${c.restricted}, failed ${c.failed}\n`);
+        const media = Object.entries(c).filter(([k]) => k.startsWith('media_') && k !== 'media_missing' && k !== 'media_gone').map(([k, v]) => `${k.slice(6)} ${v}`);
+        const items = `items ${r.items}${r.stoppedItem !== undefined ? ` finished, item ${r.stoppedItem} stopped part-way (what it saved counts here, the rest was given back)` : ''}`;
+        io.stdout.write(o.json ? `${JSON.stringify(r)}\n` : `${items}; archived ${c.archived}, missing ${c.missing}, gone ${c.gone}, restricted ${c.restricted}, failed ${c.failed}${media.length ? `; media URLs ${media.join(', ')}` : ''}\n`);
         setExit(r.interrupted ? 1 : (c.failed ?? 0) > 0 ? 3 : 0);
       } finally {
         interrupt.dispose();

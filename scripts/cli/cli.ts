@@ -3,9 +3,10 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { InputError, LifeboatError, errorMessage } from '../../config/errors.js';
+import { builtinProfileNames } from '../../config/builtin-profiles.js';
 import { VERSION } from '../../config/version.js';
 import { DISK_FULL_MESSAGE, isDiskFull } from '../../storage/shard/disk-full.js';
-import { processIo, type CliIo } from './cli-io.js';
+import { endQuietlyOnClosedPipe, processIo, type CliIo } from './cli-io.js';
 import { registerMoreCommands } from './cli-commands.js';
 import { EXIT, ExitCode } from './cli-options.js';
 import { addCrawlFlags } from './crawl-flags.js';
@@ -23,7 +24,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   const crawl = program
     .command('crawl')
     .description('archive a range of post IDs into a shard directory (resumes when run again)')
-    .requiredOption('--profile <name|file>', 'built-in profile name (demo, hackernews, discourse, lemmy) or a YAML/JSON file')
+    .requiredOption('--profile <name|file>', `built-in profile name (${builtinProfileNames().join(', ')}) or a YAML/JSON file`)
     .requiredOption('--ids <ranges>', 'ID ranges in the profile codec, e.g. 1-1000,5000-6000 or 1-latest')
     .requiredOption('--out <dir>', 'shard directory');
   addCrawlFlags(crawl, 'crawl').action(async (o: CrawlCommandOptions) => setExit(await crawlCommand(o, io)));
@@ -63,6 +64,7 @@ function systemError(err: unknown): { message: string; code: number } | undefine
 /** Runs the CLI in-process; returns the exit code. Only this layer turns errors into exit codes. */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   let code: number = EXIT.ok;
+  if (io === processIo) endQuietlyOnClosedPipe();
   const program = buildProgram(io, (c) => (code = c));
   try {
     await program.parseAsync(argv, { from: 'user' });

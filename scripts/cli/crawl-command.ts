@@ -12,7 +12,7 @@ export interface CrawlCommandOptions extends CrawlFlagValues {
 /** `lifeboat crawl`: returns the exit code. */
 export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<number> {
   // Loaded on use: `lifeboat --help` should not pay for the crawler's dependencies.
-  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges, RangeSet }, { formatFailureReasons, shardFailureReasons, shardIncompleteReasons }, { checkCrawlScope }, { followIds }] = await Promise.all([
+  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges, RangeSet }, { formatFailureReasons, leftIds, shardFailureReasons, shardIncompleteReasons, shardLeft }, { checkCrawlScope }, { followIds }] = await Promise.all([
     import('../../config/profile.js'),
     import('../../crawler/run/crawl.js'),
     import('../../crawler/fetch/crawl-stats.js'),
@@ -99,12 +99,15 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
     if (!result) throw new Error('no crawl ran');
     const s = result.stats.snapshot();
     const reasons = result.counts.failed > 0 ? shardFailureReasons(outDir) : [];
+    // Every requested ID that is not final (never attempted + to retry + incomplete), as `status` counts it.
+    const left = shardLeft(outDir) ?? { ids: 0, neverAttempted: 0, idsToRetry: 0, incomplete: 0 };
     if (io.stderr.isTTY && !o.quiet && !o.json) io.stderr.write('\n');
     if (o.json) {
       const summary = { ...result.counts, records: thisRun.records, bytes: thisRun.bytes, warcs: thisRun.warcs };
-      io.stdout.write(`${JSON.stringify({ summary, shard: result.counts, incomplete: result.incomplete, this_run: thisRun, failure_reasons: reasons, run: s, interrupted: result.aborted })}\n`);
+      io.stdout.write(`${JSON.stringify({ summary, shard: result.counts, incomplete: result.incomplete, this_run: thisRun, left: { ids: left.ids, never_attempted: left.neverAttempted, to_retry: left.idsToRetry, incomplete: left.incomplete }, failure_reasons: reasons, run: s, interrupted: result.aborted })}\n`);
     } else {
       io.stdout.write(`${summaryLine(result.counts, thisRun)}\n`);
+      if (left.ids > 0) io.stdout.write(`left: ${leftIds(left)}\n`);
       if (reasons.length > 0) io.stderr.write(`failed IDs by reason (the shard's, most common first):\n${formatFailureReasons(reasons).join('\n')}\n`);
     }
     if (result.incomplete > 0) {

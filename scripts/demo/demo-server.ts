@@ -88,7 +88,18 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const platform = await startDemoPlatform(opts);
+  let platform;
+  try {
+    platform = await startDemoPlatform(opts);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+    if (e.code !== 'EADDRINUSE' && e.code !== 'EACCES' && e.code !== 'EADDRNOTAVAIL') throw err;
+    // The machine's state, not a bug: one line, no stack.
+    const where = `${e.address ?? opts.host}:${e.port ?? opts.port ?? '?'}`;
+    process.stderr.write(`demo-server: ${where} ${e.code === 'EADDRINUSE' ? 'is already in use (another demo server?): stop it or choose another --port' : `cannot be bound (${e.code})`}\n`);
+    process.exitCode = 1;
+    return;
+  }
   process.stdout.write(`demo platform listening on ${platform.url}\n`);
   const stop = (signal: NodeJS.Signals): void => {
     process.off('SIGTERM', stop);

@@ -1,6 +1,8 @@
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { readReferencedWarcs } from '../shard/referenced-warcs.js';
 import { InputError } from '../../config/errors.js';
+import { RangeSet } from '../../config/id-ranges.js';
 import { extractionNotes, formatExtractionNotes } from '../shard/extraction-notes.js';
 import { lockHolder } from '../shard/dir-lock.js';
 import { readManifest } from '../shard/shard-manifest.js';
@@ -33,9 +35,15 @@ export interface DirStatus {
     | { kind: 'shard'; profile?: string; node?: string; software?: string; ranges?: string; updatedAt?: string }
     | { kind: 'merged'; inputs: { path: string; kind: string; node: string | null; mergedAt: string; recordsKept: number; defects: number }[] };
   left: {
-    /** IDs that are not final (failed, or in a requested range with no status at all). */
+    /** Every requested ID that is not final: never attempted + to retry. */
+    ids: number;
+    /** Requested IDs with no status at all (the crawl was stopped before them, or never reached them). */
+    neverAttempted: number;
+    /** IDs attempted that failed (a next run tries them again). */
     idsToRetry: number;
-    /** The first ranges of those IDs, in decimal. */
+    /** IDs with a status but a secondary capture missing (`incomplete` above; a next run tries them again). */
+    incomplete: number;
+    /** The first ranges of the IDs left (`ids`), in decimal. */
     firstRanges: string[];
     mediaQueued: number;
     mediaFailed: number;
@@ -109,6 +117,44 @@ function* rangesOf(ids: Iterable<{ start: number; end: number }>): Generator<str
   for (const r of ids) yield r.start === r.end ? String(r.start) : `${r.start}-${r.end}`;
 }
 
+/**
+ * The IDs a shard still owes: what its crawls were asked for (`meta.ranges`) minus what is final.
+ * A crawl stopped after 57 of 800 IDs leaves 743, though none of them failed. A shard too old to
+ * keep its ranges knows only its failed IDs.
+ */
+export function leftIn(db: ShardDbReader): Left & { set: RangeSet } {
+  const failed = new RangeSet(db.failedRanges(Number.MAX_SAFE_INTEGER));
+  const requested = db.requestedRanges();
+  const set = requested === undefined ? failed : RangeSet.fromJSON(requested).subtract(new RangeSet(db.finalRanges())).union(failed);
+  // Incomplete IDs (a secondary capture missing) have a status, so they are not in `set`; the next run retries them too.
+  const incomplete = db.incomplete(0).total;
+  return { ids: set.size + incomplete, neverAttempted: set.size - failed.size, idsToRetry: failed.size, incomplete, set };
+}
+
+/** What a shard still owes, by kind: `ids` = never attempted + to retry + incomplete. */
+export interface Left {
+  ids: number;
+  neverAttempted: number;
+  idsToRetry: number;
+  incomplete: number;
+}
+
+/** `leftIn` of the shard in `dir` (read-only); undefined when it has no database yet. */
+export function shardLeft(dir: string): Left | undefined {
+  let shard: ShardDbReader;
+  try {
+    shard = ShardDbReader.open(shardDbPath(dir));
+  } catch {
+    return undefined;
+  }
+  try {
+    const { ids, neverAttempted, idsToRetry, incomplete } = leftIn(shard);
+    return { ids, neverAttempted, idsToRetry, incomplete };
+  } finally {
+    shard.close();
+  }
+}
+
 export async function shardStatus(dir: string): Promise<DirStatus> {
   let kind: 'shard' | 'merged';
   let dbPath: string;
@@ -118,6 +164,8 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
   } else if (await stat(shardDbPath(dir)).then(() => true, () => false)) {
     kind = 'shard';
     dbPath = shardDbPath(dir);
+  } else if (!(await stat(dir).then(() => true, () => false))) {
+    throw new InputError(`${dir}: no such file or directory`, { code: 'E_STATUS_INPUT' });
   } else throw new InputError(`${dir} is neither a shard nor a merged directory (no shard.sqlite or merged.sqlite)`, { code: 'E_STATUS_INPUT' });
 
   const warcs: DirStatus['warcs'] = [];
@@ -130,7 +178,9 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
   try {
     const ids: Record<string, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0, ...db.idCounts() };
     const firstRanges: string[] = [];
+    let idsLeft = 0;
     let idsToRetry = 0;
+    let idsIncomplete = 0;
     let mediaQueued = 0;
     let mediaFailed = 0;
     let provenance: DirStatus['provenance'];
@@ -140,9 +190,11 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
     let incomplete: DirStatus['incomplete'];
     if (db instanceof MergedDbReader) {
       for (const r of db.missingRanges()) {
-        idsToRetry += r.end - r.start + 1;
+        idsLeft += r.end - r.start + 1;
         if (firstRanges.length < 20) firstRanges.push(...rangesOf([r]));
       }
+      // A merged ID is failed when no input made it final: every one of them is in the missing ranges.
+      idsToRetry = Math.min(ids.failed ?? 0, idsLeft);
       for (const [state, n] of Object.entries(db.unfetchedMediaStates())) {
         if (state === 'queued') mediaQueued = n;
         else mediaFailed = n;
@@ -152,9 +204,12 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
       notes = extractionNotes(db.extractionErrors());
       const inc = db.incomplete(100);
       if (inc.total > 0) incomplete = { total: inc.total, ids: inc.first.map((r) => r.id), reasons: shardIncompleteReasons(dir).reasons };
-      idsToRetry = ids.failed ?? 0;
+      const left = leftIn(db);
+      idsLeft = left.ids;
+      idsToRetry = left.idsToRetry;
+      idsIncomplete = left.incomplete;
       reasons = failureReasons(db);
-      firstRanges.push(...rangesOf(db.failedRanges(20)));
+      firstRanges.push(...rangesOf(left.set.ranges.slice(0, 20)));
       const media = db.mediaStates();
       mediaQueued = media.queued ?? 0;
       mediaFailed = media.failed ?? 0;
@@ -172,7 +227,7 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
       warcs,
       warcBytes: warcs.reduce((n, w) => n + w.bytes, 0),
       provenance,
-      left: { idsToRetry, firstRanges, mediaQueued, mediaFailed, openWarcs: warcs.filter((w) => w.open).length, failureReasons: reasons },
+      left: { ids: idsLeft, neverAttempted: idsLeft - idsToRetry - idsIncomplete, idsToRetry, incomplete: idsIncomplete, firstRanges, mediaQueued, mediaFailed, openWarcs: warcs.filter((w) => w.open).length, failureReasons: reasons },
     };
   } finally {
     db.close();
@@ -181,6 +236,11 @@ export async function shardStatus(dir: string): Promise<DirStatus> {
 
 function mib(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** `743 IDs (743 never attempted, 0 to retry)`: every requested ID that is not final, and why. */
+export function leftIds(l: Left): string {
+  return `${l.ids} IDs (${l.neverAttempted} never attempted, ${l.idsToRetry} to retry${l.incomplete > 0 ? `, ${l.incomplete} incomplete` : ''})`;
 }
 
 /** The human-readable form of a status. */
@@ -206,10 +266,80 @@ export function formatStatus(s: DirStatus): string {
   }
   const l = s.left;
   if (s.running) lines.push(`left: not known until the ${s.running.command} ends (${l.idsToRetry} IDs failed so far)`);
-  else if (l.idsToRetry === 0 && !s.incomplete && l.mediaQueued === 0 && l.mediaFailed === 0 && l.openWarcs === 0) lines.push('left: nothing');
+  else if (l.ids === 0 && !s.incomplete && l.mediaQueued === 0 && l.mediaFailed === 0 && l.openWarcs === 0) lines.push('left: nothing');
   else {
-    lines.push(`left: ${l.idsToRetry} IDs to retry${s.incomplete ? ` and ${s.incomplete.total} incomplete` : ''}${l.firstRanges.length ? ` (${l.firstRanges.join(',')}${l.idsToRetry > 0 && l.firstRanges.length >= 20 ? ',…' : ''})` : ''}; media ${l.mediaQueued} queued, ${l.mediaFailed} failed`);
+    lines.push(`left: ${leftIds(l)}; media ${l.mediaQueued} queued, ${l.mediaFailed} failed`);
+    if (l.firstRanges.length) lines.push(`  IDs left: ${l.firstRanges.join(',')}${l.firstRanges.length >= 20 ? ',…' : ''}`);
   }
   if (l.failureReasons.length > 0) lines.push('failed IDs by reason:', ...formatFailureReasons(l.failureReasons));
+  return `${lines.join('\n')}\n`;
+}
+
+/** `lifeboat status NODE_DIR`: a volunteer node's folder as one unit — every item shard, and their sum. */
+export interface NodeDirStatus {
+  dir: string;
+  kind: 'node';
+  /** From node.json (never its token). */
+  nick?: string;
+  tracker?: string;
+  registered?: boolean;
+  /** The item the node holds a lease on (it resumes it when started again). */
+  itemInHand?: number;
+  items: DirStatus[];
+  ids: Record<string, number>;
+  warcs: number;
+  warcBytes: number;
+  left: Left & { mediaQueued: number; mediaFailed: number; openWarcs: number };
+}
+
+export async function nodeStatus(dir: string, itemDirs: readonly string[]): Promise<NodeDirStatus> {
+  let state: { nick?: unknown; tracker?: unknown; registered?: unknown; current?: { itemId?: unknown } } = {};
+  try {
+    state = JSON.parse(await readFile(join(dir, 'node.json'), 'utf8')) as typeof state;
+  } catch {
+    // No or unreadable node.json: the items still say what is there.
+  }
+  const items: DirStatus[] = [];
+  for (const d of itemDirs) items.push(await shardStatus(d));
+  const ids: Record<string, number> = { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 };
+  const left = { ids: 0, neverAttempted: 0, idsToRetry: 0, incomplete: 0, mediaQueued: 0, mediaFailed: 0, openWarcs: 0 };
+  for (const s of items) {
+    for (const [k, v] of Object.entries(s.ids)) ids[k] = (ids[k] ?? 0) + v;
+    for (const k of Object.keys(left) as (keyof typeof left)[]) left[k] += s.left[k];
+  }
+  return {
+    dir,
+    kind: 'node',
+    ...(typeof state.nick === 'string' ? { nick: state.nick } : {}),
+    ...(typeof state.tracker === 'string' ? { tracker: state.tracker } : {}),
+    ...(typeof state.registered === 'boolean' ? { registered: state.registered } : {}),
+    ...(typeof state.current?.itemId === 'number' ? { itemInHand: state.current.itemId } : {}),
+    items,
+    ids,
+    warcs: items.reduce((n, s) => n + s.warcs.length, 0),
+    warcBytes: items.reduce((n, s) => n + s.warcBytes, 0),
+    left,
+  };
+}
+
+/** The human-readable form of a node folder's status: one line per item, then the sums. */
+export function formatNodeStatus(s: NodeDirStatus): string {
+  const lines: string[] = [];
+  lines.push(`node ${s.dir}${s.nick ? `: nick ${s.nick}` : ''}${s.tracker ? ` at ${s.tracker}` : ''}${s.registered === false ? ' (not registered)' : ''}; ${s.items.length} item shards (${s.dir}/items/*)`);
+  for (const i of s.items) {
+    const counts = Object.entries(i.ids).map(([k, v]) => `${k} ${v}`).join(', ');
+    const item = basename(i.dir);
+    const state = i.running ? `  (being crawled by process ${i.running.pid})` : s.itemInHand !== undefined && String(s.itemInHand) === item ? '  (in hand: the node resumes it when started again)' : '';
+    lines.push(`  item ${item}: ${counts}; ${i.warcs.length} WARCs, ${mib(i.warcBytes)}; left ${i.left.ids}${state}`);
+  }
+  lines.push(`ids: ${Object.entries(s.ids).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  lines.push(`warcs: ${s.warcs} files, ${mib(s.warcBytes)}${s.left.openWarcs ? ` (${s.left.openWarcs} unfinished .open)` : ''}`);
+  const l = s.left;
+  if (l.ids === 0 && l.mediaQueued === 0 && l.mediaFailed === 0 && l.openWarcs === 0) lines.push('left: nothing');
+  else {
+    lines.push(`left: ${leftIds(l)}; media ${l.mediaQueued} queued, ${l.mediaFailed} failed`);
+    // A node gives back what it did not finish: the tracker hands those IDs out again.
+    if (l.ids > 0) lines.push('  IDs of an item given back (Ctrl-C, failures) go to the tracker again; the item in hand, if any, resumes when the node starts again');
+  }
   return `${lines.join('\n')}\n`;
 }

@@ -7,6 +7,8 @@ import { MergedDbReader } from './merge-db.js';
 import { ShardDbReader, type RecordLocation } from '../shard/shard-db-read.js';
 import { checkInputFile } from '../warc/input-file.js';
 import { readManifest } from '../shard/shard-manifest.js';
+import { lockHolder } from '../shard/dir-lock.js';
+import { nodeFolderOf } from '../shard/shard-dir.js';
 import { ScanPool, type ScanEvent, type VerifyRecord } from './scan-files.js';
 import { manifestPath, mergedDbPath, shardDbPath, warcsDir } from '../shard/layout.js';
 
@@ -123,6 +125,10 @@ class RowJoin {
       this.#next();
     }
   }
+  /** Rows of a file that is not read (a running crawl's .open WARC): passed over, not defects. */
+  skipFile(name: string): void {
+    while (this.#row && this.#row.warc === name) this.#next();
+  }
   endFile(name: string): void {
     while (this.#row && this.#row.warc === name) {
       this.#bad(this.#row, 'no record starts at this offset (past the last record)');
@@ -167,7 +173,11 @@ interface DirPlan {
   input: Awaited<ReturnType<typeof openDirDb>>;
   /** Where the database's `warc` names are relative to. */
   base: string;
-  files: { name: string; path: string; finalName: string; what?: string; size: number; scan?: AsyncIterable<ScanEvent>; expect?: { size: number | undefined; sha256: string | undefined } | null }[];
+  files: { name: string; path: string; finalName: string; what?: string; size: number; scan?: AsyncIterable<ScanEvent>; expect?: { size: number | undefined; sha256: string | undefined } | null; skip?: boolean }[];
+  /** A crawl (or a node's crawl of this item) is writing here now: its .open WARC is its own, not read and not a defect. */
+  live: boolean;
+  /** The node folder this item belongs to, if any (for the message about an .open WARC). */
+  node: string | undefined;
   /** Listed (in shard.json, or referenced by an index-only merge) but not found. */
   listedMissing: string[];
 }
@@ -187,7 +197,7 @@ async function planDir(dir: string, opts: VerifyOptions, pool: ScanPool): Promis
   });
   const input = await openDirDb(dir, { add: (d) => early.push(d) }, opts);
   const referenced = input?.db instanceof MergedDbReader && input.db.meta('mode') === 'index-only' ? input.db.referencedWarcs() : undefined;
-  const plan: DirPlan = { dir, early, manifest, input, base: referenced ? dir : warcDir, files: [], listedMissing: [] };
+  const plan: DirPlan = { dir, early, manifest, input, base: referenced ? dir : warcDir, files: [], listedMissing: [], live: lockHolder(dir) !== undefined, node: nodeFolderOf(dir) };
   if (referenced) {
     for (const w of referenced) {
       const path = resolve(dir, w.name);
@@ -207,6 +217,11 @@ async function planDir(dir: string, opts: VerifyOptions, pool: ScanPool): Promis
     const finalName = name.replace(/\.open$/, '');
     const check = await checkInputFile(path, dir);
     listed.delete(name);
+    if (name.endsWith('.open') && plan.live && (check.ok || !(await lstat(path).catch(() => undefined)))) {
+      // A running crawl's own file (or closed and renamed by it since the listing): passed over, not read.
+      plan.files.push({ name, path, finalName, size: 0, skip: true });
+      continue;
+    }
     if (!check.ok) {
       plan.files.push({ name, path, finalName, what: check.what, size: 0 });
       continue;
@@ -226,15 +241,29 @@ async function verifyDir(plan: DirPlan, out: Collector, opts: VerifyOptions): Pr
   try {
     const join_ = new RowJoin(input ? input.db.recordLocations() : [], out, plan.base);
     for (const f of plan.files) {
+      if (f.skip) {
+        join_.skipTo(f.finalName);
+        join_.skipFile(f.finalName);
+        continue;
+      }
       if (!f.scan) {
         out.add({ file: f.path, what: f.what! });
         continue;
       }
-      if (f.name.endsWith('.open')) out.add({ file: f.path, what: 'unfinished WARC (.open): a crawl is running or crashed; run the crawl again to repair it' });
+      if (f.name.endsWith('.open')) {
+        out.add({
+          file: f.path,
+          what: plan.node
+            ? `unfinished WARC (.open): the node stopped during this item; start the node again on ${plan.node} (lifeboat node --out ${plan.node} …) to repair it`
+            : 'unfinished WARC (.open): a crawl is running or crashed; run the crawl again to repair it',
+        });
+      }
       join_.skipTo(f.finalName);
       const actual = await verifyWarc(f.path, f.size, f.scan, out, opts, (r) => join_.record(f.finalName, r));
       join_.endFile(f.finalName);
-      if (f.expect === null) out.add({ file: f.path, what: 'not listed in shard.json' });
+      if (f.expect === null) {
+        if (!plan.live) out.add({ file: f.path, what: 'not listed in shard.json' });
+      }
       else if (f.expect) {
         const whose = index ? 'merged.sqlite' : 'shard.json';
         if (actual instanceof Error) out.add({ file: f.path, what: `cannot be read: ${actual.message}` });

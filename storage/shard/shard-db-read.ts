@@ -72,6 +72,28 @@ export class ShardDbReader {
     return idCounts(this.#db);
   }
 
+  /** Every ID range a crawl of this shard was asked for (`meta.ranges`, JSON `[[start, end], …]`); undefined in a shard too old to keep them. */
+  requestedRanges(): [number, number][] | undefined {
+    const value = this.#db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'ranges'").get()?.value;
+    if (value === undefined) return undefined;
+    try {
+      const parsed = JSON.parse(value) as unknown;
+      return Array.isArray(parsed) ? (parsed as [number, number][]) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Final IDs (any status but failed) as runs of consecutive IDs, in ID order; streamed. */
+  finalRanges(): Iterable<{ start: number; end: number }> {
+    return this.#db
+      .prepare<[], { start: number; end: number }>(
+        `SELECT MIN(id) AS start, MAX(id) AS end FROM (SELECT id, id - ROW_NUMBER() OVER (ORDER BY id) AS grp FROM ids WHERE status != 'failed')
+         GROUP BY grp ORDER BY start`,
+      )
+      .iterate();
+  }
+
   /** Failed IDs per `last_error` (as stored: the caller groups them by cause). */
   failedErrors(): { lastError: string | null; count: number }[] {
     return this.#db

@@ -23,7 +23,8 @@ export interface ShardFile {
  * input-file.ts), and when `shard.json` exists only the WARCs it lists: anything else in `warcs/`
  * (a link to /etc/passwd, a FIFO, a file the manifest does not know) stops the upload with an
  * InputError naming it, before anything is sent. A merge directory has no shard.json: its
- * regular WARCs are sent. An index-only merge (issue 25) has none of its own: the input WARCs its
+ * regular WARCs are sent, then its index, reports and merged.sqlite (MERGE_FILES).
+ * An index-only merge (issue 25) has none of its own: the input WARCs its
  * merged.sqlite references are sent, as `warcs/SHARD--NAME` (referenced-warcs.ts), each checked
  * against the sha256 recorded when it was merged, then `indexes/index.cdxj` with each line naming
  * its WARC by that flat name (written beside the index as `index-flat.cdxj`): CDXJ + WARCs, what
@@ -47,6 +48,14 @@ export async function listShardFiles(dir: string, options: { deleteAfterUpload?:
     const index = join(dir, 'indexes', 'index-flat.cdxj');
     await rewriteCdxjFilenames(join(dir, 'indexes', 'index.cdxj'), index, flat);
     files.push({ name: 'indexes/index.cdxj', path: index, size: (await lstat(index)).size });
+    // Then the reports and merged.sqlite, as for a full merge (MERGE_FILES after its index).
+    for (const name of MERGE_FILES.slice(1)) {
+      const path = join(dir, name);
+      if (!(await lstat(path).catch(() => undefined))) continue;
+      const check = await checkInputFile(path, dir);
+      if (!check.ok) throw new InputError(`${path}: ${check.what}; nothing uploaded — remove it first`, { code: 'E_UPLOAD_NOT_REGULAR' });
+      files.push({ name, path, size: check.size });
+    }
     return files;
   }
   let names: string[];
@@ -76,8 +85,23 @@ export async function listShardFiles(dir: string, options: { deleteAfterUpload?:
     files.push({ name: `warcs/${name}`, path, size: check.size });
   }
   if (manifestCheck.ok) files.push({ name: 'shard.json', path: manifestPath, size: manifestCheck.size });
+  // A merge output: what the curator needs next to its WARCs — the CDXJ index, the coverage
+  // report and lists of what is missing, and merged.sqlite (IDs, provenance, the search index),
+  // last. Merge and upload take the folder's lock, so merged.sqlite is not being written now.
+  if (await lstat(mergedDbPath(dir)).catch(() => undefined)) {
+    for (const name of MERGE_FILES) {
+      const path = join(dir, name);
+      if (!(await lstat(path).catch(() => undefined))) continue;
+      const check = await checkInputFile(path, dir);
+      if (!check.ok) throw new InputError(`${path}: ${check.what}; nothing uploaded — remove it first`, { code: 'E_UPLOAD_NOT_REGULAR' });
+      files.push({ name, path, size: check.size });
+    }
+  }
   return files;
 }
+
+/** The files of a merge output uploaded with its WARCs, in this order (see merge.ts for what each is). */
+export const MERGE_FILES = ['indexes/index.cdxj', 'coverage.json', 'missing-ranges.txt', 'missing-media.txt', 'merged.sqlite'] as const;
 
 /** Throws E_UPLOAD_MANIFEST_MISMATCH when the manifest lists `name` with another sha256 (or `expected`, a referenced WARC's, differs). */
 export function checkAgainstManifest(manifest: ManifestOnDisk | undefined, name: string, sha256: string, expected?: string): void {

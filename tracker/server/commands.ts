@@ -32,6 +32,25 @@ async function requireProject(store: ItemStore, db: string, project: string, hin
 }
 
 /**
+ * Before `lifeboat tracker serve`: a database that does not hold the project (a misspelt --db or
+ * project name) is refused unless `create`, as `seed` refuses it — serving it would start an empty
+ * project that `status` then reports on.
+ */
+export async function checkServeDb(options: { db: string; project: string; create?: boolean }): Promise<void> {
+  const { db, project } = options;
+  checkName(project);
+  if (options.create) return;
+  const missing = missingSqlite(db);
+  if (missing) throw new InputError(`tracker database ${missing} does not exist; check --db, or add --create to start project ${project} in a new one`, { code: 'E_NO_DB' });
+  const store = await openItemStore({ db, project });
+  try {
+    await requireProject(store, db, project, 'check the name and --db, or add --create to start it');
+  } finally {
+    await store.close();
+  }
+}
+
+/**
  * `lifeboat tracker seed`: adds the IDs the project does not hold yet, as items of at most
  * `itemSize` IDs (seeding a range twice changes nothing). `ids` is a RangeSet or text —
  * `1-1000,5000-6000`, or a merge's missing-ranges.txt (one range per line, `#` comments) — read
@@ -135,7 +154,7 @@ export function formatStatus(s: TrackerStats, media?: { urls: number; done: numb
     `project ${s.project}: ${n(s.ids.done)} / ${n(s.ids.total)} IDs done (${pct.toFixed(2)} %)`,
     `items: ${n(s.items.done)} done, ${n(s.items.claimed)} leased, ${n(s.items.queued)} queued (${n(s.items.total)} total)`,
     ...(media && media.urls > 0 ? [`media: ${n(media.done)} / ${n(media.urls)} URLs done, ${n(media.pending)} not yet in a media item`] : []),
-    `bytes ${n(s.bytes)}; ${n(s.activeNodes)} active nodes; ${s.rateIdsPerSec} IDs/s over the last ${s.rateWindowSecs} s; ${s.etaSecs === null ? 'no ETA (nothing moving)' : s.etaSecs === 0 ? 'all done' : `ETA ${duration(s.etaSecs)}`}`,
+    `bytes ${n(s.bytes)}; ${n(s.activeNodes)} active nodes; ${s.rateIdsPerSec} IDs/s over the last ${s.rateWindowSecs} s; ${eta(s, media)}`,
   ];
   if (s.nodes.length > 0) {
     lines.push('', 'nick                              items          IDs            bytes     IDs/s');
@@ -146,6 +165,13 @@ export function formatStatus(s: TrackerStats, media?: { urls: number; done: numb
     }
   }
   return lines.join('\n');
+}
+
+/** The end of the totals line: an empty project is not "all done", it has nothing to do yet. */
+function eta(s: TrackerStats, media?: { urls: number }): string {
+  if (s.items.total === 0 && (media?.urls ?? 0) === 0) return 'nothing seeded yet: add IDs with lifeboat tracker seed --project FILE --ids RANGES';
+  if (s.etaSecs === null) return 'no ETA (nothing moving)';
+  return s.etaSecs === 0 ? 'all done' : `ETA ${duration(s.etaSecs)}`;
 }
 
 /** `3 d 4 h`, `2 h 5 min`, `7 min`, `40 s`: an ETA a person reads at a glance. */

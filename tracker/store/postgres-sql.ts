@@ -143,8 +143,9 @@ export const SET_SETTING = `INSERT INTO settings (project, key, value) VALUES ($
 
 /** The reads behind stats(): $1 project (and $2 since / now where named). */
 export const STATS = {
-  itemCounts: `SELECT state, COUNT(*) AS items, COALESCE(SUM(id_count), 0)::bigint AS ids, COALESCE(SUM(finished_count), 0)::bigint AS finished
-    FROM items WHERE project = $1 AND kind = 'posts' GROUP BY state`,
+  // Per state and kind: media items count as items, only post items' units as IDs (stats.ts).
+  itemCounts: `SELECT state, kind, COUNT(*) AS items, COALESCE(SUM(id_count), 0)::bigint AS ids, COALESCE(SUM(finished_count), 0)::bigint AS finished
+    FROM items WHERE project = $1 GROUP BY state, kind`,
   nickTotals: `SELECT nick, SUM(items_done)::bigint AS items, SUM(ids_done)::bigint AS ids, SUM(bytes_done)::bigint AS bytes,
       SUM(refused_media)::bigint AS refused_media, SUM(refused_claims)::bigint AS refused_claims, SUM(stalled_leases)::bigint AS stalled_leases
     FROM nodes WHERE project = $1 GROUP BY nick`,

@@ -400,7 +400,7 @@ export class PostgresItemStore implements ItemStore {
   async stats({ now, windowMs }: { now: number; windowMs: number }): Promise<TrackerStats> {
     // Read-only: events are rolled up into the rate history, then pruned, by expireLeases.
     const [itemCounts, nickTotals, nickRates, active, failed] = await Promise.all([
-      this.#q<{ state: string; items: number; ids: number; finished: number }>(Q.STATS.itemCounts, [this.project]),
+      this.#q<{ state: string; kind: string; items: number; ids: number; finished: number }>(Q.STATS.itemCounts, [this.project]),
       this.#q<StatsRows['nickTotals'][number]>(Q.STATS.nickTotals, [this.project]),
       this.#q<{ nick: string; ids: number }>(Q.STATS.nickRates, [this.project, now - windowMs]),
       this.#q<{ n: number }>(Q.STATS.activeNodes, [this.project, now]),

@@ -67,7 +67,8 @@ export const SQL = {
   pruneHistory: `DELETE FROM rate_history WHERE project = ? AND bucket < ?`,
   history: `SELECT bucket, ids, bytes FROM rate_history WHERE project = ? AND bucket >= ?
     UNION ALL SELECT (at / ${HISTORY_BUCKET_MS}) * ${HISTORY_BUCKET_MS}, SUM(ids), SUM(bytes) FROM events WHERE project = ? AND at >= ? GROUP BY 1`,
-  itemCounts: `SELECT state, COUNT(*) AS items, COALESCE(SUM(id_count), 0) AS ids, COALESCE(SUM(finished_count), 0) AS finished FROM items WHERE project = ? AND kind = 'posts' GROUP BY state`,
+  // Per state and kind: media items count as items, only post items' units as IDs (stats.ts).
+  itemCounts: `SELECT state, kind, COUNT(*) AS items, COALESCE(SUM(id_count), 0) AS ids, COALESCE(SUM(finished_count), 0) AS finished FROM items WHERE project = ? GROUP BY state, kind`,
   nickTotals: `SELECT nick, SUM(items_done) AS items, SUM(ids_done) AS ids, SUM(bytes_done) AS bytes,
     SUM(refused_media) AS refused_media, SUM(refused_claims) AS refused_claims, SUM(stalled_leases) AS stalled_leases FROM nodes WHERE project = ? GROUP BY nick`,
   failedMedia: `SELECT COUNT(*) AS n FROM media_urls WHERE project = ? AND failed_at IS NOT NULL`,

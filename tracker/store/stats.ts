@@ -4,7 +4,8 @@ export type { RatePoint } from './item-store.js';
 
 /** The raw rows both stores read for `stats()`; numbers may arrive as strings (PostgreSQL bigint). */
 export interface StatsRows {
-  itemCounts: { state: string; items: number | string; ids: number | string; finished: number | string }[];
+  /** Per state and kind: items of every kind count as items (the leaderboard's rows count them too), only post items' units as IDs. */
+  itemCounts: { state: string; kind?: string; items: number | string; ids: number | string; finished: number | string }[];
   nickTotals: {
     nick: string;
     items: number | string;
@@ -28,8 +29,10 @@ export function buildStats(options: { project: string; rows: StatsRows; now: num
   let idsTotal = 0;
   let idsDone = 0;
   for (const row of rows.itemCounts) {
-    if ((ITEM_STATES as readonly string[]).includes(row.state)) items[row.state as ItemState] = Number(row.items);
+    if ((ITEM_STATES as readonly string[]).includes(row.state)) items[row.state as ItemState] += Number(row.items);
     items.total += Number(row.items);
+    // A media item's units are URLs, not IDs.
+    if (row.kind !== undefined && row.kind !== 'posts') continue;
     idsTotal += Number(row.ids);
     idsDone += Number(row.finished);
   }
