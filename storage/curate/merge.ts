@@ -292,7 +292,7 @@ async function mergeLocked(o: MergeOptions, listings: ({ path: string } & Awaite
     await writer.close();
   }
   const cdxjLines = await writeCdxj(mdb.db, join(o.out, 'indexes', 'index.cdxj'));
-  syncPostSearch(mdb.db);
+  syncPostSearch(mdb.db, warcsDir(o.out));
   const coverage = await writeCoverage(mdb.db, o.out, { formatId: o.formatId });
   mdb.close();
   return { ...output.counts, inputs: result, bytesRead, defectCount, defects, cdxjLines, coverage, seconds: (Date.now() - started) / 1000 };
