@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { postDocument } from '../storage/curate/post-search.js';
 import { MAX_TEXT_CHARS, jsonText, visibleText } from '../storage/curate/post-text.js';
 import { cli, crawl } from './fixtures/crawl-run.js';
 
@@ -129,5 +130,17 @@ describe('visibleText and jsonText', () => {
   it('takes JSON string values: HTML reduced to text, URLs, numbers, dates and _links left out', () => {
     const j = JSON.stringify({ id: 4, link: 'http://h/?p=4', date: '2026-12-07T04:34:27', title: { rendered: 'Harbour' }, content: { rendered: '<p>The <em>pier</em></p>' }, _links: { self: [{ href: 'x' }], note: 'plumbing' } });
     expect(jsonText(j)).toBe('Harbour\nThe pier');
+  });
+
+  it("reads a date-time without a zone as UTC, whatever the machine's zone (WordPress date_gmt)", () => {
+    const tz = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      expect(postDocument(JSON.stringify({ date: '2026-12-07T04:34:27' })).date).toBe('2026-12-07T04:34:27.000Z');
+      expect(postDocument(JSON.stringify({ date: '2026-12-07T04:34:27+02:00' })).date).toBe('2026-12-07T02:34:27.000Z');
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
   });
 });

@@ -48,9 +48,11 @@ const TEXT_KEYS = ['title', 'subject', ...TEXT_FIELDS];
 const AUTHOR_KEYS = ['author', 'author_handle', 'username', 'user', 'handle'];
 const DATE_KEYS = ['created_at', 'published_at', 'date', 'posted_at', 'timestamp'];
 
+/** A date-time without a zone (WordPress's `date_gmt`, many APIs' UTC stamps) is UTC, whatever the machine's zone. */
 function isoDate(v: unknown): string | null {
   if (typeof v !== 'string' && typeof v !== 'number') return null;
-  const ms = typeof v === 'number' ? (v < 1e12 ? v * 1000 : v) : Date.parse(v);
+  const s = typeof v === 'string' && /^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(v.trim()) ? `${v.trim().replace(' ', 'T')}Z` : v;
+  const ms = typeof s === 'number' ? (s < 1e12 ? s * 1000 : s) : Date.parse(s);
   return Number.isFinite(ms) ? new Date(ms).toISOString() : null;
 }
 
