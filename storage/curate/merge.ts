@@ -402,7 +402,7 @@ async function mergeLocked(o: MergeOptions, listings: Listing[], started: number
     await writer?.close();
   }
   const cdxjLines = await writeCdxj(mdb.db, join(o.out, 'indexes', 'index.cdxj'));
-  syncPostSearch(mdb.db);
+  syncPostSearch(mdb.db, warcsDir(o.out));
   const coverage = await writeCoverage(mdb.db, o.out, { formatId: o.formatId });
   mdb.close();
   return {

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { InputError, StorageError } from '../../config/errors.js';
-import { mergedDbPath } from '../shard/layout.js';
+import { mergedDbPath, warcsDir } from '../shard/layout.js';
+import { TEXT_FIELDS, fieldsHaveText, postTextReader } from './post-text.js';
 
 /**
  * Finding posts after a rescue (issue 15 §7): a full-text index (SQLite FTS5) of the merged posts'
@@ -12,12 +13,14 @@ import { mergedDbPath } from '../shard/layout.js';
  * the same post add nothing; an edited post is found by the words of either version. Only posts
  * whose merged status is `archived` are indexed.
  * `postDocument` is also what export puts in each page of pages.jsonl, so ReplayWeb.page's
- * search finds the same posts.
+ * search finds the same posts. When a post's fields hold no text (its profile names no text
+ * field, or extracts no fields at all), its words come from its archived page or primary JSON
+ * (post-text.ts), so a rescue is searchable without configuring anything.
  */
 export interface PostDocument {
   title: string | null;
   author: string | null;
-  /** Every other textual field (text-like keys first), newline-separated; not the title or the author. */
+  /** Every other textual field (text-like keys first), newline-separated; not the title or the author; then the fallback text, if any. */
   text: string;
   /** ISO date of the post when a field gives one. */
   date: string | null;
@@ -41,13 +44,15 @@ export interface SearchOptions {
   limit?: number;
 }
 
-const TEXT_KEYS = ['title', 'subject', 'text', 'body', 'content', 'description', 'summary', 'rendered_text'];
+const TEXT_KEYS = ['title', 'subject', ...TEXT_FIELDS];
 const AUTHOR_KEYS = ['author', 'author_handle', 'username', 'user', 'handle'];
 const DATE_KEYS = ['created_at', 'published_at', 'date', 'posted_at', 'timestamp'];
 
+/** A date-time without a zone (WordPress's `date_gmt`, many APIs' UTC stamps) is UTC, whatever the machine's zone. */
 function isoDate(v: unknown): string | null {
   if (typeof v !== 'string' && typeof v !== 'number') return null;
-  const ms = typeof v === 'number' ? (v < 1e12 ? v * 1000 : v) : Date.parse(v);
+  const s = typeof v === 'string' && /^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(v.trim()) ? `${v.trim().replace(' ', 'T')}Z` : v;
+  const ms = typeof s === 'number' ? (s < 1e12 ? s * 1000 : s) : Date.parse(s);
   return Number.isFinite(ms) ? new Date(ms).toISOString() : null;
 }
 
@@ -57,8 +62,11 @@ function strings(v: unknown): string[] {
   return [];
 }
 
-/** The searchable document of one post, from its extracted fields (a JSON object). */
-export function postDocument(fieldsJson: string | null): PostDocument {
+/**
+ * The searchable document of one post, from its extracted fields (a JSON object), and — only when
+ * those hold no text field — `fallbackText` (the words of its archived page or JSON, post-text.ts).
+ */
+export function postDocument(fieldsJson: string | null, fallbackText?: () => string): PostDocument {
   let f: Record<string, unknown> = {};
   try {
     const parsed = fieldsJson ? (JSON.parse(fieldsJson) as unknown) : {};
@@ -75,6 +83,10 @@ export function postDocument(fieldsJson: string | null): PostDocument {
     .flatMap((k) => strings(f[k]))
     .map((s) => s.trim())
     .filter((s) => s !== '' && s !== title && s !== author && !/^[a-z]+:\/\//i.test(s) && !/^\d+$/.test(s));
+  if (fallbackText && !fieldsHaveText(f)) {
+    const more = fallbackText().trim();
+    if (more) parts.push(more);
+  }
   return { title, author, text: [...new Set(parts)].join('\n'), date: dateKey ? isoDate(f[dateKey]) : null };
 }
 
@@ -85,18 +97,30 @@ CREATE TABLE IF NOT EXISTS post_search_docs (post_id INTEGER NOT NULL, text_sha1
 CREATE TABLE IF NOT EXISTS post_search_inputs (input_id INTEGER PRIMARY KEY);
 `;
 
-/** Indexes the posts of every input not indexed yet. Returns the number of documents added. */
-export function syncPostSearch(db: Database.Database): number {
+/**
+ * Indexes the posts of every input not indexed yet. Returns the number of documents added.
+ * `warcDir` (where the records' WARCs are) lets a post without text fields be indexed by the words
+ * of its page; without it such a post is indexed by its fields only.
+ */
+export function syncPostSearch(db: Database.Database, warcDir?: string): number {
   db.exec(SCHEMA);
-  const inputs = db.prepare<[], { input_id: number }>('SELECT DISTINCT input_id FROM posts WHERE input_id NOT IN (SELECT input_id FROM post_search_inputs)').all();
+  const inputs = db.prepare<[], { input_id: number }>('SELECT id AS input_id FROM inputs WHERE id NOT IN (SELECT input_id FROM post_search_inputs) ORDER BY id').all();
   if (inputs.length === 0) return 0;
-  const posts = db.prepare<[number, number], { id: number; fields: string; url: string | null; fetched_at: string | null }>(
-    `SELECT p.id, p.fields,
-            (SELECT c.url FROM captures c WHERE c.post_id = p.id AND c.http_status BETWEEN 200 AND 299
-             ORDER BY (c.content_type LIKE 'text/html%') DESC, c.rowid LIMIT 1) AS url,
-            (SELECT MIN(c.fetched_at) FROM captures c WHERE c.post_id = p.id AND c.input_id = p.input_id) AS fetched_at
+  const fallback = warcDir ? postTextReader(db, warcDir) : undefined;
+  const columns = `(SELECT c.url FROM captures c WHERE c.post_id = i.id AND c.http_status BETWEEN 200 AND 299
+                    ORDER BY (c.content_type LIKE 'text/html%') DESC, c.rowid LIMIT 1) AS url,
+                   (SELECT MIN(c.fetched_at) FROM captures c WHERE c.post_id = i.id AND c.input_id = @input) AS fetched_at`;
+  const withFields = db.prepare<[{ input: number; after: number }], { id: number; fields: string | null; url: string | null; fetched_at: string | null }>(
+    `SELECT i.id, p.fields, ${columns}
      FROM posts p JOIN ids i ON i.id = p.id AND i.status = 'archived'
-     WHERE p.input_id = ? AND p.id > ? ORDER BY p.id LIMIT 1000`,
+     WHERE p.input_id = @input AND p.id > @after ORDER BY p.id LIMIT 1000`,
+  );
+  // Archived posts this input gave that no input extracted fields for (a profile without extract.fields).
+  const withoutFields = db.prepare<[{ input: number; after: number }], { id: number; fields: string | null; url: string | null; fetched_at: string | null }>(
+    `SELECT i.id, NULL AS fields, ${columns}
+     FROM ids i
+     WHERE i.input_id = @input AND i.status = 'archived' AND i.id > @after AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = i.id)
+     ORDER BY i.id LIMIT 1000`,
   );
   const seen = db.prepare('INSERT OR IGNORE INTO post_search_docs (post_id, text_sha1) VALUES (?, ?)');
   const put = db.prepare('INSERT INTO post_search (title, author, text, post_id, date, url) VALUES (?, ?, ?, ?, ?, ?)');
@@ -104,17 +128,20 @@ export function syncPostSearch(db: Database.Database): number {
   let added = 0;
   db.transaction(() => {
     for (const { input_id } of inputs) {
-      // Pages, not an iterator: SQLite refuses writes on a connection while a statement iterates.
-      let page = posts.all(input_id, -1);
-      while (page.length > 0) {
-        for (const p of page) {
-          const doc = postDocument(p.fields);
-          const key = createHash('sha1').update(`${doc.title ?? ''}\n${doc.author ?? ''}\n${doc.text}`).digest('hex');
-          if (seen.run(p.id, key).changes === 0) continue;
-          put.run(doc.title, doc.author, doc.text, p.id, doc.date ?? isoDate(p.fetched_at), p.url);
-          added++;
+      for (const posts of [withFields, withoutFields]) {
+        // Pages, not an iterator: SQLite refuses writes on a connection while a statement iterates.
+        let page = posts.all({ input: input_id, after: -1 });
+        while (page.length > 0) {
+          for (const p of page) {
+            const doc = postDocument(p.fields, fallback ? () => fallback(p.id, input_id) : undefined);
+            if (!doc.title && !doc.author && !doc.text) continue;
+            const key = createHash('sha1').update(`${doc.title ?? ''}\n${doc.author ?? ''}\n${doc.text}`).digest('hex');
+            if (seen.run(p.id, key).changes === 0) continue;
+            put.run(doc.title, doc.author, doc.text, p.id, doc.date ?? isoDate(p.fetched_at), p.url);
+            added++;
+          }
+          page = posts.all({ input: input_id, after: page[page.length - 1]!.id });
         }
-        page = posts.all(input_id, page[page.length - 1]!.id);
       }
       done.run(input_id);
     }
@@ -151,7 +178,7 @@ export function searchPosts(dir: string, query: string, o: SearchOptions = {}): 
   }
   try {
     db.pragma('journal_mode = WAL');
-    syncPostSearch(db);
+    syncPostSearch(db, warcsDir(dir));
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (o.author) {

@@ -41,7 +41,7 @@ export async function indexShard(shardDir: string, dbPath: string, cdxjPath: str
       mdb.transaction(() => rows.splice(0).forEach((r) => mdb.putRecord(r)));
     }
     importShardDb(mdb, shardDbPath(shardDir), inputId);
-    syncPostSearch(mdb.db);
+    syncPostSearch(mdb.db, warcDir);
     await writeCdxj(mdb.db, cdxjPath);
   } finally {
     mdb.close();

@@ -187,7 +187,7 @@ export async function exportWacz(o: ExportWaczOptions): Promise<WaczResult> {
       files.push({ src: join(work, 'index.cdx.gz'), path: 'indexes/index.cdx.gz' }, { src: join(work, 'index.idx'), path: 'indexes/index.idx' });
     } else files.push({ src: src.cdxjPath, path: 'indexes/index.cdxj' });
     let firstPage: { url: string; ts: string } | undefined;
-    const lines = pageLines(db.sqlite);
+    const lines = pageLines(db.sqlite, src.warcDir);
     const pages = (await writeLines(join(work, 'pages.jsonl'), (function* () {
       for (const line of lines) {
         if (firstPage === undefined && !line.startsWith('{"format"')) firstPage = JSON.parse(line) as { url: string; ts: string };

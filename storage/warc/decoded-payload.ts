@@ -1,3 +1,4 @@
+import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { brotliDecompressSync, gunzipSync, inflateRawSync, inflateSync } from 'node:zlib';
 import { Dechunker } from './warc-digest.js';
@@ -20,8 +21,40 @@ export async function decodedDigest(warcPath: string, offset: number, length: nu
   } finally {
     await fh.close();
   }
+  const body = decodePayload(member, maxBytes)?.body;
+  return body ? sha1Of(body) : undefined;
+}
+
+export interface DecodedPayload {
+  /** The payload as the user saw it (no chunked framing, no Content-Encoding). */
+  body: Buffer;
+  /** The response's Content-Type, as sent. */
+  contentType: string;
+}
+
+/**
+ * One record's payload read synchronously (`lifeboat search` and export read a post's page to index
+ * its words). undefined when the record is above `maxBytes` or cannot be decoded here.
+ */
+export function readDecodedPayload(warcPath: string, offset: number, length: number, maxBytes: number): DecodedPayload | undefined {
+  if (length > maxBytes) return undefined;
+  const member = Buffer.alloc(length);
+  let fd: number | undefined;
   try {
-    const raw = gunzipSync(member, { maxOutputLength: maxBytes });
+    fd = openSync(warcPath, 'r');
+    if (readSync(fd, member, 0, length, offset) !== length) return undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  return decodePayload(member, maxBytes);
+}
+
+/** A record (its own gzip member, or stored uncompressed) to its decoded payload. */
+function decodePayload(member: Buffer, maxBytes: number): DecodedPayload | undefined {
+  try {
+    const raw = member[0] === 0x1f && member[1] === 0x8b ? gunzipSync(member, { maxOutputLength: maxBytes }) : member;
     const warcEnd = raw.indexOf('\r\n\r\n');
     const cl = /\r\ncontent-length:\s*(\d+)/i.exec(raw.subarray(0, warcEnd + 2).toString('latin1'));
     if (warcEnd < 0 || !cl) return undefined;
@@ -29,16 +62,16 @@ export async function decodedDigest(warcPath: string, offset: number, length: nu
     const httpEnd = block.indexOf('\r\n\r\n');
     if (httpEnd < 0) return undefined;
     const head = block.subarray(0, httpEnd).toString('latin1');
-    const field = (name: string): string => new RegExp(`\\r\\n${name}:[ \\t]*([^\\r]*)`, 'i').exec(head)?.[1]?.trim().toLowerCase() ?? '';
+    const field = (name: string): string => new RegExp(`\\r\\n${name}:[ \\t]*([^\\r]*)`, 'i').exec(head)?.[1]?.trim() ?? '';
     let body: Buffer = block.subarray(httpEnd + 4);
-    if (field('transfer-encoding').includes('chunked')) {
+    if (field('transfer-encoding').toLowerCase().includes('chunked')) {
       const parts: Buffer[] = [];
       const d = new Dechunker((c) => parts.push(Buffer.from(c)));
       d.write(body);
       if (!d.valid) return undefined;
       body = Buffer.concat(parts);
     }
-    for (const enc of field('content-encoding').split(',').map((e) => e.trim()).filter((e) => e && e !== 'identity').reverse()) {
+    for (const enc of field('content-encoding').toLowerCase().split(',').map((e) => e.trim()).filter((e) => e && e !== 'identity').reverse()) {
       if (enc === 'gzip' || enc === 'x-gzip') body = gunzipSync(body, { maxOutputLength: maxBytes });
       else if (enc === 'br') body = brotliDecompressSync(body, { maxOutputLength: maxBytes });
       else if (enc === 'deflate') {
@@ -49,7 +82,7 @@ export async function decodedDigest(warcPath: string, offset: number, length: nu
         }
       } else return undefined;
     }
-    return sha1Of(body);
+    return { body, contentType: field('content-type') };
   } catch {
     return undefined;
   }
