@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import zlib from 'node:zlib';
-import { Worker } from 'node:worker_threads';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { hashRegularFile } from '../warc/input-file.js';
 import type { RawRecordSink, WarcRecordInfo } from '../warc/warc-item.js';
 import { detectWarcFormat, readWarc, type ReadRecord } from '../warc/warc-reader.js';
@@ -249,7 +249,7 @@ export class ScanPool {
   }
 }
 
-/** Messages between ScanPool and scan-worker.ts. */
+/** Messages between ScanPool and its worker threads (this module, below). */
 export type ToScanWorker = { type: 'task'; id: number; task: ScanTask } | { type: 'ack'; id: number };
 export type FromScanWorker =
   | { type: 'events'; events: WireEvent[]; bytes: ArrayBuffer | undefined }
@@ -416,9 +416,9 @@ class TaskStream implements AsyncIterable<ScanEvent> {
   }
 }
 
-/** The worker script: the compiled one, also when this module runs from TypeScript source (tests). */
+/** The worker script is this module (compiled), also when it runs from TypeScript source (tests). */
 function workerScript(): URL {
-  return import.meta.url.endsWith('.ts') ? new URL('../../dist/storage/curate/scan-worker.js', import.meta.url) : new URL('./scan-worker.js', import.meta.url);
+  return import.meta.url.endsWith('.ts') ? new URL('../../dist/storage/curate/scan-files.js', import.meta.url) : new URL(import.meta.url);
 }
 
 let taskIds = 0;
@@ -429,7 +429,7 @@ class PoolWorker {
   busy = false;
 
   constructor(private readonly onFree: () => void) {
-    this.#w = new Worker(workerScript());
+    this.#w = new Worker(workerScript(), { workerData: { lifeboatScanWorker: true } });
     this.#w.on('message', (m: FromScanWorker) => {
       const s = this.#stream;
       if (!s) return;
@@ -462,4 +462,52 @@ class PoolWorker {
   async terminate(): Promise<void> {
     await this.#w.terminate();
   }
+}
+
+/**
+ * This module as a scan worker thread (started by ScanPool with `workerData.lifeboatScanWorker`):
+ * runs one task at a time, sends its events in batches and waits for credit (an `ack` per batch
+ * the main thread has taken).
+ */
+if (!isMainThread && (workerData as { lifeboatScanWorker?: boolean } | null)?.lifeboatScanWorker && parentPort) {
+  const port = parentPort;
+  const tasks: { id: number; task: ScanTask }[] = [];
+  let current = 0;
+  let credits = 0;
+  let waiting: (() => void) | undefined;
+  let running = false;
+  const credit = async (): Promise<void> => {
+    while (credits === 0) await new Promise<void>((r) => (waiting = r));
+    credits--;
+  };
+  const drain = async (): Promise<void> => {
+    if (running) return;
+    running = true;
+    while (tasks.length > 0) {
+      const { id, task } = tasks.shift()!;
+      current = id;
+      credits = 0;
+      try {
+        await runScanTask(task, (m, transfer) => port.postMessage(m, transfer), credit);
+        credits = 0;
+        port.postMessage({ type: 'end' } satisfies FromScanWorker);
+      } catch (err) {
+        credits = 0;
+        port.postMessage({ type: 'fail', message: (err as Error).message } satisfies FromScanWorker);
+      }
+    }
+    running = false;
+  };
+  port.on('message', (m: ToScanWorker) => {
+    if (m.type === 'ack') {
+      if (m.id !== current) return;
+      credits++;
+      const w = waiting;
+      waiting = undefined;
+      w?.();
+    } else {
+      tasks.push({ id: m.id, task: m.task });
+      void drain();
+    }
+  });
 }
