@@ -97,11 +97,7 @@ export async function crawlPart(opts: CrawlPartOptions): Promise<{ aborted: bool
 
   // Media is fetched once the transaction that queued it is done, by whichever part queued it first.
   const scheduleMedia = (url: string, postId: number | null): void => {
-    void queue.add(() => fetchMedia(url, postId), { priority: 1 }).catch(fatal);
-  };
-  const fetchMedia = async (url: string, postId: number | null): Promise<void> => {
-    const done = await plan.fetchMedia(url, postId);
-    if (done) recorder.finalizeMedia(done).catch(() => undefined); // a failed commit is reported by commit()
+    void queue.add(() => plan.fetchMedia(url, postId), { priority: 1 }).catch(fatal);
   };
   const finalize = (outcome: IdFinal): void => {
     recorder.finalizeId(outcome).then((media) => {
