@@ -50,13 +50,13 @@ describe('followIds', () => {
       first: new RangeSet([{ start: 1, end: 30 }]),
       highest: 30,
       discover,
-      crawl: async (ids) => (crawled.push(ids.format()), { aborted: false }),
+      crawl: async (ids) => (crawled.push(ids.format()), { aborted: false, missing: [] }),
       everyMs: 10,
       signal: stop.signal,
       logger,
     });
     expect(crawled).toEqual(['1-30', '31-40', '41-52']);
-    expect(result).toEqual({ highest: 52, rounds: 3, ids: 52 });
+    expect(result).toEqual({ highest: 52, rounds: 3, ids: 52, rechecked: 0, pendingRechecks: 0 });
     const warnings = entries.filter((e) => e.level === 'warn').map((e) => e.message);
     expect(warnings).toHaveLength(2);
     expect(warnings[0]).toMatch(/discovering the latest ID failed .*HTTP 5\d\d/);

@@ -32,6 +32,13 @@ export interface CrawlOptions extends CrawlFlags {
   onCommitted?: (ids: number[]) => void;
   /** Called with what happened to each ID, capture by capture (`lifeboat probe`); with one worker only. */
   onTrace?: (trace: IdTrace) => void;
+  /**
+   * IDs whose `missing` is asked again (issue 21 §1): those of them the shard holds as `missing`
+   * are made not final before the run (a live edge's recheck, `crawl --recheck missing`).
+   */
+  recheckMissing?: RangeSet;
+  /** IDs to report back in `CrawlResult.missing` if they are `missing` after the run (the live edge's). */
+  watchMissing?: RangeSet;
 }
 
 export interface CrawlResult {
@@ -40,6 +47,10 @@ export interface CrawlResult {
   /** IDs of the shard whose status is final but that miss a capture (retried by the next run). */
   incomplete: number;
   aborted: boolean;
+  /** The IDs of `watchMissing` that are `missing` after the run. */
+  missing: number[];
+  /** How many `missing` IDs `recheckMissing` made not final. */
+  reopened: number;
 }
 
 /**
@@ -48,7 +59,7 @@ export interface CrawlResult {
  * on the same directory resumes.
  */
 export async function runCrawl(opts: CrawlOptions): Promise<CrawlResult> {
-  const { profile, ranges, outDir, logger, signal, onProgress, progressIntervalMs, onCommitted, onTrace, ...flags } = opts;
+  const { profile, ranges, outDir, logger, signal, onProgress, progressIntervalMs, onCommitted, onTrace, recheckMissing, watchMissing, ...flags } = opts;
   if (onTrace && (flags.workers ?? 1) > 1) throw new InputError('a crawl traced ID by ID runs on one worker', { code: 'E_CRAWL_OPTION' });
   const settings = resolveCrawlSettings(profile, flags);
   // Refused before the directory is created: a profile whose every fetch would be refused.
@@ -104,6 +115,8 @@ async function crawlLocked(settings: CrawlSettings, opts: CrawlOptions): Promise
     db.recordWarc(await describeWarc(join(warcDir, name), name), 'closed');
   }
   const requeued = db.requeueFailedUrls();
+  const reopened = opts.recheckMissing ? db.reopenMissing(opts.recheckMissing.ranges) : 0;
+  if (reopened > 0) log.log('info', `asking again for ${reopened} IDs that answered missing`, { reopened });
   const runId = db.startRun({ profile: profile.name, ranges: opts.ranges.format(codec), node: settings.node });
 
   // Media an earlier run left queued: fetched first (read once here, before any part can add more).
@@ -170,8 +183,9 @@ async function crawlLocked(settings: CrawlSettings, opts: CrawlOptions): Promise
     fatalError ??= new StorageError(`cannot write ${outDir}/shard.json: ${errorMessage(err)}`, { cause: err });
   });
   db.endRun(runId, stats.snapshot());
+  const missing = opts.watchMissing ? db.missingIn(opts.watchMissing.ranges) : [];
   db.close();
   await rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
   if (fatalError) throw fatalError instanceof LifeboatError ? fatalError : new StorageError(errorMessage(fatalError), { cause: fatalError });
-  return { stats, counts, incomplete, aborted };
+  return { stats, counts, incomplete, aborted, missing, reopened };
 }

@@ -2,13 +2,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../../config/errors.js';
 import { RangeSet } from '../../config/id-ranges.js';
 import type { Logger } from '../../config/logger.js';
+import { RECHECK_DEFAULTS, describeVerdict, judgeLatest, recheckDelayMs, type LatestState, type RecheckOptions } from '../../config/live-edge.js';
 
 /**
  * `lifeboat crawl --ids 1-latest --follow` (issue 14): after the first range, ask the platform for
  * its highest ID every `everyMs` and crawl what is new, on one machine, until the signal fires
- * (Ctrl-C, `--until`, a cap). The range only grows: a discover that fails or answers lower than
- * the highest seen is logged and asked again at the next tick. The crawls go into one shard (each
- * round a resumed run over the new IDs), so every ID is crawled once.
+ * (Ctrl-C, `--until`, a cap). The crawls go into one shard (each round a resumed run over the new
+ * IDs), so every ID is crawled once.
+ *
+ * The live edge (issue 21 §1, config/live-edge.ts, the same rules as the tracker's `follow:`): the
+ * range only grows; a discover that fails or answers lower is logged and asked again at the next
+ * tick; a jump far above the trend is held until a later poll confirms it. An ID near the edge that
+ * answers `missing` (announced before it was readable) is asked again in a later round, a few
+ * times, spaced, before its `missing` is final.
  */
 export interface FollowIdsOptions {
   /** The IDs of the first round (`1-latest` resolved). */
@@ -16,11 +22,23 @@ export interface FollowIdsOptions {
   /** The highest ID known when following starts (the `latest` the first round was resolved with). */
   highest: number;
   discover: () => Promise<number>;
-  /** Crawls these IDs into the shard; resolves when the round is over (`aborted`: stopped by the signal). */
-  crawl: (ids: RangeSet) => Promise<{ aborted: boolean }>;
+  /**
+   * Crawls these IDs into the shard; resolves when the round is over (`aborted`: stopped by the
+   * signal). `live.recheck`: IDs whose `missing` is asked again; `live.watch`: the IDs near the edge
+   * whose `missing` the round must report back (`missing`).
+   */
+  crawl: (ids: RangeSet, live: { recheck: RangeSet; watch: RangeSet }) => Promise<{ aborted: boolean; missing: readonly number[] }>;
   everyMs: number;
   signal: AbortSignal;
   logger: Logger;
+  /** `--follow-max-step`: a fixed largest jump accepted without confirmation; default derived from the trend. */
+  maxStep?: number;
+  /** The live edge's rechecks of `missing` IDs; default RECHECK_DEFAULTS. */
+  recheck?: Partial<RecheckOptions>;
+  /** `--recheck missing`: the first round also asks again for these IDs the shard holds as `missing`. */
+  firstRecheck?: RangeSet;
+  /** The clock (tests); default Date.now. */
+  now?: () => number;
 }
 
 export interface FollowIdsResult {
@@ -28,20 +46,54 @@ export interface FollowIdsResult {
   rounds: number;
   /** IDs crawled over all rounds (requested; some may already have been final). */
   ids: number;
+  /** IDs near the edge that answered `missing` first and were asked again. */
+  rechecked: number;
+  /** IDs still waiting for a recheck when the follow stopped. */
+  pendingRechecks: number;
 }
 
 export async function followIds(o: FollowIdsOptions): Promise<FollowIdsResult> {
   const log = o.logger.child('follow');
-  let highest = o.highest;
+  const now = o.now ?? Date.now;
+  const recheck: RecheckOptions = { ...RECHECK_DEFAULTS, ...o.recheck };
+  let edge: LatestState = { highest: o.highest, steps: [] };
   let rounds = 0;
   let ids = 0;
+  let rechecked = 0;
+  /** Lagging IDs: how many rechecks each has had and when the next is due. */
+  const lagging = new Map<number, { attempt: number; due: number }>();
   let next: RangeSet | undefined = o.first;
   while (!o.signal.aborted) {
-    if (next && !next.isEmpty) {
+    const t = now();
+    const dueIds = [...lagging].filter(([, l]) => l.due <= t).map(([id]) => id);
+    const due = new RangeSet(dueIds.map((id) => ({ start: id, end: id })));
+    const todo = (next ?? new RangeSet()).union(due);
+    if (!todo.isEmpty) {
       rounds++;
-      ids += next.size;
-      const r = await o.crawl(next);
+      ids += todo.size;
+      const lo = Math.max(1, edge.highest - recheck.window + 1);
+      const watch = todo.intersect(new RangeSet([{ start: lo, end: Math.max(lo, edge.highest) }])).union(due);
+      if (!due.isEmpty) log.log('info', `asking again for ${due.size} IDs near the live edge that answered missing`, { ids: due.format() });
+      const r = await o.crawl(todo, { recheck: rounds === 1 && o.firstRecheck ? due.union(o.firstRecheck) : due, watch });
       next = undefined;
+      rechecked += due.size;
+      const stillMissing = new Set(r.missing);
+      for (const id of dueIds) {
+        if (stillMissing.has(id)) continue;
+        lagging.delete(id);
+        log.log('info', `ID ${id} answered after a recheck`, { id });
+      }
+      for (const id of stillMissing) {
+        const attempt = due.has(id) ? (lagging.get(id)?.attempt ?? 0) + 1 : lagging.has(id) ? -1 : 0;
+        if (attempt < 0) continue; // not yet due: keeps its schedule
+        const delay = recheckDelayMs(attempt, recheck);
+        if (delay === undefined) {
+          lagging.delete(id);
+          log.log('info', `ID ${id} still answers missing after ${recheck.attempts} rechecks: final`, { id });
+        } else {
+          lagging.set(id, { attempt, due: now() + delay });
+        }
+      }
       if (r.aborted || o.signal.aborted) break;
     }
     await sleep(o.everyMs, undefined, { signal: o.signal }).catch(() => undefined);
@@ -53,14 +105,15 @@ export async function followIds(o: FollowIdsOptions): Promise<FollowIdsResult> {
       log.log('warn', `discovering the latest ID failed (asking again in ${Math.round(o.everyMs / 1000)} s): ${errorMessage(err)}`);
       continue;
     }
-    if (answered < highest) {
-      log.log('warn', `the platform's latest ID went backwards (${answered} < ${highest}); keeping ${highest}`);
-      continue;
+    const judged = judgeLatest(edge, answered, o.maxStep !== undefined ? { maxStep: o.maxStep } : {});
+    const before = edge.highest;
+    edge = judged.state;
+    const said = describeVerdict(judged.verdict);
+    if (said) log.log(judged.verdict.kind === 'confirmed' ? 'info' : 'warn', said, { answered, highest: edge.highest });
+    if (edge.highest > before) {
+      log.log('info', `new posts: ${before + 1}-${edge.highest}`, { highest: edge.highest });
+      next = new RangeSet([{ start: before + 1, end: edge.highest }]);
     }
-    if (answered === highest) continue;
-    log.log('info', `new posts: ${highest + 1}-${answered}`, { highest: answered });
-    next = new RangeSet([{ start: highest + 1, end: answered }]);
-    highest = answered;
   }
-  return { highest, rounds, ids };
+  return { highest: edge.highest, rounds, ids, rechecked, pendingRechecks: lagging.size };
 }

@@ -32,6 +32,10 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
     io.stderr.write(`error: --follow needs an ID range ending in latest (e.g. --ids 1-latest)\n`);
     return EXIT.usage;
   }
+  if (o.recheck !== undefined && o.recheck !== 'missing') {
+    io.stderr.write(`error: --recheck ${o.recheck}: only "missing" can be asked again (e.g. --recheck missing)\n`);
+    return EXIT.usage;
+  }
   const logger = cliLogger(io, { json: !!o.json, quiet: !!o.quiet });
   const profile = loadProfile(o.profile, o.baseUrl ? { baseUrl: o.baseUrl } : {});
   const codec = createCodec(profile.codec);
@@ -68,13 +72,16 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
   const signal = AbortSignal.any([interrupt.signal, limits.signal]);
   let result: Awaited<ReturnType<typeof runCrawl>> | undefined;
   const thisRun = { ids: 0, records: 0, bytes: 0, warcs: 0 };
-  const crawlIds = async (ids: InstanceType<typeof RangeSet>) => {
+  type Ids = InstanceType<typeof RangeSet>;
+  const crawlIds = async (ids: Ids, live: { recheck?: Ids; watch?: Ids } = {}) => {
     result = await runCrawl({
       profile,
       ranges: ids,
       outDir,
       ...crawlFlagsFrom(o, io.env),
       logger,
+      ...(live.recheck ? { recheckMissing: live.recheck } : {}),
+      ...(live.watch ? { watchMissing: live.watch } : {}),
       signal,
       onProgress: progressReporter(io, { json: !!o.json, quiet: !!o.quiet, signal, ...(caps ? { caps: () => caps.describe() } : {}) }),
     });
@@ -83,18 +90,35 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
     thisRun.records += r.records!;
     thisRun.bytes += r.bytes!;
     thisRun.warcs += r.warcs!;
-    return { aborted: result.aborted };
+    return { aborted: result.aborted, missing: result.missing };
   };
   try {
     if (o.follow) {
       const everyMs = (o.followSecs ?? 60) * 1000;
       const discover = () => discoverMaxId(profile, { allowPrivateNetwork: !!o.allowPrivateNetwork });
-      const f = await followIds({ first: ranges, highest: latest, discover, crawl: crawlIds, everyMs, signal, logger });
-      logger.log('info', `followed the platform to ID ${codec.encode(f.highest)} in ${f.rounds} rounds`);
+      const recheck = {
+        ...(o.recheckWindow !== undefined ? { window: o.recheckWindow } : {}),
+        ...(o.recheckAttempts !== undefined ? { attempts: o.recheckAttempts } : {}),
+        ...(o.recheckDelaySecs !== undefined ? { delayMs: o.recheckDelaySecs * 1000 } : {}),
+      };
+      const f = await followIds({
+        first: ranges,
+        highest: latest,
+        discover,
+        crawl: crawlIds,
+        ...(o.recheck ? { firstRecheck: ranges } : {}),
+        everyMs,
+        signal,
+        logger,
+        recheck,
+        ...(o.followMaxStep !== undefined ? { maxStep: o.followMaxStep } : {}),
+      });
+      logger.log('info', `followed the platform to ID ${codec.encode(f.highest)} in ${f.rounds} rounds${f.rechecked ? `; ${f.rechecked} rechecks of IDs that answered missing` : ''}`);
+      if (f.pendingRechecks > 0) logger.log('info', `${f.pendingRechecks} IDs near the live edge still answer missing and were not asked again yet: run the same command again, or crawl --recheck missing`);
       // A follow that ran to its --until/--max-* or was stopped between rounds still needs a summary.
       if (!result) await crawlIds(new RangeSet());
     } else {
-      await crawlIds(ranges);
+      await crawlIds(ranges, o.recheck ? { recheck: ranges } : {});
     }
     if (!result) throw new Error('no crawl ran');
     const s = result.stats.snapshot();

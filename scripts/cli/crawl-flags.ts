@@ -35,6 +35,11 @@ const FLAGS: readonly FlagDef[] = [
   { flags: '--screenshots', help: 'store a PNG screenshot of each browser-captured page as a WARC resource record', node: true },
   { flags: '--follow', help: 'with --ids …-latest: keep crawling the new IDs the platform publishes, until Ctrl-C or --until' },
   { flags: '--follow-secs <n>', help: 'seconds between asks for the latest ID with --follow (default 60)', parse: positiveInt('--follow-secs') },
+  { flags: '--follow-max-step <n>', help: 'with --follow: a jump of the latest ID larger than this waits for a later poll to confirm it (default: 10 x the recent growth per poll, at least 1000)', parse: positiveInt('--follow-max-step') },
+  { flags: '--recheck-window <n>', help: 'with --follow: an ID within this many IDs of the newest that answers missing is asked again later (default 1000)', parse: positiveInt('--recheck-window') },
+  { flags: '--recheck-attempts <n>', help: 'with --follow: how many times such an ID is asked again before missing is final (default 3)', parse: positiveInt('--recheck-attempts') },
+  { flags: '--recheck-delay-secs <n>', help: 'with --follow: seconds before the first recheck, doubling each time (default 60)', parse: positiveInt('--recheck-delay-secs') },
+  { flags: '--recheck <status>', help: 'ask again for the IDs of --ids this shard holds as missing (only: missing)' },
   { flags: '--until <time>', help: 'stop at this time (RFC 3339, e.g. 2026-12-01T18:00:00Z)' },
   { flags: '--max-bandwidth <size>', help: 'cap on response bytes per second over all requests, smoothed (e.g. 20M)', parse: capSize('--max-bandwidth'), node: true },
   {
@@ -75,6 +80,11 @@ export interface CrawlFlagValues {
   screenshots?: boolean;
   follow?: boolean;
   followSecs?: number;
+  followMaxStep?: number;
+  recheckWindow?: number;
+  recheckAttempts?: number;
+  recheckDelaySecs?: number;
+  recheck?: string;
   until?: string;
   maxBandwidth?: number;
   maxDisk?: number;

@@ -77,6 +77,12 @@ export interface DemoPlatform {
    * posts 1..old keep their content, the new ones appear. Also lowers it (a discover that goes backwards).
    */
   setPosts(posts: number): void;
+  /**
+   * What /api/v1/latest answers instead of `posts` (issue 21 §1); undefined: `posts` again. Above
+   * `posts` it models replication lag (IDs announced that still answer 404 until `setPosts` reaches
+   * them) or a glitched answer (10^15).
+   */
+  setLatest(latest: number | undefined): void;
   stats: DemoPlatformStats;
   post(id: number): DemoPost;
   /** The exact bytes served for a media path such as /media/img/12-0.jpg; undefined when none. */
@@ -246,6 +252,11 @@ export async function startDemoPlatform(opts: DemoPlatformOptions = {}): Promise
     setPosts: (n) => {
       if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`posts must be a non-negative integer, got ${n}`);
       routes = { ...routes!, posts: n, content: new DemoContent({ seed, posts: n, url: publicUrl, mediaBaseUrl: opts.mediaBaseUrl?.replace(/\/+$/, ''), heavyVideos: opts.heavyVideos ?? false }) };
+    },
+    setLatest: (n) => {
+      if (n !== undefined && (!Number.isSafeInteger(n) || n < 0)) throw new RangeError(`latest must be a non-negative integer, got ${n}`);
+      const { latest: _old, ...rest } = routes!;
+      routes = n === undefined ? rest : { ...rest, latest: n };
     },
     close: () => {
       closing ??= new Promise<void>((resolve) => {

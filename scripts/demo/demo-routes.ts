@@ -172,6 +172,8 @@ export interface RouteContext {
   content: DemoContent;
   url: string;
   posts: number;
+  /** What /api/v1/latest answers when it is not `posts` (a lagging or glitched platform). */
+  latest?: number;
   seed: number;
   robotsTxt: string;
   hangPages: ReadonlySet<number>;
@@ -180,7 +182,7 @@ export interface RouteContext {
 export function route(req: IncomingMessage, path: string, ctx: RouteContext): Reply {
   const { content: c, url, posts, seed, robotsTxt, hangPages } = ctx;
   if (path === '/robots.txt') return textReply(200, robotsTxt);
-  if (path === '/api/v1/latest') return jsonReply(req, 200, { max_id: posts });
+  if (path === '/api/v1/latest') return jsonReply(req, 200, { max_id: ctx.latest ?? posts });
   if (path === '/admin' || path.startsWith('/admin/')) return textReply(200, 'secret admin\n');
   if (path === '/static/app.js') return textReply(200, APP_JS, 'text/javascript; charset=utf-8');
   if (path === '/') {

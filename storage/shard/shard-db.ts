@@ -224,6 +224,24 @@ export class ShardDb {
     return this.#db.prepare(`UPDATE urls SET state = 'queued' WHERE state = 'failed'`).run().changes;
   }
 
+  /**
+   * The IDs within `ranges` whose status is `missing` (issue 21 §1: a post announced before it
+   * was readable answers 404). Only `missing`: an archived, gone or restricted ID is never asked again.
+   */
+  missingIn(ranges: readonly { start: number; end: number }[]): number[] {
+    const stmt = this.#db.prepare<[number, number], { id: number }>(`SELECT id FROM ids WHERE status = 'missing' AND id BETWEEN ? AND ? ORDER BY id`);
+    return ranges.flatMap((r) => stmt.all(r.start, r.end).map((row) => row.id));
+  }
+
+  /**
+   * Makes the `missing` IDs within `ranges` not final again, so the next run asks the platform
+   * once more (a live edge's recheck, or a curator's `--recheck missing`). Returns how many.
+   */
+  reopenMissing(ranges: readonly { start: number; end: number }[]): number {
+    const stmt = this.#db.prepare(`DELETE FROM ids WHERE status = 'missing' AND id BETWEEN ? AND ?`);
+    return this.#db.transaction(() => ranges.reduce((n, r) => n + stmt.run(r.start, r.end).changes, 0))();
+  }
+
   #mayHaveRelated = true;
 
   addRelated(id: number): void {
