@@ -166,6 +166,14 @@ export const statsResponse = z.object({
     })
     .optional()
     .describe('only for a project with a deadline (issue 14)'),
+  follow: z
+    .object({
+      highest: count.describe('the highest platform ID accepted (a jump far above the trend counts only once a later poll confirms it)'),
+      held: count.nullable().describe('a jump seen once and waiting for a confirming poll'),
+      frontier_ids: count.describe('IDs accepted but not yet cut into items (cut in bounded chunks as work is claimed)'),
+    })
+    .optional()
+    .describe('only for a project with follow (issue 21)'),
 });
 export const historyQuery = z.strictObject({ hours: z.coerce.number().int().min(1).max(48).default(24) });
 export const historyResponse = z.object({

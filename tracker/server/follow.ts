@@ -1,15 +1,25 @@
 import { errorMessage } from '../../config/errors.js';
 import { RangeSet } from '../../config/id-ranges.js';
 import type { Logger } from '../../config/logger.js';
+import { describeVerdict, judgeLatest, type LatestState, type LatestVerdict } from '../../config/live-edge.js';
 import type { ItemStore, SeedResult } from '../store/item-store.js';
 
 /**
  * A project's `follow: {every_secs}` (issue 14): the platform keeps publishing, so the tracker asks
- * its discover endpoint for the highest ID every few seconds and seeds what is new as items. The
- * seeding is the store's `seedNew` (the guard rails of `tracker seed`: IDs an item already holds are
- * skipped, seeds are serialised), so a poll repeated after a crash or by a second tracker process
- * never doubles an ID. The range only grows: a discover that fails or answers lower than before is
- * logged and asked again at the next tick.
+ * its discover endpoint for the highest ID every few seconds and turns what is new into items.
+ *
+ * The live edge (issue 21 §1, the rules in config/live-edge.ts, shared with `crawl --follow`):
+ * - A jump far above the trend (`follow.max_step`, default derived from the recent growth per poll)
+ *   is logged and held until a later poll confirms it.
+ * - What is accepted joins the *frontier*: ID ranges announced but not yet items. The frontier is
+ *   one small setting (`follow_edge`, a few ranges), never rows: items are cut from it in bounded
+ *   chunks (`chunkItems` items) only when the queue runs low, on a poll or when a claim finds
+ *   nothing queued. So an accepted 10^15 costs one chunk per chunk of work claimed, every request
+ *   (stats, register, claim, heartbeat) keeps answering, and a restart reads the frontier back
+ *   instead of seeding again.
+ * - Each chunk is the store's `seedNew` (IDs an item already holds are skipped, seeds are
+ *   serialised), so a chunk repeated after a crash (seeded, but the frontier not yet saved) or by a
+ *   second tracker process never doubles an ID.
  */
 
 /** The logger the follower reports to (config/logger.ts). */
@@ -25,62 +35,160 @@ export interface FollowSeederOptions {
   everyMs: number;
   /** The lowest ID of the platform; default 1. */
   firstId?: number;
+  /** `follow.max_step`: the largest jump accepted without a confirming poll; default derived from the trend. */
+  maxStep?: number | undefined;
+  /** Items cut from the frontier at a time, and the queue's low-water mark; default DEFAULT_CHUNK_ITEMS. */
+  chunkItems?: number;
+  /** The project's claim order: `newest` cuts from the top of the frontier, `oldest` from the bottom. */
+  order?: 'newest' | 'oldest';
   log: FollowLog;
+}
+
+/** Items cut from the frontier at a time (and the queued items below which the next chunk is cut). */
+export const DEFAULT_CHUNK_ITEMS = 1000;
+
+/** The settings key of the live edge's state. */
+export const FOLLOW_EDGE_KEY = 'follow_edge';
+
+/** What the tracker keeps of the live edge (JSON in one setting). */
+export interface FollowEdge extends LatestState {
+  /** IDs accepted but not yet cut into items. */
+  frontier: [number, number][];
 }
 
 export type PollOutcome =
   | { kind: 'seeded'; highest: number; seed: SeedResult }
   | { kind: 'unchanged'; highest: number }
   | { kind: 'backwards'; highest: number; answered: number }
+  | { kind: 'held'; highest: number; answered: number }
   | { kind: 'failed'; highest: number; error: string };
+
+/** The follow block of /api/v1/stats. */
+export interface FollowStatus {
+  highest: number;
+  held: number | null;
+  frontierIds: number;
+}
+
+const NOTHING: SeedResult = { items: 0, ids: 0, skipped: 0 };
 
 export class FollowSeeder {
   readonly #o: FollowSeederOptions;
-  /** The highest ID seeded so far by this seeder (0: none yet). It never goes down. */
-  #highest = 0;
+  #edge: FollowEdge = { highest: 0, steps: [], frontier: [] };
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> | undefined;
   #stopped = false;
+  /** Polls and chunk cuts run one at a time (a claim may ask for a chunk during a poll). */
+  #chain: Promise<unknown> = Promise.resolve();
 
   constructor(options: FollowSeederOptions) {
     this.#o = options;
   }
 
   get highest(): number {
-    return this.#highest;
+    return this.#edge.highest;
+  }
+
+  /** What /api/v1/stats shows (as of the last poll or cut). */
+  status(): FollowStatus {
+    return { highest: this.#edge.highest, held: this.#edge.held ?? null, frontierIds: RangeSet.fromJSON(this.#edge.frontier).size };
+  }
+
+  /** Whether IDs are accepted but not yet items (as of the last poll or cut). */
+  get hasFrontier(): boolean {
+    return this.#edge.frontier.length > 0;
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#chain.then(fn, fn);
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Reads the edge back (another tracker process, or this one before a restart, may have moved it). */
+  async #load(): Promise<void> {
+    const text = await this.#o.store.getSetting(FOLLOW_EDGE_KEY);
+    if (!text) return;
+    const stored = JSON.parse(text) as FollowEdge;
+    this.#edge = stored.highest >= this.#edge.highest ? stored : { ...this.#edge, frontier: stored.frontier };
+  }
+
+  async #save(): Promise<void> {
+    await this.#o.store.setSetting(FOLLOW_EDGE_KEY, JSON.stringify(this.#edge));
   }
 
   /**
-   * One poll. The first successful one seeds `firstId..highest` (idempotent: what the project holds
-   * already is skipped); later ones only the IDs above the highest seen.
+   * One poll: judges the answer (config/live-edge.ts), adds what is accepted to the frontier, then
+   * cuts a chunk of items if the queue is low.
    */
-  async pollOnce(): Promise<PollOutcome> {
-    const { store, discover, itemSize, firstId = 1, log } = this.#o;
+  pollOnce(): Promise<PollOutcome> {
+    return this.#serial(() => this.#poll());
+  }
+
+  async #poll(): Promise<PollOutcome> {
+    const { discover, firstId = 1, log } = this.#o;
     let answered: number;
     try {
+      await this.#load();
       answered = await discover();
     } catch (err) {
       const error = errorMessage(err);
       log.warn(`follow: discovering the latest ID failed (asking again in ${this.#o.everyMs / 1000} s): ${error}`);
-      return { kind: 'failed', highest: this.#highest, error };
+      return { kind: 'failed', highest: this.#edge.highest, error };
     }
-    if (answered < this.#highest) {
-      log.warn(`follow: the platform's latest ID went backwards (${answered} < ${this.#highest}); keeping ${this.#highest}`);
-      return { kind: 'backwards', highest: this.#highest, answered };
-    }
-    if (answered === this.#highest || answered < firstId) return { kind: 'unchanged', highest: this.#highest };
-    const from = this.#highest === 0 ? firstId : this.#highest + 1;
-    let seed: SeedResult;
+    const before = this.#edge.highest;
+    const { state, verdict } = judgeLatest(this.#edge, answered, { maxStep: this.#o.maxStep });
+    const said = describeVerdict(verdict);
+    if (said) (verdict.kind === 'confirmed' ? log.info : log.warn)(`follow: ${said}`, { answered, highest: state.highest });
+    let frontier = RangeSet.fromJSON(this.#edge.frontier);
+    if (state.highest > before) frontier = frontier.union(new RangeSet([{ start: before === 0 ? firstId : before + 1, end: state.highest }]));
+    const changed = state.highest !== before || state.held !== this.#edge.held;
+    this.#edge = { ...state, frontier: frontier.toJSON() };
     try {
-      seed = await store.seedNew(new RangeSet([{ start: from, end: answered }]), itemSize);
+      if (changed) await this.#save();
+      const seed = await this.#cut();
+      return this.#outcome(verdict, answered, seed);
     } catch (err) {
       const error = errorMessage(err);
-      log.warn(`follow: seeding IDs ${from}-${answered} failed (trying again in ${this.#o.everyMs / 1000} s): ${error}`);
-      return { kind: 'failed', highest: this.#highest, error };
+      log.warn(`follow: seeding IDs up to ${this.#edge.highest} failed (trying again in ${this.#o.everyMs / 1000} s): ${error}`);
+      return { kind: 'failed', highest: this.#edge.highest, error };
     }
-    this.#highest = answered;
-    if (seed.ids > 0) log.info(`follow: seeded ${seed.ids} new IDs up to ${answered} in ${seed.items} items`, { highest: answered, ...seed });
-    return { kind: 'seeded', highest: answered, seed };
+  }
+
+  #outcome(verdict: LatestVerdict, answered: number, seed: SeedResult): PollOutcome {
+    const highest = this.#edge.highest;
+    if (seed.items > 0 || seed.skipped > 0 || ['first', 'grew', 'confirmed'].includes(verdict.kind)) return { kind: 'seeded', highest, seed };
+    if (verdict.kind === 'backwards') return { kind: 'backwards', highest, answered };
+    if (verdict.kind === 'held') return { kind: 'held', highest, answered };
+    return { kind: 'unchanged', highest };
+  }
+
+  /**
+   * Cuts one chunk of items from the frontier if fewer than a chunk of post items are queued (a
+   * claim that found nothing calls it, then claims again). Resolves with what was seeded.
+   */
+  topUp(): Promise<SeedResult> {
+    return this.#serial(async () => {
+      await this.#load();
+      return this.#cut();
+    });
+  }
+
+  async #cut(): Promise<SeedResult> {
+    const { store, itemSize, log, order = 'oldest', chunkItems = DEFAULT_CHUNK_ITEMS } = this.#o;
+    if (this.#edge.frontier.length === 0) return NOTHING;
+    const queued = (await store.stats({ now: Date.now(), windowMs: 60_000 })).items.queued;
+    if (queued >= chunkItems) return NOTHING;
+    const frontier = RangeSet.fromJSON(this.#edge.frontier);
+    const chunk = takeIds(frontier, chunkItems * itemSize, order);
+    const seed = await store.seedNew(chunk, itemSize);
+    this.#edge = { ...this.#edge, frontier: frontier.subtract(chunk).toJSON() };
+    await this.#save();
+    if (seed.ids > 0) {
+      const left = frontier.size - chunk.size;
+      log.info(`follow: seeded ${seed.ids} new IDs (${chunk.format()}) in ${seed.items} items${left > 0 ? `; ${left} more wait in the frontier` : ''}`, { highest: this.#edge.highest, ...seed, frontier: left });
+    }
+    return seed;
   }
 
   /** Polls now, then every `everyMs` until `stop()`; a poll never overlaps the previous one. */
@@ -103,5 +211,20 @@ export class FollowSeeder {
     this.#stopped = true;
     clearTimeout(this.#timer);
     await this.#running?.catch(() => undefined);
+    await this.#chain;
   }
+}
+
+/** The first (`oldest`) or last (`newest`) `count` IDs of `ids`, without listing them. */
+export function takeIds(ids: RangeSet, count: number, order: 'newest' | 'oldest'): RangeSet {
+  const out: { start: number; end: number }[] = [];
+  let left = count;
+  const ranges = order === 'oldest' ? ids.ranges : [...ids.ranges].reverse();
+  for (const r of ranges) {
+    if (left <= 0) break;
+    const n = Math.min(left, r.end - r.start + 1);
+    out.push(order === 'oldest' ? { start: r.start, end: r.start + n - 1 } : { start: r.end - n + 1, end: r.end });
+    left -= n;
+  }
+  return new RangeSet(out);
 }

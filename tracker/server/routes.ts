@@ -11,6 +11,7 @@ import { HISTORY_BUCKET_MS } from '../store/stats.js';
 import { type ItemStore, type NodeRecord, type Refusals, type TrackerStats, parseSeedRanges } from '../store/item-store.js';
 import { LeaseError, UploadUnverifiedError } from '../client/errors.js';
 import type { TrackerMetrics } from './metrics.js';
+import type { FollowSeeder } from './follow.js';
 import { type ProjectConfig, claimOrderOf, compareVersions } from '../store/project.js';
 import type { DeadlineProjection } from '../store/deadline.js';
 import { type TrackerUploader, callUploadStore, checkUploads, itemKeyPrefix } from './uploader.js';
@@ -36,6 +37,8 @@ export interface RouteContext {
   registrations: AddressBudget;
   /** Hosts reported media URLs may be on (the project's media.hosts or the profile's scope.hosts). */
   mediaScope: MediaScope;
+  /** A project with `follow`: its live edge (frontier, held jump; issue 21 §1). */
+  follow?: FollowSeeder | undefined;
 }
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -119,7 +122,17 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     handler: async (req) => {
       const { only } = parse(api.claimBody, req.body);
       const t = now();
-      const result = await store.claim({ nodeId: nodeOf(req).id, now: t, leaseMs, mediaItemSize: project.media.item_size, order: claimOrderOf(project), ...(only ? { only } : {}) });
+      const claim = () => store.claim({ nodeId: nodeOf(req).id, now: t, leaseMs, mediaItemSize: project.media.item_size, order: claimOrderOf(project), ...(only ? { only } : {}) });
+      let result = await claim();
+      // Nothing queued but IDs wait in the follow frontier (issue 21 §1): cut one bounded chunk, claim again.
+      if (result.kind !== 'lease' && only !== 'media' && ctx.follow?.hasFrontier) {
+        const seeded = await ctx.follow.topUp();
+        if (seeded.items > 0) {
+          const expired = result.expired;
+          result = await claim();
+          result.expired += expired;
+        }
+      }
       metrics.inc('expired', result.expired);
       // A followed platform keeps publishing (issue 14): nothing left now means "ask again after the next poll".
       if (result.kind === 'done' && project.follow) {
@@ -228,7 +241,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     });
   }
 
-  app.route({ ...route('/api/v1/stats'), handler: async () => statsJson(await ctx.stats()) });
+  app.route({ ...route('/api/v1/stats'), handler: async () => ({ ...statsJson(await ctx.stats()), ...(ctx.follow ? { follow: followJson(ctx.follow.status()) } : {}) }) });
   // The leaderboard's rate chart: bucketed history, reused for 10 s per span (a public route).
   const historyCache = new Map<number, { at: number; value: Promise<unknown> }>();
   app.route({
@@ -335,6 +348,11 @@ export function statsJson(s: TrackerStats) {
 
 function refusedJson(r: Refusals) {
   return { media: r.media, claims: r.claims, stalled_leases: r.stalledLeases };
+}
+
+/** The follow block of /api/v1/stats (issue 21 §1): the accepted latest ID, a jump held for confirmation, IDs not yet items. */
+function followJson(f: ReturnType<FollowSeeder['status']>) {
+  return { highest: f.highest, held: f.held, frontier_ids: f.frontierIds };
 }
 
 /** The deadline block of /api/v1/stats: countdown and projected coverage per kind (issue 14). */

@@ -13,7 +13,7 @@ import { projectDeadline } from '../store/deadline.js';
 import { FollowSeeder } from './follow.js';
 import { openItemStore } from '../store/open-store.js';
 import { buildOpenApi } from './openapi.js';
-import { type ProjectConfig, compareVersions, loadProjectFile } from '../store/project.js';
+import { type ProjectConfig, claimOrderOf, compareVersions, loadProjectFile } from '../store/project.js';
 import { hashToken, registerRoutes } from './routes.js';
 import { type TrackerUploader, uploaderFromProject } from './uploader.js';
 
@@ -218,9 +218,24 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
   // The project's limits (issue 21): media per URL, per ID and per node, leases per node, stalls.
   const scope = mediaScopeOf(project, options.baseUrl);
   store.setPolicy(policyOf(project, scope.maxPerPost));
+  const followLog = app.log.child({ component: 'follow' });
+  const seeder =
+    project.follow && options.discoverMaxId
+      ? new FollowSeeder({
+          store,
+          discover: options.discoverMaxId,
+          itemSize: project.item_size,
+          everyMs: project.follow.every_secs * 1000,
+          maxStep: project.follow.max_step,
+          ...(project.follow.chunk_items ? { chunkItems: project.follow.chunk_items } : {}),
+          order: claimOrderOf(project),
+          log: { info: (msg, fields) => followLog.info(fields ?? {}, msg), warn: (msg, fields) => followLog.warn(fields ?? {}, msg) },
+        })
+      : undefined;
   registerRoutes(app, {
     store,
     project,
+    follow: seeder,
     now,
     leaseMs,
     metrics,
@@ -255,15 +270,7 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
     });
   }
 
-  if (project.follow && options.discoverMaxId) {
-    const log = app.log.child({ component: 'follow' });
-    const seeder = new FollowSeeder({
-      store,
-      discover: options.discoverMaxId,
-      itemSize: project.item_size,
-      everyMs: project.follow.every_secs * 1000,
-      log: { info: (msg, fields) => log.info(fields ?? {}, msg), warn: (msg, fields) => log.warn(fields ?? {}, msg) },
-    });
+  if (seeder) {
     seeder.start();
     app.addHook('onClose', async () => seeder.stop());
   }

@@ -42,7 +42,11 @@ import type { StorePolicy } from './rules.js';
  *   max_leases: 4              #   live leases one node may hold (per node, not per address); default 4
  *   stall_secs: 3600           #   a lease whose heartbeats report no progress this long goes to another node; default 3600
  * follow: {every_secs: 60}     # optional (issue 14): poll the profile's ids.discover every N s (>= 1) and seed
- *                              #   the IDs above the highest held as items, as `tracker seed` would
+ *                              #   the IDs above the highest held as items, as `tracker seed` would. Also
+ *                              #   (issue 21): max_step (a larger jump waits for a confirming poll; default
+ *                              #   10 x the recent growth per poll, at least 1000), chunk_items (items cut
+ *                              #   from the frontier at a time, default 1000), recheck: {window: 1000,
+ *                              #   attempts: 3, delay_secs: 60} (a missing ID that near the edge is asked again)
  * deadline: 2026-12-01T00:00:00Z   # optional (issue 14): RFC 3339; the tracker projects coverage per kind at
  *                              #   this time and hands out the most valuable work per byte first
  * order: newest                # optional (issue 14): within a kind, `newest` (highest IDs first) or `oldest`;
@@ -105,7 +109,20 @@ export const projectSchema = z.strictObject({
       stall_secs: z.number().int().min(60).default(3600),
     })
     .default({ max_leases: 4, stall_secs: 3600 }),
-  follow: z.strictObject({ every_secs: z.number().min(1).max(86_400) }).optional(),
+  follow: z
+    .strictObject({
+      every_secs: z.number().min(1).max(86_400),
+      max_step: z.number().int().min(1).optional(),
+      chunk_items: z.number().int().min(1).max(100_000).optional(),
+      recheck: z
+        .strictObject({
+          window: z.number().int().min(0).optional(),
+          attempts: z.number().int().min(0).max(20).optional(),
+          delay_secs: z.number().min(1).max(86_400).optional(),
+        })
+        .optional(),
+    })
+    .optional(),
   deadline: z.iso.datetime({ offset: true }).optional(),
   order: z.enum(['newest', 'oldest']).optional(),
 });

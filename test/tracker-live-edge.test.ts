@@ -1,0 +1,143 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RangeSet } from '../config/id-ranges.js';
+import { loadProfile } from '../config/profile.js';
+import { discoverMaxId } from '../crawler/run/discover.js';
+import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
+import { TrackerClient } from '../tracker/client/client.js';
+import type { ItemStore } from '../tracker/store/item-store.js';
+import { parseProject } from '../tracker/store/project.js';
+import { buildTrackerApp } from '../tracker/server/server.js';
+import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
+import { describeWithPostgres, pgStores } from './fixtures/pg-stores.js';
+
+/**
+ * Issue 21 §1, the tracker's live edge over HTTP: a `latest` of 10^15 never freezes the API (a
+ * jump is held until confirmed; what is accepted is a frontier cut into bounded chunks as work is
+ * claimed), and a restart reads the edge back instead of seeding again. Real SQLite and PostgreSQL.
+ */
+
+let platform: DemoPlatform;
+let dir: string;
+beforeAll(async () => {
+  platform = await startDemoPlatform({ posts: 50 });
+  dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-live-edge-tracker-'));
+});
+afterAll(async () => {
+  await platform.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const discover = () => discoverMaxId(loadProfile('demo', { baseUrl: platform.url }), { allowPrivateNetwork: true });
+
+interface StatsBody {
+  ids: { total: number; done: number };
+  items: { queued: number };
+  follow: { highest: number; held: number | null; frontier_ids: number };
+}
+
+async function startTracker(store: ItemStore, name: string) {
+  const project = parseProject({ name, profile: 'demo', item_size: 10, follow: { every_secs: 1, chunk_items: 5 } });
+  const app = await buildTrackerApp({ store, project, adminToken: 'x'.repeat(16), leaseMs: 60_000, rateLimit: { max: 100_000, timeWindowMs: 60_000 }, statsCacheMs: 0, expireEveryMs: 0, aliveEveryMs: 0, discoverMaxId: discover });
+  const base = await app.listen({ port: 0, host: '127.0.0.1' });
+  // Every answer must come: a frozen tracker fails here, not by a clock in the assertion.
+  const stats = async () => {
+    const res = await request(`${base}/api/v1/stats`, { headersTimeout: 20_000, bodyTimeout: 20_000 });
+    expect(res.statusCode).toBe(200);
+    return (await res.body.json()) as StatsBody;
+  };
+  /** Asks for stats until `ok` holds (each ask must be answered). */
+  const until = async (ok: (s: StatsBody) => boolean) => {
+    let s = await stats();
+    for (let i = 0; i < 400 && !ok(s); i++) s = (await new Promise((r) => setTimeout(r, 25)), await stats());
+    return s;
+  };
+  return { app, base, stats, until };
+}
+
+function liveEdgeSuite(open: (project: string) => Promise<ItemStore>) {
+  it('a glitched latest of 10^15 is held, never seeded, and dropped when the next poll answers normally', async () => {
+    platform.setLatest(undefined);
+    platform.setPosts(50);
+    const store = await open('glitch-dropped');
+    const t = await startTracker(store, 'glitch-dropped');
+    try {
+      expect((await t.until((s) => s.ids.total === 50)).ids.total).toBe(50);
+      platform.setLatest(1e15);
+      const held = await t.until((s) => s.follow.held === 1e15);
+      expect(held.follow).toEqual({ highest: 50, held: 1e15, frontier_ids: 0 });
+      expect(held.ids.total).toBe(50);
+      platform.setLatest(undefined);
+      platform.setPosts(60);
+      const after = await t.until((s) => s.follow.highest === 60);
+      // 51-60 accepted: items or (5 items already queued) the frontier; nothing of the glitch.
+      expect(after.follow.held).toBeNull();
+      expect(after.ids.total + after.follow.frontier_ids).toBe(60);
+      expect(after.ids.total).toBe(50);
+    } finally {
+      platform.setLatest(undefined);
+      await t.app.close();
+      await store.close();
+    }
+  });
+
+  it('a 10^15 confirmed by a second poll becomes a frontier: register, claim, heartbeat and stats answer; items are cut a chunk at a time; a restart seeds nothing again', async () => {
+    platform.setLatest(undefined);
+    platform.setPosts(50);
+    const store = await open('glitch-confirmed');
+    let t = await startTracker(store, 'glitch-confirmed');
+    try {
+      await t.until((s) => s.ids.total === 50);
+      platform.setLatest(1e15); // stays: the second poll confirms it
+      const s = await t.until((x) => x.follow.highest === 1e15);
+      expect(s.follow).toEqual({ highest: 1e15, held: null, frontier_ids: 1e15 - 50 });
+      // 5 items (50 IDs) queued: the frontier waits (chunk_items 5).
+      expect(s.ids.total).toBe(50);
+      const node = new TrackerClient({ baseUrl: t.base, clientVersion: '0.1.0', retry: { maxAttempts: 2, baseDelayMs: 1 } });
+      await node.register('edge');
+      const claimed: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const item = await node.claim();
+        expect(item).not.toBeNull();
+        claimed.push(item!.ranges.format());
+        await node.heartbeat(item!.leaseId, new RangeSet());
+        await node.done(item!.leaseId, { counts: { archived: 10, missing: 0, gone: 0, restricted: 0, failed: 0 }, bytes: 1, warcs: [] });
+      }
+      // Claims went on past the first 50 IDs: each chunk was cut when the queue ran low.
+      expect(claimed).toEqual(['1-10', '11-20', '21-30', '31-40', '41-50', '51-60', '61-70', '71-80']);
+      const mid = await t.stats();
+      // No more than the work claimed plus one chunk (5 items) is ever held as rows.
+      expect(mid.ids.total).toBeLessThanOrEqual(80 + 50);
+      expect(mid.ids.total).toBe(100);
+      expect(mid.follow.frontier_ids).toBe(1e15 - 100);
+      // A restart reads the edge back: the same frontier, nothing seeded again.
+      await t.app.close();
+      t = await startTracker(store, 'glitch-confirmed');
+      const again = await t.until((x) => x.follow.highest === 1e15);
+      expect(again.follow).toEqual(mid.follow);
+      expect(again.ids.total).toBe(100);
+    } finally {
+      platform.setLatest(undefined);
+      await t.app.close();
+      await store.close();
+    }
+  });
+}
+
+describe('tracker follow at the live edge (SQLite)', () => {
+  let serial = 0;
+  liveEdgeSuite(async (project) => {
+    const store = new SqliteItemStore({ path: path.join(dir, `tracker-${serial++}.sqlite`), project });
+    await store.init();
+    return store;
+  });
+});
+
+describeWithPostgres('tracker follow at the live edge (PostgreSQL)', () => {
+  const pg = pgStores('live_edge');
+  afterAll(() => pg.teardown());
+  liveEdgeSuite((project) => pg.open(project));
+});
