@@ -46,6 +46,16 @@ export function finishedIn(dir: string, ranges: RangeSet, options: { waitForMedi
   }
 }
 
+/** The IDs of `ranges` the item's shard holds as `missing`. */
+function missingIn(dir: string, ranges: RangeSet): RangeSet {
+  const db = new ShardDb(shardDbPath(dir), { readonly: true });
+  try {
+    return new RangeSet(db.missingIn(ranges.ranges).map((id) => ({ start: id, end: id })));
+  } finally {
+    db.close();
+  }
+}
+
 export async function crawlItem(
   item: TrackerItem,
   opts: NodeOptions,
@@ -173,11 +183,14 @@ export async function crawlItem(
   // With uploads through the tracker, the WARCs and shard.json go up first; an outage of the
   // tracker or the storage is waited out with the lease kept. A stale lease means the tracker
   // already gave the remainder to someone else: our shard keeps what it has.
+  // IDs that answered 404: a followed project asks again for those near its live edge (issue 21 §1).
+  const missing = !media && stats.counts.missing > 0 ? missingIn(dir, item.ranges) : undefined;
   const outcome = await uploadThenDoneWithRetry({
     client,
     item,
     dir,
     stats,
+    ...(missing ? { missing } : {}),
     log,
     finished,
     heartbeatMs,

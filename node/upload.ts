@@ -71,6 +71,8 @@ export async function uploadThenDone(options: {
   item: Pick<TrackerItem, 'id' | 'leaseId' | 'upload'>;
   dir: string;
   stats: DoneStats;
+  /** IDs of the item that answered `missing` (the tracker may ask again for those near the live edge; issue 21). */
+  missing?: RangeSet;
   log: Logger;
   maxUploads?: number;
   signal?: AbortSignal;
@@ -94,7 +96,7 @@ export async function uploadThenDone(options: {
       }
     }
     try {
-      const { duplicate } = await client.done(item.leaseId, stats);
+      const { duplicate } = await client.done(item.leaseId, stats, options.missing ? { missing: options.missing } : {});
       return { duplicate, uploads };
     } catch (err) {
       if (!(err instanceof TrackerRequestError && err.code === 'E_UPLOAD_UNVERIFIED') || uploads >= maxUploads) throw err;

@@ -77,11 +77,14 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
     .option('--media-from-file <file>', 'a file of media URLs, one per line (a merge’s missing-media.txt): queued as media items again')
     .option('--item-size <n>', 'IDs per item (default: item_size in the project file)', positiveInt('--item-size'))
     .option('--create', 'start the project if the database does not hold it yet (the first seed)')
+    .option('--recheck <status>', 'with --ids/--from-file: queue these IDs to be asked again even though the project holds them (only: missing), e.g. posts that answered 404 before they were readable')
     .option('--db <url>', 'sqlite:PATH or postgres://…', 'sqlite:tracker.sqlite')
-    .action(async (o: { project: string; ids?: string; fromFile?: string; mediaFromFile?: string; itemSize?: number; create?: boolean; db: string }) => {
+    .action(async (o: { project: string; ids?: string; fromFile?: string; mediaFromFile?: string; itemSize?: number; create?: boolean; recheck?: string; db: string }) => {
       if ([o.ids, o.fromFile, o.mediaFromFile].filter((v) => v !== undefined).length !== 1) {
         throw new InputError('give exactly one of --ids, --from-file or --media-from-file', { code: 'E_USAGE' });
       }
+      if (o.recheck !== undefined && o.recheck !== 'missing') throw new InputError(`--recheck ${o.recheck}: only "missing" can be asked again (e.g. --recheck missing --ids 1000-2000)`, { code: 'E_USAGE' });
+      if (o.recheck !== undefined && o.mediaFromFile) throw new InputError('--recheck takes post IDs (--ids or --from-file), not --media-from-file', { code: 'E_USAGE' });
       const project = await projectFromFlag(o.project);
       if (o.mediaFromFile) {
         const text = await readRangesFile(o.mediaFromFile, '--media-from-file');
@@ -103,7 +106,7 @@ export function registerTrackerCommands(program: Command, io: CliIo, setExit: (c
         return;
       }
       const { seedCommand } = await import('../../tracker/server/commands.js');
-      const r = await seedCommand({ db: o.db, project: project.name, ids, itemSize: o.itemSize ?? project.item_size, create: !!o.create });
+      const r = await seedCommand({ db: o.db, project: project.name, ids, itemSize: o.itemSize ?? project.item_size, create: !!o.create, ...(o.recheck ? { recheck: true } : {}) });
       io.stdout.write(`${r.summary}\n`);
       setExit(0);
     });

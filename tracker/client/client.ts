@@ -184,8 +184,9 @@ export class TrackerClient {
   }
 
   /** Finishes the item. Safe to repeat (a retried done is answered `duplicate: true`). */
-  async done(leaseId: string, stats: DoneStats): Promise<{ duplicate: boolean }> {
-    const res = (await this.#call('POST', '/api/v1/done', { lease_id: leaseId, stats })) as { duplicate: boolean };
+  async done(leaseId: string, stats: DoneStats, options: { missing?: RangeSet } = {}): Promise<{ duplicate: boolean }> {
+    const missing = options.missing && !options.missing.isEmpty ? { missing: options.missing.toJSON() } : {};
+    const res = (await this.#call('POST', '/api/v1/done', { lease_id: leaseId, stats, ...missing })) as { duplicate: boolean };
     return { duplicate: res.duplicate };
   }
 

@@ -51,6 +51,9 @@ export const doneBody = z.strictObject({
       .array(z.strictObject({ name: z.string().min(1).max(255), size: itemBytes, sha256 }))
       .max(10_000),
   }),
+  missing: rangeList
+    .optional()
+    .describe('IDs of the item that answered missing (issue 21): those near the live edge of a followed project are asked again later, a few times, before missing is final'),
 });
 /** Files a node may upload through the tracker: its closed WARCs and its shard manifest. */
 export const UPLOAD_NAME_PATTERN = /^(?:[A-Za-z0-9._-]+\.warc\.gz|shard\.json)$/;

@@ -63,6 +63,8 @@ export async function seedCommand(options: {
   itemSize: number;
   codec?: IdCodec;
   create?: boolean;
+  /** `--recheck missing` (issue 21 §1): the IDs are asked again even though items hold them. */
+  recheck?: boolean;
 }): Promise<{ items: number; ids: number; skipped: number; seconds: number; summary: string }> {
   const { db, project, itemSize, codec = createCodec('integer') } = options;
   checkName(project);
@@ -73,6 +75,13 @@ export async function seedCommand(options: {
   try {
     if (!options.create) await requireProject(store, db, project, 'check the name and --db, or add --create to start it');
     const started = performance.now();
+    if (options.recheck) {
+      if (options.create) throw new InputError('--recheck asks again for IDs of an existing project: drop --create', { code: 'E_USAGE' });
+      const r = await store.seedRecheck(ids, itemSize);
+      const seconds = (performance.now() - started) / 1000;
+      const summary = `queued ${r.ids.toLocaleString('en-US')} IDs in ${r.items.toLocaleString('en-US')} recheck items of project ${project}: nodes ask the platform for them again (an ID found now is archived; merge keeps archived over missing)`;
+      return { ...r, skipped: 0, seconds, summary };
+    }
     const result = await store.seedNew(ids, itemSize);
     const seconds = (performance.now() - started) / 1000;
     const n = (v: number) => v.toLocaleString('en-US');

@@ -1,7 +1,7 @@
 import { errorMessage } from '../../config/errors.js';
 import { RangeSet } from '../../config/id-ranges.js';
 import type { Logger } from '../../config/logger.js';
-import { describeVerdict, judgeLatest, type LatestState, type LatestVerdict } from '../../config/live-edge.js';
+import { RECHECK_DEFAULTS, describeVerdict, judgeLatest, type LatestState, type LatestVerdict, type RecheckOptions } from '../../config/live-edge.js';
 import type { ItemStore, SeedResult } from '../store/item-store.js';
 
 /**
@@ -39,6 +39,8 @@ export interface FollowSeederOptions {
   maxStep?: number | undefined;
   /** Items cut from the frontier at a time, and the queue's low-water mark; default DEFAULT_CHUNK_ITEMS. */
   chunkItems?: number;
+  /** `follow.recheck`: a `missing` ID near the edge is asked again; default RECHECK_DEFAULTS. */
+  recheck?: Partial<RecheckOptions>;
   /** The project's claim order: `newest` cuts from the top of the frontier, `oldest` from the bottom. */
   order?: 'newest' | 'oldest';
   log: FollowLog;
@@ -92,6 +94,19 @@ export class FollowSeeder {
   /** What /api/v1/stats shows (as of the last poll or cut). */
   status(): FollowStatus {
     return { highest: this.#edge.highest, held: this.#edge.held ?? null, frontierIds: RangeSet.fromJSON(this.#edge.frontier).size };
+  }
+
+  /**
+   * What a `done` reporting `missing` IDs asks the store to recheck (issue 21 §1): those within
+   * `recheck.window` of the highest accepted ID, with the project's attempts and delay; undefined
+   * when none is near the edge (their `missing` is final at once).
+   */
+  recheckOf(missing: RangeSet): { ids: RangeSet; policy: { attempts: number; delayMs: number } } | undefined {
+    const policy: RecheckOptions = { ...RECHECK_DEFAULTS, ...this.#o.recheck };
+    const highest = this.#edge.highest;
+    if (highest === 0 || policy.window === 0 || policy.attempts === 0) return undefined;
+    const ids = missing.intersect(new RangeSet([{ start: Math.max(1, highest - policy.window + 1), end: Number.MAX_SAFE_INTEGER }]));
+    return ids.isEmpty ? undefined : { ids, policy: { attempts: policy.attempts, delayMs: policy.delayMs } };
   }
 
   /** Whether IDs are accepted but not yet items (as of the last poll or cut). */

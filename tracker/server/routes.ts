@@ -221,7 +221,8 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
           throw err;
         }
       }
-      const result = await store.done({ nodeId: nodeOf(req).id, leaseId: body.lease_id, stats: body.stats, now: now() });
+      const recheck = body.missing && ctx.follow ? ctx.follow.recheckOf(RangeSet.fromJSON(body.missing)) : undefined;
+      const result = await store.done({ nodeId: nodeOf(req).id, leaseId: body.lease_id, stats: body.stats, now: now(), ...(recheck ? { recheck } : {}) });
       metrics.inc(result.duplicate ? 'done_duplicate' : 'done');
       return { ok: true, duplicate: result.duplicate };
     },

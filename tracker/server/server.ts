@@ -229,6 +229,15 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
           maxStep: project.follow.max_step,
           ...(project.follow.chunk_items ? { chunkItems: project.follow.chunk_items } : {}),
           order: claimOrderOf(project),
+          ...(project.follow.recheck
+            ? {
+                recheck: {
+                  ...(project.follow.recheck.window !== undefined ? { window: project.follow.recheck.window } : {}),
+                  ...(project.follow.recheck.attempts !== undefined ? { attempts: project.follow.recheck.attempts } : {}),
+                  ...(project.follow.recheck.delay_secs !== undefined ? { delayMs: project.follow.recheck.delay_secs * 1000 } : {}),
+                },
+              }
+            : {}),
           log: { info: (msg, fields) => followLog.info(fields ?? {}, msg), warn: (msg, fields) => followLog.warn(fields ?? {}, msg) },
         })
       : undefined;

@@ -132,6 +132,19 @@ export interface HeartbeatOptions {
   mediaRefusedBefore?: number;
 }
 
+export interface DoneOptions {
+  nodeId: number;
+  leaseId: string;
+  stats: DoneStats;
+  now: number;
+  /**
+   * IDs of the item near the live edge that answered `missing` (issue 21 §1): in the same
+   * transaction they become a recheck item, claimable after the item's next recheck delay, unless
+   * the item had `policy.attempts` rechecks already (then their `missing` is final).
+   */
+  recheck?: { ids: RangeSet; policy: { attempts: number; delayMs: number } };
+}
+
 export interface ReleaseOptions {
   nodeId: number;
   leaseId: string;
@@ -167,6 +180,12 @@ export interface ItemStore {
    * seeding a range twice (or two seeds at once) never doubles it. `skipped`: IDs already there.
    */
   seedNew(ids: RangeSet, itemSize: number): Promise<SeedResult>;
+  /**
+   * Queues `ids` to be asked again whatever items hold them (`tracker seed --recheck missing`,
+   * issue 21 §1): recheck items of at most `itemSize` IDs, which a node fetches afresh; the
+   * project's totals do not count them twice.
+   */
+  seedRecheck(ids: RangeSet, itemSize: number): Promise<{ items: number; ids: number }>;
   /** Projects this database knows (with items, nodes or settings), sorted. */
   listProjects(): Promise<string[]>;
   /**
@@ -201,7 +220,7 @@ export interface ItemStore {
    */
   lookupLease(options: { nodeId: number; leaseId: string; now: number }): Promise<LeaseLookup>;
   /** Marks the item done. A repeated done with the same lease is a no-op (`duplicate: true`). */
-  done(options: { nodeId: number; leaseId: string; stats: DoneStats; now: number }): Promise<{ duplicate: boolean }>;
+  done(options: DoneOptions): Promise<{ duplicate: boolean }>;
   /** Returns the unfinished remainder to the queue (release, or fail with `error`). */
   release(options: ReleaseOptions): Promise<{ remaining: RangeSet }>;
   /**

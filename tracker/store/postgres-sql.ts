@@ -38,12 +38,12 @@ SELECT count(*)::int AS n FROM u`;
 
 /**
  * $1 project, $2 lease id, $3 node, $4 expiry, $5..$6 priorities, $7 now: leases the first queued
- * item (`order` = id ASC or DESC), those that never failed first; `attempts` as before this lease.
+ * item (`order` = id ASC or DESC), those that never failed first; `attempts` as before this lease. A recheck item waits for its `not_before` ($7, now).
  */
 export function claimSql(order: 'oldest' | 'newest'): string {
   return `
 WITH picked AS (
-  SELECT id FROM items WHERE project = $1 AND state = 'queued' AND priority BETWEEN $5 AND $6
+  SELECT id FROM items WHERE project = $1 AND state = 'queued' AND priority BETWEEN $5 AND $6 AND (not_before IS NULL OR not_before <= $7::bigint)
   ORDER BY priority, failures, id${order === 'newest' ? ' DESC' : ''} LIMIT 1 FOR UPDATE SKIP LOCKED)
 UPDATE items i SET state = 'claimed', lease_id = $2, node_id = $3, lease_expires_at = $4, progress_at = $7, attempts = attempts + 1
 FROM picked WHERE i.id = picked.id
@@ -90,7 +90,7 @@ export const INSERT_MEDIA_ITEM = `INSERT INTO items (project, ranges, id_count, 
 export const NOTHING_QUEUED = `SELECT (SELECT MIN(lease_expires_at) FROM items WHERE project = $1 AND state = 'claimed' AND priority BETWEEN 0 AND $2) AS at,
   EXISTS (SELECT 1 FROM items WHERE project = $1 AND state = 'queued' AND priority = 0) AS posts`;
 
-const LEASE_COLUMNS = `id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count, kind`;
+const LEASE_COLUMNS = `id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count, kind, rechecks`;
 /** $1 lease id, $2 project. */
 export const BY_LEASE = `SELECT ${LEASE_COLUMNS} FROM items WHERE lease_id = $1 AND project = $2`;
 export const BY_LEASE_FOR_UPDATE = `${BY_LEASE} FOR UPDATE`;
@@ -110,6 +110,15 @@ export const HEARTBEAT = `WITH u AS (UPDATE items SET finished = $10, finished_c
 /** Guarded ($1..$9), then $10 done_stats. */
 export const DONE = `WITH u AS (UPDATE items SET state = 'done', finished = ranges, finished_count = id_count, done_at = $4, done_stats = $10
   WHERE ${LEASE_GUARD} RETURNING id), ${CREDIT}`;
+/**
+ * DONE, and in the same statement (only if the done applied) a recheck item (issue 21 §1): $11 its
+ * ranges, $12 their size, $13 not before, $14 its recheck attempt.
+ */
+export const DONE_RECHECK = `WITH u AS (UPDATE items SET state = 'done', finished = ranges, finished_count = id_count, done_at = $4, done_stats = $10
+  WHERE ${LEASE_GUARD} RETURNING id),
+r AS (INSERT INTO items (project, ranges, id_count, kind, priority, not_before, rechecks) SELECT $9, $11, $12::bigint, 'recheck', 0, $13::bigint, $14::int FROM u), ${CREDIT}`;
+/** $1 project, $2 ranges, $3 sizes: recheck items queued at once (`tracker seed --recheck missing`). */
+export const INSERT_RECHECKS = `INSERT INTO items (project, ranges, id_count, kind, priority, rechecks) SELECT $1, r, c, 'recheck', 0, 0 FROM unnest($2::text[], $3::bigint[]) AS t (r, c)`;
 /** Guarded ($1..$9), then $10 finished, $11 its size, $12 the error (fail) or null. */
 export const RELEASE = `WITH u AS (UPDATE items SET state = CASE WHEN $11::bigint >= id_count THEN 'done' ELSE 'queued' END,
     finished = $10, finished_count = $11::bigint, lease_id = NULL, node_id = NULL, lease_expires_at = NULL, last_error = COALESCE($12, last_error),

@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { InputError, StorageError } from '../../config/errors.js';
 import { RangeSet } from '../../config/id-ranges.js';
-import { type ClaimOptions, type ClaimResult, type DoneStats, type HeartbeatOptions, type ItemStore, type LeaseLookup, type MediaCounts, type NodeRecord, type ReleaseOptions, type SeedResult, type TrackerStats, EVENT_RETENTION_MS } from './item-store.js';
+import { type ClaimOptions, type ClaimResult, type DoneOptions, type HeartbeatOptions, type ItemStore, type LeaseLookup, type MediaCounts, type NodeRecord, type ReleaseOptions, type SeedResult, type TrackerStats, EVENT_RETENTION_MS } from './item-store.js';
 import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
 import { type KindProgress, type WorkRows, buildWorkProgress } from './deadline.js';
 import { type HistoryRow, type RatePoint, type StatsRows, HISTORY_BUCKET_MS, HISTORY_RETENTION_MS, ROLLUP_KEY, ROLLUP_LAG_MS, buildHistory, buildStats } from './stats.js';
-import { type ClaimedRow, type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, mediaRoom, parseStoredRanges, retryAfterMsFor, seqsOf, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, isRepeatedDone, leaseOf, nothingToClaim, packItems, registrationDecision, remainderOf, storeError, storedRanges } from './rules.js';
+import { type ClaimedRow, type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, mediaRoom, parseStoredRanges, retryAfterMsFor, seqsOf, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, isRepeatedDone, leaseOf, recheckItemOf, nothingToClaim, packItems, registrationDecision, remainderOf, storeError, storedRanges } from './rules.js';
 import { SCHEMA_VERSION, INDEXES, addMissingColumnsSql, createTablesSql } from './schema.js';
 import * as Q from './postgres-sql.js';
 
@@ -101,6 +101,17 @@ export class PostgresItemStore implements ItemStore {
 
   async seed(items: Iterable<RangeSet>): Promise<{ items: number; ids: number }> {
     return this.#seedTx(async () => items);
+  }
+
+  async seedRecheck(ids: RangeSet, itemSize: number): Promise<{ items: number; ids: number }> {
+    return this.#tx(async (client) => {
+      const sets = [...packItems(ids, itemSize)];
+      for (let i = 0; i < sets.length; i += 20_000) {
+        const batch = sets.slice(i, i + 20_000);
+        await client.query(Q.INSERT_RECHECKS, [this.project, batch.map(storedRanges), batch.map((s) => s.size)]);
+      }
+      return { items: sets.length, ids: ids.size };
+    }, 'seeding the tracker database failed');
   }
 
   async seedNew(ids: RangeSet, itemSize: number): Promise<SeedResult> {
@@ -364,11 +375,15 @@ export class PostgresItemStore implements ItemStore {
     return { itemId: Number(checkLive(row, leaseId, nodeId, now).id), state: 'live' };
   }
 
-  async done({ nodeId, leaseId, stats, now }: { nodeId: number; leaseId: string; stats: DoneStats; now: number }) {
+  async done({ nodeId, leaseId, stats, now, recheck }: DoneOptions) {
     return this.#guarded(leaseId, async (found) => {
       if (isRepeatedDone(found, nodeId)) return { duplicate: true };
       const row = checkLive(found, leaseId, nodeId, now);
-      const rows = await this.#q<{ n: number }>(Q.DONE, [row.id, leaseId, nodeId, now, row.finished, doneCredit(row), stats.bytes, 1, this.project, JSON.stringify(stats)]);
+      const values = [row.id, leaseId, nodeId, now, row.finished, doneCredit(row), stats.bytes, 1, this.project, JSON.stringify(stats)];
+      const again = recheckItemOf(row, recheck, now);
+      const rows = again
+        ? await this.#q<{ n: number }>(Q.DONE_RECHECK, [...values, storedRanges(again.ranges), again.ranges.size, again.notBefore, again.rechecks])
+        : await this.#q<{ n: number }>(Q.DONE, values);
       return rows[0]?.n === 1 ? { duplicate: false } : undefined;
     });
   }

@@ -3,6 +3,7 @@ import { InputError, LifeboatError, StorageError } from '../../config/errors.js'
 import { RangeSet, parseRanges } from '../../config/id-ranges.js';
 import { BannedError, LeaseError, NickTakenError } from '../client/errors.js';
 import { type ItemKind, type MediaUrl, MAX_REPORTED_URLS } from './media-urls.js';
+import { recheckDelayMs, type RecheckOptions } from '../../config/live-edge.js';
 
 /**
  * The tracker's rules, once, for both stores: what a live lease is, how reported sub-ranges
@@ -22,6 +23,8 @@ export interface LeaseRow {
   finished_count: number;
   id_count: number;
   kind: string;
+  /** How many rechecks the item's IDs have had (a `recheck` item; 0 otherwise). */
+  rechecks: number;
 }
 
 /** The columns read when an item is handed out. */
@@ -180,6 +183,20 @@ export function leaseOf(row: ClaimedRow, leaseId: string, leaseExpiresAt: number
 export function storeError(err: unknown, what = 'tracker database'): LifeboatError {
   if (err instanceof LifeboatError) return err;
   return new StorageError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+}
+
+/**
+ * A `done` that names IDs near the live edge that answered `missing` (issue 21 §1): the recheck
+ * item to add (`kind = 'recheck'`, claimed no earlier than `notBefore`), or undefined when the item
+ * had every recheck already (their `missing` is final) or there is nothing to ask again.
+ */
+export function recheckItemOf(row: Pick<LeaseRow, 'rechecks' | 'ranges'>, recheck: { ids: RangeSet; policy: Pick<RecheckOptions, 'attempts' | 'delayMs'> } | undefined, now: number): { ranges: RangeSet; notBefore: number; rechecks: number } | undefined {
+  if (!recheck) return undefined;
+  const ids = recheck.ids.intersect(parseStoredRanges(row.ranges));
+  const attempt = Number(row.rechecks ?? 0);
+  const delay = recheckDelayMs(attempt, recheck.policy);
+  if (ids.isEmpty || delay === undefined) return undefined;
+  return { ranges: ids, notBefore: now + delay, rechecks: attempt + 1 };
 }
 
 /** When nothing is queued: how long a node should wait before asking again. */

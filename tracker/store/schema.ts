@@ -9,8 +9,9 @@
 /**
  * 2: items have a kind and a priority; media_urls (issue 13). 3: per-URL attempts and failures,
  * an item's last progress and media count, nodes' refusals and media quota window (issue 21).
+ * 4: recheck items (kind `recheck`, issue 21 §1): `not_before` (no claim earlier) and `rechecks` (its attempt).
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -71,6 +72,10 @@ export const TABLES: readonly Table[] = [
       col('media_reported', 'bigint', 'NOT NULL DEFAULT 0', 3),
       /** Times a holder gave the item back with `fail`: such items go behind the rest of their kind. */
       col('failures', 'int', 'NOT NULL DEFAULT 0', 3),
+      /** A recheck item's earliest claim (issue 21 §1: IDs that answered missing near the live edge). */
+      col('not_before', 'bigint', undefined, 4),
+      /** How many rechecks a recheck item's IDs have had. */
+      col('rechecks', 'int', 'NOT NULL DEFAULT 0', 4),
     ],
   },
   {

@@ -2,8 +2,8 @@ import Database from 'better-sqlite3';
 import { StorageError } from '../../config/errors.js';
 import { randomUUID } from 'node:crypto';
 import { RangeSet } from '../../config/id-ranges.js';
-import { type ClaimOptions, type ClaimResult, type DoneStats, type HeartbeatOptions, type ItemStore, type LeaseLookup, type MediaCounts, type NodeRecord, type ReleaseOptions, type SeedResult, type TrackerStats, EVENT_RETENTION_MS } from './item-store.js';
-import { type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, heldIds, isRepeatedDone, leaseOf, mediaRoom, nothingToClaim, packItems, parseStoredRanges, registrationDecision, remainderOf, retryAfterMsFor, seqsOf, storeError, storedRanges } from './rules.js';
+import { type ClaimOptions, type ClaimResult, type DoneOptions, type HeartbeatOptions, type ItemStore, type LeaseLookup, type MediaCounts, type NodeRecord, type ReleaseOptions, type SeedResult, type TrackerStats, EVENT_RETENTION_MS } from './item-store.js';
+import { type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, heldIds, isRepeatedDone, leaseOf, recheckItemOf, mediaRoom, nothingToClaim, packItems, parseStoredRanges, registrationDecision, remainderOf, retryAfterMsFor, seqsOf, storeError, storedRanges } from './rules.js';
 import { SCHEMA_VERSION, addMissingColumnsSql, createTablesSql, INDEXES } from './schema.js';
 import { SQL } from './sqlite-sql.js';
 import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
@@ -121,6 +121,18 @@ export class SqliteItemStore implements ItemStore {
     return { items: count, ids };
   }
 
+  async seedRecheck(ids: RangeSet, itemSize: number): Promise<{ items: number; ids: number }> {
+    const insert = this.#stmt('insertRecheck');
+    return this.#tx(() => {
+      let items = 0;
+      for (const set of packItems(ids, itemSize)) {
+        insert.run(this.project, storedRanges(set), set.size, null, 0);
+        items++;
+      }
+      return { items, ids: ids.size };
+    });
+  }
+
   async seedNew(ids: RangeSet, itemSize: number): Promise<SeedResult> {
     const insert = this.#stmt('insertItem');
     // One IMMEDIATE transaction: reading what is held and adding the rest cannot interleave with another seed.
@@ -211,7 +223,7 @@ export class SqliteItemStore implements ItemStore {
         return { kind: 'later', retryAfterMs: retryAfterMsFor(live.at ?? now, now), capped: true, expired };
       }
       for (;;) {
-        let row = this.#stmt(order === 'newest' ? 'nextQueuedNewest' : 'nextQueued').get(this.project, lo, hi) as QueuedRow | undefined;
+        let row = this.#stmt(order === 'newest' ? 'nextQueuedNewest' : 'nextQueued').get(this.project, lo, hi, now) as QueuedRow | undefined;
         if (only !== 'posts') {
           const pending = (this.#stmt('pendingMin').get(this.project) as { priority: number } | undefined)?.priority;
           if (cutPendingFirst(pending, row)) row = this.#cutMediaItem(pending, mediaItemSize);
@@ -346,11 +358,13 @@ export class SqliteItemStore implements ItemStore {
     return { itemId: checkLive(row, leaseId, nodeId, now).id, state: 'live' };
   }
 
-  async done({ nodeId, leaseId, stats, now }: { nodeId: number; leaseId: string; stats: DoneStats; now: number }) {
+  async done({ nodeId, leaseId, stats, now, recheck }: DoneOptions) {
     return this.#tx(() => {
       const row = this.#byLease(leaseId);
       if (isRepeatedDone(row, nodeId)) return { duplicate: true };
       const live = checkLive(row, leaseId, nodeId, now);
+      const again = recheckItemOf(live, recheck, now);
+      if (again) this.#stmt('insertRecheck').run(this.project, storedRanges(again.ranges), again.ranges.size, again.notBefore, again.rechecks);
       const added = doneCredit(live);
       this.#stmt('finish').run(now, JSON.stringify(stats), live.id);
       this.#stmt('credit').run(added, stats.bytes, 1, now, nodeId);

@@ -1,0 +1,65 @@
+import { expect, it } from 'vitest';
+import { RangeSet } from '../config/id-ranges.js';
+import { packItems } from '../tracker/store/item-store.js';
+import { describeEachStore } from './fixtures/store-harness.js';
+
+/**
+ * Issue 21 §1, the store's part (both databases): a `done` that names IDs to recheck queues them,
+ * in the same transaction, as a recheck item no claim hands out before its delay; each recheck of
+ * the same IDs waits twice as long, and after `attempts` rechecks none is queued (missing is final).
+ * `seedRecheck` queues held IDs again on purpose. Totals never count a recheck twice.
+ */
+
+const T0 = 1_700_000_000_000;
+const LEASE_MS = 60_000;
+const POLICY = { attempts: 2, delayMs: 1000 };
+const EMPTY = { counts: { archived: 0, missing: 0, gone: 0, restricted: 0, failed: 0 }, bytes: 0, warcs: [] };
+const ids = (a: number, b: number) => new RangeSet([{ start: a, end: b }]);
+
+describeEachStore('rechecks near the live edge', (h) => {
+  it('a done with IDs to recheck queues them, claimable only after the delay, doubling, until the attempts are spent', async () => {
+    const store = await h.open();
+    await store.seed(packItems(ids(1, 10), 10));
+    const node = await store.registerNode({ nick: 'n', tokenHash: 't', now: T0 });
+    const first = await store.claim({ nodeId: node.id, now: T0, leaseMs: LEASE_MS });
+    if (first.kind !== 'lease') throw new Error('no lease');
+    // IDs outside the item are ignored; 7-9 are queued to be asked again.
+    await store.done({ nodeId: node.id, leaseId: first.lease.leaseId, stats: EMPTY, now: T0, recheck: { ids: new RangeSet([{ start: 7, end: 9 }, { start: 50, end: 60 }]), policy: POLICY } });
+    // A repeated done (the answer was lost) queues nothing more.
+    expect(await store.done({ nodeId: node.id, leaseId: first.lease.leaseId, stats: EMPTY, now: T0, recheck: { ids: ids(7, 9), policy: POLICY } })).toEqual({ duplicate: true });
+    expect((await store.claim({ nodeId: node.id, now: T0 + 999, leaseMs: LEASE_MS })).kind).not.toBe('lease');
+    const second = await store.claim({ nodeId: node.id, now: T0 + 1000, leaseMs: LEASE_MS });
+    if (second.kind !== 'lease') throw new Error(`no recheck lease: ${second.kind}`);
+    expect(second.lease.ranges.format()).toBe('7-9');
+    expect(second.lease.kind).toBe('posts');
+    // Still missing: the next recheck waits twice as long.
+    const t2 = T0 + 1000;
+    await store.done({ nodeId: node.id, leaseId: second.lease.leaseId, stats: EMPTY, now: t2, recheck: { ids: ids(8, 8), policy: POLICY } });
+    expect((await store.claim({ nodeId: node.id, now: t2 + 1999, leaseMs: LEASE_MS })).kind).not.toBe('lease');
+    const third = await store.claim({ nodeId: node.id, now: t2 + 2000, leaseMs: LEASE_MS });
+    if (third.kind !== 'lease') throw new Error('no second recheck');
+    expect(third.lease.ranges.format()).toBe('8');
+    // Two rechecks spent: missing is final, nothing more is queued.
+    await store.done({ nodeId: node.id, leaseId: third.lease.leaseId, stats: EMPTY, now: t2 + 2000, recheck: { ids: ids(8, 8), policy: POLICY } });
+    expect((await store.claim({ nodeId: node.id, now: T0 + 3_600_000, leaseMs: LEASE_MS })).kind).toBe('done');
+    const stats = await store.stats({ now: T0 + 3_600_000, windowMs: 60_000 });
+    expect(stats.ids).toEqual({ total: 10, done: 10 });
+    expect(stats.items).toMatchObject({ total: 1, done: 1, queued: 0 });
+  });
+
+  it('seedRecheck queues held IDs again at once (tracker seed --recheck missing), packed into items', async () => {
+    const store = await h.open();
+    await store.seed(packItems(ids(1, 30), 10));
+    expect(await store.seedNew(ids(21, 30), 10)).toEqual({ items: 0, ids: 0, skipped: 10 });
+    expect(await store.seedRecheck(new RangeSet([{ start: 5, end: 5 }, { start: 21, end: 30 }]), 10)).toEqual({ items: 2, ids: 11 });
+    const node = await store.registerNode({ nick: 'm', tokenHash: 't2', now: T0 });
+    const got: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const c = await store.claim({ nodeId: node.id, now: T0, leaseMs: LEASE_MS });
+      if (c.kind !== 'lease') break;
+      got.push(c.lease.ranges.format());
+    }
+    expect(got).toEqual(['1-10', '11-20', '21-30', '5,21-29', '30']);
+    expect((await store.stats({ now: T0, windowMs: 60_000 })).ids.total).toBe(30);
+  });
+});
