@@ -50,4 +50,15 @@ describe('tracker seed/status through the CLI (issue 10 §5)', () => {
     expect(t.stderr).toMatch(/project rescu is not in sqlite:.*\(it holds rescue\); check the name and --db, or add --create/);
     expect(readdirSync(dir).filter((n) => /-(wal|shm)$/.test(n))).toEqual([]);
   });
+
+  it('seed --recheck missing queues held IDs again (issue 21); any other status is refused', async () => {
+    const recheck = await run(['tracker', 'seed', '--project', project, '--ids', '1401-1500', '--recheck', 'missing', '--db', db]);
+    expect(recheck.code, recheck.stderr).toBe(0);
+    expect(recheck.stdout).toMatch(/^queued 100 IDs in 1 recheck items of project rescue/);
+    const status = await run(['tracker', 'status', '--project', project, '--db', db]);
+    expect(status.stdout).toMatch(/project rescue: 0 \/ 1,500 IDs done/); // not counted twice
+    const bad = await run(['tracker', 'seed', '--project', project, '--ids', '1-10', '--recheck', 'archived', '--db', db]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--recheck archived: only "missing" can be asked again/);
+  });
 });

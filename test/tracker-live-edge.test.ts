@@ -11,6 +11,7 @@ import { TrackerClient } from '../tracker/client/client.js';
 import type { ItemStore } from '../tracker/store/item-store.js';
 import { parseProject } from '../tracker/store/project.js';
 import { buildTrackerApp } from '../tracker/server/server.js';
+import { takeIds } from '../tracker/server/follow.js';
 import { SqliteItemStore } from '../tracker/store/sqlite-store.js';
 import { describeWithPostgres, pgStores } from './fixtures/pg-stores.js';
 
@@ -126,6 +127,15 @@ function liveEdgeSuite(open: (project: string) => Promise<ItemStore>) {
     }
   });
 }
+
+describe('the frontier', () => {
+  it('cuts the lowest IDs for order oldest and the highest for newest, without listing them', () => {
+    const frontier = new RangeSet([{ start: 51, end: 60 }, { start: 101, end: 1e15 }]);
+    expect(takeIds(frontier, 15, 'oldest').format()).toBe('51-60,101-105');
+    expect(takeIds(frontier, 15, 'newest').format()).toBe(`${1e15 - 14}-${1e15}`);
+    expect(takeIds(new RangeSet([{ start: 1, end: 3 }]), 10, 'oldest').format()).toBe('1-3');
+  });
+});
 
 describe('tracker follow at the live edge (SQLite)', () => {
   let serial = 0;
