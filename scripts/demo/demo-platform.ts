@@ -54,6 +54,8 @@ export interface DemoPlatformOptions {
   hangPages?: number[];
   /** Half the public posts carry a 1-3 MiB video (the media-heavy benchmark). Default false. */
   heavyVideos?: boolean;
+  /** Paths (e.g. `/media/img/12-0.jpg`) whose every request has its connection reset: media that can never be archived. */
+  poisonPaths?: string[];
 }
 
 export interface DemoPlatformStats {
@@ -72,6 +74,8 @@ export interface DemoPlatform {
   close(): Promise<void>;
   setChaos(chaos: DemoPlatformOptions['chaos'] | undefined): void;
   setRateLimit(r: DemoPlatformOptions['rateLimit'] | undefined): void;
+  /** Paths whose every request has its connection reset from now on (poison media). */
+  setPoisonPaths(paths: string[]): void;
   /**
    * A live platform (issue 14): the highest post ID becomes `posts` (what /api/v1/latest answers);
    * posts 1..old keep their content, the new ones appear. Also lowers it (a discover that goes backwards).
@@ -132,6 +136,7 @@ export async function startDemoPlatform(opts: DemoPlatformOptions = {}): Promise
   checkChaos(opts.chaos);
   checkRateLimit(opts.rateLimit);
   let chaos = opts.chaos;
+  let poison = new Set(opts.poisonPaths ?? []);
   let rateLimit = opts.rateLimit;
   let bucket = rateLimit ? new TokenBucket(rateLimit.rps, rateLimit.burst ?? Math.max(1, rateLimit.rps)) : undefined;
   const chaosRandom = prng(hash(seed, 0, 0xc4a05));
@@ -209,6 +214,10 @@ export async function startDemoPlatform(opts: DemoPlatformOptions = {}): Promise
       return sendNormally(req, res, { ...textReply(405, 'method not allowed\n'), headers: { allow: 'GET, HEAD' } });
     }
     if (path === '/robots.txt') return sendNormally(req, res, route(req, path, ctx));
+    if (poison.has(path)) {
+      stats.chaos++;
+      return void req.socket.destroy();
+    }
     if (bucket && !bucket.take()) {
       stats.rateLimited++;
       const reply = jsonReply(req, 429, { error: 'rate limited' });
@@ -266,6 +275,9 @@ export async function startDemoPlatform(opts: DemoPlatformOptions = {}): Promise
         for (const socket of sockets) socket.destroy();
       });
       return closing;
+    },
+    setPoisonPaths(paths) {
+      poison = new Set(paths);
     },
     setChaos(next) {
       checkChaos(next);
