@@ -13,6 +13,7 @@ import { TrackerRequestError } from '../tracker/client/errors.js';
 import { crawlItem, finishedIn } from './item.js';
 import { mediaFinished } from './media.js';
 import type { NodeOptions } from './options.js';
+import { assertHttpUrl } from '../config/http-url.js';
 
 export type { NodeOptions } from './options.js';
 
@@ -66,23 +67,8 @@ async function writeState(path: string, state: NodeState): Promise<void> {
   await rename(`${path}.tmp`, path);
 }
 
-/** The tracker's URL, or an InputError saying how to write it (`127.0.0.1:8070` has no scheme). */
-function checkTrackerUrl(raw: string): void {
-  let url: URL | undefined;
-  try {
-    url = new URL(raw);
-  } catch {
-    url = undefined;
-  }
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) {
-    throw new InputError(`--tracker ${JSON.stringify(raw)} is not an http(s) URL: write it with its scheme, e.g. http://${raw.replace(/^[a-z]+:\/\//i, '')}`, {
-      code: 'E_USAGE',
-    });
-  }
-}
-
 export async function runNode(opts: NodeOptions): Promise<NodeResult> {
-  checkTrackerUrl(opts.trackerUrl); // before anything is created
+  assertHttpUrl('--tracker', opts.trackerUrl); // before anything is created
   await mkdir(join(opts.outDir, 'items'), { recursive: true });
   // One node per --out (issue 10 §2): two would share node.json's lease and the item shards.
   const lock = acquireDirLock(opts.outDir, 'node');

@@ -10,6 +10,7 @@ import type { UploadProgress } from '../../storage/upload/progress.js';
 import type { CliIo } from './cli-io.js';
 import { byteSize, positiveInt } from './cli-options.js';
 import { shardDbPath } from '../../storage/shard/layout.js';
+import { assertHttpUrl } from '../../config/http-url.js';
 
 /** The codec a shard was crawled with (its shard.sqlite meta), so reports use the platform's notation. */
 function shardCodec(dir: string): ((id: number) => string) | undefined {
@@ -39,19 +40,6 @@ function uploadProgress(io: CliIo): (p: UploadProgress) => void {
     const line = `${p.filesDone}/${p.filesTotal} files  ${(p.bytesDone / 1e6).toFixed(1)}/${(p.bytesTotal / 1e6).toFixed(1)} MB  ${p.mbPerSec.toFixed(1)} MB/s  ETA ${p.etaSecs === undefined ? '?' : `${Math.round(p.etaSecs)}s`}`;
     io.stderr.write(io.stderr.isTTY ? `\r\x1b[2K${line}` : `${line}\n`);
   };
-}
-
-/** `--endpoint` must be an http(s) URL: `127.0.0.1:4569` (no scheme) is bad usage, said on one line. */
-function checkEndpoint(raw: string): void {
-  let url: URL | undefined;
-  try {
-    url = new URL(raw);
-  } catch {
-    url = undefined;
-  }
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) {
-    throw new InputError(`--endpoint ${JSON.stringify(raw)} is not an http(s) URL: write it with its scheme, e.g. http://${raw.replace(/^[a-z]+:\/\//i, '')}`, { code: 'E_USAGE' });
-  }
 }
 
 /** A progress line on stderr at most once a second, the first after a second (a short run prints none; a TTY rewrites it in place); `done` ends it. */
@@ -206,7 +194,7 @@ export function registerCurateCommands(program: Command, io: CliIo, setExit: (co
     .option('--collection <name>', 'IA collection')
     .option('--title <title>', 'IA item title')
     .action(async (dir: string, o: { to: string; endpoint?: string; concurrency?: number; partSize?: number; deleteAfterUpload?: boolean; includeDb?: boolean; collection?: string; title?: string }) => {
-      if (o.endpoint !== undefined) checkEndpoint(o.endpoint);
+      if (o.endpoint !== undefined) assertHttpUrl('--endpoint', o.endpoint);
       const { parseUploadTarget } = await import('../../storage/upload/target.js');
       const target = parseUploadTarget(o.to);
       const common = {
