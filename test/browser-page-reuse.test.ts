@@ -26,6 +26,12 @@ describeBrowser('browser capture: one page reused across captures', () => {
       };
       if (req.url === '/a') return html(`<p>a</p><script>addEventListener('pagehide', () => navigator.sendBeacon('/beacon-a', 'bye'));</script>`);
       if (req.url === '/b') return html('<p>b</p>');
+      if (req.url === '/c') return html(`<p>c</p><script>navigator.sendBeacon('/beacon-c', 'hello');</script>`);
+      if (req.url === '/beacon-c') {
+        req.resume();
+        res.writeHead(204).end();
+        return;
+      }
       if (req.url === '/beacon-a') {
         // Answered while the next capture is still waiting for quiet.
         req.resume();
@@ -74,6 +80,19 @@ describeBrowser('browser capture: one page reused across captures', () => {
       expect(bPaths).toContain('/b');
       expect(bPaths).not.toContain('/beacon-a');
       expect(a.captures.map((c) => new URL(c.url).pathname)).not.toContain('/b');
+    } finally {
+      await pool.close();
+    }
+  }, 60_000);
+
+  it("records the page's own beacons (a ping is dropped only when another page sent it)", async () => {
+    const pool = new BrowserPool({ executablePath: CHROMIUM, contexts: 1 });
+    try {
+      const c = await pool.withPage(
+        (page, context) => capturePage(page, context, { url: `${base}/c`, allowRequest: async () => undefined, idleMs: 300, navigationTimeoutMs: 10_000, maxBodyBytes: 1 << 20 }),
+        { timeoutMs: 20_000 },
+      );
+      expect(c.captures.map((x) => new URL(x.url).pathname)).toEqual(expect.arrayContaining(['/c', '/beacon-c']));
     } finally {
       await pool.close();
     }

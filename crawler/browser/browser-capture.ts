@@ -124,6 +124,27 @@ class CdpRecorder {
     this.#stopped = false;
   }
 
+  /**
+   * A ping (`sendBeacon`, `<a ping>`) sent from a document other than the one this capture loads
+   * (by its Referer). A ping whose page's referrer policy trims the Referer to an origin is not
+   * recorded either: it still goes out, checked against scope; a ping is not content.
+   */
+  #foreignPing(e: Paused): boolean {
+    if (e.resourceType !== 'Ping' || this.#stopped) return false;
+    const referer = Object.entries(e.request.headers).find(([k]) => k.toLowerCase() === 'referer')?.[1];
+    if (referer === undefined) return false;
+    const page = (u: string): string => {
+      try {
+        const url = new URL(u);
+        return `${url.origin}${url.pathname}${url.search}`;
+      } catch {
+        return u;
+      }
+    };
+    const here = page(this.#opts.url);
+    return page(referer) !== here && !this.#pending.some((p) => page(p.paused.request.url) === page(referer));
+  }
+
   /** False for an event of a request that belongs to an earlier capture. */
   #current(requestId: string | undefined): boolean {
     return requestId === undefined || !this.#stale.has(requestId);
@@ -197,7 +218,10 @@ class CdpRecorder {
     const cdp = this.#cdp;
     // Between captures, or a straggler of the previous page: scope still applies, nothing is recorded.
     // Keyed by both ids: a beacon sent as the old page unloads has a Fetch id but no network id.
-    if (this.#stopped) {
+    // A beacon the previous page sends as it unloads can be dispatched only after this capture has
+    // begun (Chromium sends keepalive requests late under load): a ping whose Referer is not a page
+    // of this capture is that page's, and stale too.
+    if (this.#stopped || this.#foreignPing(e)) {
       if (e.networkId !== undefined) this.#stale.add(e.networkId);
       this.#stale.add(e.requestId);
     }
