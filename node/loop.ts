@@ -13,7 +13,7 @@ import { TrackerRequestError } from '../tracker/client/errors.js';
 import { crawlItem, finishedIn } from './item.js';
 import { mediaFinished } from './media.js';
 import type { NodeOptions } from './options.js';
-import { assertHttpUrl } from '../config/http-url.js';
+import { assertHttpUrl } from '../config/errors.js';
 
 export type { NodeOptions } from './options.js';
 

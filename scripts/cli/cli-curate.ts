@@ -10,7 +10,7 @@ import type { UploadProgress } from '../../storage/upload/progress.js';
 import type { CliIo } from './cli-io.js';
 import { byteSize, positiveInt } from './cli-options.js';
 import { shardDbPath } from '../../storage/shard/layout.js';
-import { assertHttpUrl } from '../../config/http-url.js';
+import { assertHttpUrl } from '../../config/errors.js';
 
 /** The codec a shard was crawled with (its shard.sqlite meta), so reports use the platform's notation. */
 function shardCodec(dir: string): ((id: number) => string) | undefined {
