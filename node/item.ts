@@ -1,6 +1,8 @@
 import { mkdir } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { errorMessage, InputError } from '../config/errors.js';
+import { backoffMs } from '../config/retry.js';
 import { RangeSet } from '../config/id-ranges.js';
 import type { Logger } from '../config/logger.js';
 import { loadProfile } from '../config/profile.js';
@@ -8,7 +10,7 @@ import { ShardDb } from '../storage/shard/shard-db.js';
 import { readManifest } from '../storage/shard/shard-manifest.js';
 import { shardFailureReasons, shardIncompleteReasons } from '../storage/curate/status.js';
 import type { TrackerClient, TrackerItem } from '../tracker/client/client.js';
-import { TrackerRequestError } from '../tracker/client/errors.js';
+import { TrackerRequestError, TrackerUnavailableError } from '../tracker/client/errors.js';
 import { runCrawl } from '../crawler/run/crawl.js';
 import { markUploaded } from '../crawler/run/caps.js';
 import { MediaReporter, mediaCounts, mediaFailures, mediaFinished, queueMediaItem } from './media.js';
@@ -151,12 +153,26 @@ export async function crawlItem(
   }
   finished = progress();
   if (reporter) {
-    try {
-      await reporter.report(finished);
-    } catch (err) {
-      if (!(err instanceof TrackerRequestError)) throw err;
-      log.log('warn', `tracker refused the media report for item ${item.id}: ${errorMessage(err)}; stopping this item`);
-      return { interrupted: false, finished, counts };
+    // The last report names every final ID with its media. A tracker that is away is waited out
+    // (it holds the lease while it is down, and gives live leases their time back on restart); a
+    // stop while waiting releases only what the tracker acknowledged, as Ctrl-C above does.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await reporter.report(finished);
+        break;
+      } catch (err) {
+        if (err instanceof TrackerRequestError) {
+          log.log('warn', `tracker refused the media report for item ${item.id}: ${errorMessage(err)}; stopping this item`);
+          return { interrupted: false, finished, counts };
+        }
+        if (!(err instanceof TrackerUnavailableError)) throw err;
+        if (!opts.signal?.aborted) {
+          const waitMs = backoffMs(attempt, { baseMs: opts.uploadRetryBaseMs ?? 15_000, maxMs: 600_000, jitter: 'none' });
+          log.log('warn', `could not report the media of item ${item.id} (${errorMessage(err)}); trying again in ${Math.max(1, Math.round(waitMs / 1000))} s`);
+          await sleep(waitMs, undefined, opts.signal ? { signal: opts.signal } : undefined).catch(() => undefined);
+        }
+        if (opts.signal?.aborted) return { interrupted: true, finished: reporter.acked, counts };
+      }
     }
   }
   const left = item.ranges.subtract(finished);

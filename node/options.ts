@@ -28,7 +28,7 @@ export interface NodeOptions extends Omit<CrawlFlags, 'node' | 'inlineMedia'> {
   client?: TrackerClient;
   /** Claim only this kind of item (`--only posts|media`); default either, post items first. */
   only?: ItemKind;
-  /** First wait after an upload or `done` failed for a passing reason; doubles up to 10 min. Default 15 s. */
+  /** First wait after the item's last media report, an upload or `done` failed for a passing reason; doubles up to 10 min. Default 15 s. */
   uploadRetryBaseMs?: number;
   /** `--max-disk`, `--max-hours` (issue 14): checked before each claim and, for the disk, during an item. */
   caps?: NodeCaps;

@@ -131,60 +131,87 @@ describe('MediaReporter (issue 13)', () => {
   });
 });
 
+/**
+ * A node against a tracker that is away whenever a heartbeat carries media, `awayReports` times
+ * (Infinity: always); with `stopWhenAway` each such failure is also the volunteer's Ctrl-C.
+ */
+async function nodeWithAwayTracker(name: string, options: { awayReports: number; stopWhenAway: boolean; heartbeatMs: number }) {
+  const { startDemoPlatform } = await import('../scripts/demo/demo-platform.js');
+  const { runNode } = await import('../node/loop.js');
+  const { silentLogger } = await import('../config/logger.js');
+  const { TrackerUnavailableError } = await import('../tracker/client/errors.js');
+  const platform = await startDemoPlatform({ posts: 60, trackPaths: false });
+  const project = parseProject({ name, profile: 'demo', item_size: 60, lease_secs: 60 });
+  const trackerPath = path.join(dir, `${name}.sqlite`);
+  const ctrlStore = new SqliteItemStore({ path: trackerPath, project: project.name });
+  await ctrlStore.init();
+  const ctrlApp = await buildTrackerApp({ store: ctrlStore, project, adminToken: 'admin-token-for-tests-0123456789', leaseMs: 60_000, rateLimit: { max: 10_000, timeWindowMs: 60_000 }, expireEveryMs: 0, aliveEveryMs: 0 });
+  try {
+    const url = await ctrlApp.listen({ port: 0, host: '127.0.0.1' });
+    await ctrlStore.seed([new RangeSet([{ start: 1, end: 60 }])]);
+    const stop = new AbortController();
+    let away = 0;
+    let sent = 0; // media URLs in heartbeats the tracker answered
+    const real = new TrackerClient({ baseUrl: url, clientVersion: '0.1.0', retry: { maxAttempts: 1 } });
+    const client = new Proxy(real, {
+      get(target, prop) {
+        if (prop !== 'heartbeat') {
+          const v: unknown = Reflect.get(target, prop, target);
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        }
+        return async (leaseId: string, finished: RangeSet, media?: string[]) => {
+          if (media && media.length > 0 && away < options.awayReports) {
+            away++;
+            if (options.stopWhenAway) stop.abort();
+            throw new TrackerUnavailableError('tracker away (test)');
+          }
+          const answer = await target.heartbeat(leaseId, finished, media);
+          sent += media?.length ?? 0;
+          return answer;
+        };
+      },
+    });
+    const outDir = path.join(dir, `${name}-node`);
+    const result = await runNode({ trackerUrl: url, nick: name, outDir, logger: silentLogger, nodeName: name, baseUrl: platform.url, allowPrivateNetwork: true, heartbeatMs: options.heartbeatMs, uploadRetryBaseMs: 20, signal: stop.signal, client, exitWhenDone: true });
+    const [item] = (await import('node:fs')).readdirSync(path.join(outDir, 'items'));
+    const shard = new Database(path.join(outDir, 'items', item!, 'shard.sqlite'), { readonly: true });
+    const withMedia = new Set(shard.prepare(`SELECT DISTINCT post_id FROM urls WHERE state = 'queued' AND post_id IS NOT NULL`).pluck().all() as number[]);
+    const queuedUrls = shard.prepare(`SELECT COUNT(*) FROM urls WHERE state = 'queued'`).pluck().get() as number;
+    const finalIds = shard.prepare(`SELECT id FROM ids WHERE status IN ('archived', 'missing', 'gone', 'restricted')`).pluck().all() as number[];
+    shard.close();
+    const trackerDb = new Database(trackerPath, { readonly: true });
+    const row = trackerDb.prepare(`SELECT state, finished FROM items WHERE project = ? AND kind = 'posts'`).get(name) as { state: string; finished: string | null };
+    trackerDb.close();
+    return { result, away, sent, withMedia, queuedUrls, finalIds, row };
+  } finally {
+    await ctrlApp.close();
+    await ctrlStore.close();
+    await platform.close();
+  }
+}
+
 describe('Ctrl-C in collect mode (issue 21 §5)', () => {
   it('releases only IDs whose media the tracker acknowledged: a report that fails at the stop leaves them unfinished', async () => {
-    const { startDemoPlatform } = await import('../scripts/demo/demo-platform.js');
-    const { runNode } = await import('../node/loop.js');
-    const { silentLogger } = await import('../config/logger.js');
-    const { TrackerUnavailableError } = await import('../tracker/client/errors.js');
-    const platform = await startDemoPlatform({ posts: 60, trackPaths: false });
-    const project = parseProject({ name: 'ctrlc', profile: 'demo', item_size: 60, lease_secs: 60 });
-    const ctrlStore = new SqliteItemStore({ path: path.join(dir, 'ctrlc.sqlite'), project: project.name });
-    await ctrlStore.init();
-    const ctrlApp = await buildTrackerApp({ store: ctrlStore, project, adminToken: 'admin-token-for-tests-0123456789', leaseMs: 60_000, rateLimit: { max: 10_000, timeWindowMs: 60_000 }, expireEveryMs: 0, aliveEveryMs: 0 });
-    try {
-      const url = await ctrlApp.listen({ port: 0, host: '127.0.0.1' });
-      await ctrlStore.seed([new RangeSet([{ start: 1, end: 60 }])]);
-      const stop = new AbortController();
-      // The tracker never takes a media report (it is away whenever media are in it); the first one is when Ctrl-C comes.
-      const real = new TrackerClient({ baseUrl: url, clientVersion: '0.1.0', retry: { maxAttempts: 1 } });
-      const client = new Proxy(real, {
-        get(target, prop, receiver) {
-          if (prop !== 'heartbeat') {
-            const v: unknown = Reflect.get(target, prop, target);
-            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-          }
-          void receiver;
-          return async (leaseId: string, finished: RangeSet, media?: string[]) => {
-            if (media && media.length > 0) {
-              stop.abort();
-              throw new TrackerUnavailableError('tracker away (test)');
-            }
-            return target.heartbeat(leaseId, finished, media);
-          };
-        },
-      });
-      const outDir = path.join(dir, 'ctrlc-node');
-      const result = await runNode({ trackerUrl: url, nick: 'ctrlc', outDir, logger: silentLogger, nodeName: 'ctrlc', baseUrl: platform.url, allowPrivateNetwork: true, heartbeatMs: 50, signal: stop.signal, client });
-      expect(result.interrupted).toBe(true);
-      const [item] = (await import('node:fs')).readdirSync(path.join(outDir, 'items'));
-      const shard = new Database(path.join(outDir, 'items', item!, 'shard.sqlite'), { readonly: true });
-      const withMedia = new Set((shard.prepare(`SELECT DISTINCT post_id FROM urls WHERE state = 'queued' AND post_id IS NOT NULL`).pluck().all() as number[]));
-      const finalIds = shard.prepare(`SELECT id FROM ids WHERE status IN ('archived', 'missing', 'gone', 'restricted')`).pluck().all() as number[];
-      shard.close();
-      // The stop came with final IDs whose media were never acknowledged…
-      expect(finalIds.filter((id) => withMedia.has(id)).length).toBeGreaterThan(0);
-      // …and the tracker got none of them back as finished.
-      const trackerDb = new Database(path.join(dir, 'ctrlc.sqlite'), { readonly: true });
-      const row = trackerDb.prepare(`SELECT state, finished FROM items WHERE project = 'ctrlc'`).get() as { state: string; finished: string };
-      trackerDb.close();
-      expect(row.state).toBe('queued');
-      const releasedFinished = RangeSet.fromJSON(JSON.parse(row.finished) as [number, number][]);
-      expect([...withMedia].filter((id) => releasedFinished.has(id))).toEqual([]);
-    } finally {
-      await ctrlApp.close();
-      await ctrlStore.close();
-      await platform.close();
-    }
+    // The tracker never takes a media report; the first one that fails is when Ctrl-C comes
+    // (during the crawl, or at the item's last report when the crawl ended first).
+    const run = await nodeWithAwayTracker('ctrlc', { awayReports: Infinity, stopWhenAway: true, heartbeatMs: 50 });
+    expect(run.result.interrupted).toBe(true);
+    // The stop came with final IDs whose media were never acknowledged…
+    expect(run.finalIds.filter((id) => run.withMedia.has(id)).length).toBeGreaterThan(0);
+    // …and the tracker got none of them back as finished.
+    expect(run.row.state).toBe('queued');
+    const releasedFinished = RangeSet.fromJSON(JSON.parse(run.row.finished ?? '[]') as [number, number][]);
+    expect([...run.withMedia].filter((id) => releasedFinished.has(id))).toEqual([]);
+  }, 60_000);
+
+  it("a tracker away at the item's last media report is waited out: the item is done with every medium reported", async () => {
+    // No heartbeat during the crawl (the lease is long): the last report is the first, and it fails twice.
+    const run = await nodeWithAwayTracker('away', { awayReports: 2, stopWhenAway: false, heartbeatMs: 60_000 });
+    expect(run.away).toBe(2);
+    expect(run.result.interrupted).toBe(false);
+    expect(run.result.items).toBe(1);
+    expect(run.row.state).toBe('done');
+    expect(run.queuedUrls).toBeGreaterThan(0);
+    expect(run.sent).toBe(run.queuedUrls);
   }, 60_000);
 });
