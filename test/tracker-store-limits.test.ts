@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
 import { LeaseError } from '../tracker/client/errors.js';
-import { type ItemStore, type Lease, packItems } from '../tracker/store/item-store.js';
+import { type DoneStats, type ItemStore, type Lease, packItems } from '../tracker/store/item-store.js';
 import { describeEachStore } from './fixtures/store-harness.js';
 
 /**
@@ -9,7 +9,8 @@ import { describeEachStore } from './fixtures/store-harness.js';
  * (per-URL attempts counted project-wide, `failed` with the reason after the cap, the item
  * finishes; a failed item goes behind the rest of its kind), and volunteers nobody vetted are
  * held to the project's limits (live leases per node, leases without progress handed on, media
- * per ID reported finished and per node per hour), each refusal counted.
+ * per ID reported finished and per node per hour), each refusal counted; a node does not get
+ * back an item taken from it for no progress while other work is there for it (the stall bar).
  */
 
 const T0 = 1_700_000_000_000;
@@ -25,6 +26,11 @@ async function lease(store: ItemStore, nodeId: number, now = T0, extra: { leaseM
   if (result.kind !== 'lease') throw new Error(`expected a lease, got ${result.kind}`);
   return result.lease;
 }
+
+const MIN = 60_000;
+const HOUR = 3600_000;
+const doneStats: DoneStats = { counts: { archived: 10, missing: 0, gone: 0, restricted: 0, failed: 0 }, bytes: 1, warcs: [] };
+const nothing = new RangeSet();
 
 const seqOf = (l: Lease, url: string) => l.urls!.find((u) => u.url === url)!.seq;
 const seqSet = (...seqs: number[]) => new RangeSet(seqs.map((s) => ({ start: s, end: s })));
@@ -149,5 +155,89 @@ describeEachStore('limits (issue 21)', (h) => {
     const stranger = await node(store, 'stranger');
     await expect(store.heartbeat({ nodeId: stranger.id, leaseId: one.leaseId, finished: new RangeSet(), now: T0 + 5, leaseMs: LEASE_MS, media: urls(5000, 1) })).rejects.toBeInstanceOf(LeaseError);
     expect((await store.mediaCounts()).urls).toBe(600);
+  });
+
+  /** Each item's stall mark: [item, stalled_by, stalled_at], marked ones only. */
+  const marks = async (store: ItemStore) =>
+    (await h.sql<{ id: number; stalled_by: number; stalled_at: number }>(`SELECT id, stalled_by, stalled_at FROM items WHERE project = $1 AND stalled_by IS NOT NULL ORDER BY id`, [store.project])).map((m) => [Number(m.id), Number(m.stalled_by), Number(m.stalled_at)]);
+
+  it('a node does not get back an item taken from it for no progress while other work is claimable for it; other nodes get it first', async () => {
+    const store = await h.open();
+    store.setPolicy({ stallMs: 10 * MIN });
+    await store.seed(packItems(r(1, 30), 10));
+    const [hoarder, honest] = [await node(store, 'hoarder'), await node(store, 'honest')];
+    const held = await lease(store, hoarder.id, T0, { leaseMs: HOUR });
+    expect(held.ranges.toJSON()).toEqual([[1, 10]]);
+    await store.heartbeat({ nodeId: hoarder.id, leaseId: held.leaseId, finished: nothing, now: T0 + 5 * MIN, leaseMs: HOUR });
+    // At 11 min its own claim takes the lease back (no progress for 10 min) and hands it other work, twice.
+    const next = await store.claim({ nodeId: hoarder.id, now: T0 + 11 * MIN, leaseMs: HOUR });
+    expect(next.expired).toBe(1);
+    const second = next.kind === 'lease' ? next.lease : undefined;
+    expect(second?.ranges.toJSON()).toEqual([[11, 20]]);
+    const third = await lease(store, hoarder.id, T0 + 11 * MIN, { leaseMs: HOUR });
+    expect(third.ranges.toJSON()).toEqual([[21, 30]]);
+    expect(await marks(store)).toEqual([[held.itemId, hoarder.id, T0 + 11 * MIN]]);
+    for (const l of [second!, third]) await store.done({ nodeId: hoarder.id, leaseId: l.leaseId, stats: doneStats, now: T0 + 12 * MIN });
+    // Only the item it stalled on is left: not for it (no lease is live, yet the answer is later, not done); the honest node gets it.
+    expect(await store.claim({ nodeId: hoarder.id, now: T0 + 12 * MIN, leaseMs: HOUR })).toMatchObject({ kind: 'later' });
+    const taken = await lease(store, honest.id, T0 + 12 * MIN, { leaseMs: HOUR });
+    expect(taken.itemId).toBe(held.itemId);
+    const s = await store.stats({ now: T0 + 12 * MIN, windowMs: MIN });
+    expect(s.nodes.find((n) => n.nick === 'hoarder')!.refused.stalledLeases).toBe(1);
+    // The mark is the last staller's: once the honest node stalls on it too, the hoarder's bar is gone.
+    const again = await store.claim({ nodeId: hoarder.id, now: T0 + 23 * MIN, leaseMs: HOUR });
+    expect(again.kind === 'lease' && again.lease.itemId).toBe(held.itemId);
+    expect(await marks(store)).toEqual([[held.itemId, honest.id, T0 + 23 * MIN]]);
+  });
+
+  it('a lease that ran out, or was given back, marks nothing: its node may claim the item again at once', async () => {
+    const store = await h.open();
+    store.setPolicy({ stallMs: 10 * MIN });
+    await store.seed(packItems(r(1, 20), 10));
+    const a = await node(store, 'a');
+    const first = await lease(store, a.id, T0, { leaseMs: MIN });
+    // At 11 min the lease ran out 10 min ago (and reported nothing since it began): it ran out, it was not taken for stalling.
+    const again = await store.claim({ nodeId: a.id, now: T0 + 11 * MIN, leaseMs: HOUR });
+    expect(again.expired).toBe(1);
+    expect(again.kind === 'lease' && again.lease.itemId).toBe(first.itemId);
+    await store.release({ nodeId: a.id, leaseId: again.kind === 'lease' ? again.lease.leaseId : '', now: T0 + 12 * MIN });
+    expect((await lease(store, a.id, T0 + 12 * MIN)).itemId).toBe(first.itemId);
+    expect(await marks(store)).toEqual([]);
+    expect((await store.stats({ now: T0 + 12 * MIN, windowMs: MIN })).refused.stalledLeases).toBe(0);
+  });
+
+  it('a media item taken for no progress goes behind fresh URLs of its kind for the node that stalled; another node gets it', async () => {
+    const store = await h.open();
+    store.setPolicy({ stallMs: 10 * MIN });
+    const [hoarder, honest] = [await node(store, 'hoarder'), await node(store, 'honest')];
+    await store.queueMedia([{ url: 'http://127.0.0.1/m1.png' }, { url: 'http://127.0.0.1/m2.png' }]);
+    const claim = (nodeId: number, now: number) => store.claim({ nodeId, now, leaseMs: HOUR, only: 'media', mediaItemSize: 1 });
+    const first = await claim(hoarder.id, T0);
+    expect(first.kind === 'lease' && first.lease.urls!.map((u) => u.url)).toEqual(['http://127.0.0.1/m1.png']);
+    const second = await claim(hoarder.id, T0 + 11 * MIN);
+    expect(second.expired).toBe(1);
+    expect(second.kind === 'lease' && second.lease.urls!.map((u) => u.url)).toEqual(['http://127.0.0.1/m2.png']);
+    const other = await claim(honest.id, T0 + 11 * MIN);
+    expect(other.kind === 'lease' && other.lease.itemId).toBe(first.kind === 'lease' && first.lease.itemId);
+  });
+
+  it('when the item a node stalled on is all that is left for it, it gets it back nodes.stall_secs after the take-back (a slow node is not starved); another holder in between leaves the bar', async () => {
+    const store = await h.open();
+    store.setPolicy({ stallMs: 10 * MIN });
+    await store.seed(packItems(r(1, 10), 10));
+    const [slow, other] = [await node(store, 'slow'), await node(store, 'other')];
+    const held = await lease(store, slow.id, T0, { leaseMs: HOUR });
+    // Taken at 11 min; the bar lifts at 21 min. Until then the answer is later, never done (no lease is live).
+    expect(await store.claim({ nodeId: slow.id, now: T0 + 11 * MIN, leaseMs: HOUR })).toEqual({ kind: 'later', retryAfterMs: 60_000, expired: 1 });
+    expect(await store.claim({ nodeId: slow.id, now: T0 + 20.5 * MIN, leaseMs: HOUR })).toEqual({ kind: 'later', retryAfterMs: 30_000, expired: 0 });
+    // Another node holds it meanwhile and gives part of it back: the mark stays the slow node's.
+    const taken = await lease(store, other.id, T0 + 20.6 * MIN, { leaseMs: HOUR });
+    await store.release({ nodeId: other.id, leaseId: taken.leaseId, finished: r(1, 2), now: T0 + 20.7 * MIN });
+    expect(await marks(store)).toEqual([[held.itemId, slow.id, T0 + 11 * MIN]]);
+    expect(await store.claim({ nodeId: slow.id, now: T0 + 20.8 * MIN, leaseMs: HOUR })).toMatchObject({ kind: 'later' });
+    const back = await store.claim({ nodeId: slow.id, now: T0 + 21 * MIN, leaseMs: HOUR });
+    expect(back.kind === 'lease' && [back.lease.itemId, back.lease.ranges.toJSON()]).toEqual([held.itemId, [[3, 10]]]);
+    await store.done({ nodeId: slow.id, leaseId: back.kind === 'lease' ? back.lease.leaseId : '', stats: doneStats, now: T0 + 22 * MIN });
+    expect((await store.claim({ nodeId: slow.id, now: T0 + 22 * MIN, leaseMs: HOUR })).kind).toBe('done');
   });
 });

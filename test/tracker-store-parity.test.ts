@@ -2,13 +2,14 @@ import { expect, it } from 'vitest';
 import { StorageError } from '../config/errors.js';
 import { RangeSet } from '../config/id-ranges.js';
 import { packItems } from '../tracker/store/item-store.js';
-import { TABLES, expectedColumns } from '../tracker/store/schema.js';
+import { SCHEMA_VERSION, TABLES, expectedColumns } from '../tracker/store/schema.js';
 import { describeEachStore } from './fixtures/store-harness.js';
 
 /**
  * Issue 24 §2: one schema, one set of rules, one error shape for both stores. The live databases
  * hold exactly the columns of schema.ts; a claim is one transaction on both (a failure part-way
- * leaves nothing of it); a driver's error leaves both stores as the same StorageError.
+ * leaves nothing of it); a driver's error leaves both stores as the same StorageError. A database
+ * of an older schema gains the newer columns when a store opens it.
  */
 
 const T0 = 1_700_000_000_000;
@@ -87,5 +88,22 @@ describeEachStore('schema and rules parity', (h) => {
       await h.exec(`ALTER TABLE settings_away RENAME TO settings;`);
     }
     expect(await store.getSetting('k')).toBe('v');
+  });
+
+  it('a database of schema 4 (items without stalled_by, stalled_at) gains them when a store opens it; a lease it held stalls and marks its node', async () => {
+    const old = await h.open();
+    await old.seed(packItems(new RangeSet([{ start: 1, end: 10 }]), 10));
+    const a = await old.registerNode({ nick: 'a', tokenHash: `${old.project}-a`, now: T0 });
+    const b = await old.registerNode({ nick: 'b', tokenHash: `${old.project}-b`, now: T0 });
+    const held = await old.claim({ nodeId: a.id, now: T0, leaseMs: 3600_000 });
+    await h.exec(`ALTER TABLE items DROP COLUMN stalled_by; ALTER TABLE items DROP COLUMN stalled_at; UPDATE meta SET value = '4' WHERE key = 'schema_version';`);
+    const store = await h.open(old.project);
+    expect((await h.sql<{ value: string }>(`SELECT value FROM meta WHERE key = 'schema_version'`))[0]!.value).toBe(String(SCHEMA_VERSION));
+    store.setPolicy({ stallMs: 10 * 60_000 });
+    expect(await store.claim({ nodeId: a.id, now: T0 + 11 * 60_000, leaseMs: LEASE_MS })).toMatchObject({ kind: 'later', expired: 1 });
+    const taken = await store.claim({ nodeId: b.id, now: T0 + 11 * 60_000, leaseMs: LEASE_MS });
+    expect(taken.kind === 'lease' && taken.lease.itemId).toBe(held.kind === 'lease' && held.lease.itemId);
+    const marked = await h.sql<{ stalled_by: number; stalled_at: number }>(`SELECT stalled_by, stalled_at FROM items WHERE project = $1`, [store.project]);
+    expect(marked.map((m) => [Number(m.stalled_by), Number(m.stalled_at)])).toEqual([[a.id, T0 + 11 * 60_000]]);
   });
 });

@@ -15,8 +15,9 @@ export const REQUEUE_MEDIA = `UPDATE media_urls SET item_id = NULL, attempts = 0
 
 /**
  * $1 project, $2 now, $3 stall limit, $4 the reason for media URLs: overdue leases end — run out,
- * or no progress reported since $3 (counted on the holder) — done when every ID was reported
- * finished, else queued with the remainder; an unfinished media item's URLs count an attempt.
+ * or no progress reported since $3 (counted on the holder, and the item marked with it: rules.ts
+ * stallBarBefore) — done when every ID was reported finished, else queued with the remainder; an
+ * unfinished media item's URLs count an attempt.
  * Rows another transaction holds are skipped (it is expiring or updating them), so claims in
  * several processes never wait on each other here.
  */
@@ -32,6 +33,7 @@ m AS (
   WHERE failed_at IS NULL AND item_id IN (SELECT id FROM overdue WHERE kind = 'media' AND unfinished)),
 u AS (
   UPDATE items i SET state = CASE WHEN i.finished_count >= i.id_count THEN 'done' ELSE 'queued' END,
+    stalled_by = CASE WHEN overdue.stalled THEN overdue.node_id ELSE i.stalled_by END, stalled_at = CASE WHEN overdue.stalled THEN $2 ELSE i.stalled_at END,
     lease_id = NULL, node_id = NULL, lease_expires_at = NULL
   FROM overdue WHERE i.id = overdue.id RETURNING 1)
 SELECT count(*)::int AS n FROM u`;
@@ -39,19 +41,22 @@ SELECT count(*)::int AS n FROM u`;
 /**
  * $1 project, $2 lease id, $3 node, $4 expiry, $5..$6 priorities, $7 now: leases the first queued
  * item (`order` = id ASC or DESC), those that never failed first; `attempts` as before this lease. A recheck item waits for its `not_before` ($7, now).
+ * Items the node stalled on are skipped; `own`: only those, once the bar lifted ($8: stalled_at
+ * at or before it; rules.ts stallBarBefore).
  */
-export function claimSql(order: 'oldest' | 'newest'): string {
+export function claimSql(order: 'oldest' | 'newest', own = false): string {
+  const stall = own ? 'stalled_by = $3 AND stalled_at <= $8::bigint' : '(stalled_by IS NULL OR stalled_by <> $3)';
   return `
 WITH picked AS (
-  SELECT id FROM items WHERE project = $1 AND state = 'queued' AND priority BETWEEN $5 AND $6 AND (not_before IS NULL OR not_before <= $7::bigint)
+  SELECT id FROM items WHERE project = $1 AND state = 'queued' AND priority BETWEEN $5 AND $6 AND (not_before IS NULL OR not_before <= $7::bigint) AND ${stall}
   ORDER BY priority, failures, id${order === 'newest' ? ' DESC' : ''} LIMIT 1 FOR UPDATE SKIP LOCKED)
 UPDATE items i SET state = 'claimed', lease_id = $2, node_id = $3, lease_expires_at = $4, progress_at = $7, attempts = attempts + 1
 FROM picked WHERE i.id = picked.id
 RETURNING i.id, i.ranges, i.finished, i.kind, i.attempts - 1 AS attempts, i.failures`;
 }
 
-/** $1 project: the priority of the first pending URL, and the priority and failures of the first queued media item. */
-export const PEEK_MEDIA = `WITH q AS (SELECT priority, failures FROM items WHERE project = $1 AND state = 'queued' AND priority >= 1 ORDER BY priority, failures, id LIMIT 1)
+/** $1 project, $2 node: the priority of the first pending URL, and the priority and failures of the first queued media item not barred for the node. */
+export const PEEK_MEDIA = `WITH q AS (SELECT priority, failures FROM items WHERE project = $1 AND state = 'queued' AND priority >= 1 AND (stalled_by IS NULL OR stalled_by <> $2) ORDER BY priority, failures, id LIMIT 1)
   SELECT (SELECT priority FROM media_urls WHERE project = $1 AND item_id IS NULL ORDER BY priority, seq LIMIT 1) AS pending,
   (SELECT priority FROM q) AS queued, (SELECT failures FROM q) AS queued_failures`;
 
@@ -86,9 +91,13 @@ export const PENDING_TAKE = `SELECT seq FROM media_urls WHERE project = $1 AND i
 export const INSERT_MEDIA_ITEM = `INSERT INTO items (project, ranges, id_count, kind, priority, state, lease_id, node_id, lease_expires_at, progress_at, attempts)
   VALUES ($1, $2, $3, 'media', $4, 'claimed', $5, $6, $7, $8, 1) RETURNING id`;
 
-/** $1 project, $2 highest priority: when the next lease expires, and whether post items are queued. */
+/**
+ * $1 project, $2 highest priority, $3 node, $4 lowest priority: when the next lease expires, whether
+ * post items are queued, and the oldest take-back among the queued items barred for the node.
+ */
 export const NOTHING_QUEUED = `SELECT (SELECT MIN(lease_expires_at) FROM items WHERE project = $1 AND state = 'claimed' AND priority BETWEEN 0 AND $2) AS at,
-  EXISTS (SELECT 1 FROM items WHERE project = $1 AND state = 'queued' AND priority = 0) AS posts`;
+  EXISTS (SELECT 1 FROM items WHERE project = $1 AND state = 'queued' AND priority = 0) AS posts,
+  (SELECT MIN(stalled_at) FROM items WHERE project = $1 AND state = 'queued' AND stalled_by = $3 AND priority BETWEEN $4 AND $2) AS barred`;
 
 const LEASE_COLUMNS = `id, node_id, state, lease_expires_at, ranges, finished, finished_count, id_count, kind, rechecks`;
 /** $1 lease id, $2 project. */

@@ -6,7 +6,7 @@ import { type ClaimOptions, type ClaimResult, type DoneOptions, type HeartbeatOp
 import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
 import { type KindProgress, type WorkRows, buildWorkProgress } from './deadline.js';
 import { type HistoryRow, type RatePoint, type StatsRows, HISTORY_BUCKET_MS, HISTORY_RETENTION_MS, ROLLUP_KEY, ROLLUP_LAG_MS, buildHistory, buildStats } from './stats.js';
-import { type ClaimedRow, type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, mediaRoom, parseStoredRanges, retryAfterMsFor, seqsOf, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, isRepeatedDone, leaseOf, recheckItemOf, nothingToClaim, packItems, registrationDecision, remainderOf, storeError, storedRanges } from './rules.js';
+import { type ClaimedRow, type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, mediaRoom, parseStoredRanges, retryAfterMsFor, seqsOf, stallBarBefore, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, isRepeatedDone, leaseOf, recheckItemOf, nothingToClaim, packItems, registrationDecision, remainderOf, storeError, storedRanges } from './rules.js';
 import { SCHEMA_VERSION, INDEXES, addMissingColumnsSql, createTablesSql } from './schema.js';
 import * as Q from './postgres-sql.js';
 
@@ -220,7 +220,7 @@ export class PostgresItemStore implements ItemStore {
    */
   async claim({ nodeId, now, leaseMs, only, order = 'oldest', mediaItemSize = DEFAULT_MEDIA_ITEM_SIZE }: ClaimOptions): Promise<ClaimResult> {
     const claimSql = Q.claimSql(order);
-    const { hi } = claimPriorities(only);
+    const { lo: lowest, hi } = claimPriorities(only);
     const leaseId = randomUUID();
     const leaseExpiresAt = now + leaseMs;
     return this.#tx(async (client): Promise<ClaimResult> => {
@@ -236,14 +236,16 @@ export class PostgresItemStore implements ItemStore {
         let row: (ClaimedRow & { attempts: number; failures: number }) | undefined;
         if (only !== 'media') row = (await take(0, 0))[0];
         if (!row && only !== 'posts') {
-          const peek = (await q<{ pending: number | null; queued: number | null; queued_failures: number | null }>(Q.PEEK_MEDIA, [this.project]))[0];
+          const peek = (await q<{ pending: number | null; queued: number | null; queued_failures: number | null }>(Q.PEEK_MEDIA, [this.project, nodeId]))[0];
           const queued = peek?.queued !== null && peek?.queued !== undefined ? { priority: peek.queued, failures: peek.queued_failures ?? 0 } : undefined;
           if (cutPendingFirst(peek?.pending, queued)) row = await this.#cutMediaItem(client, { priority: peek!.pending!, size: mediaItemSize, leaseId, nodeId, leaseExpiresAt, now });
           row ??= (await take(1, 99))[0];
         }
+        // Nothing else claimable: an item this node stalled on, once the bar lifted (rules.ts stallBarBefore).
+        row ??= (await q<ClaimedRow & { attempts: number; failures: number }>(Q.claimSql(order, true), [this.project, leaseId, nodeId, leaseExpiresAt, lowest, hi, now, stallBarBefore(now, this.#policy)]))[0];
         if (!row) {
-          const seen = (await q<{ at: number | null; posts: boolean }>(Q.NOTHING_QUEUED, [this.project, hi]))[0];
-          return { ...nothingToClaim({ earliestExpiry: seen?.at, postsQueued: seen?.posts ?? false, only, now }), expired };
+          const seen = (await q<{ at: number | null; posts: boolean; barred: number | null }>(Q.NOTHING_QUEUED, [this.project, hi, nodeId, lowest]))[0];
+          return { ...nothingToClaim({ earliestExpiry: seen?.at, postsQueued: seen?.posts ?? false, only, now, barredSince: seen?.barred, stallMs: this.#policy.stallMs }), expired };
         }
         const kept = row.kind === 'media' && row.attempts > 0 ? await this.#giveUp(client, row, now) : row;
         if (!kept) continue; // every URL left was given up on: the item is done, take the next

@@ -154,12 +154,33 @@ export function mediaGivenUp(attempts: number, policy: StorePolicy): boolean {
 export const EXPIRED_REASON = 'the lease ran out before the URL was fetched (the node stopped, hung or was too slow)';
 
 /**
- * A claim that found nothing to hand out: `later` while leased items (of the kinds asked for)
- * may still add work or come back, and a media-only node waits while post items (which report
- * media) are queued; otherwise `done`.
+ * The stall bar (issue 21 §3). When the expire pass takes a lease because its holder reported no
+ * progress for `nodes.stall_secs`, it marks the item with that node (`items.stalled_by`, and
+ * `stalled_at`, the take-back). A claim of that node skips the item while any other work it asked
+ * for is claimable. When that item is all that is left for it, the bar holds `nodes.stall_secs`
+ * after the take-back — as long as the node had to show progress — and then lifts: by then every
+ * other node asking for work was offered the item first (an idle honest node asks at least every
+ * minute), so a hoarder gets back only what nobody else wants, and a node that was merely slow (one
+ * huge medium, or the only volunteer left) is not starved for ever. The mark is the last
+ * staller's: the next stall replaces it; a lease that ran out, a release, a fail or another
+ * node's lease leaves it (another holder does not make the staller any faster).
+ * Items marked `stalled_by` the node are claimable for it when `stalled_at` <= this.
  */
-export function nothingToClaim(o: { earliestExpiry: number | null | undefined; postsQueued: boolean; only: ItemKind | undefined; now: number }): { kind: 'later'; retryAfterMs: number } | { kind: 'done' } {
-  if (o.earliestExpiry !== null && o.earliestExpiry !== undefined) return { kind: 'later', retryAfterMs: retryAfterMsFor(Number(o.earliestExpiry), o.now) };
+export function stallBarBefore(now: number, policy: Pick<StorePolicy, 'stallMs'>): number {
+  return now - policy.stallMs;
+}
+
+/**
+ * A claim that found nothing to hand out: `later` while leased items (of the kinds asked for)
+ * may still add work or come back, or an item is barred for this node until `barredSince` plus
+ * `stallMs` (rules.ts `stallBarBefore`), and a media-only node waits while post items (which
+ * report media) are queued; otherwise `done`.
+ */
+export function nothingToClaim(o: { earliestExpiry: number | null | undefined; postsQueued: boolean; only: ItemKind | undefined; now: number; barredSince?: number | null | undefined; stallMs?: number }): { kind: 'later'; retryAfterMs: number } | { kind: 'done' } {
+  const lifts = o.barredSince !== null && o.barredSince !== undefined ? Number(o.barredSince) + (o.stallMs ?? 0) : undefined;
+  const expiry = o.earliestExpiry !== null && o.earliestExpiry !== undefined ? Number(o.earliestExpiry) : undefined;
+  const next = lifts === undefined ? expiry : expiry === undefined ? lifts : Math.min(lifts, expiry);
+  if (next !== undefined) return { kind: 'later', retryAfterMs: retryAfterMsFor(next, o.now) };
   if (o.only === 'media' && o.postsQueued) return { kind: 'later', retryAfterMs: 60_000 };
   return { kind: 'done' };
 }

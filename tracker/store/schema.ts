@@ -10,8 +10,9 @@
  * 2: items have a kind and a priority; media_urls (issue 13). 3: per-URL attempts and failures,
  * an item's last progress and media count, nodes' refusals and media quota window (issue 21).
  * 4: recheck items (kind `recheck`, issue 21 §1): `not_before` (no claim earlier) and `rechecks` (its attempt).
+ * 5: `stalled_by` and `stalled_at`: the node a lease was last taken from for no progress, and when (issue 21 §3).
  */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -76,6 +77,13 @@ export const TABLES: readonly Table[] = [
       col('not_before', 'bigint', undefined, 4),
       /** How many rechecks a recheck item's IDs have had. */
       col('rechecks', 'int', 'NOT NULL DEFAULT 0', 4),
+      /**
+       * The node whose lease the expire pass last took for no progress (`nodes.stall_secs`), and
+       * when: a claim of that node skips the item (rules.ts `STALL_BAR`). Replaced by the next
+       * staller's; a lease that ran out, a release or a fail leaves it as it is.
+       */
+      col('stalled_by', 'bigint', undefined, 5),
+      col('stalled_at', 'bigint', undefined, 5),
     ],
   },
   {

@@ -1,5 +1,10 @@
 import { HISTORY_BUCKET_MS } from './stats.js';
 
+/** Queued items a claim may take (project, lo, hi, now); each statement adds its node filter and order. */
+const QUEUED = `SELECT id, ranges, finished, kind, priority, attempts, failures FROM items WHERE project = ? AND state = 'queued' AND priority BETWEEN ? AND ? AND (not_before IS NULL OR not_before <= ?)`;
+/** In the expiry: a lease still running (so taken for no progress) marks the item with its holder; one that ran out leaves the mark. */
+const STALL_MARK = `stalled_by = CASE WHEN lease_expires_at >= @now THEN node_id ELSE stalled_by END, stalled_at = CASE WHEN lease_expires_at >= @now THEN @now ELSE stalled_at END`;
+
 /**
  * The SQLite store's statements by name (sqlite-store.ts prepares each once, in `init()`); the
  * rules they serve live in rules.ts.
@@ -19,8 +24,8 @@ export const SQL = {
     WHERE id IN (SELECT node_id FROM items WHERE project = @project AND state = 'claimed' AND lease_expires_at >= @now AND progress_at < @stallBefore)`,
   attemptExpired: `UPDATE media_urls SET attempts = attempts + 1, last_error = @reason
     WHERE failed_at IS NULL AND item_id IN (SELECT id FROM items WHERE project = @project AND kind = 'media' AND state = 'claimed' AND (lease_expires_at < @now OR progress_at < @stallBefore) AND finished_count < id_count)`,
-  finishExpired: `UPDATE items SET state = 'done', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = @project AND state = 'claimed' AND (lease_expires_at < @now OR progress_at < @stallBefore) AND finished_count >= id_count`,
-  expire: `UPDATE items SET state = 'queued', lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = @project AND state = 'claimed' AND (lease_expires_at < @now OR progress_at < @stallBefore)`,
+  finishExpired: `UPDATE items SET state = 'done', ${STALL_MARK}, lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = @project AND state = 'claimed' AND (lease_expires_at < @now OR progress_at < @stallBefore) AND finished_count >= id_count`,
+  expire: `UPDATE items SET state = 'queued', ${STALL_MARK}, lease_id = NULL, node_id = NULL, lease_expires_at = NULL WHERE project = @project AND state = 'claimed' AND (lease_expires_at < @now OR progress_at < @stallBefore)`,
   liveLeases: `SELECT COUNT(*) AS n, MIN(lease_expires_at) AS at FROM items WHERE project = ? AND state = 'claimed' AND node_id = ?`,
   refuseClaim: `UPDATE nodes SET refused_claims = refused_claims + 1 WHERE id = ?`,
   givenUp: `SELECT seq, last_error FROM media_urls WHERE item_id = ? AND failed_at IS NULL AND attempts >= ?`,
@@ -33,9 +38,14 @@ export const SQL = {
   nodeMedia: `UPDATE nodes SET refused_media = refused_media + ?, media_window_at = ?, media_window_count = ? WHERE id = ?`,
   mediaKnown: `SELECT 1 FROM media_urls WHERE url_hash = ?`,
   refuseMedia: `UPDATE nodes SET refused_media = refused_media + ? WHERE id = ?`,
-  // An item given back by `fail` goes behind the others of its kind.
-  nextQueued: `SELECT id, ranges, finished, kind, priority, attempts, failures FROM items WHERE project = ? AND state = 'queued' AND priority BETWEEN ? AND ? AND (not_before IS NULL OR not_before <= ?) ORDER BY priority, failures, id LIMIT 1`,
-  nextQueuedNewest: `SELECT id, ranges, finished, kind, priority, attempts, failures FROM items WHERE project = ? AND state = 'queued' AND priority BETWEEN ? AND ? AND (not_before IS NULL OR not_before <= ?) ORDER BY priority, failures, id DESC LIMIT 1`,
+  // An item given back by `fail` goes behind the others of its kind. The last: project, lo, hi, now, node (whose stall-marked items are skipped).
+  nextQueued: `${QUEUED} AND (stalled_by IS NULL OR stalled_by <> ?) ORDER BY priority, failures, id LIMIT 1`,
+  nextQueuedNewest: `${QUEUED} AND (stalled_by IS NULL OR stalled_by <> ?) ORDER BY priority, failures, id DESC LIMIT 1`,
+  // Nothing else for the node: an item it stalled on, once the bar lifted (stalled_at <= the last parameter).
+  ownStalled: `${QUEUED} AND stalled_by = ? AND stalled_at <= ? ORDER BY priority, failures, id LIMIT 1`,
+  ownStalledNewest: `${QUEUED} AND stalled_by = ? AND stalled_at <= ? ORDER BY priority, failures, id DESC LIMIT 1`,
+  // project, node, lo, hi: the oldest take-back among the queued items barred for the node.
+  barredSince: `SELECT MIN(stalled_at) AS at FROM items WHERE project = ? AND state = 'queued' AND stalled_by = ? AND priority BETWEEN ? AND ?`,
   insertRecheck: `INSERT INTO items (project, ranges, id_count, kind, priority, not_before, rechecks) VALUES (?, ?, ?, 'recheck', 0, ?, ?)`,
   queuedPosts: `SELECT 1 FROM items WHERE project = ? AND state = 'queued' AND priority = 0 LIMIT 1`,
   pendingMin: `SELECT priority FROM media_urls WHERE project = ? AND item_id IS NULL ORDER BY priority, seq LIMIT 1`,

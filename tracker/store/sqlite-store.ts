@@ -3,7 +3,7 @@ import { StorageError } from '../../config/errors.js';
 import { randomUUID } from 'node:crypto';
 import { RangeSet } from '../../config/id-ranges.js';
 import { type ClaimOptions, type ClaimResult, type DoneOptions, type HeartbeatOptions, type ItemStore, type LeaseLookup, type MediaCounts, type NodeRecord, type ReleaseOptions, type SeedResult, type TrackerStats, EVENT_RETENTION_MS } from './item-store.js';
-import { type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, heldIds, isRepeatedDone, leaseOf, recheckItemOf, mediaRoom, nothingToClaim, packItems, parseStoredRanges, registrationDecision, remainderOf, retryAfterMsFor, seqsOf, storeError, storedRanges } from './rules.js';
+import { type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, heldIds, isRepeatedDone, leaseOf, recheckItemOf, mediaRoom, nothingToClaim, packItems, parseStoredRanges, registrationDecision, remainderOf, retryAfterMsFor, seqsOf, stallBarBefore, storeError, storedRanges } from './rules.js';
 import { SCHEMA_VERSION, addMissingColumnsSql, createTablesSql, INDEXES } from './schema.js';
 import { SQL } from './sqlite-sql.js';
 import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
@@ -223,15 +223,18 @@ export class SqliteItemStore implements ItemStore {
         return { kind: 'later', retryAfterMs: retryAfterMsFor(live.at ?? now, now), capped: true, expired };
       }
       for (;;) {
-        let row = this.#stmt(order === 'newest' ? 'nextQueuedNewest' : 'nextQueued').get(this.project, lo, hi, now) as QueuedRow | undefined;
+        let row = this.#stmt(order === 'newest' ? 'nextQueuedNewest' : 'nextQueued').get(this.project, lo, hi, now, nodeId) as QueuedRow | undefined;
         if (only !== 'posts') {
           const pending = (this.#stmt('pendingMin').get(this.project) as { priority: number } | undefined)?.priority;
           if (cutPendingFirst(pending, row)) row = this.#cutMediaItem(pending, mediaItemSize);
         }
+        // Nothing else claimable: an item this node stalled on, once the bar lifted (rules.ts stallBarBefore).
+        row ??= this.#stmt(order === 'newest' ? 'ownStalledNewest' : 'ownStalled').get(this.project, lo, hi, now, nodeId, stallBarBefore(now, this.#policy)) as QueuedRow | undefined;
         if (!row) {
           const earliestExpiry = (this.#stmt('earliestExpiry').get(this.project, 0, hi) as { at: number | null }).at;
           const postsQueued = this.#stmt('queuedPosts').get(this.project) !== undefined;
-          return { ...nothingToClaim({ earliestExpiry, postsQueued, only, now }), expired };
+          const barredSince = (this.#stmt('barredSince').get(this.project, nodeId, lo, hi) as { at: number | null }).at;
+          return { ...nothingToClaim({ earliestExpiry, postsQueued, only, now, barredSince, stallMs: this.#policy.stallMs }), expired };
         }
         const leaseId = randomUUID();
         const leaseExpiresAt = now + leaseMs;
