@@ -7,8 +7,9 @@ import { rescueRehearsal } from '../scripts/soak/rescue-scenario.js';
 /**
  * A whole rescue, short (issue 21 §6; `npm run soak` runs it longer): a growing platform whose
  * latest runs ahead of what is readable and glitches to 10^15 once, poison media, honest node
- * processes killed -9 and restarted, a hoarding and a flooding node; then merge and verify against
- * the platform's truth. Needs the compiled CLI (`npm test` builds first). Here `stats` must answer
+ * processes killed -9 and restarted, a hoarding node (claiming all it may every round) and a
+ * flooding node; then merge and verify against the platform's truth, and check from the tracker's
+ * database that the hoarder never held again an item taken from it for no progress. Needs the compiled CLI (`npm test` builds first). Here `stats` must answer
  * within 8 s (a frozen tracker never answers; the suite shares two cores); the soak holds it to 2 s.
  */
 let tmp: string;
@@ -26,5 +27,8 @@ describe('a whole rescue, rehearsed', () => {
     expect(Number(r.notes.kills)).toBeGreaterThanOrEqual(1);
     expect(Number(r.notes.publicPosts)).toBeGreaterThan(200);
     expect(Number(r.notes.refusedMedia)).toBeGreaterThan(0);
+    // The stall bar was put to the test: leases were taken from the hoarder, and it went on claiming after.
+    expect(Number(r.notes.hoarderStalls)).toBeGreaterThan(0);
+    expect(Number(r.notes.hoarderLeasesAfterStall)).toBeGreaterThan(0);
   }, 300_000);
 });

@@ -7,12 +7,14 @@
  * - A few media URLs never answer (connection reset): poison.
  * - A tracker process follows the platform (SQLite or PostgreSQL store).
  * - Honest node processes are killed with -9 at random moments and started again.
- * - A hoarding node claims all it may and keeps its leases alive with empty heartbeats; a
- *   flooding node reports junk media URLs on the platform's own host.
+ * - A hoarding node claims all it may, every round, and keeps its leases alive with empty
+ *   heartbeats; a flooding node reports junk media URLs on the platform's own host.
  * - At the end: every shard merged, the merge verified, and every public post up to the final
  *   highest ID checked archived with its page and media (poison media excepted, and listed in
  *   missing-media.txt with a reason); `stats` answered within 2 s throughout; the tracker never
- *   seeded more than twice the real range.
+ *   seeded more than twice the real range; the hoarder never held again an item the tracker took
+ *   from it for no progress (its stall marks, `items.stalled_by`, read from the tracker's
+ *   database every round, against the items of the leases the tracker granted it).
  *
  * `test/rescue.test.ts` runs it small; `npm run soak` runs it longer and writes its row.
  */
@@ -25,6 +27,7 @@ import Database from 'better-sqlite3';
 import { RangeSet } from '../../config/id-ranges.js';
 import { verifyPaths } from '../../storage/curate/verify.js';
 import { TrackerClient } from '../../tracker/client/client.js';
+import { LeaseError } from '../../tracker/client/errors.js';
 import { seedCommand } from '../../tracker/server/commands.js';
 import { startDemoPlatform } from '../demo/demo-platform.js';
 import { CLI, demoTruth, findShards, freePort, prng, runCli } from './reliability-scenarios.js';
@@ -176,10 +179,22 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
     });
   };
 
-  // The hoarder: claims all it may and keeps the leases alive without progress.
+  // The hoarder: every round it claims all it may (until the tracker says later) and keeps every
+  // lease alive without progress; a lease whose heartbeat is refused was taken from it.
   const hoarder = new TrackerClient({ baseUrl: trackerUrl, clientVersion: '0.1.0' });
-  await hoarder.register('hoarder');
-  const hoarded: string[] = [];
+  const hoarderNode = (await hoarder.register('hoarder')).nodeId;
+  const hoarded = new Set<string>();
+  /** Every lease the tracker granted the hoarder: its item, and a time after the answer came. */
+  const granted: { item: number; at: number }[] = [];
+  /** Each item the tracker took from the hoarder for no progress, and every take-back time seen (stalled_at). */
+  const stalledOn = new Map<number, Set<number>>();
+  const trackerDb = await openTrackerDb(o.db);
+  const readMarks = async () => {
+    for (const m of await trackerDb.all<{ id: number; stalled_at: number }>('SELECT id, stalled_at FROM items WHERE stalled_by = $1', [hoarderNode])) {
+      const times = stalledOn.get(Number(m.id)) ?? new Set<number>();
+      stalledOn.set(Number(m.id), times.add(Number(m.stalled_at)));
+    }
+  };
   let hoarderRefused = 0;
   // The flooder: claims one item and reports junk media on the platform's own host.
   const flooder = new TrackerClient({ baseUrl: trackerUrl, clientVersion: '0.1.0' });
@@ -191,14 +206,20 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
     let floodLease: string | undefined;
     for (let round = 0; !stopVillains; round++) {
       try {
-        // It takes all it is given at the start (until the lease cap says "later"), then only heartbeats.
-        if (round < 10) {
+        // It takes all it is given, every round, until the lease cap (or an empty queue) says "later".
+        for (let k = 0; k < 10; k++) {
           const item = await hoarder.tryClaim({ only: 'posts' }).catch(() => undefined);
-          if (item?.kind === 'item') hoarded.push(item.item.leaseId);
-          else if (item?.kind === 'later') hoarderRefused++;
+          if (item?.kind !== 'item') {
+            if (item?.kind === 'later') hoarderRefused++;
+            break;
+          }
+          hoarded.add(item.item.leaseId);
+          granted.push({ item: item.item.id, at: Date.now() });
         }
-        for (const lease of hoarded) await hoarder.heartbeat(lease, new RangeSet()).catch(() => undefined);
-        // One item, claimed once (a lease lost to the stall rule is not claimed again: README, threat model).
+        // The marks after the claims: a claim that took a lease back for no progress marks it in the same transaction.
+        await readMarks().catch(() => undefined);
+        for (const lease of hoarded) await hoarder.heartbeat(lease, new RangeSet()).catch((err: unknown) => err instanceof LeaseError && hoarded.delete(lease));
+        // One item, claimed once: the flood is its point.
         if (round === 0) floodLease = (await flooder.claim({ only: 'posts' }).catch(() => null))?.leaseId;
         if (floodLease) {
           const junk = Array.from({ length: 400 }, (_, i) => `${platform.url}/media/img/junk-${round}-${i}.jpg`);
@@ -271,6 +292,7 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
   stopKilling = true;
   await villains;
   await killer;
+  await readMarks();
   await probe.stop();
   for (const c of live.values()) c.kill('SIGKILL');
   const trackerGone = new Promise((r) => (tracker.exitCode !== null || tracker.signalCode !== null ? r(undefined) : tracker.once('exit', r)));
@@ -279,12 +301,25 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
   log('merging');
 
   // The seeded range never ran far ahead of the platform (the glitch was not seeded).
-  const seededMax = await highestSeeded(o.db);
+  const seededMax = maxSeeded(await trackerDb.all<{ ranges: string }>("SELECT ranges FROM items WHERE kind = 'posts'"));
   if (seededMax > 2 * posts) failures.push(`seeded up to ${seededMax}, more than twice the real range ${posts}`);
   const statsLimitMs = o.statsLimitMs ?? 2000;
   if (probe.maxMs > statsLimitMs) failures.push(`stats took ${Math.round(probe.maxMs)} ms once (over ${statsLimitMs} ms)`);
   if (probe.failures > 0) failures.push(`stats failed ${probe.failures} times (last: ${probe.lastFailure})`);
   if (badExits.length > 0) failures.push(`honest nodes failed: ${badExits[0]}`);
+  // The stall bar (README, threat model), from the tracker's side: no lease granted to the hoarder
+  // names an item the tracker had taken from it for no progress before the grant.
+  const takenBefore = (g: { item: number; at: number }) => [...(stalledOn.get(g.item) ?? [])].filter((t) => t <= g.at);
+  const reheld = granted.filter((g) => takenBefore(g).length > 0);
+  if (reheld.length > 0) {
+    const first = reheld[0]!;
+    failures.push(`the hoarder held again ${reheld.length} items it had stalled on, first item ${first.item}, ${Math.round((first.at - Math.max(...takenBefore(first))) / 1000)} s after it was taken`);
+  }
+  const stallsSeen = [...stalledOn.values()].reduce((n, times) => n + times.size, 0);
+  const stallsCounted = Number((await trackerDb.all<{ n: number }>('SELECT stalled_leases AS n FROM nodes WHERE id = $1', [hoarderNode]))[0]?.n ?? 0);
+  if (stallsCounted < stallsSeen) failures.push(`the tracker counted ${stallsCounted} stalled leases of the hoarder, its items show ${stallsSeen}`);
+  await trackerDb.close();
+  const firstStall = Math.min(...[...stalledOn.values()].flatMap((times) => [...times]));
 
   // Merge and verify against the platform's truth.
   const shards: string[] = [];
@@ -338,7 +373,11 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
       statsMaxMs: Math.round(probe.maxMs),
       statsSamples: probe.samples,
       kills,
-      hoarderLeases: hoarded.length,
+      hoarderLeases: granted.length,
+      hoarderLeasesAfterStall: granted.filter((g) => g.at > firstStall).length,
+      hoarderStalledItems: stalledOn.size,
+      hoarderStalls: stallsSeen,
+      hoarderReheld: reheld.length,
       hoarderRefused,
       floodSent,
       floodQueued,
@@ -352,27 +391,22 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
   };
 }
 
-/** The highest post ID the tracker ever made an item of (media items number URLs, not IDs). */
-async function highestSeeded(db: string): Promise<number> {
-  const maxOf = (rows: { ranges: string }[]): number => rows.reduce((m, r) => Math.max(m, ...(JSON.parse(r.ranges) as [number, number][]).map(([, end]) => end)), 0);
+/** The highest post ID of the tracker's post items' stored ranges (media items number URLs, not IDs). */
+function maxSeeded(rows: { ranges: string }[]): number {
+  return rows.reduce((m, r) => Math.max(m, ...(JSON.parse(r.ranges) as [number, number][]).map(([, end]) => end)), 0);
+}
+
+/** Reads the tracker's database beside the tracker process (SQLite read-only, or PostgreSQL in the store's schema); `$1` parameters in both. */
+async function openTrackerDb(db: string): Promise<{ all<R>(sql: string, values?: unknown[]): Promise<R[]>; close(): Promise<void> }> {
   if (db.startsWith('sqlite:')) {
     const d = new Database(db.slice('sqlite:'.length), { readonly: true });
-    try {
-      return maxOf(d.prepare("SELECT ranges FROM items WHERE kind = 'posts'").all() as { ranges: string }[]);
-    } finally {
-      d.close();
-    }
+    return { all: async <R>(sql: string, values: unknown[] = []) => d.prepare(sql.replace(/\$\d+/g, '?')).all(...values) as R[], close: async () => void d.close() };
   }
   const url = new URL(db);
   const schema = url.searchParams.get('schema');
   for (const k of ['schema', 'synchronous_commit', 'application_name']) url.searchParams.delete(k);
   const { default: pg } = await import('pg');
-  const client = new pg.Client({ connectionString: url.toString() });
+  const client = new pg.Client({ connectionString: url.toString(), ...(schema ? { options: `-c search_path=${schema}` } : {}) });
   await client.connect();
-  try {
-    const r = await client.query(`SELECT ranges FROM ${schema ? `"${schema}".` : ''}items WHERE kind = 'posts'`);
-    return maxOf(r.rows as { ranges: string }[]);
-  } finally {
-    await client.end();
-  }
+  return { all: async <R>(sql: string, values: unknown[] = []) => (await client.query(sql, values)).rows as R[], close: () => client.end() };
 }

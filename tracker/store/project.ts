@@ -40,7 +40,8 @@ import type { StorePolicy } from './rules.js';
  *                              #   finished, a node may also report at most the profile's media.max_per_post)
  * nodes:                       # optional (issue 21 §3): limits on volunteers nobody vetted
  *   max_leases: 4              #   live leases one node may hold (per node, not per address); default 4
- *   stall_secs: 3600           #   a lease whose heartbeats report no progress this long goes to another node; default 3600
+ *   stall_secs: 3600           #   a lease whose heartbeats report no progress this long goes to another node (its node
+ *                              #   does not get the item back while other work is there for it: rules.ts stallBarBefore); default 3600
  * follow: {every_secs: 60}     # optional (issue 14): poll the profile's ids.discover every N s (>= 1) and seed
  *                              #   the IDs above the highest held as items, as `tracker seed` would. Also
  *                              #   (issue 21): max_step (a larger jump waits for a confirming poll; default
