@@ -13,6 +13,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { pgReachable } from '../../tracker/store/open-store.js';
 import {
   coverage,
   endlessRoute,
@@ -99,17 +100,6 @@ async function rescueRow(rows: Row[], key: string, name: string, o: RescueOption
   }
   rows.push(row);
   process.stdout.write(`${row.ok ? 'ok  ' : 'FAIL'} ${name}: ${row.note}\n`);
-}
-
-async function pgReachable(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
-  try {
-    await client.connect();
-    await client.end();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function main(): Promise<number> {

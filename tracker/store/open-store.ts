@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { InputError } from '../../config/errors.js';
 import type { ItemStore } from './item-store.js';
 import { PostgresItemStore } from './postgres-store.js';
@@ -36,4 +37,16 @@ export async function openItemStore(options: { db: string; project: string; maxC
     throw err;
   }
   return store;
+}
+
+/** Whether a PostgreSQL server answers at `url` within 3 s (the soak and the tests ask before using one). */
+export async function pgReachable(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
+  try {
+    await client.connect();
+    await client.end();
+    return true;
+  } catch {
+    return false;
+  }
 }
