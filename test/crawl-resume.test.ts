@@ -2,28 +2,14 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
 import { verifyPaths } from '../storage/curate/verify.js';
 import { expectComplete } from './fixtures/shard-check.js';
+import { CLI, spawnCli } from '../scripts/soak/reliability-scenarios.js';
 
-const CLI = resolve('dist/scripts/cli/cli.js');
-
-function runCli(args: string[], killAfterMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = killAfterMs !== undefined ? setTimeout(() => child.kill('SIGKILL'), killAfterMs) : undefined;
-    child.on('exit', (code, signal) => {
-      if (timer) clearTimeout(timer);
-      done({ code, signal, stdout, stderr });
-    });
-  });
-}
+const runCli = (args: string[], killAfterMs?: number) => spawnCli(args, killAfterMs);
 
 /** A deterministic sequence of kill delays (so a failure can be reproduced). */
 function* delays(seed: number): Generator<number> {
