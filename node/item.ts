@@ -181,7 +181,9 @@ export async function crawlItem(
     // Some IDs failed (retries exhausted): hand them back for another try, keep what is final.
     // Incomplete IDs (a capture missing) are not finished either: they go back with the failed ones.
     const why = media ? `${counts.failed ?? 0} media URLs failed` : [...shardFailureReasons(dir, 3), ...shardIncompleteReasons(dir, 3).reasons.map((x) => ({ ...x, reason: `incomplete: ${x.reason}` }))].map((x) => `${x.count} × ${x.reason}`).join('; ');
-    const r = await client.fail(item.leaseId, `${left.size} IDs failed after all retries${why ? `; most common: ${why}` : ''}`, finished, media ? mediaFailures(dir, item.urls ?? []) : undefined);
+    // IDs that answered 404 are reported as a done reports them: a followed project asks again for those near its live edge (issue 21 §1).
+    const missing = !media && (counts.missing ?? 0) > 0 ? missingIn(dir, item.ranges) : undefined;
+    const r = await client.fail(item.leaseId, `${left.size} IDs failed after all retries${why ? `; most common: ${why}` : ''}`, finished, media ? mediaFailures(dir, item.urls ?? []) : undefined, missing ? { missing } : {});
     log.log('warn', `item ${item.id}: ${left.size} IDs failed${why ? ` (${why})` : ''}; returned ${r.remaining.format()} to the tracker`);
     return { interrupted: false, finished, counts };
   }

@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { RangeSet } from '../config/id-ranges.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../config/logger.js';
 import { loadProfile } from '../config/profile.js';
@@ -52,7 +53,54 @@ function bestStatuses(out: string): Map<number, string> {
 
 const truth = (n: number) => new Map(Array.from({ length: n }, (_, i) => [i + 1, TRUTH[platform.post(i + 1).status]]));
 
+/** A followed project on SQLite (rechecks: window 100, 3 attempts, 1 s apart), serving on 127.0.0.1. */
+async function lagTracker(name: string) {
+  const path = join(tmp, `${name}.sqlite`);
+  const store = new SqliteItemStore({ path, project: name });
+  await store.init();
+  const project = parseProject({ name, profile: 'demo', item_size: 10, lease_secs: 30, media: { collect: false }, follow: { every_secs: 1, recheck: { window: 100, attempts: 3, delay_secs: 1 } } });
+  const discover = () => discoverMaxId(loadProfile('demo', { baseUrl: platform.url }), { allowPrivateNetwork: true });
+  const app = await buildTrackerApp({ store, project, adminToken: 'x'.repeat(16), leaseMs: 30_000, rateLimit: { max: 100_000, timeWindowMs: 60_000 }, statsCacheMs: 0, expireEveryMs: 0, aliveEveryMs: 0, discoverMaxId: discover });
+  const base = await app.listen({ port: 0, host: '127.0.0.1' });
+  return { path, store, app, base };
+}
+
 describe('lagging IDs through a tracker and a node', () => {
+  it('an item that ends with fail (an ID failed after all retries) still reports its missing IDs: those near the live edge are asked again and end archived', async () => {
+    platform.setPosts(30);
+    platform.setLatest(40);
+    // 33 resets every connection: the item 31-40 fails with 33 left; 31-32 and 34-40 answered 404 (not readable yet).
+    platform.setPoisonPaths(['/api/v1/posts/33']);
+    const t = await lagTracker('lagfail');
+    const out = join(tmp, 'failnode');
+    const stop = new AbortController();
+    const node = runNode({ trackerUrl: t.base, nick: 'failer', outDir: out, logger: createLogger(() => undefined), nodeName: 'failer', baseUrl: platform.url, allowPrivateNetwork: true, heartbeatMs: 1000, backoffBaseMs: 1, signal: stop.signal });
+    const db = new Database(t.path, { readonly: true });
+    const rows = <R>(sql: string) => db.prepare(sql).all() as R[];
+    const rechecks = () => rows<{ ranges: string }>(`SELECT ranges FROM items WHERE kind = 'recheck'`).map((r) => RangeSet.fromJSON(JSON.parse(r.ranges) as [number, number][]).format());
+    try {
+      // (A truly missing ID of 21-30, near the edge too, gets a recheck item of its own from its item's done.)
+      const edgeItem = () => rechecks().filter((r) => r.startsWith('31'));
+      for (let i = 0; i < 1200 && edgeItem().length === 0; i++) await sleep(25);
+      expect(edgeItem()).toEqual(['31-32,34-40']);
+      expect(rows<{ last_error: string | null }>(`SELECT last_error FROM items WHERE kind = 'posts' AND ranges LIKE '[[31,%'`)[0]?.last_error).toMatch(/^1 IDs failed after all retries/);
+      // Replication catches up and 33 answers again: every ID ends as the platform says.
+      platform.setPoisonPaths([]);
+      platform.setLatest(undefined);
+      platform.setPosts(40);
+      for (let i = 0; i < 1200 && rows<{ n: number }>(`SELECT COUNT(*) AS n FROM items WHERE state != 'done'`)[0]!.n > 0; i++) await sleep(25);
+      expect(bestStatuses(out)).toEqual(truth(40));
+    } finally {
+      platform.setPoisonPaths([]);
+      stop.abort();
+      await node.catch(() => undefined);
+      db.close();
+      await t.app.close();
+      await t.store.close();
+    }
+  }, 120_000);
+
+
   it('IDs that answer 404 near the live edge are asked again and end archived; final-missing ones stay missing; stats do not count them twice', async () => {
     platform.setPosts(30);
     platform.setLatest(40);

@@ -48,6 +48,45 @@ describeEachStore('rechecks near the live edge', (h) => {
     expect(stats.items).toMatchObject({ total: 3, done: 3, queued: 0 });
   });
 
+  it('a fail with IDs to recheck queues those the item holds finished, as a done does; the failed ones go back to the queue, not into the recheck item', async () => {
+    const store = await h.open();
+    await store.seed(packItems(ids(1, 10), 10));
+    const node = await store.registerNode({ nick: 'f', tokenHash: 'tf', now: T0 });
+    const first = await store.claim({ nodeId: node.id, now: T0, leaseMs: LEASE_MS });
+    if (first.kind !== 'lease') throw new Error('no lease');
+    // 9-10 failed after all retries; 5-8 answered missing near the edge (9 is named too: it is not final, so it is not rechecked).
+    const r = await store.release({ nodeId: node.id, leaseId: first.lease.leaseId, finished: ids(1, 8), error: '2 IDs failed after all retries', now: T0, recheck: { ids: ids(5, 9), policy: POLICY } });
+    expect(r.remaining.format()).toBe('9-10');
+    // A fail is not repeatable: the stale lease is refused and queues nothing more.
+    await expect(store.release({ nodeId: node.id, leaseId: first.lease.leaseId, finished: ids(1, 8), error: 'again', now: T0, recheck: { ids: ids(5, 8), policy: POLICY } })).rejects.toThrow(/not active/);
+    const retry = await store.claim({ nodeId: node.id, now: T0 + 999, leaseMs: LEASE_MS });
+    if (retry.kind !== 'lease') throw new Error(`no retry lease: ${retry.kind}`);
+    expect(retry.lease.ranges.format()).toBe('9-10');
+    expect((await store.claim({ nodeId: node.id, now: T0 + 999, leaseMs: LEASE_MS })).kind).not.toBe('lease');
+    const recheck = await store.claim({ nodeId: node.id, now: T0 + 1000, leaseMs: LEASE_MS });
+    if (recheck.kind !== 'lease') throw new Error(`no recheck lease: ${recheck.kind}`);
+    expect(recheck.lease.ranges.format()).toBe('5-8');
+    // The recheck item fails too (8 failed; 6 still missing): its next recheck waits twice as long, as after a done.
+    const t2 = T0 + 1000;
+    await store.release({ nodeId: node.id, leaseId: recheck.lease.leaseId, finished: ids(5, 7), error: '1 IDs failed after all retries', now: t2, recheck: { ids: ids(6, 6), policy: POLICY } });
+    const again = await store.claim({ nodeId: node.id, now: t2, leaseMs: LEASE_MS });
+    if (again.kind !== 'lease') throw new Error('no lease for the failed recheck remainder');
+    expect(again.lease.ranges.format()).toBe('8');
+    expect((await store.claim({ nodeId: node.id, now: t2 + 1999, leaseMs: LEASE_MS })).kind).not.toBe('lease');
+    const second = await store.claim({ nodeId: node.id, now: t2 + 2000, leaseMs: LEASE_MS });
+    if (second.kind !== 'lease') throw new Error('no second recheck');
+    expect(second.lease.ranges.format()).toBe('6');
+    // Its attempts are spent: a fail naming 6 again queues nothing.
+    await store.release({ nodeId: node.id, leaseId: second.lease.leaseId, finished: new RangeSet(), error: 'x', now: t2 + 2000, recheck: { ids: ids(6, 6), policy: POLICY } });
+    const items = await h.sql<{ kind: string; ranges: string; rechecks: number }>(`SELECT kind, ranges, rechecks FROM items WHERE project = $1 ORDER BY id`, [store.project]);
+    expect(items.map((i) => [i.kind, RangeSet.fromJSON(JSON.parse(i.ranges)).format(), Number(i.rechecks)])).toEqual([
+      ['posts', '1-10', 0],
+      ['recheck', '5-8', 1],
+      ['recheck', '6', 2],
+    ]);
+    expect((await store.stats({ now: t2 + 2000, windowMs: 60_000 })).ids.total).toBe(10);
+  });
+
   it('seedRecheck queues held IDs again at once (tracker seed --recheck missing), packed into items', async () => {
     const store = await h.open();
     await store.seed(packItems(ids(1, 30), 10));

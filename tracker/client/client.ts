@@ -208,10 +208,15 @@ export class TrackerClient {
     return { remaining: RangeSet.fromJSON(res.remaining) };
   }
 
-  /** Gives the item back with an error message; a media item may say why each URL failed (`mediaErrors`: seq → reason). */
-  async fail(leaseId: string, error: string, finished?: RangeSet, mediaErrors?: ReadonlyMap<number, string>): Promise<{ remaining: RangeSet }> {
+  /**
+   * Gives the item back with an error message; a media item may say why each URL failed
+   * (`mediaErrors`: seq → reason); a post item names the IDs that answered 404 (`missing`), as
+   * `done` does, so a followed project asks again for those near its live edge (issue 21 §1).
+   */
+  async fail(leaseId: string, error: string, finished?: RangeSet, mediaErrors?: ReadonlyMap<number, string>, options: { missing?: RangeSet } = {}): Promise<{ remaining: RangeSet }> {
     const errors = mediaErrors && mediaErrors.size > 0 ? { media_errors: [...mediaErrors].slice(0, 10_000).map(([seq, reason]) => [seq, reason.slice(0, 500)]) } : {};
-    const body = { lease_id: leaseId, error: error.slice(0, 2000), ...(finished ? { finished: finished.toJSON() } : {}), ...errors };
+    const missing = options.missing && !options.missing.isEmpty ? { missing: options.missing.toJSON() } : {};
+    const body = { lease_id: leaseId, error: error.slice(0, 2000), ...(finished ? { finished: finished.toJSON() } : {}), ...errors, ...missing };
     const res = (await this.#call('POST', '/api/v1/fail', body)) as { remaining: [number, number][] };
     return { remaining: RangeSet.fromJSON(res.remaining) };
   }

@@ -82,6 +82,9 @@ export const failBody = z.strictObject({
     .max(10_000)
     .optional()
     .describe('a media item: why each URL left failed, as [seq, reason] (recorded on the URL; each counts one attempt)'),
+  missing: rangeList
+    .optional()
+    .describe('IDs of the item that answered missing (issue 21), as with done: those of `finished` near the live edge of a followed project are asked again later'),
 });
 export const seedBody = z.strictObject({
   ranges: z.string().min(1).describe('ID ranges in the integer codec: "1-1000,5000-6000" or a missing-ranges.txt'),

@@ -3,6 +3,7 @@ import { RangeSet } from '../../config/id-ranges.js';
 import type { Logger } from '../../config/logger.js';
 import { RECHECK_DEFAULTS, describeVerdict, judgeLatest, type LatestState, type LatestVerdict, type RecheckOptions } from '../../config/live-edge.js';
 import type { ItemStore, SeedResult } from '../store/item-store.js';
+import type { RecheckRequest } from '../store/rules.js';
 
 /**
  * A project's `follow: {every_secs}` (issue 14): the platform keeps publishing, so the tracker asks
@@ -101,7 +102,7 @@ export class FollowSeeder {
    * `recheck.window` of the highest accepted ID, with the project's attempts and delay; undefined
    * when none is near the edge (their `missing` is final at once).
    */
-  recheckOf(missing: RangeSet): { ids: RangeSet; policy: { attempts: number; delayMs: number } } | undefined {
+  async recheckOf(missing: RangeSet): Promise<RecheckRequest | undefined> {
     const policy: RecheckOptions = { ...RECHECK_DEFAULTS, ...this.#o.recheck };
     const highest = this.#edge.highest;
     if (highest === 0 || policy.window === 0 || policy.attempts === 0) return undefined;

@@ -221,7 +221,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
           throw err;
         }
       }
-      const recheck = body.missing && ctx.follow ? ctx.follow.recheckOf(RangeSet.fromJSON(body.missing)) : undefined;
+      const recheck = body.missing && ctx.follow ? await ctx.follow.recheckOf(RangeSet.fromJSON(body.missing)) : undefined;
       const result = await store.done({ nodeId: nodeOf(req).id, leaseId: body.lease_id, stats: body.stats, now: now(), ...(recheck ? { recheck } : {}) });
       metrics.inc(result.duplicate ? 'done_duplicate' : 'done');
       return { ok: true, duplicate: result.duplicate };
@@ -232,10 +232,12 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     app.route({
       ...route(path),
       handler: async (req) => {
-        const body = path === '/api/v1/fail' ? parse(api.failBody, req.body) : { ...parse(api.releaseBody, req.body), error: undefined, media_errors: undefined };
+        const body = path === '/api/v1/fail' ? parse(api.failBody, req.body) : { ...parse(api.releaseBody, req.body), error: undefined, media_errors: undefined, missing: undefined };
         const finished = body.finished ? RangeSet.fromJSON(body.finished) : undefined;
         const mediaErrors = body.media_errors ? new Map(body.media_errors.map(([seq, reason]) => [seq, reason])) : undefined;
-        const result = await store.release({ nodeId: nodeOf(req).id, leaseId: body.lease_id, finished, error: body.error, now: now(), ...(mediaErrors ? { mediaErrors } : {}) });
+        // A fail's missing IDs get the rechecks a done's get (issue 21 §1): a failed ID elsewhere in the item must not make them final.
+        const recheck = body.missing && ctx.follow ? await ctx.follow.recheckOf(RangeSet.fromJSON(body.missing)) : undefined;
+        const result = await store.release({ nodeId: nodeOf(req).id, leaseId: body.lease_id, finished, error: body.error, now: now(), ...(mediaErrors ? { mediaErrors } : {}), ...(recheck ? { recheck } : {}) });
         metrics.inc(path === '/api/v1/fail' ? 'fails' : 'releases');
         return { ok: true, remaining: ranges(result.remaining) };
       },

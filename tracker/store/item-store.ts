@@ -2,7 +2,7 @@ import type { RangeSet } from '../../config/id-ranges.js';
 import type { ItemKind, MediaUrl, ReportedMedia } from './media-urls.js';
 import type { DoneStats } from '../client/api-types.js';
 import type { DeadlineProjection, KindProgress } from './deadline.js';
-import type { StorePolicy } from './rules.js';
+import type { RecheckRequest, StorePolicy } from './rules.js';
 
 /**
  * The tracker's durable state: items (ID ranges) and their leases, nodes, bans, settings and
@@ -142,7 +142,7 @@ export interface DoneOptions {
    * transaction they become a recheck item, claimable after the item's next recheck delay, unless
    * the item had `policy.attempts` rechecks already (then their `missing` is final).
    */
-  recheck?: { ids: RangeSet; policy: { attempts: number; delayMs: number } };
+  recheck?: RecheckRequest;
 }
 
 export interface ReleaseOptions {
@@ -154,6 +154,12 @@ export interface ReleaseOptions {
   error?: string;
   /** A media item's `fail`: why each URL failed (seq → reason), recorded on the URL instead of `error`. */
   mediaErrors?: ReadonlyMap<number, string>;
+  /**
+   * A `fail`'s IDs that answered `missing` near the live edge (issue 21 §1): those of them the item
+   * holds as finished after this report become a recheck item, in the same transaction, as a
+   * `done`'s do. (The IDs that go back to the queue are asked again anyway.)
+   */
+  recheck?: RecheckRequest;
   now: number;
 }
 

@@ -126,6 +126,8 @@ export const DONE = `WITH u AS (UPDATE items SET state = 'done', finished = rang
 export const DONE_RECHECK = `WITH u AS (UPDATE items SET state = 'done', finished = ranges, finished_count = id_count, done_at = $4, done_stats = $10
   WHERE ${LEASE_GUARD} RETURNING id),
 r AS (INSERT INTO items (project, ranges, id_count, kind, priority, not_before, rechecks) SELECT $9, $11, $12::bigint, 'recheck', 0, $13::bigint, $14::int FROM u), ${CREDIT}`;
+/** $1 project, $2 ranges, $3 their size, $4 not before, $5 its recheck attempt: a fail's recheck item (issue 21 §1), in the release's transaction. */
+export const INSERT_RECHECK = `INSERT INTO items (project, ranges, id_count, kind, priority, not_before, rechecks) VALUES ($1, $2, $3::bigint, 'recheck', 0, $4::bigint, $5::int)`;
 /** $1 project, $2 ranges, $3 sizes: recheck items queued at once (`tracker seed --recheck missing`). */
 export const INSERT_RECHECKS = `INSERT INTO items (project, ranges, id_count, kind, priority, rechecks) SELECT $1, r, c, 'recheck', 0, 0 FROM unnest($2::text[], $3::bigint[]) AS t (r, c)`;
 /** Guarded ($1..$9), then $10 finished, $11 its size, $12 the error (fail) or null. */

@@ -382,7 +382,7 @@ export class PostgresItemStore implements ItemStore {
       if (isRepeatedDone(found, nodeId)) return { duplicate: true };
       const row = checkLive(found, leaseId, nodeId, now);
       const values = [row.id, leaseId, nodeId, now, row.finished, doneCredit(row), stats.bytes, 1, this.project, JSON.stringify(stats)];
-      const again = recheckItemOf(row, recheck, now);
+      const again = recheckItemOf(row, parseStoredRanges(row.ranges), recheck, now);
       const rows = again
         ? await this.#q<{ n: number }>(Q.DONE_RECHECK, [...values, storedRanges(again.ranges), again.ranges.size, again.notBefore, again.rechecks])
         : await this.#q<{ n: number }>(Q.DONE, values);
@@ -390,20 +390,26 @@ export class PostgresItemStore implements ItemStore {
     });
   }
 
-  async release({ nodeId, leaseId, finished, error, mediaErrors, now }: ReleaseOptions) {
+  async release({ nodeId, leaseId, finished, error, mediaErrors, recheck, now }: ReleaseOptions) {
     const values = (row: LeaseRow) => {
       const { after, added, remaining } = applyFinished(row, finished ?? new RangeSet());
-      return { remaining, values: [row.id, leaseId, nodeId, now, row.finished, added, 0, 0, this.project, storedRanges(after), after.size, error ?? null] };
+      return { remaining, after, values: [row.id, leaseId, nodeId, now, row.finished, added, 0, 0, this.project, storedRanges(after), after.size, error ?? null] };
     };
     const found = await this.#byLease(leaseId);
-    if (error !== undefined && found?.kind === 'media') {
-      // A failed media item: each URL left counts one attempt, project-wide, with its reason — with the release, in one transaction.
+    if ((error !== undefined && found?.kind === 'media') || recheck) {
+      // With the release, in one transaction: a failed media item's URLs left count one attempt
+      // each, project-wide, with their reason; a fail's missing IDs near the live edge become a
+      // recheck item (issue 21 §1).
       return this.#tx(async (client) => {
         const row = checkLive((await client.query<LeaseRow>(Q.BY_LEASE_FOR_UPDATE, [leaseId, this.project])).rows[0], leaseId, nodeId, now);
         const v = values(row);
         await client.query(Q.RELEASE, v.values);
-        const seqs = [...seqsOf(v.remaining)];
-        await client.query(Q.ATTEMPT_URLS, [row.id, seqs, seqs.map((seq) => mediaErrors?.get(seq) ?? error)]);
+        if (error !== undefined && row.kind === 'media') {
+          const seqs = [...seqsOf(v.remaining)];
+          await client.query(Q.ATTEMPT_URLS, [row.id, seqs, seqs.map((seq) => mediaErrors?.get(seq) ?? error)]);
+        }
+        const again = recheckItemOf(row, v.after, recheck, now);
+        if (again) await client.query(Q.INSERT_RECHECK, [this.project, storedRanges(again.ranges), again.ranges.size, again.notBefore, again.rechecks]);
         return { remaining: v.remaining };
       });
     }

@@ -207,17 +207,25 @@ export function storeError(err: unknown, what = 'tracker database'): LifeboatErr
 }
 
 /**
- * A `done` that names IDs near the live edge that answered `missing` (issue 21 §1): the recheck
- * item to add (`kind = 'recheck'`, claimed no earlier than `notBefore`), or undefined when the item
- * had every recheck already (their `missing` is final) or there is nothing to ask again.
+ * A `done` or `fail` that names IDs that answered `missing` near the live edge (issue 21 §1): the
+ * recheck item to add (`kind = 'recheck'`, claimed no earlier than `notBefore`), or undefined when
+ * the item had every recheck already (their `missing` is final) or there is nothing to ask again.
+ * Only IDs the item holds as final are asked again (`final`: all of it for a `done`, what is
+ * finished after the report for a `fail`; the rest goes back to the queue anyway).
  */
-export function recheckItemOf(row: Pick<LeaseRow, 'rechecks' | 'ranges'>, recheck: { ids: RangeSet; policy: Pick<RecheckOptions, 'attempts' | 'delayMs'> } | undefined, now: number): { ranges: RangeSet; notBefore: number; rechecks: number } | undefined {
+export function recheckItemOf(row: Pick<LeaseRow, 'rechecks'>, final: RangeSet, recheck: RecheckRequest | undefined, now: number): { ranges: RangeSet; notBefore: number; rechecks: number } | undefined {
   if (!recheck) return undefined;
-  const ids = recheck.ids.intersect(parseStoredRanges(row.ranges));
+  const ids = recheck.ids.intersect(final);
   const attempt = Number(row.rechecks ?? 0);
   const delay = recheckDelayMs(attempt, recheck.policy);
   if (ids.isEmpty || delay === undefined) return undefined;
   return { ranges: ids, notBefore: now + delay, rechecks: attempt + 1 };
+}
+
+/** IDs that answered `missing` to ask again, with the project's rechecks (a `done` or `fail` carries it; issue 21 §1). */
+export interface RecheckRequest {
+  ids: RangeSet;
+  policy: Pick<RecheckOptions, 'attempts' | 'delayMs'>;
 }
 
 /** When nothing is queued: how long a node should wait before asking again. */

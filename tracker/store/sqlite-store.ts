@@ -366,7 +366,7 @@ export class SqliteItemStore implements ItemStore {
       const row = this.#byLease(leaseId);
       if (isRepeatedDone(row, nodeId)) return { duplicate: true };
       const live = checkLive(row, leaseId, nodeId, now);
-      const again = recheckItemOf(live, recheck, now);
+      const again = recheckItemOf(live, parseStoredRanges(live.ranges), recheck, now);
       if (again) this.#stmt('insertRecheck').run(this.project, storedRanges(again.ranges), again.ranges.size, again.notBefore, again.rechecks);
       const added = doneCredit(live);
       this.#stmt('finish').run(now, JSON.stringify(stats), live.id);
@@ -376,13 +376,15 @@ export class SqliteItemStore implements ItemStore {
     });
   }
 
-  async release({ nodeId, leaseId, finished, error, mediaErrors, now }: ReleaseOptions) {
+  async release({ nodeId, leaseId, finished, error, mediaErrors, recheck, now }: ReleaseOptions) {
     return this.#tx(() => {
       const row = checkLive(this.#byLease(leaseId), leaseId, nodeId, now);
       const remaining = this.#recordFinished(row, finished ?? new RangeSet(), nodeId, now, null);
       // A failed media item: each URL left counts one attempt, project-wide, with its reason.
       if (error !== undefined && row.kind === 'media') for (const seq of seqsOf(remaining)) this.#stmt('attemptUrl').run(mediaErrors?.get(seq) ?? error, seq, row.id);
       const after = parseStoredRanges(row.ranges).subtract(remaining);
+      const again = recheckItemOf(row, after, recheck, now);
+      if (again) this.#stmt('insertRecheck').run(this.project, storedRanges(again.ranges), again.ranges.size, again.notBefore, again.rechecks);
       this.#stmt('requeue').run({ count: after.size, finished: storedRanges(after), error: error ?? null, id: row.id });
       return { remaining };
     });
