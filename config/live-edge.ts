@@ -10,11 +10,15 @@
  *    never below `STEP_FLOOR`.
  *
  * 2. IDs announced before they are readable. A `missing` answer (HTTP 404) for an ID within
- *    `window` IDs of the highest accepted one is not final at once: it is asked again after
- *    `recheckDelayMs(attempt)` (spaced, growing), up to `attempts` times; after that it is final.
- *    A curator may still re-queue final-missing IDs on purpose (`tracker seed --recheck missing`,
- *    `crawl --recheck missing`).
+ *    `window` IDs of the highest accepted one, or younger than `ageMs`, is not final at once
+ *    (`recheckable`): it is asked again after `recheckDelayMs(attempt)` (spaced, growing), up to
+ *    `attempts` times; after that it is final. An ID's age is the time since the poll that
+ *    accepted it (an `AcceptedRange`); the IDs of the first answer (the range a follow starts
+ *    from) have no age, only the window applies to them. A curator may still re-queue
+ *    final-missing IDs on purpose (`tracker seed --recheck missing`, `crawl --recheck missing`).
  */
+
+import { RangeSet } from './id-ranges.js';
 
 /** The default `max_step` is never below this many IDs. */
 export const STEP_FLOOR = 1000;
@@ -112,19 +116,49 @@ export function describeVerdict(v: LatestVerdict): string | undefined {
 }
 
 export interface RecheckOptions {
-  /** A `missing` ID within this many IDs of the highest accepted one is asked again. Default 1000. */
+  /** A `missing` ID within this many IDs of the highest accepted one is asked again. Default 1000; 0: no window. */
   window: number;
   /** How many times it is asked again before `missing` is final. Default 3. */
   attempts: number;
   /** The first recheck's delay; each later one waits twice as long. Default 60 s. */
   delayMs: number;
+  /** A `missing` ID accepted by a poll less than this long ago is asked again too, wherever it lies. Default 1 h; 0: no age rule. */
+  ageMs: number;
 }
 
-export const RECHECK_DEFAULTS: RecheckOptions = { window: 1000, attempts: 3, delayMs: 60_000 };
+export const RECHECK_DEFAULTS: RecheckOptions = { window: 1000, attempts: 3, delayMs: 60_000, ageMs: 3_600_000 };
 
-/** Whether `id` lies within the recheck window below (or above) the highest accepted ID. */
-export function nearLiveEdge(id: number, highest: number, options: Pick<RecheckOptions, 'window'>): boolean {
-  return highest > 0 && id > highest - options.window;
+/** IDs a poll accepted (`start`..`end`) and when (`at`, ms since the epoch): where an ID's age is counted from. */
+export interface AcceptedRange {
+  start: number;
+  end: number;
+  at: number;
+}
+
+/** The IDs within `window` of the highest accepted ID (none before the first answer, or with window 0). */
+export function edgeIds(highest: number, options: Pick<RecheckOptions, 'window'>): RangeSet {
+  if (highest <= 0 || options.window <= 0) return new RangeSet();
+  return new RangeSet([{ start: Math.max(1, highest - options.window + 1), end: Number.MAX_SAFE_INTEGER }]);
+}
+
+/** The IDs accepted less than `ageMs` before `now` (none with ageMs 0). */
+export function youngIds(accepted: readonly AcceptedRange[], now: number, options: Pick<RecheckOptions, 'ageMs'>): RangeSet {
+  if (options.ageMs <= 0) return new RangeSet();
+  return new RangeSet(accepted.filter((r) => now - r.at < options.ageMs).map(({ start, end }) => ({ start, end })));
+}
+
+/**
+ * The IDs of `ids` whose `missing` is asked again: within `window` of the highest accepted ID, or
+ * accepted less than `ageMs` before `now`. Pure: the tracker (on a node's `done` or `fail`) and
+ * `crawl --follow` (before each round) ask it with what they keep of the edge.
+ */
+export function recheckable(ids: RangeSet, edge: { highest: number; accepted: readonly AcceptedRange[] }, now: number, options: Pick<RecheckOptions, 'window' | 'ageMs'>): RangeSet {
+  return ids.intersect(edgeIds(edge.highest, options).union(youngIds(edge.accepted, now, options)));
+}
+
+/** The accepted ranges that can still make an ID young at `now` (the rest are forgotten). */
+export function keepYoung(accepted: readonly AcceptedRange[], now: number, options: Pick<RecheckOptions, 'ageMs'>): AcceptedRange[] {
+  return options.ageMs > 0 ? accepted.filter((r) => now - r.at < options.ageMs) : [];
 }
 
 /**

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { STEP_FLOOR, judgeLatest, maxStepOf, nearLiveEdge, recheckDelayMs, type LatestState } from '../config/live-edge.js';
+import { RangeSet } from '../config/id-ranges.js';
+import { STEP_FLOOR, judgeLatest, keepYoung, maxStepOf, recheckDelayMs, recheckable, type AcceptedRange, type LatestState } from '../config/live-edge.js';
 
 /** Issue 21 §1: the pure live-edge rules `crawl --follow` and the tracker's `follow:` share. */
 
@@ -51,10 +52,36 @@ describe('judgeLatest', () => {
 });
 
 describe('rechecks near the live edge', () => {
+  const set = (text: string) => new RangeSet(text.split(',').map((r) => r.split('-').map(Number)).map(([a, b]) => ({ start: a!, end: b ?? a! })));
+  const noAge = { window: 100, ageMs: 0 };
+
   it('only IDs within the window of the highest are near the edge', () => {
-    expect(nearLiveEdge(901, 1000, { window: 100 })).toBe(true);
-    expect(nearLiveEdge(900, 1000, { window: 100 })).toBe(false);
-    expect(nearLiveEdge(5, 0, { window: 100 })).toBe(false);
+    expect(recheckable(set('899-1000'), { highest: 1000, accepted: [] }, 0, noAge).format()).toBe('901-1000');
+    expect(recheckable(set('5'), { highest: 0, accepted: [] }, 0, noAge).isEmpty).toBe(true);
+    expect(recheckable(set('999'), { highest: 1000, accepted: [] }, 0, { window: 0, ageMs: 0 }).isEmpty).toBe(true);
+  });
+
+  it('an ID younger than the age is asked again wherever it lies; one exactly that old, or of the first answer (no accepted range), is not', () => {
+    const T = 1_700_000_000_000;
+    // Polls accepted 101-200 at T, 201-5000 at T + 50 s; the follow started from 1-100 (no age).
+    const accepted: AcceptedRange[] = [
+      { start: 101, end: 200, at: T },
+      { start: 201, end: 5000, at: T + 50_000 },
+    ];
+    const o = { window: 100, ageMs: 60_000 };
+    const edge = { highest: 5000, accepted };
+    const missing = set('50,150,3000,4950');
+    // At T + 59.999 s both polls are younger than a minute: everything but the first answer's 50.
+    expect(recheckable(missing, edge, T + 59_999, o).format()).toBe('150,3000,4950');
+    // At T + 60 s the first poll is a minute old: 150 is no longer young; 3000 still is; 4950 is in the window.
+    expect(recheckable(missing, edge, T + 60_000, o).format()).toBe('3000,4950');
+    // Long after: the window alone.
+    expect(recheckable(missing, edge, T + 3_600_000, o).format()).toBe('4950');
+    // Age 0: off.
+    expect(recheckable(missing, edge, T, { window: 100, ageMs: 0 }).format()).toBe('4950');
+    // What is kept: only ranges that can still make an ID young.
+    expect(keepYoung(accepted, T + 60_000, o)).toEqual([accepted[1]]);
+    expect(keepYoung(accepted, T, { ageMs: 0 })).toEqual([]);
   });
 
   it('spaces the rechecks, doubling, and stops after the attempts', () => {
