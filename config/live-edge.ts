@@ -122,11 +122,11 @@ export interface RecheckOptions {
   attempts: number;
   /** The first recheck's delay; each later one waits twice as long. Default 60 s. */
   delayMs: number;
-  /** A `missing` ID accepted by a poll less than this long ago is asked again too, wherever it lies. Default 1 h; 0: no age rule. */
+  /** A `missing` ID accepted by a poll less than this long ago is asked again too, wherever it lies. Default 10 min; 0: no age rule. */
   ageMs: number;
 }
 
-export const RECHECK_DEFAULTS: RecheckOptions = { window: 1000, attempts: 3, delayMs: 60_000, ageMs: 3_600_000 };
+export const RECHECK_DEFAULTS: RecheckOptions = { window: 1000, attempts: 3, delayMs: 60_000, ageMs: 600_000 };
 
 /** IDs a poll accepted (`start`..`end`) and when (`at`, ms since the epoch): where an ID's age is counted from. */
 export interface AcceptedRange {

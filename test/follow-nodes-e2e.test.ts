@@ -28,7 +28,7 @@ describe('a followed platform, 2 nodes, one killed with -9', () => {
     tmp = mkdtempSync(join(tmpdir(), 'lifeboat-follow-e2e-'));
     platform = await startDemoPlatform({ posts: 60, trackPaths: false });
     const project = join(tmp, 'project.yaml');
-    writeFileSync(project, 'name: grow\nprofile: demo\nitem_size: 20\nlease_secs: 30\nfollow: {every_secs: 1, recheck: {window: 0}}\nmedia: {collect: false}\n');
+    writeFileSync(project, 'name: grow\nprofile: demo\nitem_size: 20\nlease_secs: 30\nfollow: {every_secs: 1, recheck: {attempts: 0}}\nmedia: {collect: false}\n');
     db = `sqlite:${join(tmp, 'tracker.sqlite')}`;
     const discoverFor = () => () => discoverMaxId(loadProfile('demo', { baseUrl: platform.url }), { allowPrivateNetwork: true });
     tracker = await serveTracker({ projectFile: project, db, port: 0, env: { LIFEBOAT_ADMIN_TOKEN: 'admin-token-for-the-follow-test' }, logger: false, discoverFor, baseUrl: platform.url });

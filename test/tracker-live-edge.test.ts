@@ -40,9 +40,9 @@ interface StatsBody {
   follow: { highest: number; held: number | null; frontier_ids: number };
 }
 
-async function startTracker(store: ItemStore, name: string) {
-  const project = parseProject({ name, profile: 'demo', item_size: 10, follow: { every_secs: 1, chunk_items: 5 } });
-  const app = await buildTrackerApp({ store, project, adminToken: 'x'.repeat(16), leaseMs: 60_000, rateLimit: { max: 100_000, timeWindowMs: 60_000 }, statsCacheMs: 0, expireEveryMs: 0, aliveEveryMs: 0, discoverMaxId: discover });
+async function startTracker(store: ItemStore, name: string, o: { recheck?: Record<string, number>; now?: () => number } = {}) {
+  const project = parseProject({ name, profile: 'demo', item_size: 10, follow: { every_secs: 1, chunk_items: 5, ...(o.recheck ? { recheck: o.recheck } : {}) } });
+  const app = await buildTrackerApp({ store, project, adminToken: 'x'.repeat(16), leaseMs: 60_000, rateLimit: { max: 100_000, timeWindowMs: 60_000 }, statsCacheMs: 0, expireEveryMs: 0, aliveEveryMs: 0, discoverMaxId: discover, ...(o.now ? { now: o.now } : {}) });
   const base = await app.listen({ port: 0, host: '127.0.0.1' });
   // Every answer must come: a frozen tracker fails here, not by a clock in the assertion.
   const stats = async () => {
@@ -59,7 +59,59 @@ async function startTracker(store: ItemStore, name: string) {
   return { app, base, stats, until };
 }
 
+const ALL_MISSING = { counts: { archived: 0, missing: 10, gone: 0, restricted: 0, failed: 0 }, bytes: 0, warcs: [] };
+
 function liveEdgeSuite(open: (project: string) => Promise<ItemStore>) {
+  it('a missing ID outside the window is asked again while younger than recheck.age_secs, counted from the poll that accepted it (after a restart too); the first answer\'s IDs have no age', async () => {
+    platform.setLatest(undefined);
+    platform.setPosts(50);
+    const store = await open('aged');
+    let clock = Date.now();
+    const now = () => clock;
+    // Window 1: only the newest ID is near the edge by the window; age 100 s.
+    const o = { recheck: { window: 1, attempts: 3, delay_secs: 1, age_secs: 100 }, now };
+    let t = await startTracker(store, 'aged', o);
+    const node = async (base: string, nick: string) => {
+      const client = new TrackerClient({ baseUrl: base, clientVersion: '0.1.0', retry: { maxAttempts: 2, baseDelayMs: 1 } });
+      await client.register(nick);
+      return client;
+    };
+    /** Claims every item claimable now; each ends (done, or fail) with all its IDs missing. */
+    const work = async (client: TrackerClient, end: 'done' | 'fail' = 'done') => {
+      const got: string[] = [];
+      for (;;) {
+        const a = await client.tryClaim();
+        if (a.kind !== 'item') return got;
+        got.push(a.item.ranges.format());
+        if (end === 'done') await client.done(a.item.leaseId, ALL_MISSING, { missing: a.item.ranges });
+        else await client.fail(a.item.leaseId, 'x', a.item.ranges, undefined, { missing: a.item.ranges });
+      }
+    };
+    try {
+      await t.until((s) => s.follow.highest === 50);
+      const accepted = clock;
+      platform.setPosts(70); // 51-70: accepted by a poll at `accepted`
+      await t.until((s) => s.follow.highest === 70);
+      expect(await work(await node(t.base, 'aging'))).toEqual(['1-10', '11-20', '21-30', '31-40', '41-50', '51-60', '61-70']);
+      // A restart: the new process never saw the poll that accepted 51-70, the store did.
+      await t.app.close();
+      clock = accepted + 99_999;
+      t = await startTracker(store, 'aged', o);
+      await t.until((s) => s.follow.highest === 70);
+      const b = await node(t.base, 'aging2');
+      // The first answer (1-50) has no age and lies outside the window: final. 51-70 are young (99.999 s): asked again.
+      expect(await work(b)).toEqual(['51-60', '61-70']);
+      clock += 2000;
+      // Their second recheck, 101.999 s after the poll: too old now; only 70 (the window) is asked again. A fail counts as a done does.
+      expect(await work(b, 'fail')).toEqual(['51-60', '61-70']);
+      clock += 4000;
+      expect(await work(b)).toEqual(['70']);
+    } finally {
+      await t.app.close();
+      await store.close();
+    }
+  });
+
   it('a glitched latest of 10^15 is held, never seeded, and dropped when the next poll answers normally', async () => {
     platform.setLatest(undefined);
     platform.setPosts(50);
@@ -135,6 +187,14 @@ describe('the frontier', () => {
     expect(takeIds(frontier, 15, 'oldest').format()).toBe('51-60,101-105');
     expect(takeIds(frontier, 15, 'newest').format()).toBe(`${1e15 - 14}-${1e15}`);
     expect(takeIds(new RangeSet([{ start: 1, end: 3 }]), 10, 'oldest').format()).toBe('1-3');
+  });
+});
+
+describe('follow.recheck.age_secs in the project file', () => {
+  it('takes whole seconds, 0 (off) included; a misspelt key is an error naming the one meant', () => {
+    expect(parseProject({ name: 'a', profile: 'demo', follow: { every_secs: 1, recheck: { age_secs: 0 } } }).follow?.recheck).toEqual({ age_secs: 0 });
+    expect(() => parseProject({ name: 'a', profile: 'demo', follow: { every_secs: 1, recheck: { age_sec: 600 } } }, 'p.yaml')).toThrow('p.yaml: follow.recheck: unknown key "age_sec" (did you mean "age_secs"?)');
+    expect(() => parseProject({ name: 'a', profile: 'demo', follow: { every_secs: 1, recheck: { age_secs: -1 } } }, 'p.yaml')).toThrow(/follow\.recheck\.age_secs/);
   });
 });
 

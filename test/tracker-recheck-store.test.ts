@@ -1,6 +1,7 @@
 import { expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
 import { packItems } from '../tracker/store/item-store.js';
+import { SCHEMA_VERSION } from '../tracker/store/schema.js';
 import { describeEachStore } from './fixtures/store-harness.js';
 
 /**
@@ -85,6 +86,44 @@ describeEachStore('rechecks near the live edge', (h) => {
       ['recheck', '6', 2],
     ]);
     expect((await store.stats({ now: t2 + 2000, windowMs: 60_000 })).ids.total).toBe(10);
+  });
+
+  it('the ranges a follow accepted keep their time (the age rule); older ones are forgotten as new ones come; projects apart', async () => {
+    const store = await h.open();
+    const other = await h.open(`${store.project}-other`);
+    await store.noteAccepted({ ids: ids(1, 10), at: T0, forgetUpTo: T0 - 100 });
+    await store.noteAccepted({ ids: new RangeSet([{ start: 11, end: 20 }, { start: 25, end: 26 }]), at: T0 + 10, forgetUpTo: T0 - 90 });
+    await other.noteAccepted({ ids: ids(1, 5), at: T0, forgetUpTo: 0 });
+    expect(await store.acceptedSince(T0 - 1)).toEqual([
+      { start: 1, end: 10, at: T0 },
+      { start: 11, end: 20, at: T0 + 10 },
+      { start: 25, end: 26, at: T0 + 10 },
+    ]);
+    // Only rows accepted after `since`.
+    expect(await store.acceptedSince(T0)).toEqual([
+      { start: 11, end: 20, at: T0 + 10 },
+      { start: 25, end: 26, at: T0 + 10 },
+    ]);
+    // A new note forgets rows accepted at or before forgetUpTo (T0 here), not later ones, and not another project's.
+    await store.noteAccepted({ ids: ids(27, 1e15), at: T0 + 20, forgetUpTo: T0 });
+    expect(Number((await h.sql<{ n: number }>(`SELECT COUNT(*) AS n FROM follow_accepted WHERE project = $1`, [store.project]))[0]!.n)).toBe(3);
+    expect(await store.acceptedSince(0)).toEqual([
+      { start: 11, end: 20, at: T0 + 10 },
+      { start: 25, end: 26, at: T0 + 10 },
+      { start: 27, end: 1e15, at: T0 + 20 },
+    ]);
+    expect(await other.acceptedSince(0)).toEqual([{ start: 1, end: 5, at: T0 }]);
+  });
+
+  it('a database of schema 5 gains the follow_accepted table when a store opens it', async () => {
+    const store = await h.open();
+    await store.noteAccepted({ ids: ids(1, 10), at: T0, forgetUpTo: 0 });
+    await h.exec(`DROP TABLE follow_accepted; UPDATE meta SET value = '5' WHERE key = 'schema_version';`);
+    const again = await h.open(store.project);
+    expect(await again.acceptedSince(0)).toEqual([]);
+    await again.noteAccepted({ ids: ids(1, 10), at: T0, forgetUpTo: 0 });
+    expect(await again.acceptedSince(0)).toEqual([{ start: 1, end: 10, at: T0 }]);
+    expect((await h.sql<{ value: string }>(`SELECT value FROM meta WHERE key = 'schema_version'`))[0]!.value).toBe(String(SCHEMA_VERSION));
   });
 
   it('seedRecheck queues held IDs again at once (tracker seed --recheck missing), packed into items', async () => {

@@ -1,7 +1,7 @@
 import { errorMessage } from '../../config/errors.js';
 import { RangeSet } from '../../config/id-ranges.js';
 import type { Logger } from '../../config/logger.js';
-import { RECHECK_DEFAULTS, describeVerdict, judgeLatest, type LatestState, type LatestVerdict, type RecheckOptions } from '../../config/live-edge.js';
+import { RECHECK_DEFAULTS, describeVerdict, judgeLatest, recheckable, type LatestState, type LatestVerdict, type RecheckOptions } from '../../config/live-edge.js';
 import type { ItemStore, SeedResult } from '../store/item-store.js';
 import type { RecheckRequest } from '../store/rules.js';
 
@@ -18,6 +18,9 @@ import type { RecheckRequest } from '../store/rules.js';
  *   nothing queued. So an accepted 10^15 costs one chunk per chunk of work claimed, every request
  *   (stats, register, claim, heartbeat) keeps answering, and a restart reads the frontier back
  *   instead of seeding again.
+ * - Each range a poll accepts after the first answer is noted with its time (`noteAccepted`, a
+ *   row per poll, not per ID): a `missing` ID younger than `recheck.ageMs` is asked again even
+ *   outside the window, on any tracker process, after a restart too.
  * - Each chunk is the store's `seedNew` (IDs an item already holds are skipped, seeds are
  *   serialised), so a chunk repeated after a crash (seeded, but the frontier not yet saved) or by a
  *   second tracker process never doubles an ID.
@@ -45,6 +48,8 @@ export interface FollowSeederOptions {
   /** The project's claim order: `newest` cuts from the top of the frontier, `oldest` from the bottom. */
   order?: 'newest' | 'oldest';
   log: FollowLog;
+  /** The clock (ms since the epoch); default Date.now. */
+  now?: () => number;
 }
 
 /** Items cut from the frontier at a time (and the queued items below which the next chunk is cut). */
@@ -97,16 +102,26 @@ export class FollowSeeder {
     return { highest: this.#edge.highest, held: this.#edge.held ?? null, frontierIds: RangeSet.fromJSON(this.#edge.frontier).size };
   }
 
+  get #recheck(): RecheckOptions {
+    return { ...RECHECK_DEFAULTS, ...this.#o.recheck };
+  }
+
+  #now(): number {
+    return (this.#o.now ?? Date.now)();
+  }
+
   /**
-   * What a `done` reporting `missing` IDs asks the store to recheck (issue 21 §1): those within
-   * `recheck.window` of the highest accepted ID, with the project's attempts and delay; undefined
-   * when none is near the edge (their `missing` is final at once).
+   * What a `done` or `fail` reporting `missing` IDs asks the store to recheck (issue 21 §1): those
+   * within `recheck.window` of the highest accepted ID, or accepted by a poll less than
+   * `recheck.ageMs` ago (config/live-edge.ts `recheckable`), with the project's attempts and delay;
+   * undefined when there are none (their `missing` is final at once).
    */
   async recheckOf(missing: RangeSet): Promise<RecheckRequest | undefined> {
-    const policy: RecheckOptions = { ...RECHECK_DEFAULTS, ...this.#o.recheck };
-    const highest = this.#edge.highest;
-    if (highest === 0 || policy.window === 0 || policy.attempts === 0) return undefined;
-    const ids = missing.intersect(new RangeSet([{ start: Math.max(1, highest - policy.window + 1), end: Number.MAX_SAFE_INTEGER }]));
+    const policy = this.#recheck;
+    if (policy.attempts === 0 || missing.isEmpty) return undefined;
+    const now = this.#now();
+    const accepted = policy.ageMs > 0 ? await this.#o.store.acceptedSince(now - policy.ageMs) : [];
+    const ids = recheckable(missing, { highest: this.#edge.highest, accepted }, now, policy);
     return ids.isEmpty ? undefined : { ids, policy: { attempts: policy.attempts, delayMs: policy.delayMs } };
   }
 
@@ -161,6 +176,13 @@ export class FollowSeeder {
     const changed = state.highest !== before || state.held !== this.#edge.held;
     this.#edge = { ...state, frontier: frontier.toJSON() };
     try {
+      // New IDs after the first answer get an age: noted before the edge is saved, so a crash
+      // between the two notes them again (younger, never without an age).
+      const { ageMs } = this.#recheck;
+      if (before > 0 && state.highest > before && ageMs > 0) {
+        const at = this.#now();
+        await this.#o.store.noteAccepted({ ids: new RangeSet([{ start: before + 1, end: state.highest }]), at, forgetUpTo: at - ageMs });
+      }
       if (changed) await this.#save();
       const seed = await this.#cut();
       return this.#outcome(verdict, answered, seed);
@@ -193,7 +215,7 @@ export class FollowSeeder {
   async #cut(): Promise<SeedResult> {
     const { store, itemSize, log, order = 'oldest', chunkItems = DEFAULT_CHUNK_ITEMS } = this.#o;
     if (this.#edge.frontier.length === 0) return NOTHING;
-    const queued = (await store.stats({ now: Date.now(), windowMs: 60_000 })).items.queued;
+    const queued = (await store.stats({ now: this.#now(), windowMs: 60_000 })).items.queued;
     if (queued >= chunkItems) return NOTHING;
     const frontier = RangeSet.fromJSON(this.#edge.frontier);
     const chunk = takeIds(frontier, chunkItems * itemSize, order);

@@ -235,10 +235,12 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
                   ...(project.follow.recheck.window !== undefined ? { window: project.follow.recheck.window } : {}),
                   ...(project.follow.recheck.attempts !== undefined ? { attempts: project.follow.recheck.attempts } : {}),
                   ...(project.follow.recheck.delay_secs !== undefined ? { delayMs: project.follow.recheck.delay_secs * 1000 } : {}),
+                  ...(project.follow.recheck.age_secs !== undefined ? { ageMs: project.follow.recheck.age_secs * 1000 } : {}),
                 },
               }
             : {}),
           log: { info: (msg, fields) => followLog.info(fields ?? {}, msg), warn: (msg, fields) => followLog.warn(fields ?? {}, msg) },
+          now,
         })
       : undefined;
   registerRoutes(app, {

@@ -1,4 +1,5 @@
 import type { RangeSet } from '../../config/id-ranges.js';
+import type { AcceptedRange } from '../../config/live-edge.js';
 import type { ItemKind, MediaUrl, ReportedMedia } from './media-urls.js';
 import type { DoneStats } from '../client/api-types.js';
 import type { DeadlineProjection, KindProgress } from './deadline.js';
@@ -254,6 +255,13 @@ export interface ItemStore {
   rateHistory(options: { now: number; sinceMs: number }): Promise<RatePoint[]>;
   ban(options: { nick: string; reason: string; now: number }): Promise<{ releasedItems: number }>;
   unban(nick: string): Promise<void>;
+  /**
+   * A follow's poll accepted `ids` at `at` (issue 21 §1: where their age is counted from); in the
+   * same transaction, rows accepted at or before `forgetUpTo` are deleted (none of their IDs is young any more).
+   */
+  noteAccepted(options: { ids: RangeSet; at: number; forgetUpTo: number }): Promise<void>;
+  /** The ranges a follow accepted after `since` (ms), with when. */
+  acceptedSince(since: number): Promise<AcceptedRange[]>;
   getSetting(key: string): Promise<string | undefined>;
   setSetting(key: string, value: string): Promise<void>;
   close(): Promise<void>;

@@ -126,6 +126,11 @@ export const DONE = `WITH u AS (UPDATE items SET state = 'done', finished = rang
 export const DONE_RECHECK = `WITH u AS (UPDATE items SET state = 'done', finished = ranges, finished_count = id_count, done_at = $4, done_stats = $10
   WHERE ${LEASE_GUARD} RETURNING id),
 r AS (INSERT INTO items (project, ranges, id_count, kind, priority, not_before, rechecks) SELECT $9, $11, $12::bigint, 'recheck', 0, $13::bigint, $14::int FROM u), ${CREDIT}`;
+/** $1 project, $2 first IDs, $3 last IDs, $4 accepted at, $5 forget up to: a follow's accepted ranges (issue 21 §1), older rows dropped in the same statement. */
+export const NOTE_ACCEPTED = `WITH d AS (DELETE FROM follow_accepted WHERE project = $1 AND accepted_at <= $5::bigint)
+  INSERT INTO follow_accepted (project, first_id, last_id, accepted_at) SELECT $1, s, e, $4::bigint FROM unnest($2::bigint[], $3::bigint[]) AS t (s, e)`;
+/** $1 project, $2 since. */
+export const ACCEPTED_SINCE = `SELECT first_id, last_id, accepted_at FROM follow_accepted WHERE project = $1 AND accepted_at > $2::bigint ORDER BY accepted_at, first_id`;
 /** $1 project, $2 ranges, $3 their size, $4 not before, $5 its recheck attempt: a fail's recheck item (issue 21 §1), in the release's transaction. */
 export const INSERT_RECHECK = `INSERT INTO items (project, ranges, id_count, kind, priority, not_before, rechecks) VALUES ($1, $2, $3::bigint, 'recheck', 0, $4::bigint, $5::int)`;
 /** $1 project, $2 ranges, $3 sizes: recheck items queued at once (`tracker seed --recheck missing`). */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { InputError, StorageError } from '../../config/errors.js';
 import { RangeSet } from '../../config/id-ranges.js';
+import type { AcceptedRange } from '../../config/live-edge.js';
 import { type ClaimOptions, type ClaimResult, type DoneOptions, type HeartbeatOptions, type ItemStore, type LeaseLookup, type MediaCounts, type NodeRecord, type ReleaseOptions, type SeedResult, type TrackerStats, EVENT_RETENTION_MS } from './item-store.js';
 import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
 import { type KindProgress, type WorkRows, buildWorkProgress } from './deadline.js';
@@ -451,6 +452,15 @@ export class PostgresItemStore implements ItemStore {
 
   async unban(nick: string): Promise<void> {
     await this.#q(`DELETE FROM bans WHERE project = $1 AND nick = $2`, [this.project, nick]);
+  }
+
+  async noteAccepted({ ids, at, forgetUpTo }: { ids: RangeSet; at: number; forgetUpTo: number }): Promise<void> {
+    await this.#q(Q.NOTE_ACCEPTED, [this.project, ids.ranges.map((r) => r.start), ids.ranges.map((r) => r.end), at, forgetUpTo]);
+  }
+
+  async acceptedSince(since: number): Promise<AcceptedRange[]> {
+    const rows = await this.#q<{ first_id: number; last_id: number; accepted_at: number }>(Q.ACCEPTED_SINCE, [this.project, since]);
+    return rows.map((r) => ({ start: Number(r.first_id), end: Number(r.last_id), at: Number(r.accepted_at) }));
   }
 
   async getSetting(key: string): Promise<string | undefined> {

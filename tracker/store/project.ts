@@ -47,7 +47,9 @@ import type { StorePolicy } from './rules.js';
  *                              #   (issue 21): max_step (a larger jump waits for a confirming poll; default
  *                              #   10 x the recent growth per poll, at least 1000), chunk_items (items cut
  *                              #   from the frontier at a time, default 1000), recheck: {window: 1000,
- *                              #   attempts: 3, delay_secs: 60} (a missing ID that near the edge is asked again)
+ *                              #   attempts: 3, delay_secs: 60, age_secs: 600} (a missing ID within `window`
+ *                              #   of the newest, or accepted by a poll less than `age_secs` ago, is asked
+ *                              #   again; window 0 or age_secs 0 turns that rule off)
  * deadline: 2026-12-01T00:00:00Z   # optional (issue 14): RFC 3339; the tracker projects coverage per kind at
  *                              #   this time and hands out the most valuable work per byte first
  * order: newest                # optional (issue 14): within a kind, `newest` (highest IDs first) or `oldest`;
@@ -120,6 +122,7 @@ export const projectSchema = z.strictObject({
           window: z.number().int().min(0).optional(),
           attempts: z.number().int().min(0).max(20).optional(),
           delay_secs: z.number().min(1).max(86_400).optional(),
+          age_secs: z.number().int().min(0).max(30 * 86_400).optional(),
         })
         .optional(),
     })

@@ -11,8 +11,11 @@
  * an item's last progress and media count, nodes' refusals and media quota window (issue 21).
  * 4: recheck items (kind `recheck`, issue 21 §1): `not_before` (no claim earlier) and `rechecks` (its attempt).
  * 5: `stalled_by` and `stalled_at`: the node a lease was last taken from for no progress, and when (issue 21 §3).
+ * 6: `follow_accepted` (issue 21 §1): when a follow's poll accepted each range of new IDs (a
+ * `missing` ID younger than `follow.recheck.age_secs` is asked again). A table a database lacks is
+ * made by `CREATE TABLE IF NOT EXISTS` when a store opens it.
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -142,6 +145,11 @@ export const TABLES: readonly Table[] = [
       col('failed_at', 'bigint', undefined, 3),
     ],
   },
+  {
+    /** One row per range of new IDs a follow's poll accepted, and when (the IDs' age); rows too old to matter are deleted as new ones come. */
+    name: 'follow_accepted',
+    columns: [col('project', 'text', 'NOT NULL'), col('first_id', 'bigint', 'NOT NULL'), col('last_id', 'bigint', 'NOT NULL'), col('accepted_at', 'bigint', 'NOT NULL')],
+  },
 ];
 
 /** Indexes, created once every column exists (partial indexes read the same in both dialects). */
@@ -155,6 +163,7 @@ export const INDEXES: readonly string[] = [
   'CREATE INDEX IF NOT EXISTS nodes_nick ON nodes (project, nick)',
   'CREATE INDEX IF NOT EXISTS events_at ON events (project, at)',
   'CREATE INDEX IF NOT EXISTS media_urls_pending ON media_urls (project, priority, seq) WHERE item_id IS NULL',
+  'CREATE INDEX IF NOT EXISTS follow_accepted_at ON follow_accepted (project, accepted_at)',
 ];
 
 function columnSql(c: Column, dialect: Dialect): string {

@@ -46,6 +46,9 @@ export const SQL = {
   ownStalledNewest: `${QUEUED} AND stalled_by = ? AND stalled_at <= ? ORDER BY priority, failures, id DESC LIMIT 1`,
   // project, node, lo, hi: the oldest take-back among the queued items barred for the node.
   barredSince: `SELECT MIN(stalled_at) AS at FROM items WHERE project = ? AND state = 'queued' AND stalled_by = ? AND priority BETWEEN ? AND ?`,
+  forgetAccepted: `DELETE FROM follow_accepted WHERE project = ? AND accepted_at <= ?`,
+  noteAccepted: `INSERT INTO follow_accepted (project, first_id, last_id, accepted_at) VALUES (?, ?, ?, ?)`,
+  acceptedSince: `SELECT first_id, last_id, accepted_at FROM follow_accepted WHERE project = ? AND accepted_at > ? ORDER BY accepted_at, first_id`,
   insertRecheck: `INSERT INTO items (project, ranges, id_count, kind, priority, not_before, rechecks) VALUES (?, ?, ?, 'recheck', 0, ?, ?)`,
   queuedPosts: `SELECT 1 FROM items WHERE project = ? AND state = 'queued' AND priority = 0 LIMIT 1`,
   pendingMin: `SELECT priority FROM media_urls WHERE project = ? AND item_id IS NULL ORDER BY priority, seq LIMIT 1`,

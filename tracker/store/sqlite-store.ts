@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { StorageError } from '../../config/errors.js';
 import { randomUUID } from 'node:crypto';
 import { RangeSet } from '../../config/id-ranges.js';
+import type { AcceptedRange } from '../../config/live-edge.js';
 import { type ClaimOptions, type ClaimResult, type DoneOptions, type HeartbeatOptions, type ItemStore, type LeaseLookup, type MediaCounts, type NodeRecord, type ReleaseOptions, type SeedResult, type TrackerStats, EVENT_RETENTION_MS } from './item-store.js';
 import { type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, heldIds, isRepeatedDone, leaseOf, recheckItemOf, mediaRoom, nothingToClaim, packItems, parseStoredRanges, registrationDecision, remainderOf, retryAfterMsFor, seqsOf, stallBarBefore, storeError, storedRanges } from './rules.js';
 import { SCHEMA_VERSION, addMissingColumnsSql, createTablesSql, INDEXES } from './schema.js';
@@ -426,6 +427,18 @@ export class SqliteItemStore implements ItemStore {
 
   async unban(nick: string): Promise<void> {
     this.#do(() => this.#stmt('unban').run(this.project, nick));
+  }
+
+  async noteAccepted({ ids, at, forgetUpTo }: { ids: RangeSet; at: number; forgetUpTo: number }): Promise<void> {
+    this.#tx(() => {
+      this.#stmt('forgetAccepted').run(this.project, forgetUpTo);
+      for (const r of ids.ranges) this.#stmt('noteAccepted').run(this.project, r.start, r.end, at);
+    });
+  }
+
+  async acceptedSince(since: number): Promise<AcceptedRange[]> {
+    const rows = this.#do(() => this.#stmt('acceptedSince').all(this.project, since) as { first_id: number; last_id: number; accepted_at: number }[]);
+    return rows.map((r) => ({ start: Number(r.first_id), end: Number(r.last_id), at: Number(r.accepted_at) }));
   }
 
   async getSetting(key: string): Promise<string | undefined> {
