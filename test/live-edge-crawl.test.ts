@@ -8,7 +8,7 @@ import { createLogger, type LogEntry } from '../config/logger.js';
 import { loadProfile } from '../config/profile.js';
 import { runCrawl } from '../crawler/run/crawl.js';
 import { discoverMaxId } from '../crawler/run/discover.js';
-import { followIds } from '../crawler/run/follow-ids.js';
+import { followIds, shardFollowAges } from '../crawler/run/follow-ids.js';
 import { main } from '../scripts/cli/cli.js';
 import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
 
@@ -143,6 +143,117 @@ describe('crawl --follow at the live edge', () => {
     expect(entries.map((e) => e.message).join('\n')).toMatch(/asking again for \d+ IDs near the live edge that answered missing/);
   });
 
+  it('with a window of 1, lagging IDs are asked again by their age (counted from the poll that found them); the first range has none; age 0 turns it off', async () => {
+    const run = async (dir: string, ageMs: number) => {
+      platform.setPosts(30);
+      platform.setLatest(undefined);
+      const { crawl } = shardCrawler(dir);
+      const profileDiscover = shardCrawler(dir).discover;
+      const before = new Map(range(1, 40).map((id) => [id, hits(id)]));
+      const stop = new AbortController();
+      let polls = 0;
+      let clock = 1_700_000_000_000;
+      await followIds({
+        first: new RangeSet([{ start: 1, end: 30 }]),
+        highest: 30,
+        discover: async () => {
+          polls++;
+          if (polls === 1) platform.setLatest(40); // 31-40 announced, not yet readable
+          if (polls === 2) (platform.setLatest(undefined), platform.setPosts(40)); // replication caught up
+          clock += 1000;
+          if (polls > 6) stop.abort();
+          return profileDiscover();
+        },
+        crawl,
+        everyMs: 10,
+        signal: stop.signal,
+        logger: createLogger(() => undefined),
+        recheck: { window: 1, attempts: 3, delayMs: 1, ageMs },
+        now: () => clock,
+      });
+      return (id: number) => hits(id) - before.get(id)!;
+    };
+    const aged = join(tmp, 'aged');
+    const asked = await run(aged, 60_000);
+    expect(shardStatuses(aged)).toEqual(truth(range(1, 40)));
+    // The first range has no age and only 30 is within the window: a missing one of 1-29 was asked once.
+    const firstMissing = range(1, 29).filter((id) => platform.post(id).status === 'missing');
+    expect(firstMissing.length).toBeGreaterThan(0);
+    for (const id of firstMissing) expect(asked(id), `ID ${id}`).toBe(1);
+    // 31-39 are outside the window, young by their age: asked again until they answered.
+    for (const id of range(31, 39)) expect(asked(id), `ID ${id}`).toBeGreaterThan(1);
+
+    // Age 0: the window alone; 31-39 answered 404 once and that is final.
+    const off = join(tmp, 'aged-off');
+    const askedOff = await run(off, 0);
+    for (const id of range(31, 39)) {
+      expect(askedOff(id), `ID ${id}`).toBe(1);
+      expect(shardStatuses(off).get(id), `ID ${id}`).toBe('missing');
+    }
+  });
+
+  it('a run started again on the shard knows how young the IDs its last run found are', async () => {
+    const T = 1_700_000_000_000;
+    const o = { window: 1, attempts: 3, delayMs: 1, ageMs: 60_000 };
+    /** Run 1: follows from 1-30; the first poll finds 31-40, and the run is stopped before crawling them. */
+    const firstRun = async (dir: string) => {
+      platform.setPosts(30);
+      platform.setLatest(undefined);
+      const { crawl, crawled, discover } = shardCrawler(dir);
+      const stop = new AbortController();
+      await followIds({
+        first: new RangeSet([{ start: 1, end: 30 }]),
+        highest: 30,
+        discover: async () => (platform.setLatest(40), stop.abort(), discover()),
+        crawl,
+        everyMs: 10,
+        signal: stop.signal,
+        logger: createLogger(() => undefined),
+        recheck: o,
+        ages: shardFollowAges(dir),
+        now: () => T,
+      });
+      expect(crawled).toEqual(['1-30']);
+    };
+    /** Run 2 at `at`: 1-40 (latest 40, 31-40 still 404 at first); replication catches up at its first poll. */
+    const secondRun = async (dir: string, at: number) => {
+      const { crawl, crawled, discover } = shardCrawler(dir);
+      const stop = new AbortController();
+      let polls = 0;
+      let clock = at;
+      await followIds({
+        first: new RangeSet([{ start: 1, end: 40 }]),
+        highest: 40,
+        discover: async () => {
+          if (polls++ === 0) (platform.setLatest(undefined), platform.setPosts(40));
+          clock += 1000;
+          if (polls > 4) stop.abort();
+          return discover();
+        },
+        crawl,
+        everyMs: 10,
+        signal: stop.signal,
+        logger: createLogger(() => undefined),
+        recheck: o,
+        ages: shardFollowAges(dir),
+        now: () => clock,
+      });
+      return crawled;
+    };
+    const young = join(tmp, 'rerun-young');
+    await firstRun(young);
+    // 59.999 s after run 1 found them: young, so the 404s are watched and asked again.
+    expect((await secondRun(young, T + 59_999)).length).toBeGreaterThan(1);
+    expect(shardStatuses(young)).toEqual(truth(range(1, 40)));
+    const old = join(tmp, 'rerun-old');
+    await firstRun(old);
+    // 60 s after: too old; outside the window of 1, their 404s are final in the first round (40, in the window, may be asked again).
+    const rounds = await secondRun(old, T + 60_000);
+    expect(rounds[0]).toBe('1-40');
+    expect(rounds.slice(1).filter((r) => r !== '40')).toEqual([]);
+    expect([...shardStatuses(old)].filter(([id, s]) => id > 30 && id < 40 && s !== 'missing')).toEqual([]);
+  });
+
   it('crawl --follow asks again for lagging IDs (flags), and crawl --recheck missing re-asks final-missing IDs on purpose', async () => {
     const io = (err: string[]) => ({ stdout: { write: () => true }, stderr: { write: (s: string) => err.push(s) }, env: {} });
     // --recheck missing on an existing shard: 31-40 were final missing; a plain rerun does nothing, --recheck missing finds them.
@@ -181,5 +292,33 @@ describe('crawl --follow at the live edge', () => {
     } finally {
       clearInterval(catchUp);
     }
+  });
+
+  it('crawl --follow --recheck-window 1 --recheck-age-secs 0: IDs a poll found that answer 404 are not asked again; a negative age is refused', async () => {
+    const io = (err: string[]) => ({ stdout: { write: () => true }, stderr: { write: (s: string) => err.push(s) }, env: {} });
+    const err: string[] = [];
+    expect(await main(['crawl', '--profile', 'demo', '--ids', '1-latest', '--follow', '--recheck-age-secs', '-1', '--out', join(tmp, 'never')], io(err))).toBe(2);
+    expect(err.join('')).toMatch(/--recheck-age-secs must be a whole number \(0 or more\), got "-1"/);
+    const dir = join(tmp, 'age-flag');
+    const latestHits = () => platform.stats.paths.get('/api/v1/latest') ?? 0;
+    const from = latestHits();
+    // After the crawl resolved latest (30): 31-40 announced but unreadable at the first poll; readable from the second.
+    const script = setInterval(() => {
+      const n = latestHits() - from;
+      if (n === 1) platform.setLatest(40);
+      if (n >= 3) (platform.setLatest(undefined), platform.setPosts(40), clearInterval(script));
+    }, 5);
+    const until = new Date(Date.now() + 6000).toISOString();
+    try {
+      const code = await main(['crawl', '--profile', 'demo', '--base-url', platform.url, '--ids', '1-latest', '--follow', '--follow-secs', '1', '--recheck-delay-secs', '1', '--recheck-window', '1', '--recheck-age-secs', '0', '--until', until, '--out', dir, '--allow-private-network', '--quiet'], io([]));
+      expect(code).toBe(0);
+    } finally {
+      clearInterval(script);
+    }
+    const statuses = shardStatuses(dir);
+    expect(statuses.size).toBe(40);
+    // Some of 31-39 are public now: asked again (as with the default age, 600 s), they would be archived.
+    expect(range(31, 39).some((id) => platform.post(id).status === 'public')).toBe(true);
+    for (const id of range(31, 39)) expect(statuses.get(id), `ID ${id}`).toBe('missing');
   });
 });

@@ -1,8 +1,11 @@
+import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../../config/errors.js';
 import { RangeSet } from '../../config/id-ranges.js';
 import type { Logger } from '../../config/logger.js';
-import { RECHECK_DEFAULTS, describeVerdict, judgeLatest, recheckDelayMs, type LatestState, type RecheckOptions } from '../../config/live-edge.js';
+import { RECHECK_DEFAULTS, describeVerdict, judgeLatest, keepYoung, recheckDelayMs, recheckable, type AcceptedRange, type LatestState, type RecheckOptions } from '../../config/live-edge.js';
+import { ShardDb } from '../../storage/shard/shard-db.js';
+import { shardDbPath } from '../../storage/shard/layout.js';
 
 /**
  * `lifeboat crawl --ids 1-latest --follow` (issue 14): after the first range, ask the platform for
@@ -12,9 +15,11 @@ import { RECHECK_DEFAULTS, describeVerdict, judgeLatest, recheckDelayMs, type La
  *
  * The live edge (issue 21 §1, config/live-edge.ts, the same rules as the tracker's `follow:`): the
  * range only grows; a discover that fails or answers lower is logged and asked again at the next
- * tick; a jump far above the trend is held until a later poll confirms it. An ID near the edge that
+ * tick; a jump far above the trend is held until a later poll confirms it. An ID near the edge
+ * (within the window of the newest, or accepted by a poll less than `recheck.ageMs` ago) that
  * answers `missing` (announced before it was readable) is asked again in a later round, a few
- * times, spaced, before its `missing` is final.
+ * times, spaced, before its `missing` is final. The ranges the polls accepted, with their time,
+ * are kept in the shard (`ages`), so a run started again on it knows how young they are.
  */
 export interface FollowIdsOptions {
   /** The IDs of the first round (`1-latest` resolved). */
@@ -37,8 +42,49 @@ export interface FollowIdsOptions {
   recheck?: Partial<RecheckOptions>;
   /** `--recheck missing`: the first round also asks again for these IDs the shard holds as `missing`. */
   firstRecheck?: RangeSet;
+  /** Where the ranges the polls accepted are kept between runs (`shardFollowAges`); default: this run only. */
+  ages?: FollowAges;
   /** The clock (tests); default Date.now. */
   now?: () => number;
+}
+
+/** The ranges a follow's polls accepted, with when (the IDs' age), kept between runs. */
+export interface FollowAges {
+  load(): AcceptedRange[];
+  save(accepted: readonly AcceptedRange[]): void;
+}
+
+/** The shard's meta key holding the accepted ranges: JSON `[[start, end, at], …]`. */
+export const FOLLOW_ACCEPTED_KEY = 'follow_accepted';
+
+/**
+ * The accepted ranges in the shard at `dir` (meta `follow_accepted`), saved as a poll accepts new
+ * IDs (before they are crawled: a run stopped before it reached them leaves their age to the
+ * next). A shard that does not exist yet (no round ran) holds none.
+ */
+export function shardFollowAges(dir: string): FollowAges {
+  const path = shardDbPath(dir);
+  return {
+    load: () => {
+      if (!existsSync(path)) return [];
+      const db = new ShardDb(path, { readonly: true });
+      try {
+        const text = db.getMeta(FOLLOW_ACCEPTED_KEY);
+        return text ? (JSON.parse(text) as [number, number, number][]).map(([start, end, at]) => ({ start, end, at })) : [];
+      } finally {
+        db.close();
+      }
+    },
+    save: (accepted) => {
+      if (!existsSync(path)) return;
+      const db = new ShardDb(path);
+      try {
+        db.setMeta(FOLLOW_ACCEPTED_KEY, JSON.stringify(accepted.map((r) => [r.start, r.end, r.at])));
+      } finally {
+        db.close();
+      }
+    },
+  };
 }
 
 export interface FollowIdsResult {
@@ -60,6 +106,8 @@ export async function followIds(o: FollowIdsOptions): Promise<FollowIdsResult> {
   let rounds = 0;
   let ids = 0;
   let rechecked = 0;
+  /** The ranges the polls accepted (this run's and, from the shard, earlier runs'), young enough to matter. */
+  let accepted = keepYoung(o.ages?.load() ?? [], now(), recheck);
   /** Lagging IDs: how many rechecks each has had and when the next is due. */
   const lagging = new Map<number, { attempt: number; due: number }>();
   let next: RangeSet | undefined = o.first;
@@ -71,8 +119,8 @@ export async function followIds(o: FollowIdsOptions): Promise<FollowIdsResult> {
     if (!todo.isEmpty) {
       rounds++;
       ids += todo.size;
-      const lo = Math.max(1, edge.highest - recheck.window + 1);
-      const watch = todo.intersect(new RangeSet([{ start: lo, end: Math.max(lo, edge.highest) }])).union(due);
+      // The IDs whose `missing` this round reports back: near the edge by the window or by their age.
+      const watch = recheckable(todo, { highest: edge.highest, accepted }, t, recheck).union(due);
       if (!due.isEmpty) log.log('info', `asking again for ${due.size} IDs near the live edge that answered missing`, { ids: due.format() });
       const r = await o.crawl(todo, { recheck: rounds === 1 && o.firstRecheck ? due.union(o.firstRecheck) : due, watch });
       next = undefined;
@@ -113,6 +161,12 @@ export async function followIds(o: FollowIdsOptions): Promise<FollowIdsResult> {
     if (edge.highest > before) {
       log.log('info', `new posts: ${before + 1}-${edge.highest}`, { highest: edge.highest });
       next = new RangeSet([{ start: before + 1, end: edge.highest }]);
+      // Their age starts now (the first range, resolved before following, has none).
+      const at = now();
+      if (before > 0 && recheck.ageMs > 0) {
+        accepted = [...keepYoung(accepted, at, recheck), { start: before + 1, end: edge.highest, at }];
+        o.ages?.save(accepted);
+      }
     }
   }
   return { highest: edge.highest, rounds, ids, rechecked, pendingRechecks: lagging.size };

@@ -20,6 +20,15 @@ export function positiveInt(name: string) {
   };
 }
 
+/** A whole number ≥ 0 (a flag where 0 turns something off). */
+export function nonNegativeInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number (0 or more), got "${value}"`);
+    return n;
+  };
+}
+
 export function byteSize(value: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$/i.exec(value.trim());
   if (!m) throw new InvalidArgumentError(`"${value}" is not a size (e.g. 1073741824, 512M, 1G)`);

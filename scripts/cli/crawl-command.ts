@@ -12,7 +12,7 @@ export interface CrawlCommandOptions extends CrawlFlagValues {
 /** `lifeboat crawl`: returns the exit code. */
 export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<number> {
   // Loaded on use: `lifeboat --help` should not pay for the crawler's dependencies.
-  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges, RangeSet }, { formatFailureReasons, leftIds, shardFailureReasons, shardIncompleteReasons, shardLeft }, { checkCrawlScope }, { followIds }] = await Promise.all([
+  const [{ loadProfile }, { runCrawl }, { summaryLine }, { discoverMaxId }, { createCodec }, { parseRanges, RangeSet }, { formatFailureReasons, leftIds, shardFailureReasons, shardIncompleteReasons, shardLeft }, { checkCrawlScope }, { followIds, shardFollowAges }] = await Promise.all([
     import('../../config/profile.js'),
     import('../../crawler/run/crawl.js'),
     import('../../crawler/fetch/crawl-stats.js'),
@@ -100,6 +100,7 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
         ...(o.recheckWindow !== undefined ? { window: o.recheckWindow } : {}),
         ...(o.recheckAttempts !== undefined ? { attempts: o.recheckAttempts } : {}),
         ...(o.recheckDelaySecs !== undefined ? { delayMs: o.recheckDelaySecs * 1000 } : {}),
+        ...(o.recheckAgeSecs !== undefined ? { ageMs: o.recheckAgeSecs * 1000 } : {}),
       };
       const f = await followIds({
         first: ranges,
@@ -111,6 +112,7 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
         signal,
         logger,
         recheck,
+        ages: shardFollowAges(outDir),
         ...(o.followMaxStep !== undefined ? { maxStep: o.followMaxStep } : {}),
       });
       logger.log('info', `followed the platform to ID ${codec.encode(f.highest)} in ${f.rounds} rounds${f.rechecked ? `; ${f.rechecked} rechecks of IDs that answered missing` : ''}`);

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { CrawlFlags } from '../../config/crawl-settings.js';
 import type { Logger } from '../../config/logger.js';
 import type { NodeCaps } from '../../crawler/run/caps.js';
-import { byteSize, capSize, nodeName, positiveHours, positiveInt } from './cli-options.js';
+import { byteSize, capSize, nodeName, nonNegativeInt, positiveHours, positiveInt } from './cli-options.js';
 
 /**
  * The crawl flags, defined once for `lifeboat crawl` and `lifeboat node` (a node crawls each item
@@ -39,6 +39,7 @@ const FLAGS: readonly FlagDef[] = [
   { flags: '--recheck-window <n>', help: 'with --follow: an ID within this many IDs of the newest that answers missing is asked again later (default 1000)', parse: positiveInt('--recheck-window') },
   { flags: '--recheck-attempts <n>', help: 'with --follow: how many times such an ID is asked again before missing is final (default 3)', parse: positiveInt('--recheck-attempts') },
   { flags: '--recheck-delay-secs <n>', help: 'with --follow: seconds before the first recheck, doubling each time (default 60)', parse: positiveInt('--recheck-delay-secs') },
+  { flags: '--recheck-age-secs <n>', help: 'with --follow: an ID a poll found less than this many seconds ago that answers missing is asked again too, wherever it lies (default 600; 0: off)', parse: nonNegativeInt('--recheck-age-secs') },
   { flags: '--recheck <status>', help: 'ask again for the IDs of --ids this shard holds as missing (only: missing)' },
   { flags: '--until <time>', help: 'stop at this time (RFC 3339, e.g. 2026-12-01T18:00:00Z)' },
   { flags: '--max-bandwidth <size>', help: 'cap on response bytes per second over all requests, smoothed (e.g. 20M)', parse: capSize('--max-bandwidth'), node: true },
@@ -84,6 +85,7 @@ export interface CrawlFlagValues {
   recheckWindow?: number;
   recheckAttempts?: number;
   recheckDelaySecs?: number;
+  recheckAgeSecs?: number;
   recheck?: string;
   until?: string;
   maxBandwidth?: number;
