@@ -4,7 +4,9 @@
  *
  * 1. A jump far above the trend is held, not seeded. `judgeLatest` takes what was seen and the new
  *    answer. Growth within `maxStep` of the highest accepted ID is accepted at once; a larger jump
- *    is held until a later poll confirms it (answers at least as high again). A held jump that the
+ *    is held until a later poll confirms it (answers at least as high again), and only once it was
+ *    seen for `confirmMs` (a glitch that lasts two polls a second apart is not confirmed by the
+ *    second); every poll in between must answer at least as high. A held jump that the
  *    next answers do not confirm is dropped. `maxStep` is the project's `follow.max_step` /
  *    `--follow-max-step`, or by default `STEP_MULTIPLE` times the largest recent growth per poll,
  *    never below `STEP_FLOOR`.
@@ -34,6 +36,8 @@ export interface LatestState {
   steps: number[];
   /** A jump seen once and held until a later poll confirms it. */
   held?: number;
+  /** When the held jump was first seen (ms since the epoch). */
+  heldAt?: number;
 }
 
 export type LatestVerdict =
@@ -44,6 +48,8 @@ export type LatestVerdict =
   | { kind: 'backwards'; highest: number; answered: number }
   /** A jump above `highest + maxStep`: held, nothing accepted (yet). */
   | { kind: 'held'; highest: number; answered: number; maxStep: number }
+  /** A held jump answered again, but not yet seen for `confirmMs` (`waitMs` more): still held. */
+  | { kind: 'holding'; highest: number; held: number; waitMs: number }
   /** A held jump confirmed by this answer: `highest` is the new accepted ID. */
   | { kind: 'confirmed'; from: number; highest: number }
   /** A held jump the answer did not confirm (dropped); `highest` may still have grown within the trend. */
@@ -52,6 +58,22 @@ export type LatestVerdict =
 export interface JudgeOptions {
   /** A fixed `max_step` (the setting); undefined: derived from the recent steps. */
   maxStep?: number | undefined;
+  /** How long a held jump must be seen before a poll may confirm it (`follow.confirm_secs`); default 0: the next poll may. */
+  confirmMs?: number | undefined;
+  /** The time of this answer (ms since the epoch); default Date.now(). */
+  now?: number | undefined;
+}
+
+/** The default `confirmMs` never goes below this. */
+export const CONFIRM_FLOOR_MS = 60_000;
+
+/**
+ * The default time a jump must be seen before it is accepted: three polls, at least a minute. A
+ * glitch of a few seconds (a cache serving a wrong answer, a deploy) is seen by one or two polls
+ * at most; a real jump waits a few polls, then joins the frontier.
+ */
+export function defaultConfirmMs(everyMs: number): number {
+  return Math.max(CONFIRM_FLOOR_MS, 3 * everyMs);
 }
 
 /** The largest jump accepted without confirmation. */
@@ -76,12 +98,17 @@ export function judgeLatest(state: LatestState, answered: number, options: Judge
     return { state: { highest: answered, steps: [] }, verdict: { kind: 'first', highest: answered } };
   }
   const maxStep = maxStepOf(state, options);
+  const now = options.now ?? Date.now();
   if (state.held !== undefined) {
     if (answered >= state.held) {
+      // Seen again, but not for long enough yet (a held jump from before heldAt was kept counts from now).
+      const heldAt = state.heldAt ?? now;
+      const waitMs = (options.confirmMs ?? 0) - (now - heldAt);
+      if (waitMs > 0) return { state: { ...state, heldAt }, verdict: { kind: 'holding', highest: state.highest, held: state.held, waitMs } };
       // Confirmed: accept the held value; an answer far above it again is a new jump to hold.
       const next = grown(state, state.held);
       if (answered - state.held > maxStepOf(next, options)) {
-        return { state: { ...next, held: answered }, verdict: { kind: 'confirmed', from: state.highest, highest: state.held } };
+        return { state: { ...next, held: answered, heldAt: now }, verdict: { kind: 'confirmed', from: state.highest, highest: state.held } };
       }
       return { state: grown(state, answered), verdict: { kind: 'confirmed', from: state.highest, highest: answered } };
     }
@@ -94,7 +121,7 @@ export function judgeLatest(state: LatestState, answered: number, options: Judge
   if (answered < state.highest) return { state, verdict: { kind: 'backwards', highest: state.highest, answered } };
   if (answered === state.highest) return { state, verdict: { kind: 'unchanged', highest: state.highest } };
   if (answered - state.highest > maxStep) {
-    return { state: { ...state, held: answered }, verdict: { kind: 'held', highest: state.highest, answered, maxStep } };
+    return { state: { ...state, held: answered, heldAt: now }, verdict: { kind: 'held', highest: state.highest, answered, maxStep } };
   }
   return { state: grown(state, answered), verdict: { kind: 'grew', from: state.highest, highest: answered } };
 }

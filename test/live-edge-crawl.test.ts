@@ -93,6 +93,7 @@ describe('crawl --follow at the live edge', () => {
       signal: stop.signal,
       logger: createLogger((e) => entries.push(e)),
       maxStep: 20,
+      confirmMs: 0, // the next poll may confirm (the default waits a minute)
     });
     expect(crawled).toEqual(['1-30', '31-40', '41-100']);
     expect(result.highest).toBe(100);
@@ -299,6 +300,8 @@ describe('crawl --follow at the live edge', () => {
     const err: string[] = [];
     expect(await main(['crawl', '--profile', 'demo', '--ids', '1-latest', '--follow', '--recheck-age-secs', '-1', '--out', join(tmp, 'never')], io(err))).toBe(2);
     expect(err.join('')).toMatch(/--recheck-age-secs must be a whole number \(0 or more\), got "-1"/);
+    expect(await main(['crawl', '--profile', 'demo', '--ids', '1-latest', '--follow', '--follow-confirm-secs', 'soon', '--out', join(tmp, 'never')], io(err))).toBe(2);
+    expect(err.join('')).toMatch(/--follow-confirm-secs must be a whole number \(0 or more\), got "soon"/);
     const dir = join(tmp, 'age-flag');
     const latestHits = () => platform.stats.paths.get('/api/v1/latest') ?? 0;
     const from = latestHits();
@@ -320,5 +323,25 @@ describe('crawl --follow at the live edge', () => {
     // Some of 31-39 are public now: asked again (as with the default age, 600 s), they would be archived.
     expect(range(31, 39).some((id) => platform.post(id).status === 'public')).toBe(true);
     for (const id of range(31, 39)) expect(statuses.get(id), `ID ${id}`).toBe('missing');
+  });
+
+  it('crawl --follow --follow-confirm-secs 1: a jump above --follow-max-step is crawled once polls saw it for a second (the default waits a minute)', async () => {
+    platform.setLatest(undefined);
+    platform.setPosts(30);
+    const dir = join(tmp, 'confirm-flag');
+    const latestHits = () => platform.stats.paths.get('/api/v1/latest') ?? 0;
+    const from = latestHits();
+    // After the crawl resolved latest (30), the platform jumps by 20, above --follow-max-step 5: held, then confirmed.
+    const script = setInterval(() => {
+      if (latestHits() - from >= 1) (platform.setPosts(50), clearInterval(script));
+    }, 5);
+    const until = new Date(Date.now() + 5000).toISOString();
+    try {
+      const code = await main(['crawl', '--profile', 'demo', '--base-url', platform.url, '--ids', '1-latest', '--follow', '--follow-secs', '1', '--follow-max-step', '5', '--follow-confirm-secs', '1', '--until', until, '--out', dir, '--allow-private-network', '--quiet'], { stdout: { write: () => true }, stderr: { write: () => true }, env: {} });
+      expect(code).toBe(0);
+    } finally {
+      clearInterval(script);
+    }
+    expect(shardStatuses(dir).size).toBe(50);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RangeSet } from '../config/id-ranges.js';
-import { STEP_FLOOR, judgeLatest, keepYoung, maxStepOf, recheckDelayMs, recheckable, type AcceptedRange, type LatestState } from '../config/live-edge.js';
+import { STEP_FLOOR, defaultConfirmMs, judgeLatest, keepYoung, maxStepOf, recheckDelayMs, recheckable, type AcceptedRange, type LatestState } from '../config/live-edge.js';
 
 /** Issue 21 §1: the pure live-edge rules `crawl --follow` and the tracker's `follow:` share. */
 
@@ -34,6 +34,34 @@ describe('judgeLatest', () => {
     const { kinds, state } = run([100, 5000, 1e15]);
     expect(kinds).toEqual(['first:100', 'held:100', 'confirmed:5000']);
     expect(state.held).toBe(1e15);
+  });
+
+  it('confirms a held jump only once it was seen for confirmMs, every poll in between answering at least as high', () => {
+    const judge = (state: LatestState, answered: number, now: number) => judgeLatest(state, answered, { confirmMs: 60_000, now });
+    let state: LatestState = judge({ highest: 0, steps: [] }, 100, 0).state;
+    const seen: string[] = [];
+    for (const [answered, at] of [[1e15, 1000], [1e15, 2000], [1e15, 30_000], [1e15, 60_999], [1e15, 61_000]] as const) {
+      const r = judge(state, answered, at);
+      state = r.state;
+      seen.push(`${r.verdict.kind}:${state.highest}`);
+    }
+    expect(seen).toEqual(['held:100', 'holding:100', 'holding:100', 'holding:100', 'confirmed:1000000000000000']);
+    // A glitch seen by several polls within confirmMs, then a normal answer: dropped, never accepted.
+    let glitch: LatestState = judge({ highest: 0, steps: [] }, 100, 0).state;
+    const kinds = [[1e15, 1000], [1e15, 2000], [1e15, 3000], [110, 4000]].map(([a, at]) => {
+      const r = judge(glitch, a!, at!);
+      glitch = r.state;
+      return `${r.verdict.kind}:${glitch.highest}`;
+    });
+    expect(kinds).toEqual(['held:100', 'holding:100', 'holding:100', 'dropped:110']);
+    expect(glitch.held).toBeUndefined();
+    // A held jump kept from before heldAt existed counts from its next sighting.
+    expect(judge({ highest: 100, steps: [], held: 1e15 }, 1e15, 5000)).toMatchObject({ verdict: { kind: 'holding', waitMs: 60_000 }, state: { heldAt: 5000 } });
+  });
+
+  it('the default confirmation time is three polls, at least a minute', () => {
+    expect(defaultConfirmMs(1000)).toBe(60_000);
+    expect(defaultConfirmMs(60_000)).toBe(180_000);
   });
 
   it('never goes backwards', () => {

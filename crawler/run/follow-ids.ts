@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../../config/errors.js';
 import { RangeSet } from '../../config/id-ranges.js';
 import type { Logger } from '../../config/logger.js';
-import { RECHECK_DEFAULTS, describeVerdict, judgeLatest, keepYoung, recheckDelayMs, recheckable, type AcceptedRange, type LatestState, type RecheckOptions } from '../../config/live-edge.js';
+import { RECHECK_DEFAULTS, defaultConfirmMs, describeVerdict, judgeLatest, keepYoung, recheckDelayMs, recheckable, type AcceptedRange, type LatestState, type RecheckOptions } from '../../config/live-edge.js';
 import { ShardDb } from '../../storage/shard/shard-db.js';
 import { shardDbPath } from '../../storage/shard/layout.js';
 
@@ -38,6 +38,8 @@ export interface FollowIdsOptions {
   logger: Logger;
   /** `--follow-max-step`: a fixed largest jump accepted without confirmation; default derived from the trend. */
   maxStep?: number;
+  /** `--follow-confirm-secs` × 1000: how long a held jump must be seen before it is accepted; default `defaultConfirmMs(everyMs)`. */
+  confirmMs?: number;
   /** The live edge's rechecks of `missing` IDs; default RECHECK_DEFAULTS. */
   recheck?: Partial<RecheckOptions>;
   /** `--recheck missing`: the first round also asks again for these IDs the shard holds as `missing`. */
@@ -153,7 +155,7 @@ export async function followIds(o: FollowIdsOptions): Promise<FollowIdsResult> {
       log.log('warn', `discovering the latest ID failed (asking again in ${Math.round(o.everyMs / 1000)} s): ${errorMessage(err)}`);
       continue;
     }
-    const judged = judgeLatest(edge, answered, o.maxStep !== undefined ? { maxStep: o.maxStep } : {});
+    const judged = judgeLatest(edge, answered, { maxStep: o.maxStep, confirmMs: o.confirmMs ?? defaultConfirmMs(o.everyMs), now: now() });
     const before = edge.highest;
     edge = judged.state;
     const said = describeVerdict(judged.verdict);

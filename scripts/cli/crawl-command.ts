@@ -114,9 +114,10 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
         recheck,
         ages: shardFollowAges(outDir),
         ...(o.followMaxStep !== undefined ? { maxStep: o.followMaxStep } : {}),
+        ...(o.followConfirmSecs !== undefined ? { confirmMs: o.followConfirmSecs * 1000 } : {}),
       });
       logger.log('info', `followed the platform to ID ${codec.encode(f.highest)} in ${f.rounds} rounds${f.rechecked ? `; ${f.rechecked} rechecks of IDs that answered missing` : ''}`);
-      if (f.pendingRechecks > 0) logger.log('info', `${f.pendingRechecks} IDs near the live edge still answer missing and were not asked again yet: run the same command again, or crawl --recheck missing`);
+      if (f.pendingRechecks > 0) logger.log('info', `${f.pendingRechecks} IDs near the live edge still answer missing and were not asked again yet: to ask for them again, run the same command with --recheck missing`);
       // A follow that ran to its --until/--max-* or was stopped between rounds still needs a summary.
       if (!result) await crawlIds(new RangeSet());
     } else {

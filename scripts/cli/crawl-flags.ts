@@ -36,6 +36,7 @@ const FLAGS: readonly FlagDef[] = [
   { flags: '--follow', help: 'with --ids …-latest: keep crawling the new IDs the platform publishes, until Ctrl-C or --until' },
   { flags: '--follow-secs <n>', help: 'seconds between asks for the latest ID with --follow (default 60)', parse: positiveInt('--follow-secs') },
   { flags: '--follow-max-step <n>', help: 'with --follow: a jump of the latest ID larger than this waits for a later poll to confirm it (default: 10 x the recent growth per poll, at least 1000)', parse: positiveInt('--follow-max-step') },
+  { flags: '--follow-confirm-secs <n>', help: 'with --follow: how long such a jump must be seen, every poll answering at least as high, before it is crawled (default: 3 polls, at least 60; 0: the next poll confirms)', parse: nonNegativeInt('--follow-confirm-secs') },
   { flags: '--recheck-window <n>', help: 'with --follow: an ID within this many IDs of the newest that answers missing is asked again later (default 1000)', parse: positiveInt('--recheck-window') },
   { flags: '--recheck-attempts <n>', help: 'with --follow: how many times such an ID is asked again before missing is final (default 3)', parse: positiveInt('--recheck-attempts') },
   { flags: '--recheck-delay-secs <n>', help: 'with --follow: seconds before the first recheck, doubling each time (default 60)', parse: positiveInt('--recheck-delay-secs') },
@@ -82,6 +83,7 @@ export interface CrawlFlagValues {
   follow?: boolean;
   followSecs?: number;
   followMaxStep?: number;
+  followConfirmSecs?: number;
   recheckWindow?: number;
   recheckAttempts?: number;
   recheckDelaySecs?: number;

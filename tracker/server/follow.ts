@@ -1,7 +1,7 @@
 import { errorMessage } from '../../config/errors.js';
 import { RangeSet } from '../../config/id-ranges.js';
 import type { Logger } from '../../config/logger.js';
-import { RECHECK_DEFAULTS, describeVerdict, judgeLatest, recheckable, type LatestState, type LatestVerdict, type RecheckOptions } from '../../config/live-edge.js';
+import { RECHECK_DEFAULTS, defaultConfirmMs, describeVerdict, judgeLatest, recheckable, type LatestState, type LatestVerdict, type RecheckOptions } from '../../config/live-edge.js';
 import type { ItemStore, SeedResult } from '../store/item-store.js';
 import type { RecheckRequest } from '../store/rules.js';
 
@@ -11,7 +11,8 @@ import type { RecheckRequest } from '../store/rules.js';
  *
  * The live edge (issue 21 §1, the rules in config/live-edge.ts, shared with `crawl --follow`):
  * - A jump far above the trend (`follow.max_step`, default derived from the recent growth per poll)
- *   is logged and held until a later poll confirms it.
+ *   is logged and held until a later poll confirms it, `follow.confirm_secs` after it was first seen
+ *   (every poll in between answering at least as high): a glitch lasting two polls is not accepted.
  * - What is accepted joins the *frontier*: ID ranges announced but not yet items. The frontier is
  *   one small setting (`follow_edge`, a few ranges), never rows: items are cut from it in bounded
  *   chunks (`chunkItems` items) only when the queue runs low, on a poll or when a claim finds
@@ -41,6 +42,8 @@ export interface FollowSeederOptions {
   firstId?: number;
   /** `follow.max_step`: the largest jump accepted without a confirming poll; default derived from the trend. */
   maxStep?: number | undefined;
+  /** `follow.confirm_secs` × 1000: how long a held jump must be seen before it is accepted; default `defaultConfirmMs(everyMs)`. */
+  confirmMs?: number | undefined;
   /** Items cut from the frontier at a time, and the queue's low-water mark; default DEFAULT_CHUNK_ITEMS. */
   chunkItems?: number;
   /** `follow.recheck`: a `missing` ID near the edge is asked again; default RECHECK_DEFAULTS. */
@@ -168,12 +171,12 @@ export class FollowSeeder {
       return { kind: 'failed', highest: this.#edge.highest, error };
     }
     const before = this.#edge.highest;
-    const { state, verdict } = judgeLatest(this.#edge, answered, { maxStep: this.#o.maxStep });
+    const { state, verdict } = judgeLatest(this.#edge, answered, { maxStep: this.#o.maxStep, confirmMs: this.#o.confirmMs ?? defaultConfirmMs(this.#o.everyMs), now: this.#now() });
     const said = describeVerdict(verdict);
     if (said) (verdict.kind === 'confirmed' ? log.info : log.warn)(`follow: ${said}`, { answered, highest: state.highest });
     let frontier = RangeSet.fromJSON(this.#edge.frontier);
     if (state.highest > before) frontier = frontier.union(new RangeSet([{ start: before === 0 ? firstId : before + 1, end: state.highest }]));
-    const changed = state.highest !== before || state.held !== this.#edge.held;
+    const changed = state.highest !== before || state.held !== this.#edge.held || state.heldAt !== this.#edge.heldAt;
     this.#edge = { ...state, frontier: frontier.toJSON() };
     try {
       // New IDs after the first answer get an age: noted before the edge is saved, so a crash
@@ -197,7 +200,7 @@ export class FollowSeeder {
     const highest = this.#edge.highest;
     if (seed.items > 0 || seed.skipped > 0 || ['first', 'grew', 'confirmed'].includes(verdict.kind)) return { kind: 'seeded', highest, seed };
     if (verdict.kind === 'backwards') return { kind: 'backwards', highest, answered };
-    if (verdict.kind === 'held') return { kind: 'held', highest, answered };
+    if (verdict.kind === 'held' || verdict.kind === 'holding') return { kind: 'held', highest, answered };
     return { kind: 'unchanged', highest };
   }
 

@@ -227,6 +227,7 @@ export async function buildTrackerApp(options: TrackerAppOptions): Promise<Fasti
           itemSize: project.item_size,
           everyMs: project.follow.every_secs * 1000,
           maxStep: project.follow.max_step,
+          ...(project.follow.confirm_secs !== undefined ? { confirmMs: project.follow.confirm_secs * 1000 } : {}),
           ...(project.follow.chunk_items ? { chunkItems: project.follow.chunk_items } : {}),
           order: claimOrderOf(project),
           ...(project.follow.recheck

@@ -45,7 +45,9 @@ import type { StorePolicy } from './rules.js';
  * follow: {every_secs: 60}     # optional (issue 14): poll the profile's ids.discover every N s (>= 1) and seed
  *                              #   the IDs above the highest held as items, as `tracker seed` would. Also
  *                              #   (issue 21): max_step (a larger jump waits for a confirming poll; default
- *                              #   10 x the recent growth per poll, at least 1000), chunk_items (items cut
+ *                              #   10 x the recent growth per poll, at least 1000), confirm_secs (how long
+ *                              #   such a jump must be seen, every poll answering at least as high, before
+ *                              #   it is accepted; default 3 x every_secs, at least 60; 0: the next poll), chunk_items (items cut
  *                              #   from the frontier at a time, default 1000), recheck: {window: 1000,
  *                              #   attempts: 3, delay_secs: 60, age_secs: 600} (a missing ID within `window`
  *                              #   of the newest, or accepted by a poll less than `age_secs` ago, is asked
@@ -116,6 +118,7 @@ export const projectSchema = z.strictObject({
     .strictObject({
       every_secs: z.number().min(1).max(86_400),
       max_step: z.number().int().min(1).optional(),
+      confirm_secs: z.number().int().min(0).max(86_400).optional(),
       chunk_items: z.number().int().min(1).max(100_000).optional(),
       recheck: z
         .strictObject({
