@@ -31,8 +31,9 @@ describe('a whole rescue, rehearsed', () => {
     expect(Number(r.notes.kills)).toBeGreaterThanOrEqual(1);
     expect(Number(r.notes.publicPosts)).toBeGreaterThan(200);
     expect(Number(r.notes.refusedMedia)).toBeGreaterThan(0);
-    // The stall bar was put to the test: leases were taken from the hoarder, and it went on claiming after.
+    // The stall bar was put to the test: leases were taken from the hoarder, and it went on asking
+    // for work after (whether it was granted other items then depends on what was left).
     expect(Number(r.notes.hoarderStalls)).toBeGreaterThan(0);
-    expect(Number(r.notes.hoarderLeasesAfterStall)).toBeGreaterThan(0);
+    expect(Number(r.notes.hoarderAsksAfterStall)).toBeGreaterThan(0);
   }, 480_000);
 });

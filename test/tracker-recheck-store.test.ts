@@ -49,6 +49,26 @@ describeEachStore('rechecks near the live edge', (h) => {
     expect(stats.items).toMatchObject({ total: 3, done: 3, queued: 0 });
   });
 
+  it('claimableIdItems (the follower\'s low-water mark) counts queued post items and due rechecks, not rechecks still waiting nor media items', async () => {
+    const store = await h.open();
+    await store.seed(packItems(ids(1, 30), 10));
+    expect(await store.claimableIdItems(T0)).toBe(3);
+    const node = await store.registerNode({ nick: 'c', tokenHash: 'tc', now: T0 });
+    const first = await store.claim({ nodeId: node.id, now: T0, leaseMs: LEASE_MS, only: 'posts' });
+    if (first.kind !== 'lease') throw new Error('no lease');
+    expect(await store.claimableIdItems(T0)).toBe(2);
+    await store.done({ nodeId: node.id, leaseId: first.lease.leaseId, stats: EMPTY, now: T0, recheck: { ids: ids(5, 6), policy: POLICY } });
+    expect(await store.claimableIdItems(T0 + 999)).toBe(2);
+    expect(await store.claimableIdItems(T0 + 1000)).toBe(3);
+    // A media item handed back to the queue is work, but not for a node asking for posts.
+    await store.queueMedia([{ url: 'http://127.0.0.1/a.png' }, { url: 'http://127.0.0.1/b.png' }]);
+    const media = await store.claim({ nodeId: node.id, now: T0, leaseMs: LEASE_MS, only: 'media' });
+    if (media.kind !== 'lease') throw new Error(`no media lease: ${media.kind}`);
+    await store.release({ nodeId: node.id, leaseId: media.lease.leaseId, now: T0 });
+    expect((await store.stats({ now: T0, windowMs: 60_000 })).items.queued).toBe(4);
+    expect(await store.claimableIdItems(T0)).toBe(2);
+  });
+
   it('a fail with IDs to recheck queues those the item holds finished, as a done does; the failed ones go back to the queue, not into the recheck item', async () => {
     const store = await h.open();
     await store.seed(packItems(ids(1, 10), 10));

@@ -196,6 +196,8 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
     }
   };
   let hoarderRefused = 0;
+  /** When the hoarder asked for work (each ask after a take-back is one the stall bar must answer). */
+  const hoarderAsks: number[] = [];
   // The flooder: claims one item and reports junk media on the platform's own host.
   const flooder = new TrackerClient({ baseUrl: trackerUrl, clientVersion: '0.1.0' });
   await flooder.register('flooder');
@@ -208,6 +210,7 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
       try {
         // It takes all it is given, every round, until the lease cap (or an empty queue) says "later".
         for (let k = 0; k < 10; k++) {
+          hoarderAsks.push(Date.now());
           const item = await hoarder.tryClaim({ only: 'posts' }).catch(() => undefined);
           if (item?.kind !== 'item') {
             if (item?.kind === 'later') hoarderRefused++;
@@ -375,6 +378,7 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
       kills,
       hoarderLeases: granted.length,
       hoarderLeasesAfterStall: granted.filter((g) => g.at > firstStall).length,
+      hoarderAsksAfterStall: hoarderAsks.filter((at) => at > firstStall).length,
       hoarderStalledItems: stalledOn.size,
       hoarderStalls: stallsSeen,
       hoarderReheld: reheld.length,

@@ -218,7 +218,7 @@ export class FollowSeeder {
   async #cut(): Promise<SeedResult> {
     const { store, itemSize, log, order = 'oldest', chunkItems = DEFAULT_CHUNK_ITEMS } = this.#o;
     if (this.#edge.frontier.length === 0) return NOTHING;
-    const queued = (await store.stats({ now: this.#now(), windowMs: 60_000 })).items.queued;
+    const queued = await store.claimableIdItems(this.#now());
     if (queued >= chunkItems) return NOTHING;
     const frontier = RangeSet.fromJSON(this.#edge.frontier);
     const chunk = takeIds(frontier, chunkItems * itemSize, order);

@@ -243,6 +243,12 @@ export interface ItemStore {
   extendLeases(options: { since: number; byMs: number }): Promise<number>;
   stats(options: { now: number; windowMs: number }): Promise<TrackerStats>;
   /**
+   * Queued items of IDs (posts, and rechecks that are due) a claim could take at `now`: the
+   * follower's low-water mark for cutting the frontier (media items and rechecks not yet due are
+   * no work for a node asking for posts).
+   */
+  claimableIdItems(now: number): Promise<number>;
+  /**
    * Work per kind (post IDs, image/other/video URLs, pending ones included), the units and bytes
    * of done items as the cost sample, and the bytes/s reported over `windowMs` (issue 14 deadline).
    */

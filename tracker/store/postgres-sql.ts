@@ -168,6 +168,7 @@ export const SET_SETTING = `INSERT INTO settings (project, key, value) VALUES ($
 
 /** The reads behind stats(): $1 project (and $2 since / now where named). */
 export const STATS = {
+  claimableIdItems: `SELECT COUNT(*)::bigint AS n FROM items WHERE project = $1 AND state = 'queued' AND kind IN ('posts', 'recheck') AND (not_before IS NULL OR not_before <= $2)`,
   // Per state and kind: media items count as items, only post items' units as IDs (stats.ts).
   itemCounts: `SELECT state, kind, COUNT(*) AS items, COALESCE(SUM(id_count), 0)::bigint AS ids, COALESCE(SUM(finished_count), 0)::bigint AS finished
     FROM items WHERE project = $1 GROUP BY state, kind`,

@@ -421,6 +421,10 @@ export class PostgresItemStore implements ItemStore {
     });
   }
 
+  async claimableIdItems(now: number): Promise<number> {
+    return Number((await this.#q<{ n: number }>(Q.STATS.claimableIdItems, [this.project, now]))[0]?.n ?? 0);
+  }
+
   async stats({ now, windowMs }: { now: number; windowMs: number }): Promise<TrackerStats> {
     // Read-only: events are rolled up into the rate history, then pruned, by expireLeases.
     const [itemCounts, nickTotals, nickRates, active, failed] = await Promise.all([

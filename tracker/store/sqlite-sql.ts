@@ -50,6 +50,7 @@ export const SQL = {
   noteAccepted: `INSERT INTO follow_accepted (project, first_id, last_id, accepted_at) VALUES (?, ?, ?, ?)`,
   acceptedSince: `SELECT first_id, last_id, accepted_at FROM follow_accepted WHERE project = ? AND accepted_at > ? ORDER BY accepted_at, first_id`,
   insertRecheck: `INSERT INTO items (project, ranges, id_count, kind, priority, not_before, rechecks) VALUES (?, ?, ?, 'recheck', 0, ?, ?)`,
+  claimableIdItems: `SELECT COUNT(*) AS n FROM items WHERE project = ? AND state = 'queued' AND kind IN ('posts', 'recheck') AND (not_before IS NULL OR not_before <= ?)`,
   queuedPosts: `SELECT 1 FROM items WHERE project = ? AND state = 'queued' AND priority = 0 LIMIT 1`,
   pendingMin: `SELECT priority FROM media_urls WHERE project = ? AND item_id IS NULL ORDER BY priority, seq LIMIT 1`,
   pendingTake: `SELECT seq FROM media_urls WHERE project = ? AND item_id IS NULL AND priority = ? ORDER BY seq LIMIT ?`,

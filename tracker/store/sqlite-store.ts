@@ -391,6 +391,10 @@ export class SqliteItemStore implements ItemStore {
     });
   }
 
+  async claimableIdItems(now: number): Promise<number> {
+    return Number((this.#do(() => this.#stmt('claimableIdItems').get(this.project, now)) as { n: number }).n);
+  }
+
   async stats({ now, windowMs }: { now: number; windowMs: number }): Promise<TrackerStats> {
     const since = now - windowMs;
     // Read-only: events are rolled up into the rate history, then pruned, by expireLeases.
