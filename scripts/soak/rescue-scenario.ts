@@ -27,7 +27,7 @@ import Database from 'better-sqlite3';
 import { RangeSet } from '../../config/id-ranges.js';
 import { verifyPaths } from '../../storage/curate/verify.js';
 import { TrackerClient } from '../../tracker/client/client.js';
-import { LeaseError } from '../../tracker/client/errors.js';
+import { TrackerRequestError } from '../../tracker/client/errors.js';
 import { seedCommand } from '../../tracker/server/commands.js';
 import { startDemoPlatform } from '../demo/demo-platform.js';
 import { CLI, demoTruth, findShards, freePort, prng, runCli } from './reliability-scenarios.js';
@@ -196,6 +196,8 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
     }
   };
   let hoarderRefused = 0;
+  /** Leases whose heartbeat the tracker refused (taken for no progress, or run out while a round was slow). */
+  let hoarderLeasesLost = 0;
   /** When the hoarder asked for work (each ask after a take-back is one the stall bar must answer). */
   const hoarderAsks: number[] = [];
   // The flooder: claims one item and reports junk media on the platform's own host.
@@ -221,7 +223,12 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
         }
         // The marks after the claims: a claim that took a lease back for no progress marks it in the same transaction.
         await readMarks().catch(() => undefined);
-        for (const lease of hoarded) await hoarder.heartbeat(lease, new RangeSet()).catch((err: unknown) => err instanceof LeaseError && hoarded.delete(lease));
+        for (const lease of hoarded) {
+          await hoarder.heartbeat(lease, new RangeSet()).catch((err: unknown) => {
+            // The tracker answers 409 for a lease it no longer holds for this node.
+            if (err instanceof TrackerRequestError && err.status === 409 && hoarded.delete(lease)) hoarderLeasesLost++;
+          });
+        }
         // One item, claimed once: the flood is its point.
         if (round === 0) floodLease = (await flooder.claim({ only: 'posts' }).catch(() => null))?.leaseId;
         if (floodLease) {
@@ -382,6 +389,7 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
       hoarderStalledItems: stalledOn.size,
       hoarderStalls: stallsSeen,
       hoarderReheld: reheld.length,
+      hoarderLeasesLost,
       hoarderRefused,
       floodSent,
       floodQueued,

@@ -94,7 +94,7 @@ async function rescueRow(rows: Row[], key: string, name: string, o: RescueOption
     row.corrupt = Number(n.defects) + Number(n.wrongIds);
     row.seconds = r.seconds;
     row.ok = r.ok;
-    row.note = `stats ≤ ${n.statsMaxMs} ms over ${n.statsSamples} polls, every one answered; seeded up to ${n.seededMax} of ${n.finalPosts}; ${n.kills} kills; media of public posts missing ${n.mediaMissing} (poison ${n.poison}, listed); hoarder held ${n.hoarderLeases} leases, ${n.stalledLeases} handed on; flooder sent ${n.floodSent} junk URLs, ${n.floodQueued} queued, ${n.refusedMedia} refused${r.ok ? '' : `; FAILED: ${r.failures.join('; ')}`}`;
+    row.note = `stats ≤ ${n.statsMaxMs} ms over ${n.statsSamples} polls, every one answered; seeded up to ${n.seededMax} of ${n.finalPosts}; ${n.kills} kills; media of public posts missing ${n.mediaMissing} (poison ${n.poison}, listed); hoarder granted ${n.hoarderLeases} leases (${n.hoarderLeasesLost} lost, ${n.hoarderStalls} taken for no progress, ${n.hoarderReheld} of those granted to it again; ${n.hoarderAsksAfterStall} asks after its first stall), ${n.stalledLeases} stalled leases in stats; flooder sent ${n.floodSent} junk URLs, ${n.floodQueued} queued, ${n.refusedMedia} refused${r.ok ? '' : `; FAILED: ${r.failures.join('; ')}`}`;
   } catch (err) {
     row.note = `error: ${(err as Error).message.slice(0, 300)}`;
   }
