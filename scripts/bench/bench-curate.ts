@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { mergeShards } from '../../storage/curate/merge.js';
-import { ScanPool, type ScanTask } from '../../storage/curate/scan-files.js';
+import type { ScanTask } from '../../storage/curate/input/scan-files.js';
+import { ScanPool } from '../../storage/curate/input/scan-pool.js';
 import { verifyPaths } from '../../storage/curate/verify.js';
 import { generateShard } from './bench-merge.js';
 

@@ -1,7 +1,7 @@
 import { cdxDigest, cdxMime, cdxTimestamp, isHttpUri, surtOf } from './cdxj.js';
 import type { DuplicateRow, KeptRecordRow, MergedDb } from './merge-db.js';
 import { relative, sep } from 'node:path';
-import type { Spooled } from './scan-files.js';
+import type { Spooled } from './input/scan-files.js';
 import { inputWarcLabel, markCopiedWarcinfo } from './merge-warcinfo.js';
 import { normaliseSha1 } from '../warc/warc-digest.js';
 import type { ReadRecord } from '../warc/warc-reader.js';

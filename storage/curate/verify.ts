@@ -2,14 +2,15 @@ import { lstat, readdir, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type Database from 'better-sqlite3';
-import { MERGED_TABLES, openInputDb, SHARD_TABLES } from './input-db.js';
+import { MERGED_TABLES, openInputDb, SHARD_TABLES } from './input/input-db.js';
 import { MergedDbReader } from './merge-db.js';
 import { ShardDbReader, type RecordLocation } from '../shard/shard-db-read.js';
 import { checkInputFile } from '../warc/input-file.js';
 import { readManifest } from '../shard/shard-manifest.js';
 import { lockHolder } from '../shard/dir-lock.js';
 import { nodeFolderOf } from '../shard/shard-dir.js';
-import { ScanPool, type ScanEvent, type VerifyRecord } from './scan-files.js';
+import type { ScanEvent, VerifyRecord } from './input/scan-files.js';
+import { ScanPool } from './input/scan-pool.js';
 import { manifestPath, mergedDbPath, shardDbPath, warcsDir } from '../shard/layout.js';
 
 /**

@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { checkInputFile } from '../warc/input-file.js';
+import { checkInputFile } from '../../warc/input-file.js';
 
 /**
  * Input databases (a shard's `shard.sqlite`, a merge's `merged.sqlite`) are opened from a private
