@@ -34,7 +34,7 @@ export const GROUPS = {
     tests: ['test/warc-writer.test.ts', 'test/warc-writer-paths.test.ts', 'test/warc-repair.test.ts', 'test/durability.test.ts', 'test/warc-compress.test.ts', 'test/warc-reader.test.ts', 'test/merge-dedupe.test.ts', 'test/revisit.test.ts'],
   },
   'tracker-stores': {
-    mutate: ['tracker/store/rules.ts', 'tracker/store/schema.ts', 'tracker/store/sqlite-store.ts', 'tracker/store/postgres-store.ts'],
+    mutate: ['tracker/store/rules.ts', 'tracker/store/schema.ts', 'tracker/store/sqlite-store.ts', 'tracker/store/sqlite-reports.ts', 'tracker/store/postgres-store.ts', 'tracker/store/postgres-reports.ts'],
     tests: ['test/tracker-store-parity.test.ts', 'test/tracker-store.test.ts', 'test/tracker-media-store.test.ts', 'test/tracker-deadline-store.test.ts'],
   },
 };

@@ -5,8 +5,9 @@ import { RangeSet } from '../../config/id-ranges.js';
 import type { AcceptedRange } from '../../config/live-edge.js';
 import { type ClaimOptions, type ClaimResult, type DoneOptions, type HeartbeatOptions, type ItemStore, type LeaseLookup, type MediaCounts, type NodeRecord, type ReleaseOptions, type SeedResult, type TrackerStats, EVENT_RETENTION_MS } from './item-store.js';
 import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
-import { type KindProgress, type WorkRows, buildWorkProgress } from './deadline.js';
-import { type HistoryRow, type RatePoint, type StatsRows, HISTORY_BUCKET_MS, HISTORY_RETENTION_MS, ROLLUP_KEY, ROLLUP_LAG_MS, buildHistory, buildStats } from './stats.js';
+import type { KindProgress } from './deadline.js';
+import type { RatePoint } from './stats.js';
+import { PostgresReports } from './postgres-reports.js';
 import { type ClaimedRow, type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, mediaRoom, parseStoredRanges, retryAfterMsFor, seqsOf, stallBarBefore, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, isRepeatedDone, leaseOf, recheckItemOf, nothingToClaim, packItems, registrationDecision, remainderOf, storeError, storedRanges } from './rules.js';
 import { SCHEMA_VERSION, INDEXES, addMissingColumnsSql, createTablesSql } from './schema.js';
 import * as Q from './postgres-sql.js';
@@ -23,7 +24,8 @@ type Client = pg.PoolClient;
  * The shared store: a pg Pool (owned; `close()` ends it). Several tracker processes may use one
  * database: a claim is one transaction whose row picks use `FOR UPDATE SKIP LOCKED`; every other
  * transition is one guarded statement (compare-and-set on the lease and the finished ranges),
- * retried if it lost a race. The rules are rules.ts's, the statements postgres-sql.ts's.
+ * retried if it lost a race. The rules are rules.ts's, the statements postgres-sql.ts's, the
+ * read-only reports (and the rate history's rollup) postgres-reports.ts's.
  */
 export class PostgresItemStore implements ItemStore {
   readonly kind = 'postgres' as const;
@@ -32,6 +34,7 @@ export class PostgresItemStore implements ItemStore {
   #schema: string;
   #seen: SeenUrls;
   #policy: StorePolicy = { ...NO_LIMITS };
+  readonly #reports: PostgresReports;
 
   /**
    * `synchronousCommit: false` sets PostgreSQL's synchronous_commit=off for these sessions: a
@@ -47,6 +50,7 @@ export class PostgresItemStore implements ItemStore {
     this.#schema = schema;
     this.#pool = new pg.Pool({ connectionString, max: maxConnections, options: `-c search_path=${schema}${synchronousCommit ? '' : ' -c synchronous_commit=off'}`, types });
     this.#pool.on('error', () => {}); // an idle client dropped by the server; the next query reconnects
+    this.#reports = new PostgresReports({ project, schema, query: (text, values) => this.#q(text, values), tx: (fn, what) => this.#tx(fn, what) });
   }
 
   setPolicy(policy: Partial<StorePolicy>): void {
@@ -177,7 +181,7 @@ export class PostgresItemStore implements ItemStore {
   }
 
   async expireLeases(now: number): Promise<number> {
-    await this.#rollup(now);
+    await this.#reports.rollup(now);
     await this.#q(`DELETE FROM events WHERE project = $1 AND at < $2`, [this.project, now - EVENT_RETENTION_MS]);
     return Number((await this.#q<{ n: number }>(Q.EXPIRE, this.#expireValues(now)))[0]?.n ?? 0);
   }
@@ -186,27 +190,8 @@ export class PostgresItemStore implements ItemStore {
     return [this.project, now, now - this.#policy.stallMs, EXPIRED_REASON];
   }
 
-  /**
-   * Rolls events older than ROLLUP_LAG_MS into rate_history once each: tracker processes take
-   * turns (an advisory lock) and move the watermark in the same transaction. Runs on the expiry
-   * timer, never on a node's request, so heartbeats never queue on a shared history row.
-   */
-  async #rollup(now: number): Promise<void> {
-    await this.#tx(async (client) => {
-      await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`lifeboat-rollup:${this.#schema}:${this.project}`]);
-      const row = (await client.query<{ value: string }>(`SELECT value FROM settings WHERE project = $1 AND key = $2`, [this.project, ROLLUP_KEY])).rows[0];
-      const from = Number(row?.value ?? 0);
-      const to = now - ROLLUP_LAG_MS;
-      if (to <= from) return;
-      await client.query(Q.ROLLUP, [this.project, from, to]);
-      await client.query(Q.SET_SETTING, [this.project, ROLLUP_KEY, String(to)]);
-      await client.query(`DELETE FROM rate_history WHERE project = $1 AND bucket < $2`, [this.project, now - HISTORY_RETENTION_MS]);
-    }, 'rolling up the rate history failed');
-  }
-
-  async rateHistory({ now, sinceMs }: { now: number; sinceMs: number }): Promise<RatePoint[]> {
-    const rows = await this.#q<HistoryRow>(Q.HISTORY, [this.project, now - sinceMs - HISTORY_BUCKET_MS, ROLLUP_KEY]);
-    return buildHistory({ rows, now, sinceMs: Math.min(sinceMs, HISTORY_RETENTION_MS) });
+  async rateHistory(options: { now: number; sinceMs: number }): Promise<RatePoint[]> {
+    return this.#reports.rateHistory(options);
   }
 
   async extendLeases({ since, byMs }: { since: number; byMs: number }): Promise<number> {
@@ -321,8 +306,7 @@ export class PostgresItemStore implements ItemStore {
   }
 
   async mediaCounts(): Promise<MediaCounts> {
-    const row = (await this.#q<MediaCounts>(Q.STATS.mediaCounts, [this.project]))[0]!;
-    return { urls: row.urls, done: row.done, pending: row.pending, failed: row.failed };
+    return this.#reports.mediaCounts();
   }
 
   async #byLease(leaseId: string): Promise<LeaseRow | undefined> {
@@ -422,31 +406,15 @@ export class PostgresItemStore implements ItemStore {
   }
 
   async claimableIdItems(now: number): Promise<number> {
-    return Number((await this.#q<{ n: number }>(Q.STATS.claimableIdItems, [this.project, now]))[0]?.n ?? 0);
+    return this.#reports.claimableIdItems(now);
   }
 
-  async stats({ now, windowMs }: { now: number; windowMs: number }): Promise<TrackerStats> {
-    // Read-only: events are rolled up into the rate history, then pruned, by expireLeases.
-    const [itemCounts, nickTotals, nickRates, active, failed] = await Promise.all([
-      this.#q<{ state: string; kind: string; items: number; ids: number; finished: number }>(Q.STATS.itemCounts, [this.project]),
-      this.#q<StatsRows['nickTotals'][number]>(Q.STATS.nickTotals, [this.project]),
-      this.#q<{ nick: string; ids: number }>(Q.STATS.nickRates, [this.project, now - windowMs]),
-      this.#q<{ n: number }>(Q.STATS.activeNodes, [this.project, now]),
-      this.#q<{ n: number }>(Q.STATS.failedMedia, [this.project]),
-    ]);
-    const rows = { itemCounts, nickTotals, nickRates, activeNodes: Number(active[0]?.n ?? 0), mediaFailed: Number(failed[0]?.n ?? 0) };
-    return buildStats({ project: this.project, rows, now, windowMs });
+  async stats(options: { now: number; windowMs: number }): Promise<TrackerStats> {
+    return this.#reports.stats(options);
   }
 
-  async workProgress({ now, windowMs }: { now: number; windowMs: number }): Promise<{ kinds: KindProgress[]; bytesPerSec: number }> {
-    const [items, pending, windowBytes] = await Promise.all([
-      this.#q<WorkRows['items'][number]>(Q.STATS.workItems, [this.project]),
-      this.#q<WorkRows['pending'][number]>(Q.STATS.workPending, [this.project]),
-      this.#q<{ n: string; units: string; events: string; first_at: string | null; last_at: string | null }>(Q.STATS.windowBytes, [this.project, now - windowMs]),
-    ]);
-    const w = windowBytes[0];
-    const windowEvents = { count: w?.events ?? 0, firstAt: w?.first_at ?? null, lastAt: w?.last_at ?? null };
-    return buildWorkProgress({ items, pending, windowBytes: w?.n ?? 0, windowUnits: w?.units ?? 0, windowEvents }, windowMs, now);
+  async workProgress(options: { now: number; windowMs: number }): Promise<{ kinds: KindProgress[]; bytesPerSec: number }> {
+    return this.#reports.workProgress(options);
   }
 
   async ban({ nick, reason, now }: { nick: string; reason: string; now: number }) {
@@ -463,8 +431,7 @@ export class PostgresItemStore implements ItemStore {
   }
 
   async acceptedSince(since: number): Promise<AcceptedRange[]> {
-    const rows = await this.#q<{ first_id: number; last_id: number; accepted_at: number }>(Q.ACCEPTED_SINCE, [this.project, since]);
-    return rows.map((r) => ({ start: Number(r.first_id), end: Number(r.last_id), at: Number(r.accepted_at) }));
+    return this.#reports.acceptedSince(since);
   }
 
   async getSetting(key: string): Promise<string | undefined> {

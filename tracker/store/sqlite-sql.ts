@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import { HISTORY_BUCKET_MS } from './stats.js';
 
 /** Queued items a claim may take (project, lo, hi, now); each statement adds its node filter and order. */
@@ -94,3 +95,7 @@ export const SQL = {
   workPending: `SELECT priority, COUNT(*) AS n FROM media_urls WHERE project = ? AND item_id IS NULL GROUP BY priority`,
   windowBytes: `SELECT COALESCE(SUM(bytes), 0) AS n, COALESCE(SUM(ids), 0) AS units, COUNT(*) AS events, MIN(at) AS first_at, MAX(at) AS last_at FROM events WHERE project = ? AND at >= ?`,
 } as const;
+
+/** A statement's name in SQL, and a statement prepared from it. */
+export type SqlName = keyof typeof SQL;
+export type Stmt = Database.Statement<unknown[], unknown>;

@@ -6,15 +6,11 @@ import type { AcceptedRange } from '../../config/live-edge.js';
 import { type ClaimOptions, type ClaimResult, type DoneOptions, type HeartbeatOptions, type ItemStore, type LeaseLookup, type MediaCounts, type NodeRecord, type ReleaseOptions, type SeedResult, type TrackerStats, EVENT_RETENTION_MS } from './item-store.js';
 import { type LeaseRow, type StorePolicy, NO_LIMITS, EXPIRED_REASON, applyFinished, checkLive, claimPriorities, cutPendingFirst, doneCredit, heldIds, isRepeatedDone, leaseOf, recheckItemOf, mediaRoom, nothingToClaim, packItems, parseStoredRanges, registrationDecision, remainderOf, retryAfterMsFor, seqsOf, stallBarBefore, storeError, storedRanges } from './rules.js';
 import { SCHEMA_VERSION, addMissingColumnsSql, createTablesSql, INDEXES } from './schema.js';
-import { SQL } from './sqlite-sql.js';
+import { type SqlName, type Stmt, SQL } from './sqlite-sql.js';
+import { SqliteReports } from './sqlite-reports.js';
 import { type MediaUrl, type ReportedMedia, DEFAULT_MEDIA_ITEM_SIZE, SeenUrls, mediaPriority, mediaToStore, seqFilter, seqRanges, uniqueMedia } from './media-urls.js';
-import { type KindProgress, type WorkRows, buildWorkProgress } from './deadline.js';
-import { type HistoryRow, type RatePoint, type StatsRows, HISTORY_BUCKET_MS, HISTORY_RETENTION_MS, ROLLUP_KEY, ROLLUP_LAG_MS, buildHistory, buildStats } from './stats.js';
-
-type Stmt = Database.Statement<unknown[], unknown>;
-
-
-type SqlName = keyof typeof SQL;
+import type { KindProgress } from './deadline.js';
+import type { RatePoint } from './stats.js';
 
 interface QueuedRow {
   id: number;
@@ -29,7 +25,8 @@ interface QueuedRow {
 /**
  * The embedded store: one better-sqlite3 connection in WAL mode, statements prepared once. Every
  * transition is one IMMEDIATE transaction; the rules are rules.ts's, driver errors leave as
- * `storeError` makes them (the PostgreSQL store's shape).
+ * `storeError` makes them (the PostgreSQL store's shape); the read-only reports (and the rate
+ * history's rollup) are sqlite-reports.ts's.
  */
 export class SqliteItemStore implements ItemStore {
   readonly kind = 'sqlite' as const;
@@ -38,6 +35,7 @@ export class SqliteItemStore implements ItemStore {
   #s: Partial<Record<SqlName, Stmt>> = {};
   #seen: SeenUrls;
   #policy: StorePolicy = { ...NO_LIMITS };
+  readonly #reports: SqliteReports;
 
   /**
    * Opens (and owns) the database file at `path`; `close()` closes it. `seenCache`: URL hashes
@@ -54,6 +52,7 @@ export class SqliteItemStore implements ItemStore {
     } catch (err) {
       throw new StorageError(`cannot open tracker database ${options.path}: ${(err as Error).message}`, { cause: err });
     }
+    this.#reports = new SqliteReports({ project: this.project, stmt: (name) => this.#stmt(name), tx: (fn) => this.#tx(fn), run: (fn) => this.#do(fn) });
   }
 
   async init(): Promise<void> {
@@ -186,28 +185,14 @@ export class SqliteItemStore implements ItemStore {
 
   async expireLeases(now: number): Promise<number> {
     return this.#tx(() => {
-      this.#rollup(now);
+      this.#reports.rollup(now);
       this.#stmt('pruneEvents').run(this.project, now - EVENT_RETENTION_MS);
       return this.#expire(now);
     });
   }
 
-  /** Rolls events older than ROLLUP_LAG_MS into rate_history, once each (the watermark moves with them). */
-  #rollup(now: number): void {
-    const from = Number((this.#stmt('getSetting').get(this.project, ROLLUP_KEY) as { value: string } | undefined)?.value ?? 0);
-    const to = now - ROLLUP_LAG_MS;
-    if (to <= from) return;
-    this.#stmt('rollup').run(this.project, from, to);
-    this.#stmt('setSetting').run(this.project, ROLLUP_KEY, String(to));
-    this.#stmt('pruneHistory').run(this.project, now - HISTORY_RETENTION_MS);
-  }
-
-  async rateHistory({ now, sinceMs }: { now: number; sinceMs: number }): Promise<RatePoint[]> {
-    const rows = this.#tx(() => {
-      const from = Number((this.#stmt('getSetting').get(this.project, ROLLUP_KEY) as { value: string } | undefined)?.value ?? 0);
-      return this.#stmt('history').all(this.project, now - sinceMs - HISTORY_BUCKET_MS, this.project, from) as HistoryRow[];
-    });
-    return buildHistory({ rows, now, sinceMs: Math.min(sinceMs, HISTORY_RETENTION_MS) });
+  async rateHistory(options: { now: number; sinceMs: number }): Promise<RatePoint[]> {
+    return this.#reports.rateHistory(options);
   }
 
   async extendLeases({ since, byMs }: { since: number; byMs: number }): Promise<number> {
@@ -312,8 +297,7 @@ export class SqliteItemStore implements ItemStore {
   }
 
   async mediaCounts(): Promise<MediaCounts> {
-    const row = this.#do(() => this.#stmt('mediaCounts').get(this.project) as MediaCounts);
-    return { urls: row.urls, done: row.done, pending: row.pending, failed: row.failed };
+    return this.#reports.mediaCounts();
   }
 
   #byLease(leaseId: string): LeaseRow | undefined {
@@ -392,34 +376,15 @@ export class SqliteItemStore implements ItemStore {
   }
 
   async claimableIdItems(now: number): Promise<number> {
-    return Number((this.#do(() => this.#stmt('claimableIdItems').get(this.project, now)) as { n: number }).n);
+    return this.#reports.claimableIdItems(now);
   }
 
-  async stats({ now, windowMs }: { now: number; windowMs: number }): Promise<TrackerStats> {
-    const since = now - windowMs;
-    // Read-only: events are rolled up into the rate history, then pruned, by expireLeases.
-    const rows: StatsRows = this.#tx(() => ({
-      itemCounts: this.#stmt('itemCounts').all(this.project) as StatsRows['itemCounts'],
-      nickTotals: this.#stmt('nickTotals').all(this.project) as StatsRows['nickTotals'],
-      nickRates: this.#stmt('nickRates').all(this.project, since) as StatsRows['nickRates'],
-      mediaFailed: Number((this.#stmt('failedMedia').get(this.project) as { n: number }).n),
-      activeNodes: Number((this.#stmt('activeNodes').get(this.project, now) as { n: number }).n),
-    }));
-    return buildStats({ project: this.project, rows, now, windowMs });
+  async stats(options: { now: number; windowMs: number }): Promise<TrackerStats> {
+    return this.#reports.stats(options);
   }
 
-  async workProgress({ now, windowMs }: { now: number; windowMs: number }): Promise<{ kinds: KindProgress[]; bytesPerSec: number }> {
-    const rows = this.#tx((): WorkRows => {
-      const recent = this.#stmt('windowBytes').get(this.project, now - windowMs) as { n: number; units: number; events: number; first_at: number | null; last_at: number | null };
-      return {
-        items: this.#stmt('workItems').all(this.project) as WorkRows['items'],
-        pending: this.#stmt('workPending').all(this.project) as WorkRows['pending'],
-        windowBytes: recent.n,
-        windowUnits: recent.units,
-        windowEvents: { count: recent.events, firstAt: recent.first_at, lastAt: recent.last_at },
-      };
-    });
-    return buildWorkProgress(rows, windowMs, now);
+  async workProgress(options: { now: number; windowMs: number }): Promise<{ kinds: KindProgress[]; bytesPerSec: number }> {
+    return this.#reports.workProgress(options);
   }
 
   async ban({ nick, reason, now }: { nick: string; reason: string; now: number }) {
@@ -441,8 +406,7 @@ export class SqliteItemStore implements ItemStore {
   }
 
   async acceptedSince(since: number): Promise<AcceptedRange[]> {
-    const rows = this.#do(() => this.#stmt('acceptedSince').all(this.project, since) as { first_id: number; last_id: number; accepted_at: number }[]);
-    return rows.map((r) => ({ start: Number(r.first_id), end: Number(r.last_id), at: Number(r.accepted_at) }));
+    return this.#reports.acceptedSince(since);
   }
 
   async getSetting(key: string): Promise<string | undefined> {
