@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoPlatform, type DemoPlatform } from '../scripts/demo/demo-platform.js';
 import { verifyPaths } from '../storage/curate/verify.js';
 import { expectComplete } from './fixtures/shard-check.js';
-import { CLI, spawnCli } from '../scripts/soak/reliability-scenarios.js';
+import { CLI, spawnCli } from '../scripts/soak/harness.js';
 
 const runCli = (args: string[], killAfterMs?: number) => spawnCli(args, killAfterMs);
 

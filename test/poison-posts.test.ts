@@ -15,7 +15,8 @@ import { runCrawl } from '../crawler/run/crawl.js';
 import { parseHtmlBounded } from '../crawler/extract/html-extract.js';
 import { createCodec } from '../config/id-codec.js';
 import { parseRanges } from '../config/id-ranges.js';
-import { hostileCrawl, runCli } from '../scripts/soak/reliability-scenarios.js';
+import { runCli } from '../scripts/soak/harness.js';
+import { hostileCrawl } from '../scripts/soak/reliability-scenarios.js';
 import { faultProfile, poison, poisonRoute, startHostileServer, type Plan, type Route } from './fixtures/hostile-server.js';
 import { readWarcDir } from './fixtures/warc-records.js';
 

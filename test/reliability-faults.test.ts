@@ -15,18 +15,10 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpCapturer } from '../crawler/fetch/http-capture.js';
-import {
-  CLI,
-  coverage,
-  endlessRoute,
-  hostileCrawl,
-  platformFault,
-  platformOutage,
-  rateLimitStorm,
-  redirectRoute,
-  trackerFaults,
-  type Judgement,
-} from '../scripts/soak/reliability-scenarios.js';
+import { CLI } from '../scripts/soak/harness.js';
+import { coverage, type Judgement } from '../scripts/soak/judge.js';
+import { endlessRoute, hostileCrawl, platformFault, platformOutage, rateLimitStorm, redirectRoute } from '../scripts/soak/reliability-scenarios.js';
+import { trackerFaults } from '../scripts/soak/tracker-faults.js';
 import { isPgReachable } from './fixtures/environment.js';
 import { startHostileServer } from './fixtures/hostile-server.js';
 

@@ -12,7 +12,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { seedCommand, statusCommand } from '../../tracker/server/commands.js';
 import { faultProfile, poisonRoute, startHostileServer, type PoisonKind } from './hostile-server.js';
-import { CLI, findShards, freePort, hostileCrawl, judge, type ScenarioResult } from './reliability-scenarios.js';
+import { CLI, freePort } from './harness.js';
+import { findShards, judge, type ScenarioResult } from './judge.js';
+import { hostileCrawl } from './reliability-scenarios.js';
 import { shardDbPath } from '../../storage/shard/layout.js';
 
 /** Which posts are poison, spread over the range (and over several tracker items). */

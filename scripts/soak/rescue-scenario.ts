@@ -30,7 +30,8 @@ import { TrackerClient } from '../../tracker/client/client.js';
 import { TrackerRequestError } from '../../tracker/client/errors.js';
 import { seedCommand } from '../../tracker/server/commands.js';
 import { startDemoPlatform } from '../demo/demo-platform.js';
-import { CLI, demoTruth, findShards, freePort, prng, runCli } from './reliability-scenarios.js';
+import { CLI, freePort, prng, runCli } from './harness.js';
+import { demoTruth, findShards } from './judge.js';
 
 export interface RescueOptions {
   dir: string;

@@ -1,6 +1,6 @@
 /**
  * `npm run soak`: the long version of the reliability suite (issue 7). Runs every fault scenario
- * of scripts/soak/reliability-scenarios.ts with large numbers and repetitions — ≥ 20 random kill -9s
+ * of scripts/soak/reliability-scenarios.ts and tracker-faults.ts with large numbers and repetitions — ≥ 20 random kill -9s
  * of a crawl, a 30 s platform outage, tracker kills on SQLite and PostgreSQL — and writes
  * RELIABILITY.md: each scenario, how often it ran, and the result (coverage, corrupt records,
  * IDs lost). Not part of `npm test`.
@@ -14,18 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { pgReachable } from '../../tracker/store/open-store.js';
-import {
-  coverage,
-  endlessRoute,
-  hostileCrawl,
-  killResume,
-  platformFault,
-  platformOutage,
-  rateLimitStorm,
-  redirectRoute,
-  trackerFaults,
-  type ScenarioResult,
-} from './reliability-scenarios.js';
+import { coverage, type ScenarioResult } from './judge.js';
+import { endlessRoute, hostileCrawl, killResume, platformFault, platformOutage, rateLimitStorm, redirectRoute } from './reliability-scenarios.js';
+import { trackerFaults } from './tracker-faults.js';
 import { poisonCrawl, poisonTracker } from './poison-scenario.js';
 import { rescueRehearsal, type RescueOptions } from './rescue-scenario.js';
 
