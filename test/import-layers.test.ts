@@ -17,7 +17,8 @@ import { describe, expect, it } from 'vitest';
  *
  * The node and the crawler reach the tracker only through tracker/client (never a store or
  * the server); nothing outside scripts/ imports scripts/; and no two modules import each other,
- * however long the way round.
+ * however long the way round. The house also stays small enough to read (issue 24): at most 15
+ * files of its own in a folder, at most 450 lines in a source file.
  *
  * TypeScript's own `preProcessFile` lists the imports (no new dependency; madge or
  * dependency-cruiser would pull in a resolver and a few dozen packages for the same few rules).
@@ -148,6 +149,17 @@ function crowdedFolders(graph: ImportGraph, max: number): string[] {
   return [...count].filter(([, n]) => n > max).map(([dir, n]) => `${dir}: ${n} files`);
 }
 
+/** Source files longer than `max` lines, counted as an editor numbers them (a last line without its newline counts too). */
+function longFiles(root: string, files: Iterable<string>, max: number): string[] {
+  const out: string[] = [];
+  for (const file of files) {
+    const text = readFileSync(join(root, file), 'utf8');
+    const lines = text.split('\n').length - (text.endsWith('\n') ? 1 : 0);
+    if (lines > max) out.push(`${file}: ${lines} lines`);
+  }
+  return out.sort();
+}
+
 describe('import layers', () => {
   const graph = importGraph(ROOT, FOLDERS);
 
@@ -188,6 +200,10 @@ describe('import layers', () => {
 
   it('keeps every folder small enough to read: at most 15 files of its own', () => {
     expect(crowdedFolders(graph, 15)).toEqual([]);
+  });
+
+  it('keeps every source file small enough to read: at most 450 lines', () => {
+    expect(longFiles(ROOT, graph.keys(), 450)).toEqual([]);
   });
 
   it('has no import cycles (but the known ones listed above, which must still be there)', () => {
