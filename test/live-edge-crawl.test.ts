@@ -302,6 +302,10 @@ describe('crawl --follow at the live edge', () => {
     expect(err.join('')).toMatch(/--recheck-age-secs must be a whole number \(0 or more\), got "-1"/);
     expect(await main(['crawl', '--profile', 'demo', '--ids', '1-latest', '--follow', '--follow-confirm-secs', 'soon', '--out', join(tmp, 'never')], io(err))).toBe(2);
     expect(err.join('')).toMatch(/--follow-confirm-secs must be a whole number \(0 or more\), got "soon"/);
+    // Live-edge settings without --follow would do nothing: refused, naming them.
+    const without: string[] = [];
+    expect(await main(['crawl', '--profile', 'demo', '--ids', '1-10', '--follow-confirm-secs', '5', '--recheck-window', '3', '--out', join(tmp, 'never')], io(without))).toBe(2);
+    expect(without.join('')).toMatch(/--follow-confirm-secs, --recheck-window only apply with --follow/);
     const dir = join(tmp, 'age-flag');
     const latestHits = () => platform.stats.paths.get('/api/v1/latest') ?? 0;
     const from = latestHits();

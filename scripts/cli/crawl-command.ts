@@ -32,6 +32,12 @@ export async function crawlCommand(o: CrawlCommandOptions, io: CliIo): Promise<n
     io.stderr.write(`error: --follow needs an ID range ending in latest (e.g. --ids 1-latest)\n`);
     return EXIT.usage;
   }
+  // The live edge's settings do nothing without --follow: say so rather than ignore them.
+  const followOnly = ([['--follow-secs', o.followSecs], ['--follow-max-step', o.followMaxStep], ['--follow-confirm-secs', o.followConfirmSecs], ['--recheck-window', o.recheckWindow], ['--recheck-attempts', o.recheckAttempts], ['--recheck-delay-secs', o.recheckDelaySecs], ['--recheck-age-secs', o.recheckAgeSecs]] as const).filter(([, v]) => v !== undefined);
+  if (!o.follow && followOnly.length > 0) {
+    io.stderr.write(`error: ${followOnly.map(([flag]) => flag).join(', ')} only ${followOnly.length === 1 ? 'applies' : 'apply'} with --follow (e.g. --ids 1-latest --follow)\n`);
+    return EXIT.usage;
+  }
   if (o.recheck !== undefined && o.recheck !== 'missing') {
     io.stderr.write(`error: --recheck ${o.recheck}: only "missing" can be asked again (e.g. --recheck missing)\n`);
     return EXIT.usage;
