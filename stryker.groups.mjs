@@ -31,7 +31,7 @@ export const GROUPS = {
   },
   'warc-writer': {
     mutate: ['storage/warc/warc-writer.ts'],
-    tests: ['test/warc-writer.test.ts', 'test/warc-writer-paths.test.ts', 'test/warc-repair.test.ts', 'test/durability.test.ts', 'test/warc-compress.test.ts', 'test/warc-reader.test.ts', 'test/merge-dedupe.test.ts', 'test/revisit.test.ts'],
+    tests: ['test/warc-writer.test.ts', 'test/warc-writer-paths.test.ts', 'test/warc-writer-faults.test.ts', 'test/warc-repair.test.ts', 'test/durability.test.ts', 'test/warc-compress.test.ts', 'test/warc-reader.test.ts', 'test/merge-dedupe.test.ts', 'test/revisit.test.ts'],
   },
   'tracker-stores': {
     mutate: ['tracker/store/rules.ts', 'tracker/store/schema.ts', 'tracker/store/sqlite-store.ts', 'tracker/store/sqlite-reports.ts', 'tracker/store/postgres-store.ts', 'tracker/store/postgres-reports.ts'],
