@@ -161,6 +161,10 @@ describe('uploadDirectory to s3rver', () => {
       ['shard.json', 'uploaded'],
     ]);
     expect(result.files[0]!.partsSent).toBe(3);
+    // Files go up side by side (concurrency 2): each counts what it sent, the run their sum.
+    const sizes = [12_000_000, 300_000, readFileSync(join(dir, 'shard.json')).length];
+    expect(result.files.map((f) => f.bytesSent)).toEqual(sizes);
+    expect(result.bytesSent).toBe(sizes[0]! + sizes[1]! + sizes[2]!);
     expect(partPuts().sort()).toEqual(['1', '2', '3']);
     expect(sha256(await getObject(`shards/basic/warcs/${big}`))).toBe(sha256(bytes[big]!));
     expect(sha256(await getObject(`shards/basic/warcs/${small}`))).toBe(sha256(bytes[small]!));
@@ -214,7 +218,7 @@ describe('uploadDirectory to s3rver', () => {
     log.length = 0;
     const result = await uploadDirectory(opts(dir, 'shards/resume'));
     const file = result.files.find((f) => f.file === `warcs/${name}`)!;
-    expect(file).toMatchObject({ outcome: 'uploaded', partsReused: 1, partsSent: 2 });
+    expect(file).toMatchObject({ outcome: 'uploaded', partsReused: 1, partsSent: 2, bytesSent: 12_000_000 - 5 * MIB });
     expect(partPuts().sort()).toEqual(['2', '3']);
     expect(log.some((r) => r.method === 'POST' && r.url.includes('uploads'))).toBe(false); // same UploadId, no new one
     expect(sha256(await getObject(`shards/resume/warcs/${name}`))).toBe(sha256(bytes[name]!));

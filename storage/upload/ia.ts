@@ -327,7 +327,7 @@ async function putWithBackoff(ctx: IaContext, file: ShardFile, digests: FileDige
         });
         if (error.policy === 'stop') throw error;
       }
-      meter.rewind(sent);
+      meter.rewind(file.name, sent);
       if (error.policy !== 'retry') throw error;
       return retryAfterMs !== undefined ? { retry: error, waitMs: retryAfterMs } : { retry: error };
     },

@@ -223,7 +223,7 @@ async function sendPart(o: MultipartFileOptions, uploadId: string, n: number, si
       return { n, etag, size };
     } catch (err) {
       source.destroy();
-      o.meter.rewind(sent);
+      o.meter.rewind(o.name, sent);
       if (o.signal?.aborted || !isRetryablePartError(err) || attempt >= o.maxAttempts) throw err;
       await sleep(backoffMs(attempt, { baseMs: 200, maxMs: 10_000 }));
     }

@@ -26,6 +26,8 @@ export class TransferMeter {
   #filesTotal = 0;
   #filesDone = 0;
   #lastEmit = 0;
+  /** Bytes each file sent in this run (credits excluded): files go up side by side, so the run's total cannot tell them apart. */
+  readonly #sent = new Map<string, number>();
 
   constructor(options: { onProgress?: ProgressListener; windowMs?: number; intervalMs?: number } = {}) {
     this.#listener = options.onProgress;
@@ -46,15 +48,22 @@ export class TransferMeter {
 
   add(file: string, bytes: number): void {
     this.#bytesDone += bytes;
+    this.#sent.set(file, (this.#sent.get(file) ?? 0) + bytes);
     const t = performance.now();
     this.#samples.push({ t, bytes: this.#bytesDone });
     while (this.#samples.length > 2 && this.#samples[0]!.t < t - this.#windowMs) this.#samples.shift();
     this.#emit(file, false);
   }
 
-  /** Takes back bytes of an attempt that failed and will be re-sent. */
-  rewind(bytes: number): void {
+  /** Takes back bytes of `file`'s attempt that failed and will be re-sent. */
+  rewind(file: string, bytes: number): void {
     this.#bytesDone = Math.max(0, this.#bytesDone - bytes);
+    this.#sent.set(file, Math.max(0, (this.#sent.get(file) ?? 0) - bytes));
+  }
+
+  /** What `file` sent in this run (`add` less `rewind`): not what was credited as already there. */
+  sentBy(file: string): number {
+    return this.#sent.get(file) ?? 0;
   }
 
   fileDone(file: string): void {

@@ -231,7 +231,6 @@ async function uploadOne(ctx: S3Context, file: ShardFile, keyName = file.name): 
     return { ...base, outcome: 'skipped', deleted: await maybeDelete(ctx, file, keyName) };
   }
 
-  const before = meter.bytesDone;
   const metadata = { sha256: digests.sha256 };
   const contentType = keyName.endsWith('.json') ? 'application/json' : 'application/octet-stream';
   let partsSent: number | undefined;
@@ -281,7 +280,7 @@ async function uploadOne(ctx: S3Context, file: ShardFile, keyName = file.name): 
   return {
     ...base,
     outcome: 'uploaded',
-    bytesSent: meter.bytesDone - before,
+    bytesSent: meter.sentBy(keyName),
     partsSent,
     partsReused,
     deleted: await maybeDelete(ctx, file, keyName),
