@@ -174,7 +174,7 @@ describe('upload to the Internet Archive (IAS3)', () => {
     closed.close();
     const err = await uploadDirectoryToIa(opts(dir, { endpoint: `http://127.0.0.1:${port}` })).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'E_UPLOAD_UNREACHABLE' });
-    expect((err as Error).message).toContain(`127.0.0.1:${port}`);
+    expect((err as Error).message).toContain(`cannot reach http://127.0.0.1:${port} (ECONNREFUSED)`);
     expect(listUploads(dir).filter((r) => r.state === 'verified')).toEqual([]);
   });
 
@@ -227,6 +227,134 @@ describe('IA credentials and header encoding', () => {
       'x-archive-meta01-collection': 'a',
       'x-archive-meta02-collection': 'b',
       'x-archive-meta-custom--field': 'x',
+    });
+  });
+});
+
+// archive.org's read side (TESTING.md "Mutation testing"): HEAD and GET are redirected to the
+// item's server, a file may answer 404 for a while after its PUT, and an ETag may be no MD5.
+describe('verification as the archive answers reads', () => {
+  async function withServer(o: Partial<Parameters<typeof startIaServer>[0]>, fn: (server: IaServer) => Promise<void>): Promise<void> {
+    const server = await startIaServer({ ...credentials, ...o });
+    try {
+      await fn(server);
+    } finally {
+      await server.close();
+    }
+  }
+  const on = (server: IaServer, dir: string, extra: Partial<IaUploadOptions> = {}): IaUploadOptions => ({ ...opts(dir), endpoint: server.url, ...extra });
+  const stateOf = (dir: string, file: string): string | undefined => listUploads(dir).find((r) => r.file === file)?.state;
+
+  it('follows the redirect to the item server: verifies after upload, skips on a re-run, and sends each file with its content type', async () => {
+    await withServer({ redirectReads: true }, async (server) => {
+      const { dir } = makeShard('redirect', { 'r.warc.gz': 40_000 });
+      const first = await uploadDirectoryToIa(on(server, dir));
+      expect(first.files.map((f) => [f.file, f.outcome])).toEqual([['warcs/r.warc.gz', 'uploaded'], ['shard.json', 'uploaded']]);
+      expect(server.requests.filter((r) => r.method === 'HEAD' && r.path.startsWith('/item-server/') && r.status === 200).length).toBeGreaterThanOrEqual(2);
+      const putOf = (f: string) => server.requests.find((r) => r.method === 'PUT' && r.path.endsWith(`/${f}`))!;
+      expect(putOf('r.warc.gz').headers['content-type']).toBe('application/octet-stream');
+      expect(putOf('shard.json').headers['content-type']).toBe('application/json');
+      expect(putOf('r.warc.gz').headers['x-archive-size-hint']).toBeDefined();
+      const again = await uploadDirectoryToIa(on(server, dir));
+      expect(again.files.map((f) => f.outcome)).toEqual(['skipped', 'skipped']);
+    });
+  });
+
+  it('no MD5 ETag behind a redirect: reads the file back through it; a copy that differs is uploaded again, never skipped', async () => {
+    await withServer({ redirectReads: true, noMd5Etag: true }, async (server) => {
+      const name = 'demo-20240305101500-00001-n1.warc.gz';
+      const { dir, bytes } = makeShard('redirect-readback', { [name]: 30_000 });
+      const first = await uploadDirectoryToIa(on(server, dir));
+      expect(first.files.map((f) => f.outcome)).toEqual(['uploaded', 'uploaded']);
+      expect(server.requests.some((r) => r.method === 'GET' && r.path === `/item-server/lifeboat-demo-shard-1/${name}` && r.status === 200)).toBe(true);
+      expect((await uploadDirectoryToIa(on(server, dir))).files.map((f) => f.outcome), 'read back equal: skipped').toEqual(['skipped', 'skipped']);
+      // The archive's copy goes bad (same size): the next run must notice by reading it back.
+      const stored = server.items.get('lifeboat-demo-shard-1')!.files.get(name)!;
+      stored.bytes = Buffer.from(stored.bytes);
+      stored.bytes[0]! ^= 0xff;
+      const third = await uploadDirectoryToIa(on(server, dir));
+      expect(third.files.map((f) => f.outcome)).toEqual(['uploaded', 'skipped']);
+      expect(sha256(server.items.get('lifeboat-demo-shard-1')!.files.get(name)!.bytes)).toBe(sha256(bytes[name]!));
+    });
+  });
+
+  it('an ETag that is no MD5 ("<hex>-1") is not compared as one: the file is read back instead', async () => {
+    await withServer({ etag: 'multipart' }, async (server) => {
+      const { dir } = makeShard('etag-multipart', { 'm.warc.gz': 20_000 });
+      const first = await uploadDirectoryToIa(on(server, dir));
+      expect(first.files.map((f) => f.outcome)).toEqual(['uploaded', 'uploaded']);
+      expect(server.requests.filter((r) => r.method === 'GET').length).toBeGreaterThanOrEqual(2);
+      expect((await uploadDirectoryToIa(on(server, dir))).files.map((f) => f.outcome)).toEqual(['skipped', 'skipped']);
+    });
+  });
+
+  it('a file the archive answers 404 for a while after its PUT is verified once it appears', async () => {
+    await withServer({}, async (server) => {
+      const { dir } = makeShard('late-head', { 'l.warc.gz': 10_000 });
+      server.notFoundAfterPut(2);
+      const r = await uploadDirectoryToIa(on(server, dir, { verifyWaitMs: 30_000 }));
+      expect(r.files.map((f) => f.outcome)).toEqual(['uploaded', 'uploaded']);
+      const heads = server.requests.filter((x) => x.method === 'HEAD' && x.path.endsWith('/l.warc.gz')).map((x) => x.status);
+      expect(heads).toEqual([404, 404, 404, 200]); // the check before the PUT, two while the archive catches up, then found
+      expect(stateOf(dir, 'warcs/l.warc.gz')).toBe('verified');
+    });
+  });
+
+  it('a file that never appears after its PUT is not marked uploaded once the wait is over', async () => {
+    await withServer({}, async (server) => {
+      const { dir } = makeShard('never-head', { 'v.warc.gz': 10_000 });
+      server.notFoundAfterPut(1_000);
+      const err = (await uploadDirectoryToIa(on(server, dir, { verifyWaitMs: 300 })).catch((e: unknown) => e)) as UploadIncompleteError;
+      expect(err).toBeInstanceOf(UploadIncompleteError);
+      const failed = err.result.files.find((f) => f.file === 'warcs/v.warc.gz')!;
+      expect(failed.error).toMatchObject({ code: 'E_UPLOAD_SIZE_MISMATCH', status: 404 });
+      expect(failed.error!.message).toBe('warcs/v.warc.gz: uploaded, but HEAD still answers 404; not marked uploaded — run upload again later to verify');
+      expect(server.requests.filter((x) => x.method === 'HEAD' && x.path.endsWith('/v.warc.gz')).length).toBeGreaterThanOrEqual(3);
+      expect(stateOf(dir, 'warcs/v.warc.gz')).not.toBe('verified');
+    });
+  });
+
+  it('reads that redirect for ever: nothing is skipped or marked uploaded', async () => {
+    await withServer({ redirectReads: 'loop' }, async (server) => {
+      const { dir } = makeShard('redirect-loop', { 'o.warc.gz': 10_000 });
+      const err = (await uploadDirectoryToIa(on(server, dir, { verifyWaitMs: 200 })).catch((e: unknown) => e)) as UploadIncompleteError;
+      expect(err).toBeInstanceOf(UploadIncompleteError);
+      const failed = err.result.files.find((f) => f.file === 'warcs/o.warc.gz')!;
+      expect(failed.error?.message).toMatch(/HEAD still answers 310/);
+      // Each look follows at most four hops.
+      const heads = server.requests.filter((x) => x.method === 'HEAD');
+      expect(heads.length % 4).toBe(0);
+      expect(stateOf(dir, 'warcs/o.warc.gz')).not.toBe('verified');
+    });
+  });
+  it.each([
+    { getFault: 'redirect-loop', code: 'E_UPLOAD_CHECKSUM', why: 'warcs/g.warc.gz: reading it back from the archive redirected too often; not marked uploaded' },
+    { getFault: 503, code: 'E_UPLOAD_CHECKSUM', why: 'warcs/g.warc.gz: reading it back from the archive answered HTTP 503; not marked uploaded — run upload again later to verify' },
+    { getFault: 'reset', code: 'E_UPLOAD_UNREACHABLE', why: /^ia:\/\/lifeboat-demo-shard-1: cannot reach http:\/\/127\.0\.0\.1:\d+ \(\w+\) to read warcs\/g\.warc\.gz back$/ },
+  ] as const)('no MD5 ETag and the file cannot be read back ($getFault): not marked uploaded, and never skipped on a re-run', async ({ getFault, code, why }) => {
+    await withServer({ noMd5Etag: true, getFault }, async (server) => {
+      const { dir } = makeShard(`readback-${getFault}`, { 'g.warc.gz': 10_000 });
+      for (let run = 0; run < 2; run++) {
+        const err = (await uploadDirectoryToIa(on(server, dir)).catch((e: unknown) => e)) as UploadIncompleteError;
+        expect(err).toBeInstanceOf(UploadIncompleteError);
+        const failed = err.result.files.find((f) => f.file === 'warcs/g.warc.gz')!;
+        expect(failed.outcome).toBe('failed');
+        expect(failed.error).toMatchObject({ code });
+        if (typeof why === 'string') expect(failed.error!.message).toBe(why);
+        else expect(failed.error!.message).toMatch(why);
+        expect(stateOf(dir, 'warcs/g.warc.gz')).not.toBe('verified');
+      }
+      // The second run PUT it again: a copy that cannot be read back is not taken as there.
+      expect(server.requests.filter((r) => r.method === 'PUT' && r.path.endsWith('/g.warc.gz'))).toHaveLength(2);
+      if (getFault === 'redirect-loop') expect(server.requests.filter((r) => r.method === 'GET').length % 4).toBe(0);
+    });
+  });
+
+  it('asks for derivative formats only when told to', async () => {
+    await withServer({}, async (server) => {
+      const { dir } = makeShard('derive', { 'q.warc.gz': 1000 });
+      await uploadDirectoryToIa(on(server, dir, { queueDerive: true }));
+      expect(server.requests.filter((r) => r.method === 'PUT').map((r) => r.headers['x-archive-queue-derive'])).toEqual(['1', '1']);
     });
   });
 });

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -473,3 +473,69 @@ describe('lifeboat upload killed with -9 in the middle of a multipart upload', (
     expect((await getObject('shards/killed/warcs/' + name)).equals(bytes[name]!)).toBe(true);
   }, 120_000);
 });
+
+// The ledger's fast path (a file verified before, same size and mtime: only a HEAD) must never
+// skip a file that changed locally or an object that changed on the store.
+describe('re-runs after a verified upload', () => {
+  const t = new Date('2024-06-01T00:00:00Z'); // whole seconds: the mtime can be set back exactly
+  const rewrite = (path: string, text: string, mtime?: Date): void => {
+    writeFileSync(path, text);
+    if (mtime) utimesSync(path, mtime, mtime);
+  };
+
+  it('a shard.json rewritten since (same size, new mtime; or other size, same mtime) is uploaded again', async () => {
+    const { dir } = makeShard('rewritten', { 'w.warc.gz': 1000 });
+    const manifest = join(dir, 'shard.json');
+    const text = readFileSync(manifest, 'utf8');
+    utimesSync(manifest, t, t);
+    await uploadDirectory(opts(dir, 'shards/rewritten'));
+    const sameSize = text.replace('"archived":10', '"archived":11');
+    expect(sameSize.length).toBe(text.length);
+    rewrite(manifest, sameSize, new Date(t.getTime() + 5000));
+    let r = await uploadDirectory(opts(dir, 'shards/rewritten'));
+    expect(r.files.map((f) => [f.file, f.outcome])).toEqual([['warcs/w.warc.gz', 'skipped'], ['shard.json', 'uploaded']]);
+    expect((await getObject('shards/rewritten/shard.json')).toString()).toBe(sameSize);
+    const longer = sameSize.replace('"archived":11', '"archived":12,"missing":1');
+    rewrite(manifest, longer, new Date(t.getTime() + 5000)); // the mtime the ledger holds (a coarse clock)
+    r = await uploadDirectory(opts(dir, 'shards/rewritten'));
+    expect(r.files.find((f) => f.file === 'shard.json')!.outcome).toBe('uploaded');
+    expect((await getObject('shards/rewritten/shard.json')).toString()).toBe(longer);
+  });
+
+  it('ETags not compared: an object replaced on the store with another size or without its sha256 is uploaded again', async () => {
+    const name = 'r.warc.gz';
+    const { dir, bytes } = makeShard('replaced-noetag', { [name]: 100_000 });
+    const o = opts(dir, 'shards/replaced-noetag', { verifyEtag: false });
+    const key = `shards/replaced-noetag/warcs/${name}`;
+    await uploadDirectory(o);
+    const put = async (body: Buffer, metadata: Record<string, string>): Promise<void> => {
+      const s3 = client();
+      await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body, Metadata: metadata }));
+      s3.destroy();
+    };
+    for (const [label, body, metadata] of [
+      ['another size, the same sha256 metadata', randomBytes(99_999), { sha256: sha256(bytes[name]!) }],
+      ['the same size, no sha256 metadata', randomBytes(100_000), {}],
+    ] as const) {
+      await put(body, metadata);
+      const r = await uploadDirectory(o);
+      expect(r.files.find((f) => f.file === `warcs/${name}`)!.outcome, label).toBe('uploaded');
+      expect(sha256(await getObject(key)), label).toBe(sha256(bytes[name]!));
+    }
+  });
+
+  it('sends shard.json as application/json and WARCs as application/octet-stream', async () => {
+    const { dir } = makeShard('content-type', { 'c.warc.gz': 1000, 'd.warc.gz': 6 * MIB });
+    await uploadDirectory(opts(dir, 'shards/content-type'));
+    const s3 = client();
+    const type = async (key: string): Promise<string | undefined> => (await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))).ContentType;
+    try {
+      expect(await type('shards/content-type/shard.json')).toBe('application/json');
+      expect(await type('shards/content-type/warcs/c.warc.gz')).toBe('application/octet-stream');
+      expect(await type('shards/content-type/warcs/d.warc.gz')).toBe('application/octet-stream');
+    } finally {
+      s3.destroy();
+    }
+  });
+});
+

@@ -40,11 +40,28 @@ let endpoint: string;
  * number, or the POST completing a multipart upload), just before the next HEAD — the
  * verification — reads them.
  */
-const lies = new Map<string, { how: 'size' | 'bytes' | 'sha256'; landed: boolean }>();
+const lies = new Map<string, { how: Lie; landed: boolean }>();
+/**
+ * `multipart-etag` is no lie: it gives the object the ETag AWS S3 gives a multipart upload (the MD5
+ * of its 5 MiB parts' MD5s, `-N`), where s3rver keeps the whole object's MD5. `vanish` removes it.
+ */
+type Lie = 'size' | 'bytes' | 'sha256' | 'multipart-etag' | 'vanish';
 
-function damageOnDisk(key: string, how: 'size' | 'bytes' | 'sha256'): void {
+function damageOnDisk(key: string, how: Lie): void {
   const parts = key.split('/');
   const object = join(storeDir, BUCKET, ...parts.slice(0, -1), `${parts.at(-1)}._S3rver_object`);
+  if (how === 'multipart-etag') {
+    const bytes = readFileSync(object);
+    const md5s: Buffer[] = [];
+    for (let at = 0; at < bytes.length; at += 5 * MIB) md5s.push(createHash('md5').update(bytes.subarray(at, at + 5 * MIB)).digest());
+    writeFileSync(`${object}.md5`, `${createHash('md5').update(Buffer.concat(md5s)).digest('hex')}-${md5s.length}`);
+    return;
+  }
+  if (how === 'vanish') {
+    for (const suffix of ['', '.md5']) rmSync(`${object}${suffix}`, { force: true });
+    rmSync(join(storeDir, BUCKET, ...parts.slice(0, -1), `${parts.at(-1)}._S3rver_metadata.json`), { force: true });
+    return;
+  }
   if (how === 'sha256') {
     // Same bytes, but the store reports another sha256 in the object's metadata.
     const meta = join(storeDir, BUCKET, ...parts.slice(0, -1), `${parts.at(-1)}._S3rver_metadata.json`);
@@ -169,6 +186,37 @@ describe('S3 upload verification against a store that lies (s3rver)', () => {
     expect(stateOf(dir, `warcs/${name}`)).toBe('verified');
     expect(sha256(await getObject(`${prefix}/warcs/${name}`))).toBe(sha256(bytes[name]!));
     expect(existsSync(join(dir, 'warcs', name))).toBe(false); // deleted once verified
+  });
+});
+
+describe('S3 upload verification of what a store really answers', () => {
+  it('accepts the multipart ETag AWS S3 gives (MD5 of the part MD5s), and skips the file on a re-run', async () => {
+    const name = 'demo-20240101000000-00020-n1.warc.gz';
+    const { dir, bytes } = makeShard('s3-multipart-etag', { [name]: 11 * MIB });
+    const options = { dir, target: `s3://${BUCKET}/shards/multipart-etag`, endpoint, credentials, partSizeBytes: 5 * MIB, concurrency: 2 };
+    lies.set(`shards/multipart-etag/warcs/${name}`, { how: 'multipart-etag', landed: false });
+    const r = await uploadDirectory(options);
+    expect(lies.size).toBe(0);
+    expect(r.files.map((f) => [f.file, f.outcome, f.bytesSent])).toEqual([
+      [`warcs/${name}`, 'uploaded', 11 * MIB],
+      ['shard.json', 'uploaded', readFileSync(join(dir, 'shard.json')).length],
+    ]);
+    expect(stateOf(dir, `warcs/${name}`)).toBe('verified');
+    rmSync(join(dir, 'shard.sqlite')); // no ledger: the store's answer alone must say it is there
+    const again = await uploadDirectory(options);
+    expect(again.files.map((f) => f.outcome)).toEqual(['skipped', 'skipped']);
+    expect(sha256(await getObject(`shards/multipart-etag/warcs/${name}`))).toBe(sha256(bytes[name]!));
+  });
+
+  it('an object gone right after its upload is not marked uploaded', async () => {
+    const name = 'demo-20240101000000-00021-n1.warc.gz';
+    const { dir } = makeShard('s3-vanish', { [name]: 100_000 });
+    lies.set(`shards/vanish/warcs/${name}`, { how: 'vanish', landed: false });
+    const err = (await uploadDirectory({ dir, target: `s3://${BUCKET}/shards/vanish`, endpoint, credentials }).catch((e: unknown) => e)) as UploadIncompleteError;
+    expect(err).toBeInstanceOf(UploadIncompleteError);
+    const failed = err.result.files.find((f) => f.file === `warcs/${name}`)!;
+    expect(failed.error).toMatchObject({ code: 'E_UPLOAD_CHECKSUM', message: `warcs/${name}: verification failed after upload: object missing after upload; not marked uploaded` });
+    expect(stateOf(dir, `warcs/${name}`)).not.toBe('verified');
   });
 });
 
