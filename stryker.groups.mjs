@@ -15,7 +15,7 @@ export const GROUPS = {
   },
   merge: {
     mutate: ['storage/curate/merge-db.ts', 'storage/curate/merge-output.ts'],
-    tests: ['test/merge-dedupe.test.ts', 'test/merge-records.test.ts', 'test/merge.test.ts'],
+    tests: ['test/merge-dedupe.test.ts', 'test/db-readers.test.ts', 'test/merge-records.test.ts', 'test/merge.test.ts'],
   },
   upload: {
     mutate: ['storage/upload/s3.ts:157-289', 'storage/upload/ia.ts:228-263', 'storage/upload/ia.ts:338-427'],

@@ -1,4 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -118,4 +120,37 @@ describe('MergedDbReader', () => {
       r.close();
     }
   });
+
+  it('an index-only merge: lists the input WARCs it points into (name relative to its folder, size, sha256); a merged.sqlite without a warcs table lists none', async () => {
+    const out = join(tmp, 'index-only');
+    await mergeShards({ inputs: [shard], out, indexOnly: true });
+    const names = (await readdir(join(shard, 'warcs'))).filter((f) => f.endsWith('.warc.gz')).sort();
+    const r = MergedDbReader.open(join(out, 'merged.sqlite'));
+    try {
+      expect(r.meta('mode')).toBe('index-only');
+      expect(r.meta('no such key')).toBeUndefined();
+      const refs = r.referencedWarcs();
+      expect(refs.map((w) => w.name.split('/').at(-1))).toEqual(names);
+      for (const [i, w] of refs.entries()) {
+        const bytes = await readFile(join(shard, 'warcs', names[i]!));
+        expect(w).toMatchObject({ size: (await stat(join(shard, 'warcs', names[i]!))).size, sha256: createHash('sha256').update(bytes).digest('hex') });
+        expect((await stat(join(out, w.name))).size, 'named relative to the output folder').toBe(w.size);
+      }
+    } finally {
+      r.close();
+    }
+    const old = join(tmp, 'old-merged');
+    await mkdir(old);
+    await copyFile(join(out, 'merged.sqlite'), join(old, 'merged.sqlite'));
+    const db = new Database(join(old, 'merged.sqlite'));
+    db.exec('DROP TABLE warcs');
+    db.close();
+    const o = MergedDbReader.open(join(old, 'merged.sqlite'));
+    try {
+      expect(o.referencedWarcs()).toEqual([]);
+    } finally {
+      o.close();
+    }
+  });
 });
+

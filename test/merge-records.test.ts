@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { surtOf } from '../storage/curate/cdxj.js';
+import { missingMedia } from '../storage/curate/coverage.js';
 import { mergeShards } from '../storage/curate/merge.js';
 import { scanMembers } from '../storage/warc/gzip-members.js';
 import { sha1Of } from '../storage/warc/warc-record.js';
@@ -219,5 +220,25 @@ describe('merge: inputs, defects and what was merged before', () => {
       { url: `${B}/p/1`, encoding: null },
       { url: `${B}/p/2`, encoding: 'br' },
     ]);
+  });
+
+  it('merges into a merged.sqlite made before duplicates had a place and media a reason: a duplicate is still recorded', async () => {
+    const input = await warcOf('old-dup-1', [{ url: `${B}/p/1`, body: 'one' }]);
+    const out = join(tmp, 'out-old-dup');
+    await mergeShards({ inputs: [input], out });
+    const db = new Database(join(out, 'merged.sqlite'));
+    db.exec('ALTER TABLE duplicates DROP COLUMN warc; ALTER TABLE duplicates DROP COLUMN offset; ALTER TABLE duplicates DROP COLUMN length; ALTER TABLE media_left DROP COLUMN reason');
+    db.close();
+    const again = await warcOf('old-dup-2', [{ url: `${B}/p/1`, body: 'one' }, { url: `${B}/p/3`, body: 'three' }]);
+    const r = await mergeShards({ inputs: [again], out });
+    expect(r.defects).toEqual([]);
+    expect(rows(out, `SELECT url, type, warc FROM duplicates WHERE type = 'response'`)).toEqual([{ url: `${B}/p/1`, type: 'response', warc: null }]);
+    // What `status` lists as missing media reads the reason: the old database answers it too.
+    const read = new Database(join(out, 'merged.sqlite'), { readonly: true });
+    try {
+      expect([...missingMedia(read)]).toEqual([]);
+    } finally {
+      read.close();
+    }
   });
 });
