@@ -138,6 +138,11 @@ export async function rescueRehearsal(o: RescueOptions): Promise<RescueResult> {
       'min_client_version: 0.1.0',
       'media: {item_size: 20, max_attempts: 2}',
       'nodes: {max_leases: 3, stall_secs: 60}',
+      // Every process here shares 127.0.0.1; in a rescue each volunteer has its own address. With
+      // the default per-address budget the villains' traffic made everyone wait out 429s: the
+      // hoarder's 15 s leases then ran out between its rounds instead of stalling (CI saw no stall
+      // at all once). Each token keeps its own budget (rate_limit.max, the default 600 a minute).
+      'rate_limit: {max: 600, window_secs: 60, per_address_max: 100000}',
       // Follow fast; lagging IDs are asked again after 2 s, then 4, 8, 16 (window over the lag).
       `follow: {every_secs: 1, chunk_items: 20, recheck: {window: ${o.lagIds * 4}, attempts: 4, delay_secs: 2}}`,
       '',
